@@ -1,0 +1,68 @@
+#!/bin/bash
+# scripts/install-deps.sh - everything rackboot's tests and virtual lab (tests/lab/) need on a
+# fresh Debian 12 host. Idempotent and non-interactive; run as root. When every package and the
+# venv are already present it changes nothing and does not touch the network.
+#
+#   apt (Debian 12):  QEMU + firmware, IPMI simulator, DHCP/TFTP stand-in, guest initrd tools,
+#                     disk-image tools, TFTP clients (tests), cloud-init (`cloud-init schema` only)
+#   pip (PyPI):       pykickstart into $REPO/.lab/venv (ksvalidator = .lab/venv/bin/ksvalidator)
+#
+# Notes
+# * dnsmasq-base, not dnsmasq: the latter ships a unit that starts a host-wide dnsmasq.
+# * No kernel is installed: tests/lab/build-boot.sh `apt-get download`s the kernel package and
+#   extracts it into $REPO/.lab/cache (no /boot changes).
+# * systemd-boot-efi (disk-mode image) Breaks older systemd of the same release: apt may upgrade
+#   systemd/libsystemd0 to the same Debian 12 point release along with it (seen: 252.38 -> 252.39).
+# * cloud-init is only needed for `cloud-init schema --config-file X`. With
+#   --no-install-recommends it pulls ~20 small packages (python3-jinja2/-jsonschema/-requests/...,
+#   isc-dhcp-client, fdisk, gdisk, eject). It starts no service at install time, but on a systemd
+#   host its units would run at the next boot: when this script installs it, it also creates
+#   /etc/cloud/cloud-init.disabled (the documented off switch; `cloud-init schema` still works).
+#   Set LAB_KEEP_CLOUD_INIT_ENABLED=1 to skip that.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+export DEBIAN_FRONTEND=noninteractive
+[ "$(id -u)" = 0 ] || { echo "install-deps.sh: run as root" >&2; exit 1; }
+
+PKGS=(
+  # virtual lab: machines, firmware, BMC, provisioner stand-in
+  qemu-system-x86 ipxe-qemu ipxe ovmf openipmi ipmitool dnsmasq-base iproute2 tcpdump curl python3
+  # guest kernel/initrd build (tests/lab/build-boot.sh)
+  busybox-static dropbear-bin cpio kmod openssh-client
+  # disk-mode image (no loop devices / mounts)
+  syslinux syslinux-common mtools dosfstools fdisk systemd-boot-efi
+  # TFTP clients for tests, python venv for pykickstart, cloud-init for `cloud-init schema`
+  tftp-hpa atftp python3-venv cloud-init
+)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+missing=()
+for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  had_cloud_init=0; installed cloud-init && had_cloud_init=1
+  echo "install-deps: installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef \
+    -o Dpkg::Options::=--force-confold "${missing[@]}"
+  if [ "$had_cloud_init" = 0 ] && installed cloud-init && [ "${LAB_KEEP_CLOUD_INIT_ENABLED:-0}" != 1 ]; then
+    mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled
+    echo "install-deps: created /etc/cloud/cloud-init.disabled (cloud-init is installed for 'cloud-init schema' only)"
+  fi
+else
+  echo "install-deps: all ${#PKGS[@]} packages present"
+fi
+
+# pykickstart (ksvalidator) in a venv under the git-ignored .lab/
+VENV="$REPO/.lab/venv"
+if [ -x "$VENV/bin/ksvalidator" ] && "$VENV/bin/python" -c 'import pykickstart' 2>/dev/null; then
+  echo "install-deps: $VENV has pykickstart"
+else
+  echo "install-deps: creating $VENV with pykickstart"
+  mkdir -p "$REPO/.lab"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check pykickstart
+fi
+
+dpkg-query -W -f='${Package} ${Version}\n' "${PKGS[@]}"
+echo "pykickstart $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("pykickstart"))')" \
+     "($VENV/bin/ksvalidator)"

@@ -1,0 +1,182 @@
+//! The on-disk formats, as plain serde structs that mirror the files.
+//! Unknown fields are rejected here; meaning (references, duplicates,
+//! templates) is checked in `config::validate`. Nothing outside `config`
+//! sees these types.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `rackboot.toml`: daemon settings (restart-only, except where noted).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonFile {
+    #[serde(default)]
+    pub server: ServerWire,
+    #[serde(default)]
+    pub dhcp: DhcpWire,
+    #[serde(default)]
+    pub tftp: TftpWire,
+    #[serde(default)]
+    pub api: ApiWire,
+    #[serde(default)]
+    pub limits: LimitsWire,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerWire {
+    /// Interface to bind DHCP/TFTP to (SO_BINDTODEVICE). Optional.
+    pub interface: Option<String>,
+    /// IPv4 address the daemon listens on and advertises (siaddr, server id, URLs).
+    pub address: Option<String>,
+    pub http_port: Option<u16>,
+    /// Base URL machines use to reach the HTTP boot server. Default: http://address:http_port
+    pub http_base_url: Option<String>,
+    /// Directory with kernels, initrds and other boot payloads (relative to the config dir).
+    pub boot_dir: Option<String>,
+    /// Directory with the iPXE binaries (relative to the config dir).
+    pub firmware_dir: Option<String>,
+    /// Where runs, logs and the SQLite database live (relative to the config dir).
+    pub data_dir: Option<String>,
+    /// sqlite://... (default: SQLite file in data_dir) or postgres://...
+    pub database_url: Option<String>,
+    /// Directory with templates (default "kickstarts").
+    pub templates_dir: Option<String>,
+    /// Directory with profile files (default "profiles").
+    pub profiles_dir: Option<String>,
+    /// Systems file (default "systems.toml").
+    pub systems_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpWire {
+    /// "reservations" (default), "pool", "proxy" or "off".
+    pub mode: Option<String>,
+    pub port: Option<u16>,
+    pub lease_secs: Option<u32>,
+    pub subnet_mask: Option<String>,
+    pub router: Option<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    pub domain: Option<String>,
+    pub pool_start: Option<String>,
+    pub pool_end: Option<String>,
+    /// UEFI x64 PXE clients get this file: "ipxe.efi" (default) or "snponly.efi".
+    pub efi_x64_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TftpWire {
+    pub enabled: Option<bool>,
+    pub port: Option<u16>,
+    pub max_transfers: Option<usize>,
+    pub max_blksize: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiWire {
+    /// Operator API listen address (default 127.0.0.1:9080).
+    pub listen: Option<String>,
+    /// File holding API tokens, one per line (relative to config dir).
+    pub tokens_file: Option<String>,
+    /// Environment variable holding a token.
+    pub token_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsWire {
+    pub max_parallel_runs: Option<usize>,
+    pub max_parallel_bmc: Option<usize>,
+    pub max_parallel_stages: Option<usize>,
+}
+
+/// `systems.toml`: `[systems.NAME]` tables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemsFile {
+    #[serde(default)]
+    pub systems: BTreeMap<String, SystemWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemWire {
+    pub hostname: Option<String>,
+    pub macs: Vec<String>,
+    pub ip: String,
+    pub netmask: Option<String>,
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    pub domain: Option<String>,
+    pub profile: String,
+    pub bmc: Option<BmcWire>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BmcWire {
+    /// "ipmi" or "redfish".
+    pub kind: String,
+    /// host or host:port (IPMI default port 623; Redfish: https://host[:port] or host).
+    pub address: String,
+    pub username: String,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    /// Refused: passwords never live inline. Present only to give a clear error.
+    pub password: Option<toml::Value>,
+    /// IPMI cipher suites in preference order (default [17, 3]).
+    pub cipher_suites: Option<Vec<u8>>,
+    /// Redfish: accept a self-signed certificate.
+    pub insecure_tls: Option<bool>,
+    /// Redfish system id (default: discovered from /redfish/v1/Systems).
+    pub system_id: Option<String>,
+}
+
+/// `profiles/NAME.toml`.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileWire {
+    pub description: Option<String>,
+    pub parent: Option<String>,
+    /// A profile that only exists to be inherited (like a Cobbler distro): not assignable
+    /// to systems, not required to be complete.
+    pub r#abstract: Option<bool>,
+    pub kernel: Option<String>,
+    pub initrd: Option<Vec<String>>,
+    pub kernel_args: Option<String>,
+    /// "kickstart", "preseed", "autoinstall", "cloud-init" or "script".
+    pub installer: Option<String>,
+    /// Installer template (kickstart/preseed/script), under the templates dir.
+    pub template: Option<String>,
+    /// cloud-init / autoinstall NoCloud templates.
+    pub user_data: Option<String>,
+    pub meta_data: Option<String>,
+    pub vendor_data: Option<String>,
+    /// Custom iPXE script template (default: built in).
+    pub ipxe_template: Option<String>,
+    pub wait_ports: Option<Vec<u16>>,
+    pub timeouts: Option<BTreeMap<String, String>>,
+    pub stages: Option<Vec<StageWire>>,
+    /// "rerun" (default) or "fail": what to do with a stage interrupted by a restart.
+    pub on_interrupted_stage: Option<String>,
+    pub vars: Option<BTreeMap<String, toml::Value>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct StageWire {
+    pub name: String,
+    /// "config" or "test".
+    pub kind: String,
+    pub command: String,
+    pub timeout: Option<String>,
+    /// "stop" (default) or "continue".
+    pub on_failure: Option<String>,
+}

@@ -1,0 +1,316 @@
+//! The composition root: builds each shared resource once, binds sockets,
+//! spawns the servers and the engine, handles signals (TERM/INT: shut down;
+//! HUP: reload), and drains with a deadline. Only this module sees everything.
+
+use crate::config::{self, ConfigErrors, Settings};
+use crate::engine::{Engine, EngineHandle};
+use crate::http::{api, boot};
+use crate::inventory::Inventory;
+use crate::observe::{Observation, ObservationSink};
+use crate::store::Store;
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Reloads the inventory; keeps the old one when the new one is invalid.
+pub struct Reloader {
+    settings: Arc<Settings>,
+    tx: watch::Sender<Arc<Inventory>>,
+    generation: AtomicU64,
+    lock: Mutex<()>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReloadResult {
+    pub generation: u64,
+    pub systems: usize,
+    pub profiles: usize,
+}
+
+impl Reloader {
+    pub fn new(settings: Arc<Settings>, tx: watch::Sender<Arc<Inventory>>) -> Reloader {
+        Reloader {
+            settings,
+            tx,
+            generation: AtomicU64::new(1),
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Blocking (reads files, compiles and renders templates): call from
+    /// `spawn_blocking` in async code.
+    pub fn reload(&self) -> Result<ReloadResult, ConfigErrors> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Settings are restart-only: say so if the file changed.
+        match config::load_settings(&self.settings.config_dir) {
+            Ok(s) if s != *self.settings => {
+                tracing::warn!("rackboot.toml changed: daemon settings take effect on restart only")
+            }
+            Err(e) => tracing::warn!(
+                "rackboot.toml is invalid (settings keep their start-up values): {e}"
+            ),
+            _ => {}
+        }
+        match config::load_inventory(&self.settings) {
+            Ok(inv) => {
+                let r = ReloadResult {
+                    generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
+                    systems: inv.systems().len(),
+                    profiles: inv.profiles().len(),
+                };
+                self.tx.send_replace(Arc::new(inv));
+                tracing::info!(
+                    generation = r.generation,
+                    systems = r.systems,
+                    profiles = r.profiles,
+                    "configuration reloaded"
+                );
+                Ok(r)
+            }
+            Err(e) => {
+                for err in &e.0 {
+                    tracing::error!(file = %err.file, key = %err.key, reason = %err.reason, "config error");
+                }
+                tracing::error!(
+                    errors = e.0.len(),
+                    "reload rejected: still serving the last good configuration (generation {})",
+                    self.generation()
+                );
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Read API tokens (file lines and/or env var). With neither configured, a
+/// token is generated once into `data_dir/api-token` (mode 0600), like
+/// Jenkins' initial admin password, so the local CLI works with zero set-up.
+pub fn api_tokens(s: &Settings) -> anyhow::Result<Vec<String>> {
+    let mut tokens = Vec::new();
+    if let Some(f) = &s.api_tokens.file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading API tokens file {}", f.display()))?;
+        tokens.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    if let Some(v) = &s.api_tokens.env {
+        if let Ok(t) = std::env::var(v) {
+            if !t.trim().is_empty() {
+                tokens.push(t.trim().to_string());
+            }
+        }
+    }
+    if s.api_tokens.file.is_none() && s.api_tokens.env.is_none() {
+        let path = s.data_dir.join("api-token");
+        match std::fs::read_to_string(&path) {
+            Ok(t) if !t.trim().is_empty() => tokens.push(t.trim().to_string()),
+            _ => {
+                std::fs::create_dir_all(&s.data_dir)?;
+                let t = crate::engine::random_token();
+                write_private(&path, &t)?;
+                tracing::info!(path = %path.display(), "generated an API token");
+                tokens.push(t);
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")
+}
+
+/// Listeners the daemon serves on. Tests pass port-0 sockets.
+pub struct Listeners {
+    pub http: tokio::net::TcpListener,
+    pub api: tokio::net::TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(s: &Settings) -> anyhow::Result<Listeners> {
+        let http_addr = SocketAddr::from((s.address, s.http_port));
+        let http = tokio::net::TcpListener::bind(http_addr)
+            .await
+            .with_context(|| format!("binding the boot HTTP server on {http_addr}"))?;
+        let api = tokio::net::TcpListener::bind(s.api_listen)
+            .await
+            .with_context(|| format!("binding the API on {}", s.api_listen))?;
+        Ok(Listeners { http, api })
+    }
+}
+
+/// A running daemon.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub reloader: Arc<Reloader>,
+    pub engine: EngineHandle,
+    pub inventory: watch::Receiver<Arc<Inventory>>,
+    pub shutdown: CancellationToken,
+    tracker: TaskTracker,
+    store: Store,
+}
+
+impl Running {
+    /// Stop everything and wait (bounded) for tasks to finish.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks did not finish within 5 s of shutdown");
+        }
+        self.store.close().await;
+    }
+}
+
+/// Start the daemon from a loaded config on the given listeners.
+pub async fn start(cfg: config::Config, listeners: Listeners) -> anyhow::Result<Running> {
+    let settings = Arc::new(cfg.settings);
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let store = Store::open(&settings.database_url)
+        .await
+        .with_context(|| format!("opening the store {}", settings.database_url))?;
+    let (engine, table_rx) = Engine::start(store.clone(), shutdown.child_token()).await?;
+
+    let (inv_tx, inv_rx) = watch::channel(Arc::new(cfg.inventory));
+    let reloader = Arc::new(Reloader::new(settings.clone(), inv_tx));
+
+    // Observations: adapters try_send; this task consumes (the run engine will).
+    let (obs_tx, mut obs_rx) = mpsc::channel::<Observation>(4096);
+    let obs = ObservationSink::new(obs_tx);
+    {
+        let sd = shutdown.clone();
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = sd.cancelled() => break,
+                    o = obs_rx.recv() => match o {
+                        Some(o) => tracing::debug!(observation = ?o, "observed"),
+                        None => break,
+                    }
+                }
+            }
+        });
+    }
+
+    let http_stats = Arc::new(boot::HttpStats::default());
+    let boot_ctx = boot::BootContext {
+        inventory: inv_rx.clone(),
+        table: table_rx.clone(),
+        boot_dir: settings.boot_dir.clone(),
+        firmware_dir: settings.firmware_dir.clone(),
+        obs: obs.clone(),
+        stats: http_stats.clone(),
+        engine: Some(engine.clone()),
+    };
+    let tokens = api_tokens(&settings)?;
+    let api_ctx = api::ApiContext {
+        inventory: inv_rx.clone(),
+        table: table_rx.clone(),
+        engine: engine.clone(),
+        reloader: reloader.clone(),
+        tokens: Arc::new(tokens),
+        http_stats: http_stats.clone(),
+        extra_stats: Arc::new(|| serde_json::json!({})),
+    };
+
+    let http_addr = listeners.http.local_addr()?;
+    let api_addr = listeners.api.local_addr()?;
+    serve_http(
+        &tracker,
+        &shutdown,
+        listeners.http,
+        boot::router(boot_ctx),
+        "boot http",
+    );
+    serve_http(
+        &tracker,
+        &shutdown,
+        listeners.api,
+        api::router(api_ctx),
+        "api",
+    );
+    tracing::info!(%http_addr, %api_addr, dhcp = settings.dhcp.mode.as_str(), "rackboot serving");
+
+    Ok(Running {
+        http_addr,
+        api_addr,
+        reloader,
+        engine,
+        inventory: inv_rx,
+        shutdown,
+        tracker,
+        store,
+    })
+}
+
+fn serve_http(
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    name: &'static str,
+) {
+    let sd = shutdown.clone();
+    tracker.spawn(async move {
+        let svc = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, svc)
+            .with_graceful_shutdown(async move { sd.cancelled().await })
+            .await
+        {
+            tracing::error!(server = name, error = %e, "HTTP server failed");
+        }
+    });
+}
+
+/// `rackboot serve`: run until SIGTERM/SIGINT; SIGHUP reloads.
+pub async fn run(config_dir: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = config::load(config_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listeners = Listeners::bind(&cfg.settings).await?;
+    let running = start(cfg, listeners).await?;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading configuration");
+                let r = running.reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+        }
+    }
+    running.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,388 @@
+//! Machine-facing HTTP: iPXE scripts, kernels/initrds, installer configs and
+//! the install-done callback. These URLs are baked into scripts and installers:
+//! keep them stable. Reads snapshots only; the callback goes to the engine.
+
+use crate::boot::{self, BootDecision, BootTable};
+use crate::engine::EngineHandle;
+use crate::inventory::Inventory;
+use crate::model::Mac;
+use crate::observe::{HttpServed, Observation, ObservationSink};
+use crate::render::RenderKind;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+/// Counters of the boot HTTP server.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    pub requests: AtomicU64,
+    pub bad_request: AtomicU64,
+    pub not_found: AtomicU64,
+    pub forbidden: AtomicU64,
+    pub render_errors: AtomicU64,
+    pub callbacks: AtomicU64,
+}
+
+impl HttpStats {
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "requests": self.requests.load(Ordering::Relaxed),
+            "bad_request": self.bad_request.load(Ordering::Relaxed),
+            "not_found": self.not_found.load(Ordering::Relaxed),
+            "forbidden": self.forbidden.load(Ordering::Relaxed),
+            "render_errors": self.render_errors.load(Ordering::Relaxed),
+            "callbacks": self.callbacks.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// What the boot HTTP handlers need: snapshots, dirs, the observation sink.
+#[derive(Clone)]
+pub struct BootContext {
+    pub inventory: watch::Receiver<Arc<Inventory>>,
+    pub table: watch::Receiver<Arc<BootTable>>,
+    pub boot_dir: PathBuf,
+    pub firmware_dir: PathBuf,
+    pub obs: ObservationSink,
+    pub stats: Arc<HttpStats>,
+    pub engine: Option<EngineHandle>,
+}
+
+pub fn router(ctx: BootContext) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/boot.ipxe", get(generic_script))
+        .route("/ipxe/{mac}", get(mac_script))
+        .route("/ks/{mac}", get(installer_config))
+        .route("/nocloud/{mac}/{doc}", get(nocloud))
+        .route("/boot/{*path}", get(boot_file))
+        .route("/firmware/{*path}", get(firmware_file))
+        .route("/done/{mac}", get(done).post(done))
+        .with_state(ctx)
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
+}
+
+impl BootContext {
+    fn bad_request(&self, msg: String) -> Response {
+        self.stats.bad_request.fetch_add(1, Ordering::Relaxed);
+        text(StatusCode::BAD_REQUEST, msg + "\n")
+    }
+
+    fn not_found(&self, msg: String) -> Response {
+        self.stats.not_found.fetch_add(1, Ordering::Relaxed);
+        text(StatusCode::NOT_FOUND, msg + "\n")
+    }
+
+    fn forbidden(&self, msg: String) -> Response {
+        self.stats.forbidden.fetch_add(1, Ordering::Relaxed);
+        text(StatusCode::FORBIDDEN, msg + "\n")
+    }
+
+    fn render_error(&self, mac: &Mac, e: impl std::fmt::Display) -> Response {
+        self.stats.render_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(%mac, error = %e, "template failed to render");
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "template error (see daemon log)\n",
+        )
+    }
+
+    fn parse_mac(&self, s: &str) -> Result<Mac, Response> {
+        s.parse::<Mac>()
+            .map_err(|e| self.bad_request(e.to_string()))
+    }
+}
+
+fn peer_ip(ci: &SocketAddr) -> IpAddr {
+    ci.ip()
+}
+
+async fn generic_script(State(ctx): State<BootContext>) -> Response {
+    ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let inv = ctx.inventory.borrow().clone();
+    text(StatusCode::OK, boot::generic_ipxe_script(&inv))
+}
+
+async fn mac_script(
+    State(ctx): State<BootContext>,
+    ConnectInfo(ci): ConnectInfo<SocketAddr>,
+    Path(mac): Path<String>,
+) -> Response {
+    ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let mac = match ctx.parse_mac(&mac) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let inv = ctx.inventory.borrow().clone();
+    let table = ctx.table.borrow().clone();
+    let d = boot::decide(&inv, &table, &mac);
+    let local = matches!(d, BootDecision::LocalDisk(_));
+    match boot::ipxe_script(&inv, &d) {
+        None => ctx.not_found(format!("{mac} is not in the inventory")),
+        Some(Err(e)) => ctx.render_error(&mac, e),
+        Some(Ok(script)) => {
+            tracing::info!(%mac, local, "served iPXE script");
+            ctx.obs.emit(Observation::Http {
+                mac: Some(mac),
+                peer: peer_ip(&ci),
+                what: HttpServed::Script { local },
+            });
+            text(StatusCode::OK, script)
+        }
+    }
+}
+
+/// Installer configs are served only during the machine's run, and never to
+/// another inventory machine's address.
+fn install_target<'a>(
+    ctx: &BootContext,
+    inv: &'a Inventory,
+    table: &'a BootTable,
+    mac: &Mac,
+    peer: IpAddr,
+) -> Result<(&'a crate::inventory::System, &'a crate::render::RunCtx), Response> {
+    match boot::decide(inv, table, mac) {
+        BootDecision::Ignore => Err(ctx.not_found(format!("{mac} is not in the inventory"))),
+        BootDecision::LocalDisk(s) => Err(ctx.not_found(format!(
+            "{} has no reimage pending: no installer config is served",
+            s.name
+        ))),
+        BootDecision::Install { system, run } => {
+            if let IpAddr::V4(v4) = peer {
+                if let Some(other) = inv.by_ip(&v4) {
+                    if other.name != system.name {
+                        tracing::warn!(%mac, %peer, other = %other.name, "installer config requested by another machine: refused");
+                        return Err(ctx.forbidden(format!(
+                            "{peer} belongs to {}, not to {}",
+                            other.name, system.name
+                        )));
+                    }
+                }
+            }
+            Ok((system, run))
+        }
+    }
+}
+
+async fn installer_config(
+    State(ctx): State<BootContext>,
+    ConnectInfo(ci): ConnectInfo<SocketAddr>,
+    Path(mac): Path<String>,
+) -> Response {
+    serve_rendered(ctx, ci, mac, RenderKind::Config).await
+}
+
+async fn nocloud(
+    State(ctx): State<BootContext>,
+    ConnectInfo(ci): ConnectInfo<SocketAddr>,
+    Path((mac, doc)): Path<(String, String)>,
+) -> Response {
+    let kind = match doc.as_str() {
+        "user-data" => RenderKind::UserData,
+        "meta-data" => RenderKind::MetaData,
+        "vendor-data" => RenderKind::VendorData,
+        _ => {
+            ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
+            return ctx.not_found(format!("no NoCloud document {doc:?}"));
+        }
+    };
+    serve_rendered(ctx, ci, mac, kind).await
+}
+
+async fn serve_rendered(
+    ctx: BootContext,
+    ci: SocketAddr,
+    mac: String,
+    kind: RenderKind,
+) -> Response {
+    ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let mac = match ctx.parse_mac(&mac) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let peer = peer_ip(&ci);
+    let inv = ctx.inventory.borrow().clone();
+    let table = ctx.table.borrow().clone();
+    let (system, run) = match install_target(&ctx, &inv, &table, &mac, peer) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match inv.render(system, kind, run) {
+        Ok(Some(body)) => {
+            tracing::info!(%mac, system = %system.name, run = %run.id, kind = kind.as_str(), "served installer config");
+            ctx.obs.emit(Observation::Http {
+                mac: Some(mac),
+                peer,
+                what: HttpServed::Config {
+                    kind: kind.as_str().to_string(),
+                },
+            });
+            text(StatusCode::OK, body)
+        }
+        Ok(None) => ctx.not_found(format!(
+            "profile {} has no {} template",
+            system.profile,
+            kind.as_str()
+        )),
+        Err(e) => ctx.render_error(&mac, e),
+    }
+}
+
+async fn boot_file(
+    State(ctx): State<BootContext>,
+    ConnectInfo(ci): ConnectInfo<SocketAddr>,
+    Path(path): Path<String>,
+    req: Request,
+) -> Response {
+    let peer = peer_ip(&ci);
+    let what = {
+        let inv = ctx.inventory.borrow();
+        classify_file(&inv, peer, &path)
+    };
+    let root = ctx.boot_dir.clone();
+    serve_static(&ctx, root, &path, req, Some((peer, what))).await
+}
+
+async fn firmware_file(
+    State(ctx): State<BootContext>,
+    Path(path): Path<String>,
+    req: Request,
+) -> Response {
+    let root = ctx.firmware_dir.clone();
+    serve_static(&ctx, root, &path, req, None).await
+}
+
+/// Kernel or initrd of the profile of the machine at `peer`, or a plain file.
+fn classify_file(inv: &Inventory, peer: IpAddr, path: &str) -> (Option<Mac>, HttpServed) {
+    if let IpAddr::V4(v4) = peer {
+        if let Some(s) = inv.by_ip(&v4) {
+            let p = inv.profile_of(s);
+            let mac = Some(s.primary_mac());
+            if p.kernel == path {
+                return (mac, HttpServed::Kernel);
+            }
+            if p.initrd.iter().any(|i| i == path) {
+                return (mac, HttpServed::Initrd);
+            }
+            return (
+                mac,
+                HttpServed::File {
+                    path: path.to_string(),
+                },
+            );
+        }
+    }
+    (
+        None,
+        HttpServed::File {
+            path: path.to_string(),
+        },
+    )
+}
+
+/// Static files with HEAD, Content-Length and Range (tower-http's ServeDir,
+/// which also refuses paths that escape the root).
+async fn serve_static(
+    ctx: &BootContext,
+    root: PathBuf,
+    path: &str,
+    req: Request,
+    observe: Option<(IpAddr, (Option<Mac>, HttpServed))>,
+) -> Response {
+    ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
+    if path.split('/').any(|c| c == "..") || path.contains('\\') {
+        return ctx.bad_request(format!("path {path:?} is not allowed"));
+    }
+    let (mut parts, body) = req.into_parts();
+    let uri: Uri = match format!("/{path}").parse() {
+        Ok(u) => u,
+        Err(_) => return ctx.bad_request(format!("path {path:?} is not a valid URI path")),
+    };
+    parts.uri = uri;
+    let req = Request::from_parts(parts, body);
+    let res = match tower_http::services::ServeDir::new(root).oneshot(req).await {
+        Ok(r) => r.map(Body::new),
+        Err(e) => match e {},
+    };
+    if res.status() == StatusCode::NOT_FOUND {
+        ctx.stats.not_found.fetch_add(1, Ordering::Relaxed);
+    } else if res.status().is_success() {
+        if let Some((peer, (mac, what))) = observe {
+            ctx.obs.emit(Observation::Http { mac, peer, what });
+        }
+    }
+    res
+}
+
+async fn done(
+    State(ctx): State<BootContext>,
+    ConnectInfo(ci): ConnectInfo<SocketAddr>,
+    Path(mac): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let mac = match ctx.parse_mac(&mac) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let peer = peer_ip(&ci);
+    let inv = ctx.inventory.borrow().clone();
+    let table = ctx.table.borrow().clone();
+    let Some(system) = inv.by_mac(&mac) else {
+        return ctx.not_found(format!("{mac} is not in the inventory"));
+    };
+    let token = q.get("token").map(String::as_str).unwrap_or("");
+    let run = match table.get(&system.name) {
+        Some(run)
+            if !token.is_empty() && constant_time_eq(run.token.as_bytes(), token.as_bytes()) =>
+        {
+            run.clone()
+        }
+        Some(_) => {
+            tracing::warn!(%mac, %peer, system = %system.name, "install-done callback with a wrong token: refused");
+            return ctx.forbidden("wrong or stale token".into());
+        }
+        None => {
+            tracing::warn!(%mac, %peer, system = %system.name, "install-done callback with no run pending: refused");
+            return ctx.forbidden(format!("{} has no reimage pending", system.name));
+        }
+    };
+    ctx.stats.callbacks.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(%mac, system = %system.name, run = %run.id, "install-done callback");
+    ctx.obs.emit(Observation::Http {
+        mac: Some(mac),
+        peer,
+        what: HttpServed::Done {
+            run: Some(run.id.clone()),
+        },
+    });
+    if let Some(engine) = &ctx.engine {
+        if let Err(e) = engine.install_done(&system.name, &run.id).await {
+            tracing::error!(%mac, error = %e, "engine did not take the callback");
+            return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+        }
+    }
+    text(StatusCode::OK, "ok\n")
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,321 @@
+//! The validated, indexed inventory: systems, resolved profiles and compiled
+//! templates. Immutable once built; the daemon swaps whole snapshots on reload.
+
+use crate::model::Mac;
+use crate::render::{RenderKind, Templates, Urls};
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct System {
+    pub name: String,
+    pub hostname: String,
+    pub macs: Vec<Mac>,
+    pub ip: Ipv4Addr,
+    pub netmask: Ipv4Addr,
+    pub gateway: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub profile: String,
+    pub bmc: Option<Bmc>,
+    pub vars: BTreeMap<String, toml::Value>,
+}
+
+impl System {
+    pub fn primary_mac(&self) -> Mac {
+        self.macs[0]
+    }
+
+    pub fn fqdn(&self) -> String {
+        match &self.domain {
+            Some(d) if !self.hostname.contains('.') => format!("{}.{d}", self.hostname),
+            _ => self.hostname.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BmcKind {
+    Ipmi,
+    Redfish,
+}
+
+impl BmcKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BmcKind::Ipmi => "ipmi",
+            BmcKind::Redfish => "redfish",
+        }
+    }
+}
+
+/// Where a secret lives. The secret itself is read only when it is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    File(PathBuf),
+    Env(String),
+}
+
+impl SecretRef {
+    /// Read the secret (trailing newline trimmed). The error never contains it.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretRef::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read password file {}: {e}", p.display())),
+            SecretRef::Env(v) => {
+                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bmc {
+    pub kind: BmcKind,
+    pub address: String,
+    pub username: String,
+    pub password: SecretRef,
+    pub cipher_suites: Vec<u8>,
+    pub insecure_tls: bool,
+    pub system_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installer {
+    Kickstart,
+    Preseed,
+    Autoinstall,
+    CloudInit,
+    /// A shell script fetched and run by a small installer initrd (the lab's).
+    Script,
+}
+
+impl Installer {
+    pub fn parse(s: &str) -> Option<Installer> {
+        Some(match s {
+            "kickstart" => Installer::Kickstart,
+            "preseed" => Installer::Preseed,
+            "autoinstall" => Installer::Autoinstall,
+            "cloud-init" => Installer::CloudInit,
+            "script" => Installer::Script,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Installer::Kickstart => "kickstart",
+            Installer::Preseed => "preseed",
+            Installer::Autoinstall => "autoinstall",
+            Installer::CloudInit => "cloud-init",
+            Installer::Script => "script",
+        }
+    }
+
+    /// Whether the installer reads NoCloud user-data/meta-data.
+    pub fn is_nocloud(self) -> bool {
+        matches!(self, Installer::CloudInit | Installer::Autoinstall)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageKind {
+    Config,
+    Test,
+}
+
+impl StageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageKind::Config => "config",
+            StageKind::Test => "test",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    pub kind: StageKind,
+    /// A minijinja template rendered with the machine's facts, run by `sh -c`.
+    pub command: String,
+    pub timeout: Duration,
+    /// true: the run goes on after this stage fails (the run still fails).
+    pub keep_going: bool,
+}
+
+/// Per-phase deadlines of a reimage run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub power: Duration,
+    pub dhcp: Duration,
+    pub kernel: Duration,
+    pub config: Duration,
+    pub install: Duration,
+    pub reboot: Duration,
+    pub ssh: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            power: Duration::from_secs(60),
+            dhcp: Duration::from_secs(180),
+            kernel: Duration::from_secs(120),
+            config: Duration::from_secs(300),
+            install: Duration::from_secs(3600),
+            reboot: Duration::from_secs(600),
+            ssh: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Timeouts {
+    pub const NAMES: &'static [&'static str] = &[
+        "power", "dhcp", "kernel", "config", "install", "reboot", "ssh",
+    ];
+
+    pub fn set(&mut self, name: &str, d: Duration) -> bool {
+        let slot = match name {
+            "power" => &mut self.power,
+            "dhcp" => &mut self.dhcp,
+            "kernel" => &mut self.kernel,
+            "config" => &mut self.config,
+            "install" => &mut self.install,
+            "reboot" => &mut self.reboot,
+            "ssh" => &mut self.ssh,
+            _ => return false,
+        };
+        *slot = d;
+        true
+    }
+}
+
+/// A profile with its parent chain resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub parent: Option<String>,
+    pub is_abstract: bool,
+    pub kernel: String,
+    pub initrd: Vec<String>,
+    pub kernel_args: String,
+    pub installer: Installer,
+    pub template: Option<String>,
+    pub user_data: Option<String>,
+    pub meta_data: Option<String>,
+    pub vendor_data: Option<String>,
+    pub ipxe_template: Option<String>,
+    pub wait_ports: Vec<u16>,
+    pub timeouts: Timeouts,
+    pub stages: Vec<Stage>,
+    pub rerun_interrupted: bool,
+    pub vars: BTreeMap<String, toml::Value>,
+    /// For each field that is set: the profile it came from.
+    pub origin: BTreeMap<&'static str, String>,
+}
+
+impl Profile {
+    /// Which render kinds this profile serves.
+    pub fn kinds(&self) -> Vec<RenderKind> {
+        let mut k = vec![RenderKind::Ipxe];
+        if self.template.is_some() {
+            k.push(RenderKind::Config);
+        }
+        if self.user_data.is_some() {
+            k.push(RenderKind::UserData);
+            k.push(RenderKind::MetaData);
+        }
+        if self.vendor_data.is_some() {
+            k.push(RenderKind::VendorData);
+        }
+        k
+    }
+}
+
+pub struct Inventory {
+    systems: Vec<System>,
+    by_name: HashMap<String, usize>,
+    by_mac: HashMap<Mac, usize>,
+    by_ip: HashMap<Ipv4Addr, usize>,
+    profiles: BTreeMap<String, Profile>,
+    pub(crate) templates: Templates,
+    pub urls: Urls,
+}
+
+impl std::fmt::Debug for Inventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inventory")
+            .field("systems", &self.systems.len())
+            .field("profiles", &self.profiles.len())
+            .finish()
+    }
+}
+
+impl Inventory {
+    pub(crate) fn new(
+        mut systems: Vec<System>,
+        profiles: BTreeMap<String, Profile>,
+        templates: Templates,
+        urls: Urls,
+    ) -> Inventory {
+        systems.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut by_name = HashMap::with_capacity(systems.len());
+        let mut by_mac = HashMap::with_capacity(systems.len());
+        let mut by_ip = HashMap::with_capacity(systems.len());
+        for (i, s) in systems.iter().enumerate() {
+            by_name.insert(s.name.clone(), i);
+            by_ip.insert(s.ip, i);
+            for m in &s.macs {
+                by_mac.insert(*m, i);
+            }
+        }
+        Inventory {
+            systems,
+            by_name,
+            by_mac,
+            by_ip,
+            profiles,
+            templates,
+            urls,
+        }
+    }
+
+    /// An inventory with nothing in it (before the first good load in tests).
+    pub fn empty(urls: Urls) -> Inventory {
+        Inventory::new(Vec::new(), BTreeMap::new(), Templates::empty(), urls)
+    }
+
+    pub fn systems(&self) -> &[System] {
+        &self.systems
+    }
+
+    pub fn profiles(&self) -> &BTreeMap<String, Profile> {
+        &self.profiles
+    }
+
+    pub fn system(&self, name: &str) -> Option<&System> {
+        self.by_name.get(name).map(|&i| &self.systems[i])
+    }
+
+    pub fn by_mac(&self, mac: &Mac) -> Option<&System> {
+        self.by_mac.get(mac).map(|&i| &self.systems[i])
+    }
+
+    pub fn by_ip(&self, ip: &Ipv4Addr) -> Option<&System> {
+        self.by_ip.get(ip).map(|&i| &self.systems[i])
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.get(name)
+    }
+
+    /// The profile a system uses (always present in a validated inventory).
+    pub fn profile_of(&self, s: &System) -> &Profile {
+        &self.profiles[&s.profile]
+    }
+}

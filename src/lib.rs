@@ -1,0 +1,22 @@
+//! rackboot: a bare-metal provisioning appliance.
+//!
+//! Layout (see ARCHITECTURE.md for the invariants):
+//! - `model`: value types (Mac, Arch). `observe`: typed boot observations.
+//! - `config`: the operator's files → validated `Settings` + `Inventory`.
+//! - `inventory`: the immutable, indexed snapshot. `render`: templates.
+//! - `boot`: the one pure boot decision ("what does MAC X get now?").
+//! - `http`: the machine-facing boot server and the operator API.
+//! - `engine`: the only writer of machine intent and run state.
+//! - `store`: the SQL facade. `daemon`: the composition root. `cli`: commands.
+
+pub mod boot;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod engine;
+pub mod http;
+pub mod inventory;
+pub mod model;
+pub mod observe;
+pub mod render;
+pub mod store;

@@ -1,0 +1,440 @@
+//! Template rendering: kickstart / preseed / autoinstall / cloud-init / iPXE
+//! from minijinja templates. Pure: file contents are read once at load into
+//! `Templates`; rendering does no I/O. Undefined variables are errors.
+
+use crate::config::{ConfigError, Settings};
+use crate::inventory::{Inventory, Profile, System};
+use crate::model::Mac;
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// The built-in iPXE script that boots a profile's installer.
+pub const BUILTIN_IPXE: &str = "builtin/ipxe-install.ipxe";
+const BUILTIN_IPXE_SRC: &str = "#!ipxe
+echo rackboot: {{ system.name }} ({{ system.mac }}) profile {{ profile.name }} run {{ run.id }}
+kernel {{ urls.kernel }}{% for n in profile.initrd_names %} initrd={{ n }}{% endfor %} {{ kernel_args }}
+{% for u in urls.initrd %}initrd {{ u }}
+{% endfor %}boot
+";
+
+/// What to render for a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RenderKind {
+    /// The per-MAC iPXE script that boots the installer.
+    Ipxe,
+    /// The installer config: kickstart, preseed or script.
+    Config,
+    UserData,
+    MetaData,
+    VendorData,
+    /// The rendered kernel command line.
+    KernelArgs,
+}
+
+impl RenderKind {
+    pub const ALL: &'static [RenderKind] = &[
+        RenderKind::Ipxe,
+        RenderKind::Config,
+        RenderKind::UserData,
+        RenderKind::MetaData,
+        RenderKind::VendorData,
+        RenderKind::KernelArgs,
+    ];
+
+    pub fn parse(s: &str) -> Option<RenderKind> {
+        Some(match s {
+            "ipxe" => RenderKind::Ipxe,
+            "config" | "kickstart" | "ks" | "preseed" | "script" | "autoinstall" => {
+                RenderKind::Config
+            }
+            "user-data" => RenderKind::UserData,
+            "meta-data" => RenderKind::MetaData,
+            "vendor-data" => RenderKind::VendorData,
+            "kernel-args" | "cmdline" => RenderKind::KernelArgs,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RenderKind::Ipxe => "ipxe",
+            RenderKind::Config => "config",
+            RenderKind::UserData => "user-data",
+            RenderKind::MetaData => "meta-data",
+            RenderKind::VendorData => "vendor-data",
+            RenderKind::KernelArgs => "kernel-args",
+        }
+    }
+}
+
+/// A template failure: which template, why (with line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{template}: {message}")]
+pub struct RenderError {
+    pub template: String,
+    pub message: String,
+}
+
+/// Machine-facing URLs. Stable: they are baked into scripts and installers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Urls {
+    pub base: String,
+    pub address: std::net::Ipv4Addr,
+}
+
+impl From<&Settings> for Urls {
+    fn from(s: &Settings) -> Urls {
+        Urls {
+            base: s.http_base_url.clone(),
+            address: s.address,
+        }
+    }
+}
+
+impl Urls {
+    pub fn boot_ipxe(&self) -> String {
+        format!("{}/boot.ipxe", self.base)
+    }
+    pub fn ipxe(&self, mac: &Mac) -> String {
+        format!("{}/ipxe/{}", self.base, mac.hyphenated())
+    }
+    pub fn config(&self, mac: &Mac) -> String {
+        format!("{}/ks/{}", self.base, mac.hyphenated())
+    }
+    pub fn nocloud(&self, mac: &Mac) -> String {
+        format!("{}/nocloud/{}/", self.base, mac.hyphenated())
+    }
+    pub fn file(&self, path: &str) -> String {
+        format!("{}/boot/{}", self.base, path)
+    }
+    pub fn done(&self, mac: &Mac, token: &str) -> String {
+        format!("{}/done/{}?token={}", self.base, mac.hyphenated(), token)
+    }
+}
+
+/// Run facts visible to templates. At `check`/`render` time a preview run is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCtx {
+    pub id: String,
+    pub token: String,
+}
+
+impl RunCtx {
+    pub fn preview() -> RunCtx {
+        RunCtx {
+            id: "preview".into(),
+            token: "preview".into(),
+        }
+    }
+}
+
+/// All templates of the templates dir, compiled, plus the built-ins.
+pub struct Templates {
+    env: Environment<'static>,
+    names: BTreeSet<String>,
+}
+
+fn new_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Installer configs are not HTML: never escape (minijinja would JSON-escape *.yaml).
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("static syntax config"),
+    );
+    env.add_filter("mac_dashes", |s: String| s.replace(':', "-"));
+    env
+}
+
+impl Templates {
+    pub fn empty() -> Templates {
+        let mut env = new_env();
+        env.add_template_owned(BUILTIN_IPXE, BUILTIN_IPXE_SRC)
+            .expect("builtin template compiles");
+        Templates {
+            env,
+            names: BTreeSet::new(),
+        }
+    }
+
+    /// Read and compile every file under `dir`. Syntax errors go to `out`.
+    pub(crate) fn load(dir: &Path, config_dir: &Path, out: &mut Vec<ConfigError>) -> Templates {
+        let mut t = Templates::empty();
+        let mut files = Vec::new();
+        collect_files(dir, dir, &mut files);
+        files.sort();
+        if !dir.is_dir() {
+            out.push(ConfigError {
+                file: crate::config::show(config_dir, dir),
+                key: String::new(),
+                reason: "templates dir not found".into(),
+            });
+        }
+        for name in files {
+            let path = dir.join(&name);
+            let shown = crate::config::show(config_dir, &path);
+            match std::fs::read_to_string(&path) {
+                Ok(src) => match t.env.add_template_owned(name.clone(), src) {
+                    Ok(()) => {
+                        t.names.insert(name);
+                    }
+                    Err(e) => out.push(ConfigError {
+                        file: shown,
+                        key: e.line().map(|l| format!("line {l}")).unwrap_or_default(),
+                        reason: format!("template syntax error: {}", e.detail().unwrap_or("")),
+                    }),
+                },
+                Err(e) => out.push(ConfigError {
+                    file: shown,
+                    key: String::new(),
+                    reason: format!("cannot read template: {e}"),
+                }),
+            }
+        }
+        t
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|s| s.as_str())
+    }
+
+    /// Syntax-check an inline template (kernel args, stage commands).
+    pub fn check_inline(&self, src: &str) -> Result<(), String> {
+        self.env
+            .template_from_str(src)
+            .map(|_| ())
+            .map_err(|e| format!("template syntax error: {}", e.detail().unwrap_or("")))
+    }
+
+    fn render(&self, name: &str, ctx: &serde_json::Value) -> Result<String, RenderError> {
+        let t = self.env.get_template(name).map_err(|e| RenderError {
+            template: name.to_string(),
+            message: e.to_string(),
+        })?;
+        t.render(Serde(ctx)).map_err(|e| RenderError {
+            template: name.to_string(),
+            message: describe(&e),
+        })
+    }
+
+    pub fn render_inline(
+        &self,
+        what: &str,
+        src: &str,
+        ctx: &serde_json::Value,
+    ) -> Result<String, RenderError> {
+        self.env
+            .render_str(src, Serde(ctx))
+            .map_err(|e| RenderError {
+                template: what.to_string(),
+                message: describe(&e),
+            })
+    }
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut s = format!("{}", e.kind());
+    if let Some(d) = e.detail() {
+        s.push_str(": ");
+        s.push_str(d);
+    }
+    if let Some(l) = e.line() {
+        s.push_str(&format!(" (line {l})"));
+    }
+    s
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for ent in rd.flatten() {
+        let p = ent.path();
+        let name = ent.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.ends_with('~') {
+            continue;
+        }
+        if p.is_dir() {
+            collect_files(root, &p, out);
+        } else if let Ok(rel) = p.strip_prefix(root) {
+            out.push(rel.to_string_lossy().replace('\\', "/"));
+        }
+    }
+}
+
+fn prefix_len(mask: std::net::Ipv4Addr) -> u32 {
+    u32::from(mask).count_ones()
+}
+
+impl Inventory {
+    /// The rendering context for a system (what every template sees).
+    pub fn context(&self, s: &System, p: &Profile, run: &RunCtx) -> serde_json::Value {
+        let mac = s.primary_mac();
+        let mut vars = serde_json::Map::new();
+        for (k, v) in p.vars.iter().chain(s.vars.iter()) {
+            vars.insert(k.clone(), serde_json::to_value(v).unwrap_or_default());
+        }
+        let initrd_names: Vec<String> = p
+            .initrd
+            .iter()
+            .map(|i| i.rsplit('/').next().unwrap_or(i).to_string())
+            .collect();
+        json!({
+            "system": {
+                "name": s.name,
+                "hostname": s.hostname,
+                "fqdn": s.fqdn(),
+                "mac": mac.to_string(),
+                "mac_hyphen": mac.hyphenated(),
+                "macs": s.macs.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+                "ip": s.ip.to_string(),
+                "netmask": s.netmask.to_string(),
+                "prefix": prefix_len(s.netmask),
+                "gateway": s.gateway.map(|g| g.to_string()),
+                "dns": s.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                "domain": s.domain,
+            },
+            "profile": {
+                "name": p.name,
+                "installer": p.installer.as_str(),
+                "kernel": p.kernel,
+                "initrd": p.initrd,
+                "initrd_names": initrd_names,
+                "wait_ports": p.wait_ports,
+            },
+            "urls": {
+                "base": self.urls.base,
+                "boot_ipxe": self.urls.boot_ipxe(),
+                "ipxe": self.urls.ipxe(&mac),
+                "config": self.urls.config(&mac),
+                "kernel": self.urls.file(&p.kernel),
+                "initrd": p.initrd.iter().map(|i| self.urls.file(i)).collect::<Vec<_>>(),
+                "nocloud": self.urls.nocloud(&mac),
+                "done": self.urls.done(&mac, &run.token),
+                "files": format!("{}/boot", self.urls.base),
+            },
+            "server": {
+                "address": self.urls.address.to_string(),
+                "http": self.urls.base,
+            },
+            "run": { "id": run.id, "token": run.token },
+            "vars": vars,
+        })
+    }
+
+    /// Render one kind for a system. `Ok(None)` when the profile has no such template.
+    pub fn render(
+        &self,
+        s: &System,
+        kind: RenderKind,
+        run: &RunCtx,
+    ) -> Result<Option<String>, RenderError> {
+        let p = self.profile_of(s);
+        let mut ctx = self.context(s, p, run);
+        let kernel_args = self.templates.render_inline(
+            &format!("profile {}: kernel_args", p.name),
+            &p.kernel_args,
+            &ctx,
+        )?;
+        if kind == RenderKind::KernelArgs {
+            return Ok(Some(kernel_args));
+        }
+        ctx["kernel_args"] = serde_json::Value::String(kernel_args);
+        let name = match kind {
+            RenderKind::Ipxe => p.ipxe_template.as_deref().unwrap_or(BUILTIN_IPXE),
+            RenderKind::Config => match &p.template {
+                Some(t) => t,
+                None => return Ok(None),
+            },
+            RenderKind::UserData => match &p.user_data {
+                Some(t) => t,
+                None => return Ok(None),
+            },
+            RenderKind::MetaData => match &p.meta_data {
+                Some(t) => t,
+                None if p.user_data.is_some() => {
+                    // NoCloud needs a meta-data document; default to the essentials.
+                    return Ok(Some(format!(
+                        "instance-id: {}-{}\nlocal-hostname: {}\n",
+                        s.name, run.id, s.hostname
+                    )));
+                }
+                None => return Ok(None),
+            },
+            RenderKind::VendorData => match &p.vendor_data {
+                Some(t) => t,
+                None => return Ok(None),
+            },
+            RenderKind::KernelArgs => unreachable!("handled above"),
+        };
+        self.templates.render(name, &ctx).map(Some)
+    }
+
+    /// Render a stage command with the machine's facts (and the run's).
+    pub fn render_command(
+        &self,
+        s: &System,
+        cmd: &str,
+        run: &RunCtx,
+        extra: &[(&str, String)],
+    ) -> Result<String, RenderError> {
+        let p = self.profile_of(s);
+        let mut ctx = self.context(s, p, run);
+        // Short names for the common facts: {{ ip }}, {{ hostname }}, {{ mac }}.
+        ctx["ip"] = json!(s.ip.to_string());
+        ctx["hostname"] = json!(s.hostname);
+        ctx["mac"] = json!(s.primary_mac().to_string());
+        for (k, v) in extra {
+            ctx[*k] = json!(v);
+        }
+        self.templates.render_inline("stage command", cmd, &ctx)
+    }
+
+    /// Render every kind of every system once; failures become load errors.
+    pub(crate) fn render_all_for_validation(&self, systems_file: &str, out: &mut Vec<ConfigError>) {
+        let run = RunCtx::preview();
+        for s in self.systems() {
+            let p = self.profile_of(s);
+            for kind in RenderKind::ALL {
+                if let Err(e) = self.render(s, *kind, &run) {
+                    out.push(ConfigError {
+                        file: systems_file.to_string(),
+                        key: format!("systems.{}", s.name),
+                        reason: format!(
+                            "profile {:?}: {} fails to render: {e}",
+                            p.name,
+                            kind.as_str()
+                        ),
+                    });
+                }
+            }
+            for st in &p.stages {
+                let extra = [
+                    ("artifacts", "/tmp/artifacts".to_string()),
+                    ("ssh_key", "/tmp/key".to_string()),
+                ];
+                if let Err(e) = self.render_command(s, &st.command, &run, &extra) {
+                    out.push(ConfigError {
+                        file: systems_file.to_string(),
+                        key: format!("systems.{}", s.name),
+                        reason: format!(
+                            "profile {:?}: stage {:?} command fails to render: {e}",
+                            p.name, st.name
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The state store: a small facade with domain verbs over sqlx.
+//! SQLite (WAL, embedded migrations) is the default. All SQL text of the
+//! project lives here and in `migrations/`, so a Postgres module can sit
+//! beside this one (sqlx's `Any` driver cannot decode SQLite booleans and has
+//! no time types; see ARCHITECTURE.md).
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?} (this build supports sqlite:// only)")]
+    Unsupported(String),
+    #[error("cannot create data dir {0}: {1}")]
+    Dir(String, std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    pub id: String,
+    pub system: String,
+    pub profile: String,
+    pub state: String,
+    pub data: String,
+    pub reason: Option<String>,
+    pub requested_by: Option<String>,
+    pub overrides: String,
+    pub retry_of: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    pub system: &'a str,
+    pub profile: &'a str,
+    pub state: &'a str,
+    pub data: &'a str,
+    pub requested_by: Option<&'a str>,
+    pub overrides: &'a str,
+    pub retry_of: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub at: i64,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageRow {
+    pub run_id: String,
+    pub seq: i64,
+    pub name: String,
+    pub kind: String,
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub log_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRow {
+    pub path: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    pub mac: String,
+    pub ip: String,
+    pub hostname: Option<String>,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetbootRow {
+    pub system: String,
+    pub enabled: bool,
+    pub run_id: Option<String>,
+    pub token: Option<String>,
+}
+
+/// Filter for listing runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub system: Option<String>,
+    pub state: Option<String>,
+    pub active_only: bool,
+    pub limit: Option<i64>,
+}
+
+fn run_from_row(r: &sqlx::sqlite::SqliteRow) -> RunRow {
+    RunRow {
+        id: r.get("id"),
+        system: r.get("system"),
+        profile: r.get("profile"),
+        state: r.get("state"),
+        data: r.get("data"),
+        reason: r.get("reason"),
+        requested_by: r.get("requested_by"),
+        overrides: r.get("overrides"),
+        retry_of: r.get("retry_of"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+        finished_at: r.get("finished_at"),
+    }
+}
+
+const RUN_COLS: &str = "id, system, profile, state, data, reason, requested_by, overrides, retry_of, created_at, updated_at, finished_at";
+
+impl Store {
+    /// Open (creating if needed) and migrate.
+    pub async fn open(url: &str) -> Result<Store> {
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::Unsupported(url.to_string()));
+        }
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(parent) = opts.get_filename().parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StoreError::Dir(parent.display().to_string(), e))?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// An in-memory store (one connection: each `:memory:` connection is its own DB).
+    pub async fn memory() -> Result<Store> {
+        let opts = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Applied migration versions (for `rackboot check` and tests).
+    pub async fn schema_versions(&self) -> Result<Vec<i64>> {
+        let rows = sqlx::query("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
+    }
+
+    // ---- runs ----
+
+    /// Store a new run and its first event in one transaction.
+    pub async fn create_run(&self, r: &NewRun<'_>, at: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO runs (id, system, profile, state, data, requested_by, overrides, retry_of, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        )
+        .bind(r.id)
+        .bind(r.system)
+        .bind(r.profile)
+        .bind(r.state)
+        .bind(r.data)
+        .bind(r.requested_by)
+        .bind(r.overrides)
+        .bind(r.retry_of)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO run_events (run_id, at, from_state, to_state, detail) VALUES (?1, ?2, NULL, ?3, 'created')")
+            .bind(r.id)
+            .bind(at)
+            .bind(r.state)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Compare-and-set transition: succeeds only if the run is still in `from`.
+    /// Records the event in the same transaction. Returns false on a stale writer.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn transition(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        data: &str,
+        reason: Option<&str>,
+        terminal: bool,
+        detail: &str,
+        at: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query(
+            "UPDATE runs SET state = ?1, data = ?2, reason = COALESCE(?3, reason), updated_at = ?4,
+                    finished_at = CASE WHEN ?5 THEN ?4 ELSE finished_at END
+             WHERE id = ?6 AND state = ?7",
+        )
+        .bind(to)
+        .bind(data)
+        .bind(reason)
+        .bind(at)
+        .bind(terminal)
+        .bind(id)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+        if res.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO run_events (run_id, at, from_state, to_state, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(from)
+        .bind(to)
+        .bind(detail)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn get_run(&self, id: &str) -> Result<Option<RunRow>> {
+        let q = format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(run_from_row))
+    }
+
+    pub async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "SELECT {RUN_COLS} FROM runs
+             WHERE (?1 IS NULL OR system = ?1) AND (?2 IS NULL OR state = ?2)
+               AND (NOT ?3 OR finished_at IS NULL)
+             ORDER BY created_at DESC, id DESC LIMIT ?4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(&f.system)
+            .bind(&f.state)
+            .bind(f.active_only)
+            .bind(f.limit.unwrap_or(100))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(run_from_row).collect())
+    }
+
+    /// Runs that have not finished (resumed at start-up), oldest first.
+    pub async fn active_runs(&self) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "SELECT {RUN_COLS} FROM runs WHERE finished_at IS NULL ORDER BY created_at, id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(run_from_row).collect())
+    }
+
+    pub async fn append_event(
+        &self,
+        run_id: &str,
+        at: i64,
+        state: &str,
+        detail: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO run_events (run_id, at, from_state, to_state, detail) VALUES (?1, ?2, ?3, ?3, ?4)",
+        )
+        .bind(run_id)
+        .bind(at)
+        .bind(state)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn run_events(&self, run_id: &str) -> Result<Vec<EventRow>> {
+        let rows = sqlx::query(
+            "SELECT at, from_state, to_state, detail FROM run_events WHERE run_id = ?1 ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| EventRow {
+                at: r.get("at"),
+                from_state: r.get("from_state"),
+                to_state: r.get("to_state"),
+                detail: r.get("detail"),
+            })
+            .collect())
+    }
+
+    // ---- stages and artifacts ----
+
+    pub async fn upsert_stage(&self, s: &StageRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO stage_results (run_id, seq, name, kind, status, exit_code, started_at, finished_at, log_path)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (run_id, seq) DO UPDATE SET status = excluded.status, exit_code = excluded.exit_code,
+                started_at = excluded.started_at, finished_at = excluded.finished_at, log_path = excluded.log_path",
+        )
+        .bind(&s.run_id)
+        .bind(s.seq)
+        .bind(&s.name)
+        .bind(&s.kind)
+        .bind(&s.status)
+        .bind(s.exit_code)
+        .bind(s.started_at)
+        .bind(s.finished_at)
+        .bind(&s.log_path)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn stages(&self, run_id: &str) -> Result<Vec<StageRow>> {
+        let rows = sqlx::query(
+            "SELECT run_id, seq, name, kind, status, exit_code, started_at, finished_at, log_path
+             FROM stage_results WHERE run_id = ?1 ORDER BY seq",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StageRow {
+                run_id: r.get("run_id"),
+                seq: r.get("seq"),
+                name: r.get("name"),
+                kind: r.get("kind"),
+                status: r.get("status"),
+                exit_code: r.get("exit_code"),
+                started_at: r.get("started_at"),
+                finished_at: r.get("finished_at"),
+                log_path: r.get("log_path"),
+            })
+            .collect())
+    }
+
+    pub async fn add_artifact(&self, run_id: &str, a: &ArtifactRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO artifacts (run_id, path, size, sha256) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (run_id, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256",
+        )
+        .bind(run_id)
+        .bind(&a.path)
+        .bind(a.size)
+        .bind(&a.sha256)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn artifacts(&self, run_id: &str) -> Result<Vec<ArtifactRow>> {
+        let rows =
+            sqlx::query("SELECT path, size, sha256 FROM artifacts WHERE run_id = ?1 ORDER BY path")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ArtifactRow {
+                path: r.get("path"),
+                size: r.get("size"),
+                sha256: r.get("sha256"),
+            })
+            .collect())
+    }
+
+    // ---- DHCP leases ----
+
+    /// Persist a batch of leases in one transaction (group commit).
+    pub async fn upsert_leases(&self, leases: &[LeaseRow], at: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for l in leases {
+            // An IP moving to another MAC: the old holder's row goes.
+            sqlx::query("DELETE FROM leases WHERE ip = ?1 AND mac <> ?2")
+                .bind(&l.ip)
+                .bind(&l.mac)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO leases (mac, ip, hostname, expires_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (mac) DO UPDATE SET ip = excluded.ip, hostname = excluded.hostname,
+                    expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+            )
+            .bind(&l.mac)
+            .bind(&l.ip)
+            .bind(&l.hostname)
+            .bind(l.expires_at)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_lease(&self, mac: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE mac = ?1")
+            .bind(mac)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn leases(&self) -> Result<Vec<LeaseRow>> {
+        let rows = sqlx::query("SELECT mac, ip, hostname, expires_at FROM leases ORDER BY ip")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| LeaseRow {
+                mac: r.get("mac"),
+                ip: r.get("ip"),
+                hostname: r.get("hostname"),
+                expires_at: r.get("expires_at"),
+            })
+            .collect())
+    }
+
+    // ---- netboot switch ----
+
+    pub async fn set_netboot(
+        &self,
+        system: &str,
+        enabled: bool,
+        run_id: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO netboot (system, enabled, run_id, token, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (system) DO UPDATE SET enabled = excluded.enabled, run_id = excluded.run_id,
+                token = excluded.token, updated_at = excluded.updated_at",
+        )
+        .bind(system)
+        .bind(enabled)
+        .bind(run_id)
+        .bind(token)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn netboot(&self) -> Result<Vec<NetbootRow>> {
+        let rows =
+            sqlx::query("SELECT system, enabled, run_id, token FROM netboot ORDER BY system")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| NetbootRow {
+                system: r.get("system"),
+                enabled: r.get("enabled"),
+                run_id: r.get("run_id"),
+                token: r.get("token"),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,209 @@
+use super::*;
+
+fn new_run<'a>(id: &'a str, system: &'a str) -> NewRun<'a> {
+    NewRun {
+        id,
+        system,
+        profile: "lab",
+        state: "queued",
+        data: "{}",
+        requested_by: Some("test"),
+        overrides: "{}",
+        retry_of: None,
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_and_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sub/r.db").display());
+    let s = Store::open(&url).await.unwrap();
+    assert_eq!(s.schema_versions().await.unwrap(), vec![1]);
+    s.close().await;
+    // Re-opening runs the migrator again: nothing new, nothing broken.
+    let s = Store::open(&url).await.unwrap();
+    assert_eq!(s.schema_versions().await.unwrap(), vec![1]);
+}
+
+#[tokio::test]
+async fn run_round_trip_and_cas_transition() {
+    let s = Store::memory().await.unwrap();
+    s.create_run(&new_run("r1", "node50"), 1000).await.unwrap();
+    let r = s.get_run("r1").await.unwrap().unwrap();
+    assert_eq!(r.state, "queued");
+    assert_eq!(r.created_at, 1000);
+    assert_eq!(r.finished_at, None);
+
+    assert!(s
+        .transition(
+            "r1",
+            "queued",
+            "locked",
+            "{\"a\":1}",
+            None,
+            false,
+            "locked",
+            1100
+        )
+        .await
+        .unwrap());
+    // A stale writer that still thinks the run is queued loses.
+    assert!(!s
+        .transition("r1", "queued", "cancelled", "{}", None, true, "x", 1200)
+        .await
+        .unwrap());
+    assert!(s
+        .transition(
+            "r1",
+            "locked",
+            "failed",
+            "{}",
+            Some("BMC unreachable"),
+            true,
+            "power",
+            1300
+        )
+        .await
+        .unwrap());
+    let r = s.get_run("r1").await.unwrap().unwrap();
+    assert_eq!(r.state, "failed");
+    assert_eq!(r.data, "{}");
+    assert_eq!(r.reason.as_deref(), Some("BMC unreachable"));
+    assert_eq!(r.finished_at, Some(1300));
+
+    let ev = s.run_events("r1").await.unwrap();
+    let states: Vec<_> = ev.iter().map(|e| (e.at, e.to_state.as_str())).collect();
+    assert_eq!(
+        states,
+        vec![(1000, "queued"), (1100, "locked"), (1300, "failed")]
+    );
+    assert_eq!(ev[2].from_state.as_deref(), Some("locked"));
+}
+
+#[tokio::test]
+async fn active_runs_and_filters() {
+    let s = Store::memory().await.unwrap();
+    s.create_run(&new_run("a", "n1"), 1).await.unwrap();
+    s.create_run(&new_run("b", "n2"), 2).await.unwrap();
+    s.create_run(&new_run("c", "n1"), 3).await.unwrap();
+    s.transition("a", "queued", "succeeded", "{}", None, true, "", 4)
+        .await
+        .unwrap();
+    let active: Vec<_> = s
+        .active_runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(active, vec!["b", "c"]);
+    let n1: Vec<_> = s
+        .list_runs(&RunFilter {
+            system: Some("n1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(n1, vec!["c", "a"]);
+    let done = s
+        .list_runs(&RunFilter {
+            state: Some("succeeded".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1);
+}
+
+#[tokio::test]
+async fn stages_and_artifacts() {
+    let s = Store::memory().await.unwrap();
+    s.create_run(&new_run("r", "n"), 1).await.unwrap();
+    let mut st = StageRow {
+        run_id: "r".into(),
+        seq: 0,
+        name: "configure".into(),
+        kind: "config".into(),
+        status: "running".into(),
+        exit_code: None,
+        started_at: 10,
+        finished_at: None,
+        log_path: "stages/00-configure.log".into(),
+    };
+    s.upsert_stage(&st).await.unwrap();
+    st.status = "passed".into();
+    st.exit_code = Some(0);
+    st.finished_at = Some(20);
+    s.upsert_stage(&st).await.unwrap();
+    assert_eq!(s.stages("r").await.unwrap(), vec![st]);
+
+    let a = ArtifactRow {
+        path: "report.xml".into(),
+        size: 42,
+        sha256: "ab".repeat(32),
+    };
+    s.add_artifact("r", &a).await.unwrap();
+    s.add_artifact("r", &a).await.unwrap();
+    assert_eq!(s.artifacts("r").await.unwrap(), vec![a]);
+}
+
+#[tokio::test]
+async fn leases_group_commit_and_ip_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("l.db").display());
+    let s = Store::open(&url).await.unwrap();
+    let l1 = LeaseRow {
+        mac: "52:54:00:00:00:01".into(),
+        ip: "10.0.0.10".into(),
+        hostname: None,
+        expires_at: 100,
+    };
+    let l2 = LeaseRow {
+        mac: "52:54:00:00:00:02".into(),
+        ip: "10.0.0.11".into(),
+        hostname: Some("b".into()),
+        expires_at: 100,
+    };
+    s.upsert_leases(&[l1.clone(), l2.clone()], 5).await.unwrap();
+    // 10.0.0.10 moves to a third MAC: the old holder loses it.
+    let l3 = LeaseRow {
+        mac: "52:54:00:00:00:03".into(),
+        ip: "10.0.0.10".into(),
+        hostname: None,
+        expires_at: 200,
+    };
+    s.upsert_leases(std::slice::from_ref(&l3), 6).await.unwrap();
+    s.close().await;
+    // Survives a reopen.
+    let s = Store::open(&url).await.unwrap();
+    assert_eq!(s.leases().await.unwrap(), vec![l3, l2.clone()]);
+    s.delete_lease(&l2.mac).await.unwrap();
+    assert_eq!(s.leases().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn netboot_switch() {
+    let s = Store::memory().await.unwrap();
+    assert!(s.netboot().await.unwrap().is_empty());
+    s.set_netboot("node50", true, Some("r1"), Some("tok"))
+        .await
+        .unwrap();
+    s.set_netboot("node51", false, None, None).await.unwrap();
+    s.set_netboot("node50", false, None, None).await.unwrap();
+    let nb = s.netboot().await.unwrap();
+    assert_eq!(nb.len(), 2);
+    assert!(!nb[0].enabled);
+    assert_eq!(nb[0].token, None);
+}
+
+#[tokio::test]
+async fn refuses_unknown_backend() {
+    match Store::open("mysql://x").await {
+        Err(StoreError::Unsupported(_)) => {}
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("mysql accepted"),
+    }
+}

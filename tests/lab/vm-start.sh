@@ -1,0 +1,77 @@
+#!/bin/bash
+# tests/lab/vm-start.sh - "power on" of node $LAB_NODE: exec's QEMU (TCG) in netns rbrack.
+# Started detached by bmc-chassis.sh; ends by exec'ing QEMU so qemu.pid (written first) stays valid.
+# /dev/kvm on the lab host is PVM (kvm_pvm): -accel kvm hangs, -cpu host aborts. TCG only.
+source "$(cd "$(dirname "$0")" && pwd)/lab.env"
+[ -f "$LAB_WORK/run/vm.env" ] && source "$LAB_WORK/run/vm.env"   # written by up.sh (VM_FW, VM_DISK ...)
+exec </dev/null >>"$VM_DIR/logs/vm-start.log" 2>&1
+# don't leak ipmi_sim's sockets into QEMU (fd 255 is bash's own script fd)
+for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && [ "$n" -lt 255 ] && eval "exec $n>&-"; done 2>/dev/null
+echo $$ > "$VM_DIR/run/qemu.pid"     # same PID after exec below
+echo "$EPOCHREALTIME vm-start: $VM_NAME power on (fw=$VM_FW nic=$VM_NIC rom=$VM_NIC_ROM mem=$VM_MEM pid=$$)"
+
+# boot device: bmc-chassis.sh stores `ipmitool chassis bootdev X` in a file (never ask ipmi_sim)
+BOOTDEV=$(cat "$VM_DIR/state/bmc-bootdev" 2>/dev/null || echo default)
+case "$BOOTDEV" in                 # ipmi_sim names: none pxe default(=disk) cdrom bios
+  pxe) BOOT=n ;;
+  default) BOOT=c ;;               # no disk: SeaBIOS fails it, then falls back to the NIC ROM
+  cdrom) BOOT=d ;;
+  *) BOOT=n ;;
+esac
+
+# serial console -> FIFO -> timestamping logger (epoch.usec per line)
+FIFO="$VM_DIR/run/console.fifo"
+rm -f "$FIFO"; mkfifo "$FIFO"
+echo "$EPOCHREALTIME ==== power on (fw=$VM_FW bootdev=$BOOTDEV) ====" >> "$VM_DIR/logs/console.log"
+( while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "${line//$'\r'/}"; done <"$FIFO" \
+    >>"$VM_DIR/logs/console.log"; echo "$EPOCHREALTIME ==== console closed ====" >>"$VM_DIR/logs/console.log" ) &
+
+FW_ARGS=()
+if [ "$VM_FW" = uefi ]; then
+  [ -f "$VM_DIR/run/OVMF_VARS.fd" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$VM_DIR/run/OVMF_VARS.fd"
+  FW_ARGS=(-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd
+           -drive if=pflash,format=raw,unit=1,file="$VM_DIR/run/OVMF_VARS.fd")
+fi
+# NIC option ROM: default = ipxe-qemu's iPXE (BIOS+EFI). none: with uefi, OVMF's own PXE boots
+# (DHCP arch 7 -> TFTP ipxe.efi -> iPXE -> HTTP); with bios nothing can netboot.
+NIC_OPTS=""
+case "$VM_NIC_ROM" in
+  default) ;;
+  none) NIC_OPTS=",romfile=" ;;
+  *) NIC_OPTS=",romfile=$VM_NIC_ROM" ;;
+esac
+# disk mode: raw $VM_DIR/disk.img as virtio-blk. Boot order by bootindex (fw_cfg bootorder, which
+# SeaBIOS and OVMF both follow; -boot order is CMOS, SeaBIOS only): bootdev default(=disk) -> disk
+# first, any other -> NIC first; the firmware then tries the other device.
+DISK_ARGS=(); NIC_IDX=""
+if [ -n "${VM_DISK:-}" ]; then
+  DISK="$VM_DIR/disk.img"
+  [ -f "$DISK" ] || truncate -s "$VM_DISK" "$DISK"
+  if [ "$BOOTDEV" = default ]; then d=0 n=1; else d=1 n=0; fi
+  NIC_IDX=",bootindex=$n"
+  DISK_ARGS=(-drive file="$DISK",format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0,bootindex=$d)
+  # OVMF files its own PXEv4/PXEv6/HTTPv4 options under the NIC's bootindex, before the disk:
+  # after the local-boot `exit` it would netboot again (boot menu) or time out ~60 s each. With
+  # the NIC's iPXE ROM, switch OVMF's IP stacks off: order = [iPXE ROM, disk].
+  if [ "$VM_FW" = uefi ] && [ "$VM_NIC_ROM" != none ]; then
+    DISK_ARGS+=(-fw_cfg name=opt/org.tianocore/IPv4Support,string=no -fw_cfg name=opt/org.tianocore/IPv6Support,string=no)
+  fi
+  echo "$EPOCHREALTIME vm-start: disk $DISK ($VM_DISK), bootindex disk=$d nic=$n"
+fi
+echo "$EPOCHREALTIME vm-start: bootdev=$BOOTDEV"
+EXTRA=(); [ -n "${VM_QEMU_EXTRA:-}" ] && read -ra EXTRA <<< "$VM_QEMU_EXTRA"   # opt-in extra args
+exec qemu-system-x86_64 \
+  -name "$VM_NAME" -machine pc,accel=tcg -m "$VM_MEM" -smp 1 \
+  -nodefaults -no-user-config -nographic -monitor none \
+  "${FW_ARGS[@]}" \
+  -boot order="$BOOT" \
+  -netdev tap,id=n0,ifname="$VM_TAP",script=no,downscript=no \
+  -device "$VM_NIC",netdev=n0,mac="$VM_MAC"$NIC_OPTS$NIC_IDX \
+  "${DISK_ARGS[@]}" \
+  -chardev socket,id=ipmi0,host=127.0.0.1,port="$VM_IPMI_PORT",reconnect=10 \
+  -device ipmi-bmc-extern,id=bmc0,chardev=ipmi0 \
+  -device isa-ipmi-kcs,bmc=bmc0 \
+  -chardev file,id=con0,path="$FIFO" -serial chardev:con0 \
+  -qmp unix:"$VM_DIR/run/qmp.sock",server=on,wait=off \
+  -pidfile "$VM_DIR/run/qemu.pid" \
+  "${EXTRA[@]}"
