@@ -120,3 +120,72 @@ pub fn ipxe_script(inv: &Inventory, d: &BootDecision<'_>) -> Option<Result<Strin
         ),
     }
 }
+
+/// DHCP settings the policy needs (from `config::DhcpSettings`).
+#[derive(Debug, Clone)]
+pub struct DhcpPolicySettings {
+    pub mode: crate::config::DhcpMode,
+    pub server: std::net::Ipv4Addr,
+    pub lease_secs: u32,
+    pub efi_x64_file: String,
+}
+
+/// The DHCP answer for a request: pure. `None` = not ours (no reply).
+/// Reservations: inventory MACs get their fixed address and a loader.
+/// Proxy: inventory MACs get the loader only (no address).
+pub fn dhcp_answer(
+    inv: &Inventory,
+    cfg: &DhcpPolicySettings,
+    req: &crate::dhcp::DhcpRequest,
+) -> Option<crate::dhcp::Answer> {
+    use crate::config::DhcpMode;
+    let s = inv.by_mac(&req.mac)?;
+    let l = loader(inv, req.arch, req.ipxe, &cfg.efi_x64_file);
+    let (filename, http_client) = match l {
+        Loader::Tftp(f) => (f, false),
+        Loader::HttpBoot(u) => (u, true),
+        Loader::IpxeScript(u) => (u, false),
+    };
+    let boot = Some(crate::dhcp::BootFile {
+        next_server: cfg.server,
+        filename,
+        http_client,
+        ipxe: req.ipxe,
+    });
+    match cfg.mode {
+        DhcpMode::Off => None,
+        DhcpMode::Proxy => Some(crate::dhcp::Answer {
+            yiaddr: None,
+            subnet_mask: None,
+            router: None,
+            dns: vec![],
+            domain: None,
+            hostname: None,
+            lease_secs: 0,
+            boot,
+        }),
+        DhcpMode::Reservations | DhcpMode::Pool => Some(crate::dhcp::Answer {
+            yiaddr: Some(s.ip),
+            subnet_mask: Some(s.netmask),
+            router: s.gateway,
+            dns: s.dns.clone(),
+            domain: s.domain.clone(),
+            hostname: Some(s.hostname.clone()),
+            lease_secs: cfg.lease_secs,
+            boot,
+        }),
+    }
+}
+
+/// `dhcp::DhcpPolicy` over the live inventory snapshot.
+pub struct InventoryDhcpPolicy {
+    pub inventory: tokio::sync::watch::Receiver<std::sync::Arc<Inventory>>,
+    pub cfg: DhcpPolicySettings,
+}
+
+impl crate::dhcp::DhcpPolicy for InventoryDhcpPolicy {
+    fn answer(&self, req: &crate::dhcp::DhcpRequest) -> Option<crate::dhcp::Answer> {
+        let inv = self.inventory.borrow().clone();
+        dhcp_answer(&inv, &self.cfg, req)
+    }
+}

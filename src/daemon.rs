@@ -146,6 +146,8 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 pub struct Listeners {
     pub http: tokio::net::TcpListener,
     pub api: tokio::net::TcpListener,
+    /// DHCP sockets with their reply parameters (67; and 4011 in proxy mode).
+    pub dhcp: Vec<(tokio::net::UdpSocket, crate::dhcp::ServerParams)>,
 }
 
 impl Listeners {
@@ -157,7 +159,28 @@ impl Listeners {
         let api = tokio::net::TcpListener::bind(s.api_listen)
             .await
             .with_context(|| format!("binding the API on {}", s.api_listen))?;
-        Ok(Listeners { http, api })
+        let mut dhcp = Vec::new();
+        if s.dhcp.mode != config::DhcpMode::Off {
+            let proxy = s.dhcp.mode == config::DhcpMode::Proxy;
+            let mut ports = vec![s.dhcp.port];
+            if proxy {
+                ports.push(crate::dhcp::PXE_PORT);
+            }
+            for port in ports {
+                let addr = SocketAddr::from(([0, 0, 0, 0], port));
+                let sock = crate::dhcp::bind(addr, s.interface.as_deref()).with_context(|| {
+                    format!(
+                        "binding DHCP on {addr}{}",
+                        s.interface
+                            .as_deref()
+                            .map(|i| format!(" (interface {i})"))
+                            .unwrap_or_default()
+                    )
+                })?;
+                dhcp.push((sock, crate::dhcp::ServerParams::new(s.address, proxy)));
+            }
+        }
+        Ok(Listeners { http, api, dhcp })
     }
 }
 
@@ -220,6 +243,30 @@ pub async fn start(cfg: config::Config, listeners: Listeners) -> anyhow::Result<
         });
     }
 
+    let dhcp_stats = Arc::new(crate::dhcp::DhcpStats::default());
+    let policy: Arc<dyn crate::dhcp::DhcpPolicy> = Arc::new(crate::boot::InventoryDhcpPolicy {
+        inventory: inv_rx.clone(),
+        cfg: crate::boot::DhcpPolicySettings {
+            mode: settings.dhcp.mode,
+            server: settings.address,
+            lease_secs: settings.dhcp.lease_secs,
+            efi_x64_file: settings.dhcp.efi_x64_file.clone(),
+        },
+    });
+    for (sock, params) in listeners.dhcp {
+        let (policy, stats, obs, sd) = (
+            policy.clone(),
+            dhcp_stats.clone(),
+            obs.clone(),
+            shutdown.child_token(),
+        );
+        tracker.spawn(async move {
+            if let Err(e) = crate::dhcp::serve(sock, policy, params, stats, obs, sd).await {
+                tracing::error!(error = %e, "DHCP server failed");
+            }
+        });
+    }
+
     let http_stats = Arc::new(boot::HttpStats::default());
     let boot_ctx = boot::BootContext {
         inventory: inv_rx.clone(),
@@ -238,7 +285,10 @@ pub async fn start(cfg: config::Config, listeners: Listeners) -> anyhow::Result<
         reloader: reloader.clone(),
         tokens: Arc::new(tokens),
         http_stats: http_stats.clone(),
-        extra_stats: Arc::new(|| serde_json::json!({})),
+        extra_stats: {
+            let d = dhcp_stats.clone();
+            Arc::new(move || serde_json::json!({ "dhcp": format!("{:?}", d.snapshot()) }))
+        },
     };
 
     let http_addr = listeners.http.local_addr()?;

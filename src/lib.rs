@@ -13,6 +13,7 @@ pub mod boot;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dhcp;
 pub mod engine;
 pub mod http;
 pub mod inventory;

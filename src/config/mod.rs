@@ -778,20 +778,17 @@ fn validate_profile(
         }
         match installer {
             None if m.installer.is_none() => e.push("installer", "missing"),
-            Some(Installer::CloudInit) | Some(Installer::Autoinstall) => {
-                if m.user_data.is_none() {
-                    e.push(
-                        "user_data",
-                        "a cloud-init/autoinstall profile needs user_data",
-                    );
-                }
+            Some(Installer::CloudInit) | Some(Installer::Autoinstall) if m.user_data.is_none() => e
+                .push(
+                    "user_data",
+                    "a cloud-init/autoinstall profile needs user_data",
+                ),
+            Some(Installer::Kickstart) | Some(Installer::Preseed) | Some(Installer::Script)
+                if m.template.is_none() =>
+            {
+                e.push("template", "missing installer template")
             }
-            Some(_) => {
-                if m.template.is_none() {
-                    e.push("template", "missing installer template");
-                }
-            }
-            None => {}
+            _ => {}
         }
     }
     if e.out.len() > before {

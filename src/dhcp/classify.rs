@@ -10,10 +10,12 @@
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use dhcproto::v4::Message;
-use dhcproto::Decodable;
+use dhcproto::v4::{DhcpOption, Message};
+use dhcproto::{Decodable, Decoder};
 
-use super::opts::{self, code, IpxeOpts, PxeVendorOpts, RawOptions, TlvError, VendorClass, VendorKind};
+use super::opts::{
+    self, code, IpxeOpts, PxeVendorOpts, RawOptions, TlvError, VendorClass, VendorKind,
+};
 use crate::model::{Arch, Mac};
 
 /// Fixed BOOTP header length (op .. file).
@@ -218,7 +220,12 @@ fn ipv4(b: &[u8], off: usize) -> Ipv4Addr {
     Ipv4Addr::new(b[off], b[off + 1], b[off + 2], b[off + 3])
 }
 
-fn exact(o: &RawOptions, c: u8, n: usize, expected: &'static str) -> Result<Option<&[u8]>, Malformed> {
+fn exact<'a>(
+    o: &'a RawOptions,
+    c: u8,
+    n: usize,
+    expected: &'static str,
+) -> Result<Option<&'a [u8]>, Malformed> {
     match o.get(c) {
         Some(v) if v.len() != n => Err(Malformed::BadOptionLength {
             code: c,
@@ -231,6 +238,48 @@ fn exact(o: &RawOptions, c: u8, n: usize, expected: &'static str) -> Result<Opti
 
 fn opt_ipv4(o: &RawOptions, c: u8) -> Result<Option<Ipv4Addr>, Malformed> {
     Ok(exact(o, c, 4, "4")?.map(|v| ipv4(v, 0)))
+}
+
+/// dhcproto's typed option decoders `debug_assert!` these lengths: fed a
+/// hostile packet, a debug build would panic. (Found by the length-mutation
+/// proptest below; release builds return an error instead.)
+fn dhcproto_safe(code: u8, len: usize) -> bool {
+    match code {
+        80 => len == 0,
+        81 => len >= 3,
+        94 => len == 3,
+        152..=155 => len == 4,
+        _ => true,
+    }
+}
+
+/// dhcproto's view of the message, without handing it unchecked option
+/// bytes: the header is decoded with an empty options area, then every option
+/// we walked is decoded on its own (joined value, overloaded fields included).
+/// Options dhcproto cannot decode are left out of `msg` (they are still in
+/// [`DhcpRequest::options`]).
+fn to_message(bytes: &[u8], o: &RawOptions) -> Result<Message, Malformed> {
+    let mut msg = Message::from_bytes(&bytes[..MIN_DHCP_LEN])
+        .map_err(|e| Malformed::Decode(e.to_string()))?;
+    match o.get(code::OVERLOAD) {
+        Some([1]) => msg.clear_fname(),
+        Some([2]) => msg.clear_sname(),
+        Some([3]) => {
+            msg.clear_fname();
+            msg.clear_sname();
+        }
+        _ => {}
+    }
+    for (c, v) in o.iter() {
+        if !dhcproto_safe(c, v.len()) {
+            continue;
+        }
+        let tlv = opts::encode_tlvs([(c, v)]);
+        if let Ok(opt) = DhcpOption::decode(&mut Decoder::new(&tlv)) {
+            msg.opts_mut().insert(opt);
+        }
+    }
+    Ok(msg)
 }
 
 /// Decode one datagram.
@@ -260,7 +309,12 @@ pub fn classify(bytes: &[u8]) -> Result<DhcpRequest, Malformed> {
     if let Some(v) = o.get(code::OVERLOAD) {
         let value = match v {
             [x @ 1..=3] => *x,
-            [x] => return Err(Malformed::Overload { value: *x, err: None }),
+            [x] => {
+                return Err(Malformed::Overload {
+                    value: *x,
+                    err: None,
+                })
+            }
             _ => {
                 return Err(Malformed::BadOptionLength {
                     code: code::OVERLOAD,
@@ -327,10 +381,16 @@ pub fn classify(bytes: &[u8]) -> Result<DhcpRequest, Malformed> {
 
     let user_class_raw = o.get(code::USER_CLASS);
     let user_classes = user_class_raw
-        .map(|v| opts::parse_user_class(v).into_iter().map(<[u8]>::to_vec).collect())
+        .map(|v| {
+            opts::parse_user_class(v)
+                .into_iter()
+                .map(<[u8]>::to_vec)
+                .collect()
+        })
         .unwrap_or_default();
     let ipxe_raw = o.get(code::IPXE_ENCAP);
-    let ipxe = ipxe_raw.is_some() || user_class_raw.is_some_and(|v| opts::user_class_has(v, b"iPXE"));
+    let ipxe =
+        ipxe_raw.is_some() || user_class_raw.is_some_and(|v| opts::user_class_has(v, b"iPXE"));
     let ipxe_opts = ipxe_raw.and_then(|v| opts::parse_ipxe_opts(v).ok());
     let pxe_vendor = o
         .get(code::VENDOR_OPTS)
@@ -342,9 +402,10 @@ pub fn classify(bytes: &[u8]) -> Result<DhcpRequest, Malformed> {
         (!s.is_empty()).then_some(s)
     });
 
-    let msg = Message::from_bytes(bytes).map_err(|e| Malformed::Decode(e.to_string()))?;
+    let msg = to_message(bytes, &o)?;
 
-    let mac = Mac::from_slice(&bytes[28..34]).ok_or(Malformed::UnsupportedHardware { htype, hlen })?;
+    let mac =
+        Mac::from_slice(&bytes[28..34]).ok_or(Malformed::UnsupportedHardware { htype, hlen })?;
 
     Ok(DhcpRequest {
         msg_type,
@@ -369,7 +430,10 @@ pub fn classify(bytes: &[u8]) -> Result<DhcpRequest, Malformed> {
         pxe_vendor,
         machine_id: o.get(code::CLIENT_MACHINE_ID).map(<[u8]>::to_vec),
         relay_agent_info: o.get(code::RELAY_AGENT_INFO).map(<[u8]>::to_vec),
-        param_request_list: o.get(code::PARAM_REQUEST_LIST).map(<[u8]>::to_vec).unwrap_or_default(),
+        param_request_list: o
+            .get(code::PARAM_REQUEST_LIST)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default(),
         max_message_size,
         hostname,
         src: None,
@@ -392,8 +456,8 @@ pub(crate) mod fixtures {
     pub const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x77, 0x00, 0x50];
     pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
     pub const UUID: [u8; 16] = [
-        0x27, 0x94, 0x6b, 0x59, 0x9e, 0x4a, 0x4b, 0x1c, 0x8a, 0x39, 0x11, 0x22, 0x33, 0x44,
-        0x55, 0x66,
+        0x27, 0x94, 0x6b, 0x59, 0x9e, 0x4a, 0x4b, 0x1c, 0x8a, 0x39, 0x11, 0x22, 0x33, 0x44, 0x55,
+        0x66,
     ];
 
     /// iPXE 1.0.0+git-20190125 option 175 on virtio-net: bus id, version, features.
@@ -642,7 +706,8 @@ mod tests {
             {
                 // Two-entry option 93 (HTTP preferred, PXE fallback): dhcproto keeps one.
                 let mut m = uefi_http_discover();
-                m.opts_mut().remove(dhcproto::v4::OptionCode::ClientSystemArchitecture);
+                m.opts_mut()
+                    .remove(dhcproto::v4::OptionCode::ClientSystemArchitecture);
                 Want {
                     arch: Some(Arch::EfiX64Http),
                     arch_codes: vec![16, 7],
@@ -653,7 +718,8 @@ mod tests {
             {
                 // No option 93: arch from option 60.
                 let mut m = ovmf_pxe_discover();
-                m.opts_mut().remove(dhcproto::v4::OptionCode::ClientSystemArchitecture);
+                m.opts_mut()
+                    .remove(dhcproto::v4::OptionCode::ClientSystemArchitecture);
                 Want {
                     arch: Some(Arch::EfiX64),
                     pxe: true,
@@ -711,15 +777,65 @@ mod tests {
         assert!(r.requested(175) && r.requested(67) && !r.requested(97));
         assert_eq!(r.user_classes, vec![b"iPXE".to_vec()]);
         let io = r.ipxe_opts.as_ref().unwrap();
-        assert_eq!(io.bus_id.map(|b| (b.vendor, b.device)), Some((0x1af4, 0x1000)));
+        assert_eq!(
+            io.bus_id.map(|b| (b.vendor, b.device)),
+            Some((0x1af4, 0x1000))
+        );
         assert!(io.has_feature(opts::ipxe::FEATURE_HTTP));
         let vc = r.vendor_class.as_ref().unwrap();
         assert_eq!(vc.undi, Some((2, 1)));
-        assert_eq!(r.client_id.as_deref(), Some(&[1, 0x52, 0x54, 0, 0x77, 0, 0x50][..]));
+        assert_eq!(
+            r.client_id.as_deref(),
+            Some(&[1, 0x52, 0x54, 0, 0x77, 0, 0x50][..])
+        );
         assert_eq!(r.machine_id.as_ref().map(Vec::len), Some(17));
         assert_eq!(r.requested_ip, None);
         assert_eq!(r.server_id, None);
         assert_eq!(r.msg.xid(), 0x1a2b_3c4d);
+        assert_eq!(r.msg.opts().msg_type(), Some(MessageType::Discover));
+        assert!(r
+            .msg
+            .opts()
+            .get(dhcproto::v4::OptionCode::ClientNetworkInterface)
+            .is_some());
+    }
+
+    /// Lengths dhcproto only `debug_assert!`s must not reach its decoder.
+    #[test]
+    fn dhcproto_debug_assert_lengths_are_filtered() {
+        for raw in [
+            &[94u8, 2, 1, 2][..],
+            &[80, 1, 0],
+            &[81, 1, 0],
+            &[152, 2, 0, 0],
+            &[155, 5, 0, 0, 0, 0, 0],
+        ] {
+            let r = classify(&with_raw(&base(MessageType::Discover, 1), raw)).unwrap();
+            assert!(r.options.contains(raw[0]));
+            assert!(r
+                .msg
+                .opts()
+                .get(dhcproto::v4::OptionCode::from(raw[0]))
+                .is_none());
+        }
+    }
+
+    /// Options after a broken-for-dhcproto one are still in `msg`.
+    #[test]
+    fn msg_keeps_options_dhcproto_would_drop() {
+        // Hostname with invalid UTF-8 ends dhcproto's own option walk.
+        let mut m = base(MessageType::Discover, 1);
+        m.opts_mut()
+            .insert(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()));
+        let b = with_raw(&m, &[12, 2, 0xff, 0xfe]);
+        let r = classify(&b).unwrap();
+        assert_eq!(r.hostname.as_deref(), Some("\u{fffd}\u{fffd}"));
+        assert!(r.pxe_client);
+        assert!(r
+            .msg
+            .opts()
+            .get(dhcproto::v4::OptionCode::ClassIdentifier)
+            .is_some());
     }
 
     #[test]
@@ -737,8 +853,11 @@ mod tests {
             .insert(DhcpOption::Hostname("node50".to_string()));
         let r = classify(&with_raw(&m, &[])).unwrap();
         assert_eq!(r.hostname.as_deref(), Some("node50"));
-        let r = classify(&with_raw(&base(MessageType::Discover, 1), &[12, 4, b'a', b'b', 0, 0]))
-            .unwrap();
+        let r = classify(&with_raw(
+            &base(MessageType::Discover, 1),
+            &[12, 4, b'a', b'b', 0, 0],
+        ))
+        .unwrap();
         assert_eq!(r.hostname.as_deref(), Some("ab"));
     }
 
@@ -785,7 +904,11 @@ mod tests {
         };
         let cases: Vec<(&str, Vec<u8>, Malformed)> = vec![
             ("empty", vec![], Malformed::Truncated { len: 0 }),
-            ("short", good[..239].to_vec(), Malformed::Truncated { len: 239 }),
+            (
+                "short",
+                good[..239].to_vec(),
+                Malformed::Truncated { len: 239 },
+            ),
             ("huge", vec![1; 1501], Malformed::Oversized { len: 1501 }),
             ("reply", set(0, 2), Malformed::NotRequest { op: 2 }),
             ("op 0", set(0, 0), Malformed::NotRequest { op: 0 }),
@@ -870,7 +993,10 @@ mod tests {
             (
                 "overload 7",
                 with(&[52, 1, 7]),
-                Malformed::Overload { value: 7, err: None },
+                Malformed::Overload {
+                    value: 7,
+                    err: None,
+                },
             ),
             (
                 "overload garbage",
@@ -893,11 +1019,11 @@ mod tests {
 
     #[test]
     fn malformed_classes_cover_all() {
-        assert_eq!(Malformed::Truncated { len: 1 }.class(), MalformedClass::Truncated);
         assert_eq!(
-            Malformed::BadMagic([0; 4]).class(),
-            MalformedClass::Options
+            Malformed::Truncated { len: 1 }.class(),
+            MalformedClass::Truncated
         );
+        assert_eq!(Malformed::BadMagic([0; 4]).class(), MalformedClass::Options);
         assert_eq!(
             Malformed::UnexpectedMessageType(2).class(),
             MalformedClass::MessageType

@@ -200,7 +200,7 @@ impl RawOptions {
 /// Option 93 (RFC 4578): a list of 16-bit architecture types, most preferred
 /// first. `None` when empty or of odd length (malformed).
 pub fn parse_arch_list(data: &[u8]) -> Option<Vec<u16>> {
-    if data.is_empty() || data.len() % 2 != 0 {
+    if data.is_empty() || !data.len().is_multiple_of(2) {
         return None;
     }
     Some(
@@ -242,9 +242,7 @@ fn dec_u16(s: &[u8]) -> Option<u16> {
     if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let v = s
-        .iter()
-        .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+    let v = s.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
     u16::try_from(v).ok()
 }
 
@@ -299,8 +297,7 @@ pub fn user_class_has(data: &[u8], needle: &[u8]) -> bool {
     if needle.is_empty() {
         return false;
     }
-    parse_user_class(data).iter().any(|c| *c == needle)
-        || data.windows(needle.len()).any(|w| w == needle)
+    parse_user_class(data).contains(&needle) || data.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Encode option 77 in RFC 3004 form. Classes longer than 255 bytes are cut.
@@ -480,7 +477,10 @@ mod tests {
             (&[0, 0, 255, 9, 9], Ok(vec![])),
             (&[6, 1, 8, 255], Ok(vec![(6, vec![8])])),
             (&[6, 1, 8], Ok(vec![(6, vec![8])])),
-            (&[6, 0, 0, 7, 2, 1, 2], Ok(vec![(6, vec![]), (7, vec![1, 2])])),
+            (
+                &[6, 0, 0, 7, 2, 1, 2],
+                Ok(vec![(6, vec![]), (7, vec![1, 2])]),
+            ),
             (&[6], Err(TlvError::MissingLength { code: 6, at: 0 })),
             (
                 &[6, 1, 8, 9, 4, 1],
@@ -536,7 +536,8 @@ mod tests {
 
     #[test]
     fn vendor_class_table() {
-        let cases: &[(&[u8], VendorKind, Option<u16>, Option<(u16, u16)>)] = &[
+        type Case = (&'static [u8], VendorKind, Option<u16>, Option<(u16, u16)>);
+        let cases: &[Case] = &[
             (
                 b"PXEClient:Arch:00007:UNDI:003016",
                 VendorKind::PxeClient,
@@ -562,7 +563,12 @@ mod tests {
                 Some((3, 0)),
             ),
             (b"PXEClient", VendorKind::PxeClient, None, None),
-            (b"PXEClient:Arch:7x:UNDI:0030", VendorKind::PxeClient, None, None),
+            (
+                b"PXEClient:Arch:7x:UNDI:0030",
+                VendorKind::PxeClient,
+                None,
+                None,
+            ),
             (b"PXEClient:Arch:99999", VendorKind::PxeClient, None, None),
             (b"udhcp 1.35.0", VendorKind::Other, None, None),
             (b"MSFT 5.0", VendorKind::Other, None, None),
@@ -582,7 +588,8 @@ mod tests {
 
     #[test]
     fn user_class_table() {
-        let cases: &[(&[u8], Vec<&[u8]>, bool)] = &[
+        type Case = (&'static [u8], Vec<&'static [u8]>, bool);
+        let cases: &[Case] = &[
             // iPXE: bare string
             (b"iPXE", vec![b"iPXE"], true),
             // RFC 3004
@@ -630,8 +637,9 @@ mod tests {
         let raw: &[u8] = &[
             0xb1, 5, 1, 0x1a, 0xf4, 0x10, 0x00, // bus id PCI 1af4:1000
             0xeb, 3, 1, 0, 0, // version 1.0.0
-            0x13, 1, 1, 0x14, 1, 1, 0x15, 1, 1, 0x17, 1, 1, 0x18, 1, 1, 0x21, 1, 1, // features
-            0x12, 1, 0, // feature with value 0: absent
+            0x13, 1, 1, 0x14, 1, 1, 0x15, 1, 1, 0x17, 1, 1, 0x18, 1, 1, 0x21, 1,
+            1, // features
+            0x12, 1, 0, // feature with value 0: not a feature
             1, 1, 0x7f, // priority
         ];
         let o = parse_ipxe_opts(raw).unwrap();
@@ -648,7 +656,7 @@ mod tests {
         assert!(o.has_feature(ipxe::FEATURE_PXE));
         assert!(!o.has_feature(0x12));
         assert!(!o.no_pxedhcp);
-        assert_eq!(o.other, vec![(1, vec![0x7f])]);
+        assert_eq!(o.other, vec![(0x12, vec![0]), (1, vec![0x7f])]);
 
         let o = parse_ipxe_opts(&encode_ipxe_no_pxedhcp()).unwrap();
         assert!(o.no_pxedhcp);

@@ -240,20 +240,8 @@ fn proxy_ack_destination(req: &DhcpRequest, srv: &ServerParams) -> SocketAddr {
 /// Decide and build. `ans` is the policy's answer (`None` = ignore); RELEASE
 /// and DECLINE need none.
 pub fn respond(req: &DhcpRequest, ans: Option<&Answer>, srv: &ServerParams) -> Outcome {
-    match req.msg_type {
-        ClientMessage::Release => {
-            return Outcome::Event(LeaseEvent::Released {
-                mac: req.mac,
-                ip: req.ciaddr,
-            })
-        }
-        ClientMessage::Decline => {
-            return Outcome::Event(LeaseEvent::Declined {
-                mac: req.mac,
-                ip: req.requested_ip,
-            })
-        }
-        _ => {}
+    if let Some(ev) = lease_event(req) {
+        return Outcome::Event(ev);
     }
     let Some(ans) = ans else {
         return Outcome::Ignore(IgnoreReason::NoAnswer);
@@ -293,8 +281,9 @@ pub fn respond(req: &DhcpRequest, ans: Option<&Answer>, srv: &ServerParams) -> O
         }
         (ClientMessage::Inform, Some(_)) => (ReplyKind::Ack, None),
         (ClientMessage::Inform, None) => return Outcome::Ignore(IgnoreReason::ProxyInform),
+        // Handled by `lease_event` above.
         (ClientMessage::Release | ClientMessage::Decline, _) => {
-            unreachable!("handled above")
+            return Outcome::Ignore(IgnoreReason::NoAnswer)
         }
     };
 
@@ -311,6 +300,20 @@ pub fn respond(req: &DhcpRequest, ans: Option<&Answer>, srv: &ServerParams) -> O
             dest,
         }),
         Err(r) => Outcome::Ignore(r),
+    }
+}
+
+fn lease_event(req: &DhcpRequest) -> Option<LeaseEvent> {
+    match req.msg_type {
+        ClientMessage::Release => Some(LeaseEvent::Released {
+            mac: req.mac,
+            ip: req.ciaddr,
+        }),
+        ClientMessage::Decline => Some(LeaseEvent::Declined {
+            mac: req.mac,
+            ip: req.requested_ip,
+        }),
+        _ => None,
     }
 }
 
@@ -608,7 +611,6 @@ mod tests {
         let a = answer(Some(boot("ipxe.efi", false, false)));
         let rep = reply(&r, Some(&a), &srv(false));
         let (m, o) = decode(&rep.bytes);
-        assert_eq!(rep.bytes.len(), BOOTP_MIN_LEN, "padded to 300");
         assert_eq!(file_of(&m), "ipxe.efi");
         assert_eq!(m.siaddr(), SERVER);
         assert_eq!(o.get(&67).map(Vec::as_slice), Some(&b"ipxe.efi"[..]));
@@ -618,8 +620,11 @@ mod tests {
         }
         assert!(!m.flags().broadcast());
         // Padding is zeros after End.
-        let end = rep.bytes[240..].iter().position(|b| *b == 255).unwrap() + 240;
-        assert!(rep.bytes[end + 1..].iter().all(|b| *b == 0));
+        let mut i = 240;
+        while rep.bytes[i] != 255 {
+            i += 2 + usize::from(rep.bytes[i + 1]);
+        }
+        assert!(rep.bytes[i + 1..].iter().all(|b| *b == 0));
     }
 
     #[test]
@@ -642,7 +647,14 @@ mod tests {
             ("ovmf", ovmf_pxe_discover(), false, false, false, false),
             ("http", uefi_http_discover(), true, false, true, false),
             ("arm64", arm64_pxe_discover(), false, false, false, false),
-            ("policy says ipxe", arm64_pxe_discover(), false, true, false, true),
+            (
+                "policy says ipxe",
+                arm64_pxe_discover(),
+                false,
+                true,
+                false,
+                true,
+            ),
         ];
         for (name, m, http, ipxe, want60, want175) in cases {
             let r = req(&m);
@@ -685,6 +697,7 @@ mod tests {
         let rep = reply(&r, Some(&a), &s);
         assert_eq!(rep.kind, ReplyKind::Nak);
         assert_eq!(rep.dest, s.broadcast);
+        assert_eq!(rep.bytes.len(), BOOTP_MIN_LEN, "short NAK padded to 300");
         let (m, o) = decode(&rep.bytes);
         assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
         assert_eq!(m.siaddr(), Ipv4Addr::UNSPECIFIED);
@@ -781,9 +794,16 @@ mod tests {
         let s = srv(true);
         // BIOS iPXE: 43 = {6: 8}, 60 PXEClient, 97 echoed, no address options.
         let r = req(&seabios_ipxe_discover());
-        let rep = reply(&r, Some(&answer(Some(boot("undionly.kpxe", false, false)))), &s);
+        let rep = reply(
+            &r,
+            Some(&answer(Some(boot("undionly.kpxe", false, false)))),
+            &s,
+        );
         assert_eq!(rep.kind, ReplyKind::ProxyOffer);
-        assert_eq!(rep.yiaddr, None, "proxy never gives an address, whatever the answer");
+        assert_eq!(
+            rep.yiaddr, None,
+            "proxy never gives an address, whatever the answer"
+        );
         let (m, o) = decode(&rep.bytes);
         assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
         assert_eq!(m.siaddr(), SERVER);
@@ -798,19 +818,23 @@ mod tests {
 
         // UEFI PXE: no 43, so it asks port 4011.
         let r = req(&ovmf_pxe_discover());
-        let (_, o) = decode(&reply(&r, Some(&proxy_answer(boot("ipxe.efi", false, false))), &s).bytes);
+        let (_, o) =
+            decode(&reply(&r, Some(&proxy_answer(boot("ipxe.efi", false, false))), &s).bytes);
         assert_eq!(o[&60], b"PXEClient".to_vec());
         assert!(!o.contains_key(&43));
 
         // HTTP boot in proxy mode: 60 HTTPClient.
         let r = req(&uefi_http_discover());
-        let (_, o) = decode(&reply(&r, Some(&proxy_answer(boot("http://x/y", true, false))), &s).bytes);
+        let (_, o) =
+            decode(&reply(&r, Some(&proxy_answer(boot("http://x/y", true, false))), &s).bytes);
         assert_eq!(o[&60], b"HTTPClient".to_vec());
 
         // Non-boot client, or no boot file: ignored.
         let mut m = base(MessageType::Discover, 3);
         m.opts_mut()
-            .insert(dhcproto::v4::DhcpOption::ClassIdentifier(b"udhcp 1.35.0".to_vec()));
+            .insert(dhcproto::v4::DhcpOption::ClassIdentifier(
+                b"udhcp 1.35.0".to_vec(),
+            ));
         assert_eq!(
             respond(&req(&m), Some(&proxy_answer(boot("f", false, false))), &s),
             Outcome::Ignore(IgnoreReason::NotBootClient)
@@ -842,7 +866,11 @@ mod tests {
         r.src = Some(SocketAddr::new(IP.into(), 4011));
         let rep = reply(&r, Some(&proxy_answer(boot("ipxe.efi", false, false))), &s);
         assert_eq!(rep.kind, ReplyKind::ProxyAck);
-        assert_eq!(rep.dest, SocketAddr::new(IP.into(), 4011), "back to the sender");
+        assert_eq!(
+            rep.dest,
+            SocketAddr::new(IP.into(), 4011),
+            "back to the sender"
+        );
         let (m, o) = decode(&rep.bytes);
         assert_eq!(o[&53], vec![5]);
         assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
@@ -865,12 +893,48 @@ mod tests {
         let base_req = req(&ovmf_pxe_discover());
         let relay = Ipv4Addr::new(10, 78, 0, 1);
         let cases: Vec<(&str, Ipv4Addr, Ipv4Addr, bool, SocketAddr)> = vec![
-            ("giaddr", relay, Ipv4Addr::UNSPECIFIED, false, SocketAddr::new(relay.into(), 67)),
-            ("giaddr wins over ciaddr", relay, IP, true, SocketAddr::new(relay.into(), 67)),
-            ("ciaddr", Ipv4Addr::UNSPECIFIED, IP, false, SocketAddr::new(IP.into(), CLIENT_PORT_T)),
-            ("ciaddr wins over broadcast bit", Ipv4Addr::UNSPECIFIED, IP, true, SocketAddr::new(IP.into(), CLIENT_PORT_T)),
-            ("broadcast bit", Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, true, s.broadcast),
-            ("no unicast possible", Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, false, s.broadcast),
+            (
+                "giaddr",
+                relay,
+                Ipv4Addr::UNSPECIFIED,
+                false,
+                SocketAddr::new(relay.into(), 67),
+            ),
+            (
+                "giaddr wins over ciaddr",
+                relay,
+                IP,
+                true,
+                SocketAddr::new(relay.into(), 67),
+            ),
+            (
+                "ciaddr",
+                Ipv4Addr::UNSPECIFIED,
+                IP,
+                false,
+                SocketAddr::new(IP.into(), CLIENT_PORT_T),
+            ),
+            (
+                "ciaddr wins over broadcast bit",
+                Ipv4Addr::UNSPECIFIED,
+                IP,
+                true,
+                SocketAddr::new(IP.into(), CLIENT_PORT_T),
+            ),
+            (
+                "broadcast bit",
+                Ipv4Addr::UNSPECIFIED,
+                Ipv4Addr::UNSPECIFIED,
+                true,
+                s.broadcast,
+            ),
+            (
+                "no unicast possible",
+                Ipv4Addr::UNSPECIFIED,
+                Ipv4Addr::UNSPECIFIED,
+                false,
+                s.broadcast,
+            ),
         ];
         for (name, giaddr, ciaddr, bcast, want) in cases {
             let mut r = base_req.clone();
@@ -894,7 +958,11 @@ mod tests {
     #[test]
     fn relayed_offer_goes_to_relay_with_82() {
         let r = classify(&relayed_bytes()).unwrap();
-        let rep = reply(&r, Some(&answer(Some(boot("ipxe.efi", false, false)))), &srv(false));
+        let rep = reply(
+            &r,
+            Some(&answer(Some(boot("ipxe.efi", false, false)))),
+            &srv(false),
+        );
         assert_eq!(rep.dest, "10.78.0.1:67".parse().unwrap());
         let (m, o) = decode(&rep.bytes);
         assert_eq!(m.giaddr(), Ipv4Addr::new(10, 78, 0, 1));
@@ -911,7 +979,9 @@ mod tests {
         m.opts_mut()
             .insert(dhcproto::v4::DhcpOption::MessageType(MessageType::Request));
         m.opts_mut()
-            .insert(dhcproto::v4::DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 78, 0, 9)));
+            .insert(dhcproto::v4::DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                10, 78, 0, 9,
+            )));
         let rep = reply(&req(&m), Some(&answer(None)), &srv(false));
         assert_eq!(rep.kind, ReplyKind::Nak);
         assert_eq!(rep.dest, "10.78.0.1:67".parse().unwrap());
@@ -925,7 +995,11 @@ mod tests {
         let mut m = seabios_ipxe_discover();
         m.opts_mut().remove(OptionCode::MaxMessageSize);
         let r = req(&m);
-        let mut a = answer(Some(boot(&format!("http://10.77.0.1/{}", "u".repeat(230)), false, true)));
+        let mut a = answer(Some(boot(
+            &format!("http://10.77.0.1/{}", "u".repeat(230)),
+            false,
+            true,
+        )));
         a.hostname = Some("h".repeat(100));
         a.domain = Some("d".repeat(100));
         let rep = reply(&r, Some(&a), &srv(false));

@@ -543,7 +543,11 @@ async fn transfer(sh: Arc<Shared>, req: Request, peer: SocketAddr, _permit: Owne
                 windowsize = neg.windowsize, "transfer complete");
             (true, bytes)
         }
-        Outcome::Failed { reason, bytes, probe } => {
+        Outcome::Failed {
+            reason,
+            bytes,
+            probe,
+        } => {
             if probe {
                 inc(&stats.probes);
                 debug!(target: "rackboot::tftp", %peer, %path, %reason, "client ended after option negotiation");
@@ -620,9 +624,7 @@ async fn drive(
                     }
                     sh.stats.bytes_sent.fetch_add(len as u64, Relaxed);
                 }
-                Action::SetTimer(d) => sleep
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + d),
+                Action::SetTimer(d) => sleep.as_mut().reset(tokio::time::Instant::now() + d),
                 Action::Done { bytes } => return Outcome::Done { bytes },
                 Action::Fail(reason) => {
                     let probe = matches!(
@@ -749,7 +751,11 @@ mod tests {
             ("efi/grubx64.efi", "efi/grubx64.efi"),
         ];
         for (i, want) in ok {
-            assert_eq!(RootsSource::sanitize(i).unwrap(), PathBuf::from(want), "{i}");
+            assert_eq!(
+                RootsSource::sanitize(i).unwrap(),
+                PathBuf::from(want),
+                "{i}"
+            );
         }
         for bad in [
             "",
@@ -788,10 +794,22 @@ mod tests {
         assert_eq!(src.resolve("inside").unwrap(), canon_a.join("one"));
         assert!(matches!(src.resolve("three"), Err(TftpError::NotFound)));
         assert!(matches!(src.resolve("one/x"), Err(TftpError::NotFound)));
-        assert!(matches!(src.resolve("/etc/passwd"), Err(TftpError::AccessDenied(_))));
-        assert!(matches!(src.resolve("etc"), Err(TftpError::AccessDenied(_))));
-        assert!(matches!(src.resolve("dir"), Err(TftpError::AccessDenied(_))));
-        assert!(matches!(src.resolve("../x"), Err(TftpError::AccessDenied(_))));
+        assert!(matches!(
+            src.resolve("/etc/passwd"),
+            Err(TftpError::AccessDenied(_))
+        ));
+        assert!(matches!(
+            src.resolve("etc"),
+            Err(TftpError::AccessDenied(_))
+        ));
+        assert!(matches!(
+            src.resolve("dir"),
+            Err(TftpError::AccessDenied(_))
+        ));
+        assert!(matches!(
+            src.resolve("../x"),
+            Err(TftpError::AccessDenied(_))
+        ));
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let f = src.open("two", peer).unwrap();
         assert_eq!(f.len(), 1);

@@ -155,7 +155,10 @@ fn take_cstr<'a>(rest: &mut &'a [u8], field: &'static str) -> Result<&'a [u8], P
 
 /// Parse the option pairs after a request's mode or an OACK's opcode.
 /// Trailing all-NUL padding is tolerated.
-fn parse_pairs(mut rest: &[u8]) -> Result<Vec<(&[u8], &[u8])>, ParseError> {
+/// Raw (name, value) option strings.
+type RawPairs<'a> = Vec<(&'a [u8], &'a [u8])>;
+
+fn parse_pairs(mut rest: &[u8]) -> Result<RawPairs<'_>, ParseError> {
     let mut out = Vec::new();
     while !rest.is_empty() {
         if rest.iter().all(|&b| b == 0) {
@@ -229,12 +232,7 @@ fn parse_request(rest: &[u8]) -> Result<Request, ParseError> {
     // RFC 2347 names are case-insensitive. A repeated known option: first wins.
     for (name, value) in parse_pairs(rest)? {
         if name.eq_ignore_ascii_case(b"blksize") {
-            let v = ranged(
-                "blksize",
-                value,
-                MIN_BLKSIZE.into(),
-                MAX_BLKSIZE.into(),
-            )?;
+            let v = ranged("blksize", value, MIN_BLKSIZE.into(), MAX_BLKSIZE.into())?;
             options.blksize.get_or_insert(v as u16);
         } else if name.eq_ignore_ascii_case(b"tsize") {
             let v = parse_number("tsize", value)?;
@@ -414,8 +412,20 @@ mod tests {
     #[test]
     fn parses_options_case_insensitive_first_wins_unknown_kept() {
         let b = rrq(&[
-            "f", "octet", "BlkSize", "1468", "tsize", "0", "blksize", "512", "multicast", "",
-            "windowsize", "16", "timeout", "3",
+            "f",
+            "octet",
+            "BlkSize",
+            "1468",
+            "tsize",
+            "0",
+            "blksize",
+            "512",
+            "multicast",
+            "",
+            "windowsize",
+            "16",
+            "timeout",
+            "3",
         ]);
         let Packet::Rrq(r) = Packet::parse(&b).unwrap() else {
             panic!()
@@ -444,7 +454,10 @@ mod tests {
             (vec![0, 4, 1], ParseError::TooShort(3)),
             (vec![0, 3], ParseError::TooShort(2)),
             (b"\x00\x01file".to_vec(), ParseError::MissingNul("filename")),
-            (b"\x00\x01file\x00octet".to_vec(), ParseError::MissingNul("mode")),
+            (
+                b"\x00\x01file\x00octet".to_vec(),
+                ParseError::MissingNul("mode"),
+            ),
             (rrq(&["", "octet"]), ParseError::EmptyFilename),
             (rrq(&["f", "binary"]), ParseError::BadMode("binary".into())),
             (
@@ -456,7 +469,10 @@ mod tests {
                 ParseError::MissingNul("option value"),
             ),
             (rrq(&["f", "octet", "", "x"]), ParseError::EmptyOptionName),
-            (b"\x00\x01\xff\xfe\x00octet\x00".to_vec(), ParseError::FilenameNotUtf8),
+            (
+                b"\x00\x01\xff\xfe\x00octet\x00".to_vec(),
+                ParseError::FilenameNotUtf8,
+            ),
         ];
         for (bytes, want) in cases {
             assert_eq!(Packet::parse(&bytes), Err(want), "{bytes:?}");
@@ -493,7 +509,10 @@ mod tests {
             ("windowsize", "65535"),
             ("tsize", "18446744073709551615"),
         ] {
-            assert!(Packet::parse(&rrq(&["f", "octet", n, v])).is_ok(), "{n}={v}");
+            assert!(
+                Packet::parse(&rrq(&["f", "octet", n, v])).is_ok(),
+                "{n}={v}"
+            );
         }
     }
 
@@ -508,7 +527,13 @@ mod tests {
             }
         );
         let p = Packet::parse(b"\x00\x05\x00\x01").unwrap();
-        assert!(matches!(p, Packet::Error { code: ErrorCode(1), .. }));
+        assert!(matches!(
+            p,
+            Packet::Error {
+                code: ErrorCode(1),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -569,17 +594,19 @@ mod tests {
             proptest::option::of(1u16..=65535),
             proptest::collection::vec(("x[a-z]{0,8}", "[ -~]{0,8}"), 0..3),
         )
-            .prop_map(|(filename, mode, blksize, tsize, timeout, windowsize, unknown)| Request {
-                filename,
-                mode,
-                options: RequestOptions {
-                    blksize,
-                    tsize,
-                    timeout,
-                    windowsize,
-                    unknown,
+            .prop_map(
+                |(filename, mode, blksize, tsize, timeout, windowsize, unknown)| Request {
+                    filename,
+                    mode,
+                    options: RequestOptions {
+                        blksize,
+                        tsize,
+                        timeout,
+                        windowsize,
+                        unknown,
+                    },
                 },
-            })
+            )
     }
 
     proptest! {
@@ -591,11 +618,7 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             if let Ok(p) = Packet::parse(&bytes) {
                 let again = p.encode();
-                let q = Packet::parse(&again);
-                // ERROR messages and OACK strings are decoded lossily, so
-                // compare a second round trip, which must be stable.
-                let q = q.expect("re-encoded packet parses");
-                prop_assert_eq!(Packet::parse(&q.encode()).unwrap(), q);
+                prop_assert_eq!(Packet::parse(&again), Ok(p));
             }
         }
     }

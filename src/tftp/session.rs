@@ -366,7 +366,9 @@ mod tests {
     }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -560,7 +562,7 @@ mod tests {
             // Every third window, simulate loss of the window's tail: ACK the
             // middle block (slide) and let the rest be resent.
             let (last, _, _) = *bl.last().unwrap();
-            let ackb = if expect_abs % 3 == 0 && bl.len() > 2 {
+            let ackb = if expect_abs.is_multiple_of(3) && bl.len() > 2 {
                 let mid = bl[bl.len() / 2].0;
                 expect_abs -= (bl.len() - bl.len() / 2 - 1) as u64;
                 mid

@@ -580,7 +580,7 @@ mod tests {
     #[test]
     fn confidentiality_pad_layout() {
         let keys = SessionKeys::from_sik(CipherSuite::SUITE_3, &[7u8; 20]);
-        for len in 0..40 {
+        for len in 0usize..40 {
             let plain: Vec<u8> = (0..len as u8).collect();
             let enc = keys.encrypt(&plain, [9u8; 16]);
             assert_eq!(enc.len() % 16, 0);

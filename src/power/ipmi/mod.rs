@@ -132,7 +132,7 @@ impl From<SessionError> for IpmiError {
     fn from(e: SessionError) -> IpmiError {
         match e {
             SessionError::SuiteRejected { .. } => IpmiError::Unsupported(e.to_string()),
-            SessionError::AuthFailed(s) => IpmiError::AuthFailed(s),
+            SessionError::AuthFailed(s) | SessionError::RoleRefused(s) => IpmiError::AuthFailed(s),
             SessionError::Protocol(s) => IpmiError::Protocol(s),
             SessionError::Unsupported(s) => IpmiError::Unsupported(s),
         }
@@ -341,46 +341,32 @@ trait Exchange {
     fn on_timeout(&mut self) -> Result<Vec<u8>, IpmiError>;
 }
 
-struct HsExchange<'a>(&'a mut Handshake);
+struct HsExchange<'a> {
+    hs: &'a mut Handshake,
+    /// The handshake error that ended `drive` (it only carries `IpmiError`).
+    failure: Option<SessionError>,
+}
 
 impl Exchange for HsExchange<'_> {
     type Out = Session;
     fn on_datagram(&mut self, d: &[u8]) -> Result<Step<Session>, IpmiError> {
-        match self.0.handle(d) {
+        match self.hs.handle(d) {
             Ok(HsEvent::Send(p)) => Ok(Step::Send(p)),
             Ok(HsEvent::Established(s)) => Ok(Step::Done(*s)),
             Ok(HsEvent::Ignored(why)) => {
                 tracing::trace!(target: LOG, why, "ignored datagram during handshake");
                 Ok(Step::Continue)
             }
-            Err(e) => Err(HsFailure(e).into()),
+            Err(e) => {
+                let as_ipmi = IpmiError::from(e.clone());
+                self.failure = Some(e);
+                Err(as_ipmi)
+            }
         }
     }
     fn on_timeout(&mut self) -> Result<Vec<u8>, IpmiError> {
-        Ok(self.0.retransmit())
+        Ok(self.hs.retransmit())
     }
-}
-
-/// Carries a handshake error through `IpmiError` so `connect` can tell
-/// suite rejections from the rest.
-struct HsFailure(SessionError);
-
-impl From<HsFailure> for IpmiError {
-    fn from(f: HsFailure) -> IpmiError {
-        match f.0 {
-            // Marked so connect() can fall back; rewritten there.
-            SessionError::SuiteRejected { suite, status, meaning } => IpmiError::Rejected {
-                command: "Open Session (cipher suite)",
-                completion_code: status,
-                meaning: suite_marker(suite, meaning),
-            },
-            other => other.into(),
-        }
-    }
-}
-
-fn suite_marker(_suite: u8, meaning: &'static str) -> &'static str {
-    meaning
 }
 
 struct ReqExchange<'a>(&'a mut Session);
@@ -534,28 +520,28 @@ impl IpmiClient {
                     let mut hs = Handshake::new(cfg, rand::random())?;
                     let first = hs.start();
                     tracing::debug!(target: LOG, addr = %t.addr, suite = id, ?privilege, "opening session");
-                    match drive(&sock, t.addr, started, deadline, timing, first, &mut HsExchange(&mut hs)).await {
-                        Ok(s) => {
+                    let mut ex = HsExchange { hs: &mut hs, failure: None };
+                    let r = drive(&sock, t.addr, started, deadline, timing, first, &mut ex).await;
+                    match (r, ex.failure.take()) {
+                        (Ok(s), _) => {
                             established = Some((s, privilege));
                             break 'suites;
                         }
-                        Err(IpmiError::Rejected { completion_code, meaning, .. }) => {
-                            tracing::info!(target: LOG, addr = %t.addr, suite = id, status = completion_code, meaning, "cipher suite rejected");
-                            refused.push(format!("suite {id}: status {completion_code:#04x} ({meaning})"));
+                        (Err(_), Some(SessionError::SuiteRejected { status, meaning, .. })) => {
+                            tracing::info!(target: LOG, addr = %t.addr, suite = id, status, meaning, "cipher suite rejected");
+                            refused.push(format!("suite {id}: status {status:#04x} ({meaning})"));
                             continue 'suites;
                         }
-                        Err(IpmiError::AuthFailed(m))
-                            if privilege == Privilege::Administrator && m.contains("role") =>
-                        {
+                        (Err(_), Some(SessionError::RoleRefused(_))) if privilege == Privilege::Administrator => {
                             // The user may not be an administrator: ask for less.
                             tracing::debug!(target: LOG, addr = %t.addr, suite = id, "administrator role refused, trying operator");
                             break;
                         }
-                        Err(IpmiError::Protocol(m)) if restarts < HANDSHAKE_RESTARTS => {
+                        (Err(_), Some(SessionError::Protocol(m))) if restarts < HANDSHAKE_RESTARTS => {
                             restarts += 1;
                             tracing::debug!(target: LOG, addr = %t.addr, suite = id, error = %m, "handshake failed, restarting");
                         }
-                        Err(e) => return Err(e),
+                        (Err(e), _) => return Err(e),
                     }
                 }
             }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# scripts/test.sh - the whole test suite (the README's test command; .ci/run calls it).
+# Installs what it needs (apt packages, pykickstart venv, iPXE firmware), then:
+# rustfmt, clippy (warnings are errors), unit + integration tests (real ipmi_sim,
+# TFTP clients, ksvalidator, cloud-init schema), and the QEMU lab end to end.
+# Run as root: the lab creates network namespaces.  LAB=0 skips the QEMU lab.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$REPO"
+step() { printf '\n==> %s\n' "$*"; }
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+
+step "dependencies"
+$SUDO "$REPO/scripts/install-deps.sh"
+"$REPO/scripts/fetch-firmware.sh"
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test (unit + integration)"
+# External tools are required here: a missing one fails instead of skipping.
+export RACKBOOT_REQUIRE_TOOLS=1
+cargo test --all-targets
+
+if [ "${LAB:-1}" = 1 ] && [ -x "$REPO/tests/lab/run-all.sh" ]; then
+  step "QEMU lab end to end (tests/lab/run-all.sh)"
+  cargo build --quiet
+  $SUDO "$REPO/tests/lab/run-all.sh"
+fi
+step "all tests passed"

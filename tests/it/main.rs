@@ -1,0 +1,9 @@
+//! The one integration-test binary (matklad): modules per feature, a shared harness.
+
+mod harness;
+
+mod config;
+mod daemon;
+mod dhcp;
+mod http_boot;
+mod render;
