@@ -21,6 +21,7 @@ FILES+=$'ipxe.efi\t/usr/lib/ipxe/ipxe.efi\tUEFI x64 (DHCP arch 7/9): iPXE with i
 FILES+=$'snponly.efi\t/usr/lib/ipxe/snponly.efi\tUEFI x64 (DHCP arch 7/9): iPXE on the firmware SNP driver (NICs iPXE has no driver for)'
 
 mkdir -p "$DEST"
+trap 'rm -f "$DEST"/*.tmp' EXIT
 rows=""
 while IFS=$'\t' read -r name src what; do
   real=$(readlink -f "$src")

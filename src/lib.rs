@@ -19,5 +19,7 @@ pub mod http;
 pub mod inventory;
 pub mod model;
 pub mod observe;
+pub mod power;
 pub mod render;
 pub mod store;
+pub mod workflow;

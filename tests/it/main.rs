@@ -6,4 +6,5 @@ mod config;
 mod daemon;
 mod dhcp;
 mod http_boot;
+mod power_ipmi;
 mod render;

@@ -50,7 +50,9 @@ fn tools_missing() -> bool {
             let why = format!(
                 "`{prog}` not installed (apt-get install openipmi ipmitool; .ci/run installs both)"
             );
-            if std::env::var_os("CI").is_some() || std::env::var_os("RACKBOOT_REQUIRE_TOOLS").is_some() {
+            if std::env::var_os("CI").is_some()
+                || std::env::var_os("RACKBOOT_REQUIRE_TOOLS").is_some()
+            {
                 panic!("power_ipmi: {why}");
             }
             eprintln!("SKIP power_ipmi: {why}");
@@ -105,7 +107,12 @@ impl Sim {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn ipmi_sim");
-        Sim { child, port, state, _dir: dir }
+        Sim {
+            child,
+            port,
+            state,
+            _dir: dir,
+        }
     }
 
     fn addr(&self) -> SocketAddr {
@@ -136,7 +143,11 @@ impl Sim {
                 return;
             }
         }
-        panic!("ipmi_sim on port {} never answered; log: {}", self.port, self.log());
+        panic!(
+            "ipmi_sim on port {} never answered; log: {}",
+            self.port,
+            self.log()
+        );
     }
 
     fn log(&self) -> String {
@@ -146,7 +157,19 @@ impl Sim {
     /// `ipmitool -I lanplus -C 3 -H 127.0.0.1 -p PORT -U admin -E <args>` (password via env).
     fn ipmitool(&self, args: &[&str]) -> String {
         let out = Command::new("ipmitool")
-            .args(["-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER, "-E"])
+            .args([
+                "-I",
+                "lanplus",
+                "-C",
+                "3",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                USER,
+                "-E",
+            ])
             .args(args)
             .env("IPMI_PASSWORD", PASS)
             .stdin(Stdio::null())
@@ -180,16 +203,25 @@ impl Sim {
     fn ipmitool_boot_selector(&self) -> String {
         let s = self.ipmitool(&["chassis", "bootparam", "get", "5"]);
         s.lines()
-            .find_map(|l| l.split_once("Boot Device Selector :").map(|(_, v)| v.trim().to_owned()))
+            .find_map(|l| {
+                l.split_once("Boot Device Selector :")
+                    .map(|(_, v)| v.trim().to_owned())
+            })
             .unwrap_or_else(|| panic!("no Boot Device Selector in {s}"))
     }
 
     fn file(&self, name: &str) -> String {
-        std::fs::read_to_string(self.state.join(name)).unwrap_or_default().trim().to_owned()
+        std::fs::read_to_string(self.state.join(name))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
     }
 
     fn actions(&self) -> Vec<String> {
-        self.file("actions.log").lines().map(str::to_owned).collect()
+        self.file("actions.log")
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -245,34 +277,55 @@ async fn exercise_all(sim: &Sim, target: &IpmiTarget) {
     assert!(!sim.ipmitool_power_on());
 
     // on
-    c.chassis_control(ChassisControl::PowerOn).await.expect("on");
+    c.chassis_control(ChassisControl::PowerOn)
+        .await
+        .expect("on");
     assert!(c.chassis_status().await.expect("status").power_on);
     assert!(sim.ipmitool_power_on());
     assert_eq!(sim.file("power"), "1");
 
     // off
-    c.chassis_control(ChassisControl::PowerOff).await.expect("off");
+    c.chassis_control(ChassisControl::PowerOff)
+        .await
+        .expect("off");
     assert!(!c.chassis_status().await.expect("status").power_on);
     assert!(!sim.ipmitool_power_on());
 
     // cycle (from on): ipmi_sim powers off now and on again 1 s later
-    c.chassis_control(ChassisControl::PowerOn).await.expect("on");
+    c.chassis_control(ChassisControl::PowerOn)
+        .await
+        .expect("on");
     let before = sim.actions().len();
-    c.chassis_control(ChassisControl::PowerCycle).await.expect("cycle");
-    assert!(wait_ipmitool_power(sim, true, Duration::from_secs(5)), "back on after cycle");
+    c.chassis_control(ChassisControl::PowerCycle)
+        .await
+        .expect("cycle");
+    assert!(
+        wait_ipmitool_power(sim, true, Duration::from_secs(5)),
+        "back on after cycle"
+    );
     let after: Vec<String> = sim.actions()[before..].to_vec();
-    assert!(after.starts_with(&["power 0".to_owned()]), "cycle = off then on: {after:?}");
-    assert!(after.contains(&"power 1".to_owned()), "cycle = off then on: {after:?}");
+    assert!(
+        after.starts_with(&["power 0".to_owned()]),
+        "cycle = off then on: {after:?}"
+    );
+    assert!(
+        after.contains(&"power 1".to_owned()),
+        "cycle = off then on: {after:?}"
+    );
     assert!(c.chassis_status().await.expect("status").power_on);
 
     // hard reset: power stays on, the chassis saw one reset
     let resets = sim.actions().iter().filter(|a| *a == "reset").count();
-    c.chassis_control(ChassisControl::HardReset).await.expect("reset");
+    c.chassis_control(ChassisControl::HardReset)
+        .await
+        .expect("reset");
     assert!(sim.actions().iter().filter(|a| *a == "reset").count() > resets);
     assert!(sim.ipmitool_power_on());
 
     // soft off (the fixture "OS" obeys ACPI at once)
-    c.chassis_control(ChassisControl::SoftOff).await.expect("soft");
+    c.chassis_control(ChassisControl::SoftOff)
+        .await
+        .expect("soft");
     assert!(sim.actions().contains(&"shutdown".to_owned()));
     assert!(!c.chassis_status().await.expect("status").power_on);
     assert!(!sim.ipmitool_power_on());
@@ -285,18 +338,34 @@ async fn exercise_all(sim: &Sim, target: &IpmiTarget) {
         (BootTarget::Disk, true, false),
         (BootTarget::Pxe, false, true),
     ] {
-        let dev = BootDevice { target, persistent, efi };
-        c.set_boot_device(dev).await.unwrap_or_else(|e| panic!("set {dev:?}: {e}"));
+        let dev = BootDevice {
+            target,
+            persistent,
+            efi,
+        };
+        c.set_boot_device(dev)
+            .await
+            .unwrap_or_else(|e| panic!("set {dev:?}: {e}"));
         let got = c.get_boot_device().await.expect("get boot");
         assert_eq!(got.target, target);
-        assert_eq!(sim.ipmitool_boot_selector(), selector_text(target), "ipmitool after {dev:?}");
+        assert_eq!(
+            sim.ipmitool_boot_selector(),
+            selector_text(target),
+            "ipmitool after {dev:?}"
+        );
         assert_eq!(sim.file("boot"), sim_file_name(target));
     }
     // ...and the other way round: ipmitool sets, we read.
     sim.ipmitool(&["chassis", "bootdev", "disk"]);
-    assert_eq!(c.get_boot_device().await.expect("get").target, BootTarget::Disk);
+    assert_eq!(
+        c.get_boot_device().await.expect("get").target,
+        BootTarget::Disk
+    );
     sim.ipmitool(&["chassis", "bootdev", "pxe"]);
-    assert_eq!(c.get_boot_device().await.expect("get").target, BootTarget::Pxe);
+    assert_eq!(
+        c.get_boot_device().await.expect("get").target,
+        BootTarget::Pxe
+    );
 
     // raw: Get Device ID (bmc.emu: device ID 0, firmware 9.08, IANA 0x1291, product 0x0f02)
     let id = c.raw(0x06, 0x01, &[]).await.expect("raw get device id");
@@ -328,18 +397,33 @@ async fn ipmi_sim_rejections_and_not_applied() {
     let mut c = IpmiClient::connect(&sim.target()).await.expect("connect");
     // Chassis Control "pulse diagnostic interrupt" is not supported by ipmi_sim.
     match c.raw(0x00, 0x02, &[0x04]).await {
-        Err(IpmiError::Rejected { completion_code: 0xcc, meaning, .. }) => {
+        Err(IpmiError::Rejected {
+            completion_code: 0xcc,
+            meaning,
+            ..
+        }) => {
             assert_eq!(meaning, "invalid data field in request")
         }
         other => panic!("expected Rejected 0xcc, got {other:?}"),
     }
     // A BMC that accepts Set System Boot Options but ignores it (the fixture
     // drops boot writes while `ignore-boot` exists): read-back catches it.
-    c.set_boot_device(BootDevice { target: BootTarget::Disk, persistent: false, efi: false })
-        .await
-        .expect("set disk");
+    c.set_boot_device(BootDevice {
+        target: BootTarget::Disk,
+        persistent: false,
+        efi: false,
+    })
+    .await
+    .expect("set disk");
     std::fs::write(sim.state.join("ignore-boot"), "").expect("write");
-    match c.set_boot_device(BootDevice { target: BootTarget::Pxe, persistent: false, efi: false }).await {
+    match c
+        .set_boot_device(BootDevice {
+            target: BootTarget::Pxe,
+            persistent: false,
+            efi: false,
+        })
+        .await
+    {
         Err(IpmiError::NotApplied(m)) => assert!(m.contains("Pxe") && m.contains("Disk"), "{m}"),
         other => panic!("expected NotApplied, got {other:?}"),
     }
@@ -359,7 +443,10 @@ async fn ipmi_sim_cipher_suite_fallback_and_only_17() {
     let started = Instant::now();
     let c = IpmiClient::connect(&t).await.expect("fallback to 3");
     assert_eq!(c.cipher_suite(), 3);
-    assert!(started.elapsed() < Duration::from_secs(2), "fallback must not wait for timeouts");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "fallback must not wait for timeouts"
+    );
     c.close().await.expect("close");
 
     t.cipher_suites = vec![17];
@@ -392,7 +479,10 @@ async fn ipmi_sim_wrong_password_is_auth_failed() {
     }
     let mut t = sim.target();
     t.username = "nobody".into();
-    assert!(matches!(IpmiClient::connect(&t).await, Err(IpmiError::AuthFailed(_))));
+    assert!(matches!(
+        IpmiClient::connect(&t).await,
+        Err(IpmiError::AuthFailed(_))
+    ));
 }
 
 #[tokio::test]
@@ -410,11 +500,14 @@ async fn nothing_listening_is_unreachable_within_deadline() {
         other => panic!("expected Unreachable, got {other:?}"),
     }
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(1400) && took < Duration::from_millis(2000), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(2000),
+        "{took:?}"
+    );
 }
 
 /// A UDP proxy that drops `percent` of the datagrams in each direction,
-/// decided by a seeded RNG.
+/// decided by a seeded RNG, plus every client datagram `drop_up` matches.
 struct LossyProxy {
     addr: SocketAddr,
     dropped: Arc<AtomicUsize>,
@@ -423,10 +516,19 @@ struct LossyProxy {
 }
 
 impl LossyProxy {
-    async fn start(upstream: SocketAddr, percent: u32, seed: u64) -> LossyProxy {
+    async fn start(
+        upstream: SocketAddr,
+        percent: u32,
+        seed: u64,
+        drop_up: fn(&[u8]) -> bool,
+    ) -> LossyProxy {
         use rand::{RngExt, SeedableRng};
-        let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-        let back = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let front = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let back = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         back.connect(upstream).await.expect("connect");
         let addr = front.local_addr().expect("addr");
         let dropped = Arc::new(AtomicUsize::new(0));
@@ -441,7 +543,7 @@ impl LossyProxy {
                     r = front.recv_from(&mut a) => {
                         let Ok((n, from)) = r else { continue };
                         client = Some(from);
-                        if rng.random_range(0..100) < percent {
+                        if rng.random_range(0..100) < percent || drop_up(&a[..n]) {
                             d.fetch_add(1, Ordering::Relaxed);
                         } else {
                             f.fetch_add(1, Ordering::Relaxed);
@@ -460,7 +562,12 @@ impl LossyProxy {
                 }
             }
         });
-        LossyProxy { addr, dropped, forwarded, task }
+        LossyProxy {
+            addr,
+            dropped,
+            forwarded,
+            task,
+        }
     }
 }
 
@@ -477,14 +584,97 @@ async fn ipmi_sim_behind_30_percent_loss() {
     }
     let mut sim = Sim::start();
     sim.ready().await;
-    let proxy = LossyProxy::start(sim.addr(), 30, 0x1bad_5eed).await;
+    let proxy = LossyProxy::start(sim.addr(), 30, 0x1bad_5eed, |_| false).await;
     let mut t = sim.target_at(proxy.addr);
     t.timeout = Duration::from_millis(250);
     t.retries = 10;
     t.deadline = Duration::from_secs(20);
     let started = Instant::now();
     exercise_all(&sim, &t).await;
-    let (dropped, forwarded) = (proxy.dropped.load(Ordering::Relaxed), proxy.forwarded.load(Ordering::Relaxed));
-    eprintln!("lossy proxy: dropped {dropped}, forwarded {forwarded}, all operations in {:?}", started.elapsed());
+    let (dropped, forwarded) = (
+        proxy.dropped.load(Ordering::Relaxed),
+        proxy.forwarded.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "lossy proxy: dropped {dropped}, forwarded {forwarded}, all operations in {:?}",
+        started.elapsed()
+    );
     assert!(dropped > 0, "the proxy must actually drop datagrams");
+}
+
+/// A BMC that silently drops Open Session Requests for suite 17 (RAKP-HMAC-SHA256)
+/// instead of answering with an error: [17, 3] still ends on suite 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipmi_sim_silently_ignoring_suite_17_falls_back() {
+    if tools_missing() {
+        return;
+    }
+    let mut sim = Sim::start();
+    sim.ready().await;
+    // RMCP(4) + auth type, payload type 0x10, ..., auth algorithm at payload byte 12.
+    let proxy = LossyProxy::start(sim.addr(), 0, 1, |d| {
+        d.len() > 32 && d[5] == 0x10 && d[16 + 12] == 0x03
+    })
+    .await;
+    let mut t = sim.target_at(proxy.addr);
+    t.cipher_suites = vec![17, 3];
+    t.deadline = Duration::from_secs(4);
+    let started = Instant::now();
+    let mut c = IpmiClient::connect(&t).await.expect("fallback to suite 3");
+    assert_eq!(c.cipher_suite(), 3);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert!(proxy.dropped.load(Ordering::Relaxed) > 0);
+    c.chassis_status().await.expect("status");
+    c.close().await.expect("close");
+}
+
+/// `bench/ipmi-bench.sh`: `IPMI_BENCH_CALLS` (100) `power status` calls per
+/// scenario, `IPMI_BENCH_PARALLEL` (8) for the parallel ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run bench/ipmi-bench.sh"]
+async fn bench_power_status() {
+    if tools_missing() {
+        return;
+    }
+    let env_usize = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let mut sim = Sim::start();
+    sim.ready().await;
+    let mut target = sim.target();
+    target.cipher_suites = vec![3]; // what ipmitool -C 3 uses; [17, 3] would add one rejected Open Session
+    let port = sim.port.to_string();
+    let ipmitool_args = [
+        "-I",
+        "lanplus",
+        "-C",
+        "3",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-U",
+        USER,
+        "-E",
+    ];
+    let cfg = rackboot::power::ipmi::bench::BenchConfig {
+        target,
+        calls: env_usize("IPMI_BENCH_CALLS", 100),
+        parallel: env_usize("IPMI_BENCH_PARALLEL", 8),
+        ipmitool_args: Some(ipmitool_args.iter().map(|s| s.to_string()).collect()),
+    };
+    let stats = rackboot::power::ipmi::bench::run(&cfg)
+        .await
+        .expect("bench");
+    println!("{}", rackboot::power::ipmi::bench::report(&stats));
+    for s in &stats {
+        assert_eq!(s.errors, 0, "{}", s.label);
+    }
 }

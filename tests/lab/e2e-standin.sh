@@ -29,11 +29,10 @@ VARIANT="fw=$FW rom=$VM_NIC_ROM nic=$VM_NIC mode=$MODE nodes=$LAB_NODES"
 
 echo "== up ($VARIANT)"
 t=$(lab_now); "$LAB/up.sh" "$FW" || { bad "up.sh"; exit 1; }; echo "up.sh took $(lab_since "$t") s"
-source "$W/run/vm.env"
+lab_vm_env
 if [ "${LAB_PCAP:-1}" = 1 ]; then
   lab_inprov tcpdump -i eth0 -n -U -s 0 -w "$W/logs/prov.pcap" >/dev/null 2>"$W/logs/tcpdump.stderr" &
-  p=$!; c=""; for _ in $(seq 20); do c=$(awk '{print $1}' "/proc/$p/task/$p/children" 2>/dev/null); [ -n "$c" ] && break; sleep 0.05; done
-  echo "${c:-$p}" > "$W/run/tcpdump.pid"                 # `ip netns exec` forks
+  lab_realpid $! > "$W/run/tcpdump.pid"
   lab_wait_grep "$W/logs/tcpdump.stderr" 'listening on' 5 || echo "note: tcpdump not confirmed"
 fi
 code=$(lab_inprov curl -s -o /dev/null -w '%{http_code}' -m 3 -X POST -d stage=ready "http://$PROV_IP:$HTTP_PORT/done/52-54-00-77-00-50")
@@ -47,7 +46,8 @@ done
 
 echo "== power on ($LAB_NODES node(s) at once)"
 lab_mark T_ON; export LAB_T0=$T_ON
-for i in $NODES; do lab_ipmi "$i" chassis power on >/dev/null & done; wait
+pids=(); for i in $NODES; do lab_ipmi "$i" chassis power on >/dev/null & pids+=($!); done
+wait "${pids[@]}"          # not a bare wait: tcpdump runs in the background too
 echo "power on commands returned after $(lab_since "$T_ON") s"
 declare -A T22=() TINST=()
 waitnode() {  # per node, in the background: [installed callback] -> :22 ; writes run/e2e.<i>
@@ -59,7 +59,7 @@ waitnode() {  # per node, in the background: [installed callback] -> :22 ; write
   fi
   echo "inst=${t:-none} 22=$(lab_wait_ssh "$i" "$BOOT_TIMEOUT")" > "$W/run/e2e.$i"
 }
-for i in $NODES; do waitnode "$i" & done; wait
+pids=(); for i in $NODES; do waitnode "$i" & pids+=($!); done; wait "${pids[@]}"
 for i in $NODES; do
   name=$(lab_node_name "$i"); ip=$(lab_node_ip "$i"); mac=$(lab_node_mac "$i"); mh=${mac//:/-}
   read -r inst s22 < "$W/run/e2e.$i"; inst=${inst#inst=}; s22=${s22#22=}

@@ -1,6 +1,6 @@
 # tests/lab/lib.sh - helpers for lab test scripts:  source "$REPO/tests/lab/lib.sh"
 # NODE = index 0..LAB_NODES-1 or name node5<i>. Nothing here waits without a bound.
-#   lab_up [bios|uefi] / lab_down      up.sh / down.sh
+#   lab_up [bios|uefi] / lab_down      up.sh / down.sh;  lab_vm_env: load the running lab's settings
 #   lab_inprov CMD...                  run CMD in the provisioner namespace (rbprov)
 #   lab_ipmi NODE ARGS...              ipmitool -I lanplus -C 3 ... against NODE's BMC, from rbprov
 #   lab_bootdev NODE DEV               chassis bootdev DEV, read back (ipmitool exits 0 on rejects)
@@ -16,7 +16,9 @@
 #   time: lab_now (epoch.ns), lab_mark [VAR] (sets LAB_T0 or VAR to now), lab_since T,
 #         lab_dt A B (B-A in s, 2 decimals)
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lab.env"
-[ -f "$LAB_WORK/run/vm.env" ] && source "$LAB_WORK/run/vm.env"
+# settings of the running lab (VM_FW, VM_DISK, LAB_NODES ...) as up.sh recorded them; not loaded
+# automatically (a stale file would override the caller's environment)
+lab_vm_env() { [ -f "$LAB_WORK/run/vm.env" ] && source "$LAB_WORK/run/vm.env"; }
 
 lab_now()   { date +%s.%N; }
 lab_dt()    { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b-a}'; }

@@ -47,8 +47,6 @@ printf 'LAB_NODES=%s\nLAB_SERVER=%s\n' "$LAB_NODES" "$LAB_SERVER" >> "$W/run/vm.
 
 inprov() { ip netns exec "$NS_PROV" "$@"; }
 inrack() { ip netns exec "$NS_RACK" "$@"; }
-# `ip netns exec` (iproute2 6.1) forks: $! is the waiting `ip`, the program is its child
-realpid() { local c; for _ in $(seq 40); do c=$(awk '{print $1}' "/proc/$1/task/$1/children" 2>/dev/null); [ -n "$c" ] && { echo "$c"; return; }; sleep 0.05; done; echo "$1"; }
 # wait_for TRIES DELAY CMD... : bounded poll
 wait_for() { local n="$1" d="$2"; shift 2; for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep "$d"; done; return 1; }
 
@@ -99,7 +97,7 @@ if [ "$LAB_SERVER" = rackboot ]; then
   ( cd "$SERVER_DIR" && LAB_PUBKEY="$LAB_SSH_KEY.pub" LAB_PROV_IP="$PROV_IP" \
       exec ip netns exec "$NS_PROV" "$BIN" serve --config "$CONF" ) \
     </dev/null >"$W/logs/server.log" 2>&1 &
-  realpid $! > "$W/run/server.pid"
+  lab_realpid $! > "$W/run/server.pid"
 else
   EFI_BOOT="${LAB_EFI_BOOTFILE:-ipxe.efi}"
   {
@@ -135,13 +133,22 @@ else
     --pubkey "$LAB_SSH_KEY.pub" --state "$W/state" --log "$W/logs/http.log" \
     --pidfile "$W/run/http.pid" ${VM_DISK:+--disk-mode} </dev/null >"$W/logs/http.stderr" 2>&1 &
 fi
-# both servers: /healthz within 10 s
-healthz() { inprov curl -fsS -m 1 "http://$PROV_IP:$HTTP_PORT/healthz"; }
-if ! wait_for 40 0.25 healthz; then
-  echo "up.sh: http://$PROV_IP:$HTTP_PORT/healthz did not answer within 10 s ($LAB_SERVER); log tail:" >&2
-  tail -n 20 "$W/logs/server.log" "$W/logs/http.stderr" 2>/dev/null >&2 || true
-  exit 1
-fi
+# both servers: /healthz must answer within 10 s (deadline, not a try count: curl may block 1 s)
+healthz() { inprov curl -fsS -m 1 -o /dev/null "http://$PROV_IP:$HTTP_PORT/healthz" 2>/dev/null; }
+srv_gone() { local p; p=$(cat "$W/run/server.pid" 2>/dev/null) || return 1
+  [ -n "$p" ] && ! { [ -e "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat")" != Z ]; }; }
+deadline=$(( $(date +%s%N) / 1000000 + 10000 ))
+until healthz; do
+  why=""
+  srv_gone && why="server exited"
+  [ "$(( $(date +%s%N) / 1000000 ))" -ge "$deadline" ] && why="no answer within 10 s"
+  if [ -n "$why" ]; then
+    echo "up.sh: http://$PROV_IP:$HTTP_PORT/healthz: $why ($LAB_SERVER); log tail:" >&2
+    tail -n 20 "$W/logs/server.log" "$W/logs/http.stderr" 2>/dev/null >&2 || true
+    exit 1
+  fi
+  sleep 0.2
+done
 # ======================== end of provisioner ==================================================
 
 # ==================== 3. simulated BMCs (one ipmi_sim per machine) ===========================
@@ -172,7 +179,7 @@ LAN
   export LAB_NODE="$1"            # bmc-chassis.sh / vm-start.sh read it
   inrack ipmi_sim -c "$D/run/lan.conf" -f "$D/run/bmc.emu" -s "$D/state/ipmi" -n \
     </dev/null >"$D/logs/ipmi_sim.log" 2>&1 &
-  realpid $! > "$D/run/ipmi_sim.pid"
+  lab_realpid $! > "$D/run/ipmi_sim.pid"
 }
 for i in $(seq 0 $((LAB_NODES-1))); do ( start_bmc "$i" ); done
 for i in $(seq 0 $((LAB_NODES-1))); do

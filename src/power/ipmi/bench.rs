@@ -115,7 +115,10 @@ fn ipmitool_calls(args: &[String], password: &str, calls: usize) -> (Vec<Duratio
 /// Split `calls` over `parallel` workers.
 fn shares(calls: usize, parallel: usize) -> Vec<usize> {
     let p = parallel.max(1);
-    (0..p).map(|i| calls / p + usize::from(i < calls % p)).filter(|n| *n > 0).collect()
+    (0..p)
+        .map(|i| calls / p + usize::from(i < calls % p))
+        .filter(|n| *n > 0)
+        .collect()
 }
 
 /// Run all scenarios; each one's latencies are per `power status` call.
@@ -126,11 +129,41 @@ pub async fn run(cfg: &BenchConfig) -> Result<Vec<BenchStats>, IpmiError> {
 
     let w = Instant::now();
     let (lat, err) = status_reused(t, cfg.calls).await?;
-    out.push(stats("rackboot, one session reused, sequential", lat, err, w.elapsed()));
+    out.push(stats(
+        "rackboot, one session reused, sequential",
+        lat,
+        err,
+        w.elapsed(),
+    ));
+
+    // The same session cost without ipmi_sim's chassis_control program
+    // (a shell script it runs for every power status): Get Device ID.
+    let w = Instant::now();
+    let mut c = IpmiClient::connect(t).await?;
+    let (mut lat, mut err) = (Vec::with_capacity(cfg.calls), 0);
+    for _ in 0..cfg.calls {
+        let s = Instant::now();
+        match c.raw(0x06, 0x01, &[]).await {
+            Ok(_) => lat.push(s.elapsed()),
+            Err(_) => err += 1,
+        }
+    }
+    c.close().await?;
+    out.push(stats(
+        "(rackboot, one session reused, Get Device ID instead)",
+        lat,
+        err,
+        w.elapsed(),
+    ));
 
     let w = Instant::now();
     let (lat, err) = status_fresh(t, cfg.calls).await;
-    out.push(stats("rackboot, fresh session per call, sequential", lat, err, w.elapsed()));
+    out.push(stats(
+        "rackboot, fresh session per call, sequential",
+        lat,
+        err,
+        w.elapsed(),
+    ));
 
     let w = Instant::now();
     let mut tasks = Vec::new();
@@ -149,7 +182,12 @@ pub async fn run(cfg: &BenchConfig) -> Result<Vec<BenchStats>, IpmiError> {
             Err(e) => return Err(IpmiError::Protocol(format!("bench task: {e}"))),
         }
     }
-    out.push(stats(&format!("rackboot, {par} sessions reused, {par} parallel"), lat, err, w.elapsed()));
+    out.push(stats(
+        &format!("rackboot, {par} sessions reused, {par} parallel"),
+        lat,
+        err,
+        w.elapsed(),
+    ));
 
     let w = Instant::now();
     let mut tasks = Vec::new();
@@ -159,17 +197,29 @@ pub async fn run(cfg: &BenchConfig) -> Result<Vec<BenchStats>, IpmiError> {
     }
     let (mut lat, mut err) = (Vec::new(), 0);
     for task in tasks {
-        let (l, e) = task.await.map_err(|e| IpmiError::Protocol(format!("bench task: {e}")))?;
+        let (l, e) = task
+            .await
+            .map_err(|e| IpmiError::Protocol(format!("bench task: {e}")))?;
         lat.extend(l);
         err += e;
     }
-    out.push(stats(&format!("rackboot, fresh session per call, {par} parallel"), lat, err, w.elapsed()));
+    out.push(stats(
+        &format!("rackboot, fresh session per call, {par} parallel"),
+        lat,
+        err,
+        w.elapsed(),
+    ));
 
     if let Some(args) = &cfg.ipmitool_args {
         let pw = t.password.expose().to_owned();
         let w = Instant::now();
         let (lat, err) = ipmitool_calls(args, &pw, cfg.calls);
-        out.push(stats("ipmitool process per call, sequential", lat, err, w.elapsed()));
+        out.push(stats(
+            "ipmitool process per call, sequential",
+            lat,
+            err,
+            w.elapsed(),
+        ));
 
         let w = Instant::now();
         let handles: Vec<_> = shares(cfg.calls, par)
@@ -181,11 +231,18 @@ pub async fn run(cfg: &BenchConfig) -> Result<Vec<BenchStats>, IpmiError> {
             .collect();
         let (mut lat, mut err) = (Vec::new(), 0);
         for h in handles {
-            let (l, e) = h.join().map_err(|_| IpmiError::Protocol("ipmitool bench thread panicked".into()))?;
+            let (l, e) = h
+                .join()
+                .map_err(|_| IpmiError::Protocol("ipmitool bench thread panicked".into()))?;
             lat.extend(l);
             err += e;
         }
-        out.push(stats(&format!("ipmitool process per call, {par} parallel"), lat, err, w.elapsed()));
+        out.push(stats(
+            &format!("ipmitool process per call, {par} parallel"),
+            lat,
+            err,
+            w.elapsed(),
+        ));
     }
     Ok(out)
 }
@@ -195,7 +252,13 @@ pub fn report(stats: &[BenchStats]) -> String {
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
     let mut s = format!(
         "{:<50} {:>6} {:>6} {:>11} {:>9} {:>9} {:>9}\n",
-        "scenario (per power-status call)", "calls", "errors", "median ms", "p99 ms", "max ms", "wall s"
+        "scenario (per power-status call)",
+        "calls",
+        "errors",
+        "median ms",
+        "p99 ms",
+        "max ms",
+        "wall s"
     );
     for b in stats {
         s.push_str(&format!(

@@ -286,7 +286,11 @@ impl RakpContext {
         let mut v = hmac(
             alg.hash(),
             sik,
-            &[&self.console_rand, &self.bmc_sid.to_le_bytes(), &self.bmc_guid],
+            &[
+                &self.console_rand,
+                &self.bmc_sid.to_le_bytes(),
+                &self.bmc_guid,
+            ],
         );
         v.truncate(alg.icv_len());
         v
@@ -387,7 +391,7 @@ impl SessionKeys {
 
     /// Inverse of [`encrypt`](Self::encrypt); checks and strips the trailer.
     pub fn decrypt(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        if data.len() < 2 * AES_BLOCK || data.len() % AES_BLOCK != 0 {
+        if data.len() < 2 * AES_BLOCK || !data.len().is_multiple_of(AES_BLOCK) {
             return Err(CryptoError::BadLength(data.len()));
         }
         let mut iv = [0u8; AES_BLOCK];
@@ -481,7 +485,10 @@ mod tests {
             h("d8 6f 1f b9 3e c2 ff 77 34 42 5f 09 62 0b 6a 35 9a 7a b5 f9")
         );
         // RAKP4 ICV as sent by the BMC (HMAC-SHA1-96).
-        assert_eq!(c.rakp4_icv(alg, &sik), h("5f a4 77 be 6e df 91 59 03 6e e2 cc"));
+        assert_eq!(
+            c.rakp4_icv(alg, &sik),
+            h("5f a4 77 be 6e df 91 59 03 6e e2 cc")
+        );
     }
 
     #[test]

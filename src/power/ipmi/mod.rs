@@ -23,7 +23,9 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use crypto::CipherSuite;
-use session::{Handshake, HandshakeConfig, HsEvent, Incoming, Privilege, Response, Session, SessionError};
+use session::{
+    Handshake, HandshakeConfig, HsEvent, Incoming, Privilege, Response, Session, SessionError,
+};
 
 const LOG: &str = "rackboot::ipmi";
 
@@ -96,7 +98,11 @@ pub struct IpmiTarget {
 
 impl IpmiTarget {
     /// Defaults: suites `[17, 3]`, 250 ms first attempt, 5 retries, 10 s per call.
-    pub fn new(addr: SocketAddr, username: impl Into<String>, password: impl Into<Secret>) -> IpmiTarget {
+    pub fn new(
+        addr: SocketAddr,
+        username: impl Into<String>,
+        password: impl Into<Secret>,
+    ) -> IpmiTarget {
         IpmiTarget {
             addr,
             username: username.into(),
@@ -117,7 +123,11 @@ pub enum IpmiError {
     #[error("IPMI authentication failed: {0}")]
     AuthFailed(String),
     #[error("{command} rejected by the BMC: completion code {completion_code:#04x} ({meaning})")]
-    Rejected { command: &'static str, completion_code: u8, meaning: &'static str },
+    Rejected {
+        command: &'static str,
+        completion_code: u8,
+        meaning: &'static str,
+    },
     #[error("BMC accepted the request but did not apply it: {0}")]
     NotApplied(String),
     #[error("unsupported: {0}")]
@@ -204,7 +214,10 @@ impl ChassisStatus {
     /// Parse the response data (after the completion code).
     pub fn parse(d: &[u8]) -> Result<ChassisStatus, IpmiError> {
         if d.len() < 3 {
-            return Err(IpmiError::Protocol(format!("Get Chassis Status: {} data bytes, need 3", d.len())));
+            return Err(IpmiError::Protocol(format!(
+                "Get Chassis Status: {} data bytes, need 3",
+                d.len()
+            )));
         }
         let (p, misc) = (d[0], d[2]);
         Ok(ChassisStatus {
@@ -224,7 +237,11 @@ impl ChassisStatus {
 
     /// Any of the fault bits set.
     pub fn any_fault(&self) -> bool {
-        self.power_overload || self.power_fault || self.power_control_fault || self.drive_fault || self.cooling_fault
+        self.power_overload
+            || self.power_fault
+            || self.power_control_fault
+            || self.drive_fault
+            || self.cooling_fault
     }
 }
 
@@ -306,7 +323,10 @@ impl BootDevice {
             )));
         }
         if d[1] & 0x7f != 5 {
-            return Err(IpmiError::Protocol(format!("Get System Boot Options returned parameter {}", d[1] & 0x7f)));
+            return Err(IpmiError::Protocol(format!(
+                "Get System Boot Options returned parameter {}",
+                d[1] & 0x7f
+            )));
         }
         let (d1, d2) = (d[2], d[3]);
         Ok((
@@ -317,6 +337,23 @@ impl BootDevice {
             },
             d1 & 0x80 != 0,
         ))
+    }
+}
+
+/// The time budget of one call: when it started and when it must end.
+#[derive(Clone, Copy)]
+struct Window {
+    started: Instant,
+    deadline: Instant,
+}
+
+impl Window {
+    fn from_now(budget: Duration) -> Window {
+        let started = Instant::now();
+        Window {
+            started,
+            deadline: started + budget,
+        }
     }
 }
 
@@ -385,7 +422,9 @@ impl Exchange for ReqExchange<'_> {
     fn on_timeout(&mut self) -> Result<Vec<u8>, IpmiError> {
         match self.0.retransmit()? {
             Some(p) => Ok(p),
-            None => Err(IpmiError::Protocol("retransmit with no request pending".into())),
+            None => Err(IpmiError::Protocol(
+                "retransmit with no request pending".into(),
+            )),
         }
     }
 }
@@ -395,8 +434,7 @@ impl Exchange for ReqExchange<'_> {
 async fn drive<E: Exchange>(
     sock: &UdpSocket,
     addr: SocketAddr,
-    started: Instant,
-    deadline: Instant,
+    w: Window,
     timing: Timing,
     first: Vec<u8>,
     ex: &mut E,
@@ -406,8 +444,11 @@ async fn drive<E: Exchange>(
     let mut attempts = 0u32;
     let mut wait = timing.first_wait;
     loop {
-        if Instant::now() >= deadline {
-            return Err(IpmiError::Unreachable { addr, after: started.elapsed() });
+        if Instant::now() >= w.deadline {
+            return Err(IpmiError::Unreachable {
+                addr,
+                after: w.started.elapsed(),
+            });
         }
         match sock.send(&out).await {
             Ok(_) => {}
@@ -415,7 +456,7 @@ async fn drive<E: Exchange>(
             Err(e) if transient(&e) => tracing::debug!(target: LOG, %addr, error = %e, "send"),
             Err(e) => return Err(IpmiError::Io(e)),
         }
-        let attempt_end = std::cmp::min(Instant::now() + wait, deadline);
+        let attempt_end = std::cmp::min(Instant::now() + wait, w.deadline);
         let mut progressed = None;
         loop {
             match tokio::time::timeout_at(attempt_end, sock.recv(&mut buf)).await {
@@ -444,8 +485,11 @@ async fn drive<E: Exchange>(
             continue;
         }
         attempts += 1;
-        if attempts > timing.retries || Instant::now() >= deadline {
-            return Err(IpmiError::Unreachable { addr, after: started.elapsed() });
+        if attempts > timing.retries || Instant::now() >= w.deadline {
+            return Err(IpmiError::Unreachable {
+                addr,
+                after: w.started.elapsed(),
+            });
         }
         wait = std::cmp::min(wait * 2, std::cmp::max(MAX_ATTEMPT_WAIT, timing.first_wait));
         tracing::debug!(target: LOG, %addr, attempt = attempts, "no answer, retransmitting");
@@ -456,7 +500,10 @@ async fn drive<E: Exchange>(
 fn transient(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
-        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::HostUnreachable
+            | std::io::ErrorKind::NetworkUnreachable
     )
 }
 
@@ -487,8 +534,7 @@ impl IpmiClient {
     /// the BMC accepts, then raise the session privilege to ADMINISTRATOR
     /// (OPERATOR if the user may not be administrator).
     pub async fn connect(t: &IpmiTarget) -> Result<IpmiClient, IpmiError> {
-        let started = Instant::now();
-        let deadline = started + t.deadline;
+        let window = Window::from_now(t.deadline);
         let bind: SocketAddr = if t.addr.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -496,13 +542,30 @@ impl IpmiClient {
         };
         let sock = UdpSocket::bind(bind).await?;
         sock.connect(t.addr).await?;
-        let timing = Timing { first_wait: t.timeout.max(Duration::from_millis(1)), retries: t.retries };
+        let timing = Timing {
+            first_wait: t.timeout.max(Duration::from_millis(1)),
+            retries: t.retries,
+        };
         if t.cipher_suites.is_empty() {
             return Err(IpmiError::Unsupported("no cipher suites configured".into()));
         }
         let mut refused: Vec<String> = Vec::new();
         let mut established = None;
-        'suites: for &id in &t.cipher_suites {
+        let n_suites = t.cipher_suites.len();
+        'suites: for (i, &id) in t.cipher_suites.iter().enumerate() {
+            // A BMC may drop an Open Session for a suite it does not know
+            // instead of answering with an error: give every suite but the
+            // last at most half of the remaining budget.
+            let suite_window = if i + 1 < n_suites {
+                let now = Instant::now();
+                let half = window.deadline.saturating_duration_since(now) / 2;
+                Window {
+                    started: window.started,
+                    deadline: now + half,
+                }
+            } else {
+                window
+            };
             let Some(suite) = CipherSuite::from_id(id) else {
                 refused.push(format!("suite {id}: not implemented by this client"));
                 continue;
@@ -520,24 +583,41 @@ impl IpmiClient {
                     let mut hs = Handshake::new(cfg, rand::random())?;
                     let first = hs.start();
                     tracing::debug!(target: LOG, addr = %t.addr, suite = id, ?privilege, "opening session");
-                    let mut ex = HsExchange { hs: &mut hs, failure: None };
-                    let r = drive(&sock, t.addr, started, deadline, timing, first, &mut ex).await;
+                    let mut ex = HsExchange {
+                        hs: &mut hs,
+                        failure: None,
+                    };
+                    let r = drive(&sock, t.addr, suite_window, timing, first, &mut ex).await;
                     match (r, ex.failure.take()) {
                         (Ok(s), _) => {
                             established = Some((s, privilege));
                             break 'suites;
                         }
-                        (Err(_), Some(SessionError::SuiteRejected { status, meaning, .. })) => {
+                        (
+                            Err(_),
+                            Some(SessionError::SuiteRejected {
+                                status, meaning, ..
+                            }),
+                        ) => {
                             tracing::info!(target: LOG, addr = %t.addr, suite = id, status, meaning, "cipher suite rejected");
                             refused.push(format!("suite {id}: status {status:#04x} ({meaning})"));
                             continue 'suites;
                         }
-                        (Err(_), Some(SessionError::RoleRefused(_))) if privilege == Privilege::Administrator => {
+                        (Err(_), Some(SessionError::RoleRefused(_)))
+                            if privilege == Privilege::Administrator =>
+                        {
                             // The user may not be an administrator: ask for less.
                             tracing::debug!(target: LOG, addr = %t.addr, suite = id, "administrator role refused, trying operator");
                             break;
                         }
-                        (Err(_), Some(SessionError::Protocol(m))) if restarts < HANDSHAKE_RESTARTS => {
+                        (Err(IpmiError::Unreachable { .. }), None) if i + 1 < n_suites => {
+                            tracing::info!(target: LOG, addr = %t.addr, suite = id, "no answer with this cipher suite, trying the next");
+                            refused.push(format!("suite {id}: no answer"));
+                            continue 'suites;
+                        }
+                        (Err(_), Some(SessionError::Protocol(m)))
+                            if restarts < HANDSHAKE_RESTARTS =>
+                        {
                             restarts += 1;
                             tracing::debug!(target: LOG, addr = %t.addr, suite = id, error = %m, "handshake failed, restarting");
                         }
@@ -567,7 +647,9 @@ impl IpmiClient {
         // Sessions start at USER level; raise it (13.14 / 22.18).
         let mut level = max_priv;
         loop {
-            let r = client.transact_at(0x06, 0x3b, &[level.as_u8()], Duration::ZERO, started, deadline).await?;
+            let r = client
+                .transact_at(0x06, 0x3b, &[level.as_u8()], Duration::ZERO, window)
+                .await?;
             match r.completion_code {
                 0 => break,
                 0x80 | 0x81 if level == Privilege::Administrator => level = Privilege::Operator,
@@ -581,7 +663,7 @@ impl IpmiClient {
             }
         }
         client.privilege = level;
-        tracing::info!(target: LOG, addr = %t.addr, suite, privilege = ?level, elapsed_ms = started.elapsed().as_millis() as u64, "IPMI session open");
+        tracing::info!(target: LOG, addr = %t.addr, suite, privilege = ?level, elapsed_ms = window.started.elapsed().as_millis() as u64, "IPMI session open");
         Ok(client)
     }
 
@@ -601,12 +683,22 @@ impl IpmiClient {
         cmd: u8,
         data: &[u8],
         min_interval: Duration,
-        started: Instant,
-        deadline: Instant,
+        w: Window,
     ) -> Result<Response, IpmiError> {
         let first = self.session.request(netfn, cmd, data)?;
-        let timing = Timing { first_wait: self.timing.first_wait.max(min_interval), retries: self.timing.retries };
-        let r = drive(&self.sock, self.addr, started, deadline, timing, first, &mut ReqExchange(&mut self.session)).await;
+        let timing = Timing {
+            first_wait: self.timing.first_wait.max(min_interval),
+            retries: self.timing.retries,
+        };
+        let r = drive(
+            &self.sock,
+            self.addr,
+            w,
+            timing,
+            first,
+            &mut ReqExchange(&mut self.session),
+        )
+        .await;
         if r.is_err() {
             self.session.abandon();
         }
@@ -621,10 +713,9 @@ impl IpmiClient {
         cmd: u8,
         data: &[u8],
         min_interval: Duration,
-        started: Instant,
-        deadline: Instant,
+        w: Window,
     ) -> Result<Vec<u8>, IpmiError> {
-        let r = self.transact_at(netfn, cmd, data, min_interval, started, deadline).await?;
+        let r = self.transact_at(netfn, cmd, data, min_interval, w).await?;
         tracing::debug!(target: LOG, addr = %self.addr, suite = self.cipher_suite(), command = name, cc = r.completion_code, "response");
         if r.completion_code != 0 {
             return Err(IpmiError::Rejected {
@@ -636,15 +727,16 @@ impl IpmiClient {
         Ok(r.data)
     }
 
-    fn window(&self) -> (Instant, Instant) {
-        let now = Instant::now();
-        (now, now + self.deadline)
+    fn window(&self) -> Window {
+        Window::from_now(self.deadline)
     }
 
     /// Get Chassis Status (netFn 0x00, cmd 0x01).
     pub async fn chassis_status(&mut self) -> Result<ChassisStatus, IpmiError> {
-        let (s, d) = self.window();
-        let data = self.command("Get Chassis Status", 0x00, 0x01, &[], Duration::ZERO, s, d).await?;
+        let w = self.window();
+        let data = self
+            .command("Get Chassis Status", 0x00, 0x01, &[], Duration::ZERO, w)
+            .await?;
         ChassisStatus::parse(&data)
     }
 
@@ -652,9 +744,17 @@ impl IpmiClient {
     /// [`MIN_ACTION_RETRANSMIT`]; a retransmission may still repeat the action
     /// if the BMC's reply was lost (power on/off are idempotent, cycle/reset not).
     pub async fn chassis_control(&mut self, c: ChassisControl) -> Result<(), IpmiError> {
-        let (s, d) = self.window();
+        let w = self.window();
         tracing::info!(target: LOG, addr = %self.addr, suite = self.cipher_suite(), action = ?c, "chassis control");
-        self.command("Chassis Control", 0x00, 0x02, &[c as u8], MIN_ACTION_RETRANSMIT, s, d).await?;
+        self.command(
+            "Chassis Control",
+            0x00,
+            0x02,
+            &[c as u8],
+            MIN_ACTION_RETRANSMIT,
+            w,
+        )
+        .await?;
         Ok(())
     }
 
@@ -666,15 +766,34 @@ impl IpmiClient {
     pub async fn set_boot_device(&mut self, dev: BootDevice) -> Result<(), IpmiError> {
         if let BootTarget::Other(x) = dev.target {
             if x > 0x0f {
-                return Err(IpmiError::Unsupported(format!("boot device selector {x} does not fit in 4 bits")));
+                return Err(IpmiError::Unsupported(format!(
+                    "boot device selector {x} does not fit in 4 bits"
+                )));
             }
         }
-        let (s, d) = self.window();
+        let w = self.window();
         let p = dev.to_param5();
         let req = [0x05, p[0], p[1], p[2], p[3], p[4]];
         tracing::info!(target: LOG, addr = %self.addr, suite = self.cipher_suite(), ?dev, "set boot device");
-        self.command("Set System Boot Options", 0x00, 0x08, &req, MIN_ACTION_RETRANSMIT, s, d).await?;
-        let data = self.command("Get System Boot Options", 0x00, 0x09, &[0x05, 0, 0], Duration::ZERO, s, d).await?;
+        self.command(
+            "Set System Boot Options",
+            0x00,
+            0x08,
+            &req,
+            MIN_ACTION_RETRANSMIT,
+            w,
+        )
+        .await?;
+        let data = self
+            .command(
+                "Get System Boot Options",
+                0x00,
+                0x09,
+                &[0x05, 0, 0],
+                Duration::ZERO,
+                w,
+            )
+            .await?;
         let (got, valid) = BootDevice::parse_param5(&data)?;
         if got.target != dev.target {
             return Err(IpmiError::NotApplied(format!(
@@ -698,8 +817,17 @@ impl IpmiClient {
 
     /// Get System Boot Options parameter 5.
     pub async fn get_boot_device(&mut self) -> Result<BootDevice, IpmiError> {
-        let (s, d) = self.window();
-        let data = self.command("Get System Boot Options", 0x00, 0x09, &[0x05, 0, 0], Duration::ZERO, s, d).await?;
+        let w = self.window();
+        let data = self
+            .command(
+                "Get System Boot Options",
+                0x00,
+                0x09,
+                &[0x05, 0, 0],
+                Duration::ZERO,
+                w,
+            )
+            .await?;
         let (dev, valid) = BootDevice::parse_param5(&data)?;
         tracing::debug!(target: LOG, addr = %self.addr, suite = self.cipher_suite(), ?dev, valid, "boot device");
         Ok(dev)
@@ -710,20 +838,30 @@ impl IpmiClient {
     /// have side effects).
     pub async fn raw(&mut self, netfn: u8, cmd: u8, data: &[u8]) -> Result<Vec<u8>, IpmiError> {
         if netfn > 0x3f {
-            return Err(IpmiError::Unsupported(format!("netFn {netfn:#04x} does not fit in 6 bits")));
+            return Err(IpmiError::Unsupported(format!(
+                "netFn {netfn:#04x} does not fit in 6 bits"
+            )));
         }
-        let (s, d) = self.window();
-        self.command("raw command", netfn, cmd, data, MIN_ACTION_RETRANSMIT, s, d).await
+        let w = self.window();
+        self.command("raw command", netfn, cmd, data, MIN_ACTION_RETRANSMIT, w)
+            .await
     }
 
     /// Close Session (0x06/0x3C).  If no reply arrives within a few seconds
     /// the BMC may already have closed it (a lost reply makes the
     /// retransmission unanswerable): that counts as closed.
     pub async fn close(mut self) -> Result<(), IpmiError> {
-        let now = Instant::now();
-        let deadline = now + std::cmp::min(self.deadline, CLOSE_BUDGET);
+        let w = Window::from_now(std::cmp::min(self.deadline, CLOSE_BUDGET));
         let first = self.session.close_request()?;
-        let r = drive(&self.sock, self.addr, now, deadline, self.timing, first, &mut ReqExchange(&mut self.session)).await;
+        let r = drive(
+            &self.sock,
+            self.addr,
+            w,
+            self.timing,
+            first,
+            &mut ReqExchange(&mut self.session),
+        )
+        .await;
         self.open = false;
         match r {
             Ok(r) if r.completion_code == 0 => {
@@ -780,23 +918,51 @@ mod tests {
 
     #[test]
     fn boot_param5_encoding() {
-        let d = BootDevice { target: BootTarget::Pxe, persistent: true, efi: true };
+        let d = BootDevice {
+            target: BootTarget::Pxe,
+            persistent: true,
+            efi: true,
+        };
         assert_eq!(d.to_param5(), [0xe0, 0x04, 0, 0, 0]);
-        let d = BootDevice { target: BootTarget::Disk, persistent: false, efi: false };
+        let d = BootDevice {
+            target: BootTarget::Disk,
+            persistent: false,
+            efi: false,
+        };
         assert_eq!(d.to_param5(), [0x80, 0x08, 0, 0, 0]);
         // ipmi_sim read-back of "pxe": version 1, param 5, flags 0, device 0x04.
-        let (got, valid) = BootDevice::parse_param5(&[0x01, 0x05, 0x00, 0x04, 0, 0, 0]).expect("parse");
-        assert_eq!(got, BootDevice { target: BootTarget::Pxe, persistent: false, efi: false });
+        let (got, valid) =
+            BootDevice::parse_param5(&[0x01, 0x05, 0x00, 0x04, 0, 0, 0]).expect("parse");
+        assert_eq!(
+            got,
+            BootDevice {
+                target: BootTarget::Pxe,
+                persistent: false,
+                efi: false
+            }
+        );
         assert!(!valid);
-        let (got, valid) = BootDevice::parse_param5(&[0x01, 0x05, 0xe0, 0x14, 0, 0, 0]).expect("parse");
-        assert_eq!(got, BootDevice { target: BootTarget::Other(5), persistent: true, efi: true });
+        let (got, valid) =
+            BootDevice::parse_param5(&[0x01, 0x05, 0xe0, 0x14, 0, 0, 0]).expect("parse");
+        assert_eq!(
+            got,
+            BootDevice {
+                target: BootTarget::Other(5),
+                persistent: true,
+                efi: true
+            }
+        );
         assert!(valid);
         assert!(BootDevice::parse_param5(&[0x01, 0x04, 0, 0]).is_err());
     }
 
     #[test]
     fn errors_do_not_leak() {
-        let e = IpmiError::Rejected { command: "Chassis Control", completion_code: 0xd4, meaning: completion_code_meaning(0, 2, 0xd4) };
+        let e = IpmiError::Rejected {
+            command: "Chassis Control",
+            completion_code: 0xd4,
+            meaning: completion_code_meaning(0, 2, 0xd4),
+        };
         assert_eq!(e.to_string(), "Chassis Control rejected by the BMC: completion code 0xd4 (insufficient privilege level)");
     }
 

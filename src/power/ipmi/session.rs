@@ -60,7 +60,11 @@ impl Privilege {
 /// Why a datagram could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
-    Truncated { what: &'static str, need: usize, got: usize },
+    Truncated {
+        what: &'static str,
+        need: usize,
+        got: usize,
+    },
     NotRmcp,
     NotIpmiClass(u8),
     /// IPMI 1.5 (or other) session format: the auth type byte.
@@ -90,7 +94,11 @@ impl std::fmt::Display for DecodeError {
 
 fn need(what: &'static str, buf: &[u8], n: usize) -> Result<(), DecodeError> {
     if buf.len() < n {
-        Err(DecodeError::Truncated { what, need: n, got: buf.len() })
+        Err(DecodeError::Truncated {
+            what,
+            need: n,
+            got: buf.len(),
+        })
     } else {
         Ok(())
     }
@@ -155,7 +163,9 @@ pub fn decode_packet(buf: &[u8], auth_code_len: usize) -> Result<Packet<'_>, Dec
     let rest = &s[SESSION_HEADER_LEN + len..];
     let integrity = if authenticated {
         if auth_code_len == 0 {
-            return Err(DecodeError::BadTrailer("authenticated packet outside a session"));
+            return Err(DecodeError::BadTrailer(
+                "authenticated packet outside a session",
+            ));
         }
         // rest = pad(0..=3 x 0xFF) | pad length | next header | auth code
         if rest.len() < 2 + auth_code_len {
@@ -177,7 +187,15 @@ pub fn decode_packet(buf: &[u8], auth_code_len: usize) -> Result<Packet<'_>, Dec
     } else {
         None
     };
-    Ok(Packet { payload_type, encrypted, authenticated, session_id, seq, payload, integrity })
+    Ok(Packet {
+        payload_type,
+        encrypted,
+        authenticated,
+        session_id,
+        seq,
+        payload,
+        integrity,
+    })
 }
 
 /// Build an RMCP+ datagram.  With `keys`, the payload is encrypted (a fresh IV
@@ -218,10 +236,19 @@ pub fn encode_packet(
 }
 
 /// Open Session Request payload (13.17).
-pub fn open_session_request(tag: u8, max_priv: u8, console_sid: u32, suite: CipherSuite) -> Vec<u8> {
+pub fn open_session_request(
+    tag: u8,
+    max_priv: u8,
+    console_sid: u32,
+    suite: CipherSuite,
+) -> Vec<u8> {
     let mut p = vec![tag, max_priv, 0, 0];
     p.extend_from_slice(&console_sid.to_le_bytes());
-    for (ptype, alg) in [(0u8, suite.auth.id()), (1, suite.integrity.id()), (2, suite.conf.id())] {
+    for (ptype, alg) in [
+        (0u8, suite.auth.id()),
+        (1, suite.integrity.id()),
+        (2, suite.conf.id()),
+    ] {
         p.extend_from_slice(&[ptype, 0, 0, 0x08, alg, 0, 0, 0]);
     }
     p
@@ -273,7 +300,13 @@ impl OpenSessionResponse {
         } else {
             None
         };
-        Ok(OpenSessionResponse { tag, status, max_priv, console_sid, accepted })
+        Ok(OpenSessionResponse {
+            tag,
+            status,
+            max_priv,
+            console_sid,
+            accepted,
+        })
     }
 }
 
@@ -311,7 +344,12 @@ impl Rakp2 {
         } else {
             None
         };
-        Ok(Rakp2 { tag, status, console_sid, ok })
+        Ok(Rakp2 {
+            tag,
+            status,
+            console_sid,
+            ok,
+        })
     }
 }
 
@@ -339,13 +377,21 @@ impl Rakp4 {
             need("RAKP4", p, 8)?;
         }
         let console_sid = if p.len() >= 8 { le32(p, 4) } else { 0 };
-        Ok(Rakp4 { tag: p[0], status: p[1], console_sid, icv: p.get(8..).unwrap_or_default().to_vec() })
+        Ok(Rakp4 {
+            tag: p[0],
+            status: p[1],
+            console_sid,
+            icv: p.get(8..).unwrap_or_default().to_vec(),
+        })
     }
 }
 
 /// Two's complement checksum: bytes + checksum sum to 0.
 pub fn checksum(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b)).wrapping_neg()
+    bytes
+        .iter()
+        .fold(0u8, |a, b| a.wrapping_add(*b))
+        .wrapping_neg()
 }
 
 /// IPMI LAN request message (13.8): rsAddr, netFn/rsLUN, chk1, rqAddr,
@@ -425,7 +471,11 @@ pub fn rmcp_status_meaning(status: u8) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionError {
     /// The BMC refused the proposed cipher suite at Open Session.
-    SuiteRejected { suite: u8, status: u8, meaning: &'static str },
+    SuiteRejected {
+        suite: u8,
+        status: u8,
+        meaning: &'static str,
+    },
     /// Credentials refused (RAKP2 status / HMAC mismatch, RAKP4 ICV).
     AuthFailed(String),
     /// The requested role / privilege level was refused (status 0x09-0x0b).
@@ -439,8 +489,15 @@ pub enum SessionError {
 impl std::fmt::Display for SessionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SessionError::SuiteRejected { suite, status, meaning } => {
-                write!(f, "BMC rejected cipher suite {suite}: status {status:#04x} ({meaning})")
+            SessionError::SuiteRejected {
+                suite,
+                status,
+                meaning,
+            } => {
+                write!(
+                    f,
+                    "BMC rejected cipher suite {suite}: status {status:#04x} ({meaning})"
+                )
             }
             SessionError::AuthFailed(s) => write!(f, "authentication failed: {s}"),
             SessionError::RoleRefused(s) => write!(f, "privilege level refused: {s}"),
@@ -500,10 +557,14 @@ impl Handshake {
     /// driver passes OS randomness, tests a fixed value.
     pub fn new(cfg: HandshakeConfig, seed: [u8; 32]) -> Result<Handshake, SessionError> {
         if cfg.username.len() > 16 {
-            return Err(SessionError::Unsupported("user name longer than 16 bytes".into()));
+            return Err(SessionError::Unsupported(
+                "user name longer than 16 bytes".into(),
+            ));
         }
         if cfg.password.len() > MAX_KEY_LEN {
-            return Err(SessionError::Unsupported("password longer than 20 bytes".into()));
+            return Err(SessionError::Unsupported(
+                "password longer than 20 bytes".into(),
+            ));
         }
         if cfg.kg.as_ref().is_some_and(|k| k.len() > MAX_KEY_LEN) {
             return Err(SessionError::Unsupported("K_G longer than 20 bytes".into()));
@@ -545,12 +606,23 @@ impl Handshake {
                 self.open_tags.push(self.tag);
                 (
                     payload_type::OPEN_SESSION_REQUEST,
-                    open_session_request(self.tag, self.cfg.privilege.as_u8(), self.console_sid, self.cfg.suite),
+                    open_session_request(
+                        self.tag,
+                        self.cfg.privilege.as_u8(),
+                        self.console_sid,
+                        self.cfg.suite,
+                    ),
                 )
             }
             HsState::AwaitRakp2 => (
                 payload_type::RAKP1,
-                rakp1(self.tag, self.bmc_sid, &self.console_rand, self.role(), &self.cfg.username),
+                rakp1(
+                    self.tag,
+                    self.bmc_sid,
+                    &self.console_rand,
+                    self.role(),
+                    &self.cfg.username,
+                ),
             ),
             HsState::AwaitRakp4 => {
                 // RAKP3 is resent verbatim (same tag): the BMC state is per session.
@@ -586,7 +658,9 @@ impl Handshake {
             return Ok(HsEvent::Ignored("session packet during handshake"));
         }
         match (self.state, pkt.payload_type) {
-            (HsState::AwaitOpenSession, payload_type::OPEN_SESSION_RESPONSE) => self.on_open_session(pkt.payload),
+            (HsState::AwaitOpenSession, payload_type::OPEN_SESSION_RESPONSE) => {
+                self.on_open_session(pkt.payload)
+            }
             (HsState::AwaitRakp2, payload_type::RAKP2) => self.on_rakp2(pkt.payload),
             (HsState::AwaitRakp4, payload_type::RAKP4) => self.on_rakp4(pkt.payload),
             _ => Ok(HsEvent::Ignored("unexpected payload type")),
@@ -604,10 +678,12 @@ impl Handshake {
             // Errors may carry a zero console SID; the tag matched.
             let meaning = rmcp_status_meaning(r.status);
             return Err(match r.status {
-                0x04..=0x07 | 0x10 | 0x11 => {
-                    SessionError::SuiteRejected { suite: self.cfg.suite.id, status: r.status, meaning }
-                }
-                0x09 | 0x0a | 0x0b => SessionError::RoleRefused(format!(
+                0x04..=0x07 | 0x10 | 0x11 => SessionError::SuiteRejected {
+                    suite: self.cfg.suite.id,
+                    status: r.status,
+                    meaning,
+                },
+                0x09..=0x0b => SessionError::RoleRefused(format!(
                     "Open Session status {:#04x} ({meaning})",
                     r.status
                 )),
@@ -618,13 +694,18 @@ impl Handshake {
             });
         }
         if r.console_sid != self.console_sid {
-            return Ok(HsEvent::Ignored("Open Session Response for another console session"));
+            return Ok(HsEvent::Ignored(
+                "Open Session Response for another console session",
+            ));
         }
         let Some(acc) = r.accepted else {
             return Ok(HsEvent::Ignored("malformed Open Session Response"));
         };
         let s = self.cfg.suite;
-        if acc.auth_alg != s.auth.id() || acc.integrity_alg != s.integrity.id() || acc.conf_alg != s.conf.id() {
+        if acc.auth_alg != s.auth.id()
+            || acc.integrity_alg != s.integrity.id()
+            || acc.conf_alg != s.conf.id()
+        {
             return Err(SessionError::SuiteRejected {
                 suite: s.id,
                 status: 0x11,
@@ -650,8 +731,10 @@ impl Handshake {
         if r.status != 0 {
             let meaning = rmcp_status_meaning(r.status);
             return Err(match r.status {
-                0x09 | 0x0a | 0x0b => SessionError::RoleRefused(format!("RAKP2 status {:#04x} ({meaning})", r.status)),
-                0x0c | 0x0d | 0x0e => {
+                0x09..=0x0b => {
+                    SessionError::RoleRefused(format!("RAKP2 status {:#04x} ({meaning})", r.status))
+                }
+                0x0c..=0x0e => {
                     SessionError::AuthFailed(format!("RAKP2 status {:#04x} ({meaning})", r.status))
                 }
                 _ => SessionError::Protocol(format!("RAKP2 status {:#04x} ({meaning})", r.status)),
@@ -690,7 +773,13 @@ impl Handshake {
         let auth = ctx.rakp3_auth_code(alg, &self.cfg.password);
         self.ctx = Some(ctx);
         self.state = HsState::AwaitRakp4;
-        self.last = encode_packet(payload_type::RAKP3, 0, 0, &rakp3(self.tag, 0, self.bmc_sid, &auth), None);
+        self.last = encode_packet(
+            payload_type::RAKP3,
+            0,
+            0,
+            &rakp3(self.tag, 0, self.bmc_sid, &auth),
+            None,
+        );
         Ok(HsEvent::Send(self.last.clone()))
     }
 
@@ -705,7 +794,10 @@ impl Handshake {
             let meaning = rmcp_status_meaning(r.status);
             // Not an auth failure: the password was proven at RAKP2.  A BMC that
             // saw a duplicate RAKP1 may hold another Rc; the driver restarts.
-            return Err(SessionError::Protocol(format!("RAKP4 status {:#04x} ({meaning})", r.status)));
+            return Err(SessionError::Protocol(format!(
+                "RAKP4 status {:#04x} ({meaning})",
+                r.status
+            )));
         }
         if r.console_sid != self.console_sid {
             return Ok(HsEvent::Ignored("RAKP4 for another console session"));
@@ -816,12 +908,20 @@ impl Session {
     fn wrap(&mut self, msg: &[u8]) -> Result<Vec<u8>, SessionError> {
         let seq = self.out_seq;
         if seq == u32::MAX {
-            return Err(SessionError::Unsupported("session sequence numbers exhausted; reconnect".into()));
+            return Err(SessionError::Unsupported(
+                "session sequence numbers exhausted; reconnect".into(),
+            ));
         }
         self.out_seq += 1;
         let mut iv = [0u8; 16];
         self.rng.fill_bytes(&mut iv);
-        Ok(encode_packet(payload_type::IPMI, self.bmc_sid, seq, msg, Some((&self.keys, iv))))
+        Ok(encode_packet(
+            payload_type::IPMI,
+            self.bmc_sid,
+            seq,
+            msg,
+            Some((&self.keys, iv)),
+        ))
     }
 
     /// Start a new request (any previous one is abandoned): the datagram to send.
@@ -829,7 +929,12 @@ impl Session {
         let rq_seq = self.next_rq_seq;
         self.next_rq_seq = (self.next_rq_seq + 1) & 0x3f;
         let msg = lan_request(netfn, cmd, rq_seq, data);
-        self.pending = Some(Pending { netfn, cmd, rq_seq, msg: msg.clone() });
+        self.pending = Some(Pending {
+            netfn,
+            cmd,
+            rq_seq,
+            msg: msg.clone(),
+        });
         self.wrap(&msg)
     }
 
@@ -867,7 +972,11 @@ impl Session {
     fn seq_record(&mut self, seq: u32) {
         if seq > self.in_highest {
             let shift = seq - self.in_highest;
-            self.in_seen = if shift >= SEQ_WINDOW { 0 } else { self.in_seen << shift };
+            self.in_seen = if shift >= SEQ_WINDOW {
+                0
+            } else {
+                self.in_seen << shift
+            };
             self.in_seen |= 1;
             self.in_highest = seq;
         } else {
@@ -1032,7 +1141,13 @@ pub(crate) mod tests {
             let c = checksum(&r[3..]);
             r.push(c);
             self.seq += 1;
-            encode_packet(payload_type::IPMI, self.console_sid, self.seq, &r, Some((&keys, [0x42; 16])))
+            encode_packet(
+                payload_type::IPMI,
+                self.console_sid,
+                self.seq,
+                &r,
+                Some((&keys, [0x42; 16])),
+            )
         }
     }
 
@@ -1087,7 +1202,9 @@ pub(crate) mod tests {
         let mut bmc = FakeBmc::new(CipherSuite::SUITE_3, b"pass");
         let mut hs = Handshake::new(cfg(CipherSuite::SUITE_3, b"nope"), [2; 32]).expect("hs");
         let o = hs.start();
-        let HsEvent::Send(r1) = hs.handle(&bmc.answer(&o)).expect("open") else { panic!() };
+        let HsEvent::Send(r1) = hs.handle(&bmc.answer(&o)).expect("open") else {
+            panic!()
+        };
         match hs.handle(&bmc.answer(&r1)) {
             Err(SessionError::AuthFailed(m)) => assert!(!m.contains("nope")),
             _ => panic!("expected AuthFailed"),
@@ -1101,7 +1218,11 @@ pub(crate) mod tests {
         let o = hs.start();
         assert!(matches!(
             hs.handle(&bmc.answer(&o)),
-            Err(SessionError::SuiteRejected { suite: 17, status: 0x11, .. })
+            Err(SessionError::SuiteRejected {
+                suite: 17,
+                status: 0x11,
+                ..
+            })
         ));
     }
 
@@ -1110,13 +1231,20 @@ pub(crate) mod tests {
         let mut bmc = FakeBmc::new(CipherSuite::SUITE_3, b"pass");
         let mut hs = Handshake::new(cfg(CipherSuite::SUITE_3, b"pass"), [4; 32]).expect("hs");
         let o = hs.start();
-        let HsEvent::Send(r1) = hs.handle(&bmc.answer(&o)).expect("open") else { panic!() };
+        let HsEvent::Send(r1) = hs.handle(&bmc.answer(&o)).expect("open") else {
+            panic!()
+        };
         let old_reply = bmc.answer(&r1);
         let r1b = hs.retransmit();
         assert!(matches!(hs.handle(&old_reply), Ok(HsEvent::Ignored(_))));
         bmc.bmc_rand = [0x44; 16]; // the BMC draws a new Rc for the second RAKP1
-        let HsEvent::Send(r3) = hs.handle(&bmc.answer(&r1b)).expect("rakp2") else { panic!() };
-        assert!(matches!(hs.handle(&bmc.answer(&r3)), Ok(HsEvent::Established(_))));
+        let HsEvent::Send(r3) = hs.handle(&bmc.answer(&r1b)).expect("rakp2") else {
+            panic!()
+        };
+        assert!(matches!(
+            hs.handle(&bmc.answer(&r3)),
+            Ok(HsEvent::Established(_))
+        ));
     }
 
     #[test]
@@ -1135,7 +1263,10 @@ pub(crate) mod tests {
         // A reply to the old rqSeq while a new request is pending.
         let _next = s.request(0x00, 0x01, &[]).expect("req");
         let stale = bmc.respond(&first, 0, &[]);
-        assert_eq!(s.handle(&stale), Incoming::Ignored("stale rqSeq (reply to an earlier request)"));
+        assert_eq!(
+            s.handle(&stale),
+            Incoming::Ignored("stale rqSeq (reply to an earlier request)")
+        );
     }
 
     #[test]
@@ -1173,17 +1304,31 @@ pub(crate) mod tests {
     #[test]
     fn lan_request_layout() {
         // Set Session Privilege Level (ADMIN), rqSeq 1: as ipmitool sends it.
-        assert_eq!(lan_request(0x06, 0x3b, 1, &[0x04]), vec![0x20, 0x18, 0xc8, 0x81, 0x04, 0x3b, 0x04, 0x3c]);
-        let r = LanResponse::decode(&[0x81, 0x1c, 0x63, 0x20, 0x04, 0x3b, 0x00, 0x04, 0x9d]).expect("rsp");
-        assert_eq!((r.netfn, r.rq_seq, r.cmd, r.completion_code, r.data), (7, 1, 0x3b, 0, vec![4]));
-        assert!(LanResponse::decode(&[0x81, 0x1c, 0x64, 0x20, 0x04, 0x3b, 0x00, 0x04, 0x9d]).is_err());
+        assert_eq!(
+            lan_request(0x06, 0x3b, 1, &[0x04]),
+            vec![0x20, 0x18, 0xc8, 0x81, 0x04, 0x3b, 0x04, 0x3c]
+        );
+        let r = LanResponse::decode(&[0x81, 0x1c, 0x63, 0x20, 0x04, 0x3b, 0x00, 0x04, 0x9d])
+            .expect("rsp");
+        assert_eq!(
+            (r.netfn, r.rq_seq, r.cmd, r.completion_code, r.data),
+            (7, 1, 0x3b, 0, vec![4])
+        );
+        assert!(
+            LanResponse::decode(&[0x81, 0x1c, 0x64, 0x20, 0x04, 0x3b, 0x00, 0x04, 0x9d]).is_err()
+        );
     }
 
     fn arbitrary_session_datagram() -> impl Strategy<Value = Vec<u8>> {
         // Valid RMCP + RMCP+ header prefix with arbitrary flags/len, then junk,
         // so the fuzzing reaches trailer, MAC and payload parsing.
-        (any::<u8>(), any::<[u8; 8]>(), any::<u16>(), proptest::collection::vec(any::<u8>(), 0..160)).prop_map(
-            |(pt, ids, len, rest)| {
+        (
+            any::<u8>(),
+            any::<[u8; 8]>(),
+            any::<u16>(),
+            proptest::collection::vec(any::<u8>(), 0..160),
+        )
+            .prop_map(|(pt, ids, len, rest)| {
                 let mut v = RMCP_HEADER.to_vec();
                 v.push(AUTH_TYPE_RMCP_PLUS);
                 v.push(pt);
@@ -1191,8 +1336,7 @@ pub(crate) mod tests {
                 v.extend_from_slice(&(len % 200).to_le_bytes());
                 v.extend_from_slice(&rest);
                 v
-            },
-        )
+            })
     }
 
     /// An authenticated (valid AuthCode) packet around an arbitrary payload,

@@ -1,0 +1,467 @@
+//! Power control: one seam (`PowerDriver`) used by the run engine, the CLI and
+//! the API, and `Power`, which drives BMCs safely: one caller per BMC at a
+//! time with a minimum interval between commands, a global limit across BMCs,
+//! and a circuit breaker that keeps a BMC that keeps timing out from stalling
+//! the others. Credentials are read at use and never logged.
+
+pub mod ipmi;
+pub mod ipmi_driver;
+
+use crate::inventory::{Bmc, BmcKind};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerOp {
+    On,
+    Off,
+    Cycle,
+    Reset,
+    Soft,
+}
+
+impl PowerOp {
+    pub fn parse(s: &str) -> Option<PowerOp> {
+        Some(match s {
+            "on" => PowerOp::On,
+            "off" => PowerOp::Off,
+            "cycle" => PowerOp::Cycle,
+            "reset" => PowerOp::Reset,
+            "soft" => PowerOp::Soft,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerOp::On => "on",
+            PowerOp::Off => "off",
+            PowerOp::Cycle => "cycle",
+            PowerOp::Reset => "reset",
+            PowerOp::Soft => "soft",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerState {
+    On,
+    Off,
+}
+
+impl PowerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerState::On => "on",
+            PowerState::Off => "off",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootDev {
+    Pxe,
+    Disk,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootSpec {
+    pub dev: BootDev,
+    pub persistent: bool,
+    pub efi: bool,
+}
+
+/// Typed, secret-free errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PowerError {
+    #[error("BMC unreachable: {0}")]
+    Unreachable(String),
+    #[error("BMC authentication failed: {0}")]
+    Auth(String),
+    #[error("BMC rejected the command: {0}")]
+    Rejected(String),
+    #[error("BMC accepted but did not apply the change: {0}")]
+    NotApplied(String),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("no BMC configured for {0}")]
+    NoBmc(String),
+    #[error("BMC credentials: {0}")]
+    Secret(String),
+    #[error("BMC circuit open after repeated timeouts: {0}")]
+    CircuitOpen(String),
+    #[error("BMC error: {0}")]
+    Other(String),
+}
+
+/// One implementation per BMC protocol.
+pub trait PowerDriver: Send + Sync {
+    fn status<'a>(&'a self, bmc: &'a Bmc) -> BoxFut<'a, Result<PowerState, PowerError>>;
+    fn power<'a>(&'a self, bmc: &'a Bmc, op: PowerOp) -> BoxFut<'a, Result<(), PowerError>>;
+    /// Set the next boot device and read it back (a BMC that ignores it is an error).
+    fn set_boot<'a>(&'a self, bmc: &'a Bmc, b: BootSpec) -> BoxFut<'a, Result<(), PowerError>>;
+    fn get_boot<'a>(&'a self, bmc: &'a Bmc) -> BoxFut<'a, Result<BootSpec, PowerError>>;
+}
+
+/// Resolve `host[:port]` (default port given).
+pub async fn resolve(address: &str, default_port: u16) -> Result<SocketAddr, PowerError> {
+    let with_port = if address.parse::<SocketAddr>().is_ok()
+        || (address.contains(':') && !address.contains("::"))
+    {
+        address.to_string()
+    } else {
+        format!("{address}:{default_port}")
+    };
+    let mut addrs = tokio::net::lookup_host(with_port.as_str())
+        .await
+        .map_err(|e| PowerError::Unreachable(format!("cannot resolve {address}: {e}")))?;
+    addrs
+        .next()
+        .ok_or_else(|| PowerError::Unreachable(format!("cannot resolve {address}")))
+}
+
+/// Limits and pacing for `Power`.
+#[derive(Debug, Clone)]
+pub struct PowerConfig {
+    pub max_parallel: usize,
+    /// Minimum time between two commands to the same BMC.
+    pub min_interval: Duration,
+    /// Consecutive unreachable errors that open the circuit.
+    pub breaker_threshold: u32,
+    /// How long the circuit stays open.
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for PowerConfig {
+    fn default() -> Self {
+        PowerConfig {
+            max_parallel: 8,
+            min_interval: Duration::from_millis(200),
+            breaker_threshold: 3,
+            breaker_cooldown: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Default)]
+struct BmcSlot {
+    last: Option<Instant>,
+    timeouts: u32,
+    open_until: Option<Instant>,
+}
+
+/// The power front door: dispatch by BMC kind, serialise per BMC, limit
+/// globally, break circuits.
+pub struct Power {
+    ipmi: Arc<dyn PowerDriver>,
+    redfish: Option<Arc<dyn PowerDriver>>,
+    cfg: PowerConfig,
+    global: Semaphore,
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<BmcSlot>>>>,
+}
+
+impl Power {
+    pub fn new(
+        ipmi: Arc<dyn PowerDriver>,
+        redfish: Option<Arc<dyn PowerDriver>>,
+        cfg: PowerConfig,
+    ) -> Power {
+        Power {
+            ipmi,
+            redfish,
+            global: Semaphore::new(cfg.max_parallel.max(1)),
+            cfg,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The production drivers.
+    pub fn native(cfg: PowerConfig) -> Power {
+        Power::new(Arc::new(ipmi_driver::IpmiDriver::default()), None, cfg)
+    }
+
+    fn driver(&self, bmc: &Bmc) -> Result<&Arc<dyn PowerDriver>, PowerError> {
+        match bmc.kind {
+            BmcKind::Ipmi => Ok(&self.ipmi),
+            BmcKind::Redfish => self
+                .redfish
+                .as_ref()
+                .ok_or_else(|| PowerError::Unsupported("Redfish driver not built yet".into())),
+        }
+    }
+
+    async fn with_slot<T, F>(&self, bmc: &Bmc, f: F) -> Result<T, PowerError>
+    where
+        F: for<'a> FnOnce(&'a dyn PowerDriver, &'a Bmc) -> BoxFut<'a, Result<T, PowerError>>,
+    {
+        let driver = self.driver(bmc)?.clone();
+        let slot = {
+            let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            m.entry(bmc.address.clone()).or_default().clone()
+        };
+        let _permit = self
+            .global
+            .acquire()
+            .await
+            .map_err(|_| PowerError::Other("power subsystem closed".into()))?;
+        let mut slot = slot.lock().await;
+        if let Some(until) = slot.open_until {
+            if Instant::now() < until {
+                return Err(PowerError::CircuitOpen(format!(
+                    "{} timed out {} times; retrying after {} s",
+                    bmc.address,
+                    slot.timeouts,
+                    until.saturating_duration_since(Instant::now()).as_secs()
+                )));
+            }
+            slot.open_until = None;
+        }
+        if let Some(last) = slot.last {
+            let since = last.elapsed();
+            if since < self.cfg.min_interval {
+                tokio::time::sleep(self.cfg.min_interval - since).await;
+            }
+        }
+        let r = f(driver.as_ref(), bmc).await;
+        slot.last = Some(Instant::now());
+        match &r {
+            Err(PowerError::Unreachable(_)) => {
+                slot.timeouts += 1;
+                if slot.timeouts >= self.cfg.breaker_threshold {
+                    slot.open_until = Some(Instant::now() + self.cfg.breaker_cooldown);
+                    tracing::warn!(bmc = %bmc.address, timeouts = slot.timeouts, "BMC circuit opened");
+                }
+            }
+            _ => slot.timeouts = 0,
+        }
+        r
+    }
+
+    pub async fn status(&self, bmc: &Bmc) -> Result<PowerState, PowerError> {
+        self.with_slot(bmc, |d, b| d.status(b)).await
+    }
+
+    pub async fn power(&self, bmc: &Bmc, op: PowerOp) -> Result<(), PowerError> {
+        self.with_slot(bmc, move |d, b| d.power(b, op)).await
+    }
+
+    pub async fn set_boot(&self, bmc: &Bmc, spec: BootSpec) -> Result<(), PowerError> {
+        self.with_slot(bmc, move |d, b| d.set_boot(b, spec)).await
+    }
+
+    pub async fn get_boot(&self, bmc: &Bmc) -> Result<BootSpec, PowerError> {
+        self.with_slot(bmc, |d, b| d.get_boot(b)).await
+    }
+
+    /// Power on if off, power cycle if on: "start the machine afresh".
+    pub async fn on_or_cycle(&self, bmc: &Bmc) -> Result<PowerOp, PowerError> {
+        let op = match self.status(bmc).await? {
+            PowerState::Off => PowerOp::On,
+            PowerState::On => PowerOp::Cycle,
+        };
+        self.power(bmc, op).await?;
+        Ok(op)
+    }
+}
+
+/// A scriptable driver for tests and simulated labs: records every call and
+/// can be told to fail; `on_power` lets a test "boot" a simulated machine.
+pub struct FakePower {
+    pub calls: Mutex<Vec<String>>,
+    pub state: Mutex<HashMap<String, (PowerState, BootSpec)>>,
+    pub fail: Mutex<HashMap<String, PowerError>>,
+    pub delay: Duration,
+    #[allow(clippy::type_complexity)]
+    pub on_power: Mutex<Option<Box<dyn Fn(&str, PowerOp) + Send + Sync>>>,
+}
+
+impl Default for FakePower {
+    fn default() -> Self {
+        FakePower {
+            calls: Mutex::new(Vec::new()),
+            state: Mutex::new(HashMap::new()),
+            fail: Mutex::new(HashMap::new()),
+            delay: Duration::from_millis(0),
+            on_power: Mutex::new(None),
+        }
+    }
+}
+
+impl FakePower {
+    fn record(&self, bmc: &Bmc, what: String) -> Result<(), PowerError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("{} {what}", bmc.address));
+        match self.fail.lock().unwrap().get(&bmc.address) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn entry(&self, addr: &str) -> (PowerState, BootSpec) {
+        *self
+            .state
+            .lock()
+            .unwrap()
+            .entry(addr.to_string())
+            .or_insert((
+                PowerState::Off,
+                BootSpec {
+                    dev: BootDev::Disk,
+                    persistent: false,
+                    efi: false,
+                },
+            ))
+    }
+}
+
+impl PowerDriver for FakePower {
+    fn status<'a>(&'a self, bmc: &'a Bmc) -> BoxFut<'a, Result<PowerState, PowerError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.record(bmc, "status".into())?;
+            Ok(self.entry(&bmc.address).0)
+        })
+    }
+    fn power<'a>(&'a self, bmc: &'a Bmc, op: PowerOp) -> BoxFut<'a, Result<(), PowerError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.record(bmc, format!("power {}", op.as_str()))?;
+            let (_, b) = self.entry(&bmc.address);
+            let st = match op {
+                PowerOp::Off | PowerOp::Soft => PowerState::Off,
+                _ => PowerState::On,
+            };
+            self.state
+                .lock()
+                .unwrap()
+                .insert(bmc.address.clone(), (st, b));
+            if let Some(cb) = self.on_power.lock().unwrap().as_ref() {
+                cb(&bmc.address, op);
+            }
+            Ok(())
+        })
+    }
+    fn set_boot<'a>(&'a self, bmc: &'a Bmc, spec: BootSpec) -> BoxFut<'a, Result<(), PowerError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.record(bmc, format!("bootdev {:?}", spec.dev).to_lowercase())?;
+            let (p, _) = self.entry(&bmc.address);
+            self.state
+                .lock()
+                .unwrap()
+                .insert(bmc.address.clone(), (p, spec));
+            Ok(())
+        })
+    }
+    fn get_boot<'a>(&'a self, bmc: &'a Bmc) -> BoxFut<'a, Result<BootSpec, PowerError>> {
+        Box::pin(async move {
+            self.record(bmc, "get-bootdev".into())?;
+            Ok(self.entry(&bmc.address).1)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::SecretRef;
+
+    fn bmc(addr: &str) -> Bmc {
+        Bmc {
+            kind: BmcKind::Ipmi,
+            address: addr.into(),
+            username: "admin".into(),
+            password: SecretRef::Env("NOPE".into()),
+            cipher_suites: vec![3],
+            insecure_tls: false,
+            system_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn serialises_per_bmc_and_paces() {
+        let fake = Arc::new(FakePower::default());
+        let p = Arc::new(Power::new(
+            fake.clone(),
+            None,
+            PowerConfig {
+                min_interval: Duration::from_millis(50),
+                ..Default::default()
+            },
+        ));
+        let b = bmc("10.0.0.1");
+        let t0 = Instant::now();
+        let (a, c) = tokio::join!(p.status(&b), p.status(&b));
+        a.unwrap();
+        c.unwrap();
+        // Two calls to one BMC: the second waited for the minimum interval.
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        assert_eq!(fake.calls.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn circuit_opens_after_repeated_timeouts() {
+        let fake = Arc::new(FakePower::default());
+        fake.fail.lock().unwrap().insert(
+            "10.0.0.9".into(),
+            PowerError::Unreachable("no answer".into()),
+        );
+        let p = Power::new(
+            fake.clone(),
+            None,
+            PowerConfig {
+                min_interval: Duration::ZERO,
+                breaker_threshold: 2,
+                ..Default::default()
+            },
+        );
+        let b = bmc("10.0.0.9");
+        assert!(matches!(
+            p.status(&b).await,
+            Err(PowerError::Unreachable(_))
+        ));
+        assert!(matches!(
+            p.status(&b).await,
+            Err(PowerError::Unreachable(_))
+        ));
+        assert!(matches!(
+            p.status(&b).await,
+            Err(PowerError::CircuitOpen(_))
+        ));
+        // The open circuit did not call the BMC again, and other BMCs are unaffected.
+        assert_eq!(fake.calls.lock().unwrap().len(), 2);
+        assert!(p.status(&bmc("10.0.0.2")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn on_or_cycle() {
+        let fake = Arc::new(FakePower::default());
+        let p = Power::new(
+            fake.clone(),
+            None,
+            PowerConfig {
+                min_interval: Duration::ZERO,
+                ..Default::default()
+            },
+        );
+        let b = bmc("10.0.0.3");
+        assert_eq!(p.on_or_cycle(&b).await.unwrap(), PowerOp::On);
+        assert_eq!(p.on_or_cycle(&b).await.unwrap(), PowerOp::Cycle);
+    }
+
+    #[test]
+    fn redfish_without_driver_is_unsupported() {
+        let p = Power::new(Arc::new(FakePower::default()), None, PowerConfig::default());
+        let mut b = bmc("x");
+        b.kind = BmcKind::Redfish;
+        assert!(matches!(p.driver(&b), Err(PowerError::Unsupported(_))));
+    }
+}

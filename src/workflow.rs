@@ -1,0 +1,498 @@
+//! A reimage run as a pure state machine: `step(run, event, facts, now)`
+//! returns the next state and the effects to perform. No I/O, no clock (the
+//! caller passes `now`), no randomness. The engine (`engine.rs`) performs the
+//! effects, persists every transition, and feeds results back as events.
+//!
+//! Phases, in order (each with a deadline from the profile):
+//! queued → locked → bootdev → power → dhcp → kernel → config → install →
+//! reboot → ports → stage N… → succeeded | failed | cancelled | timed_out.
+//!
+//! Restart rule: on start-up the engine loads every non-terminal run and sends
+//! it `Event::Resume`; `step` re-derives the effects of the state it was in
+//! (a run waiting for SSH re-probes, a BMC call is reissued, a stage that was
+//! running is rerun or failed as the profile says, deadlines keep their
+//! original due time).
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Queued,
+    Locked,
+    BootDev,
+    Power,
+    Dhcp,
+    Kernel,
+    Config,
+    Install,
+    Reboot,
+    Ports,
+    Stage(usize),
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl Phase {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::TimedOut
+        )
+    }
+
+    /// The stored name (`stage:2` for stages).
+    pub fn name(self) -> String {
+        match self {
+            Phase::Stage(i) => format!("stage:{i}"),
+            p => p.simple_name().to_string(),
+        }
+    }
+
+    fn simple_name(self) -> &'static str {
+        match self {
+            Phase::Queued => "queued",
+            Phase::Locked => "locked",
+            Phase::BootDev => "bootdev",
+            Phase::Power => "power",
+            Phase::Dhcp => "dhcp",
+            Phase::Kernel => "kernel",
+            Phase::Config => "config",
+            Phase::Install => "install",
+            Phase::Reboot => "reboot",
+            Phase::Ports => "ports",
+            Phase::Stage(_) => "stage",
+            Phase::Succeeded => "succeeded",
+            Phase::Failed => "failed",
+            Phase::Cancelled => "cancelled",
+            Phase::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Phase> {
+        if let Some(i) = s.strip_prefix("stage:") {
+            return i.parse().ok().map(Phase::Stage);
+        }
+        Some(match s {
+            "queued" => Phase::Queued,
+            "locked" => Phase::Locked,
+            "bootdev" => Phase::BootDev,
+            "power" => Phase::Power,
+            "dhcp" => Phase::Dhcp,
+            "kernel" => Phase::Kernel,
+            "config" => Phase::Config,
+            "install" => Phase::Install,
+            "reboot" => Phase::Reboot,
+            "ports" => Phase::Ports,
+            "succeeded" => Phase::Succeeded,
+            "failed" => Phase::Failed,
+            "cancelled" => Phase::Cancelled,
+            "timed_out" => Phase::TimedOut,
+            _ => return None,
+        })
+    }
+
+    /// A human description of what the run waits for in this phase.
+    pub fn waiting_for(self) -> &'static str {
+        match self {
+            Phase::Queued => "a free slot and the machine lock",
+            Phase::Locked => "the netboot switch",
+            Phase::BootDev => "the BMC to set boot device PXE",
+            Phase::Power => "the BMC to power-cycle the machine",
+            Phase::Dhcp => "the machine's DHCP request",
+            Phase::Kernel => "the kernel and initrd download",
+            Phase::Config => "the installer to fetch its config",
+            Phase::Install => "the install-done callback",
+            Phase::Reboot => "the reboot to the local disk",
+            Phase::Ports => "SSH and the service ports",
+            Phase::Stage(_) => "the stage command",
+            _ => "nothing (finished)",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// Which deadline from the profile applies to a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    pub power_ms: i64,
+    pub dhcp_ms: i64,
+    pub kernel_ms: i64,
+    pub config_ms: i64,
+    pub install_ms: i64,
+    pub reboot_ms: i64,
+    pub ports_ms: i64,
+}
+
+/// What `step` needs to know about the run's profile (a pure copy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    pub deadlines: Deadlines,
+    /// Stage timeouts and keep_going flags, in order.
+    pub stages: Vec<StageFacts>,
+    /// The installer reboots into the installed system after its callback.
+    pub reboots: bool,
+    /// Rerun a stage interrupted by a restart (else fail the run).
+    pub rerun_interrupted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageFacts {
+    pub name: String,
+    pub timeout_ms: i64,
+    pub keep_going: bool,
+}
+
+/// The persistent state of a run (what the store holds, besides ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunState {
+    pub phase: Phase,
+    /// Bumped on every transition; deadlines carry it so stale ones are ignored.
+    pub seq: u32,
+    /// When the current phase was entered (ms since epoch).
+    pub since: i64,
+    /// When the current phase's deadline falls, if it has one.
+    pub due: Option<i64>,
+    /// A stage failed but had keep_going: the run fails at the end.
+    pub stage_failed: bool,
+    /// Why it failed / was cancelled / timed out.
+    pub reason: Option<String>,
+}
+
+impl RunState {
+    pub fn new(now: i64) -> RunState {
+        RunState {
+            phase: Phase::Queued,
+            seq: 0,
+            since: now,
+            due: None,
+            stage_failed: false,
+            reason: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PowerStep {
+    SetBootPxe,
+    PowerCycle,
+}
+
+/// Inputs to the state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The engine took the run out of the queue and holds the machine lock.
+    Start,
+    /// Netboot switched on for this run (persisted).
+    NetbootOn,
+    /// A BMC call finished.
+    Bmc(PowerStep, Result<(), String>),
+    /// The daemon answered the machine's DHCP.
+    DhcpSeen,
+    /// The machine fetched its per-MAC installer script, kernel or initrd.
+    KernelServed,
+    /// The installer fetched its config (kickstart / preseed / user-data).
+    ConfigServed,
+    /// The run's install-done callback arrived (token checked by the adapter).
+    InstallDone,
+    /// After the callback: local-boot script served, or DHCP seen again.
+    RebootSeen,
+    /// SSH answered with a banner and every service port is open.
+    PortsUp,
+    /// The port probe gave up (its reason).
+    PortsFailed(String),
+    /// Stage `i` finished.
+    StageDone(usize, StageOutcome),
+    /// The deadline armed at transition `seq` fell.
+    Deadline(u32),
+    Cancel(String),
+    /// The daemon restarted: re-derive the effects of the current phase.
+    Resume,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageOutcome {
+    Passed,
+    Failed(String),
+    TimedOut,
+}
+
+/// Work for the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Switch the machine's netboot on (installer) with the run's token.
+    NetbootOn,
+    /// Switch it off (local boot from now on).
+    NetbootOff,
+    Bmc(PowerStep),
+    /// Arm a timer: send `Event::Deadline(seq)` at `at` (ms since epoch).
+    Deadline {
+        seq: u32,
+        at: i64,
+    },
+    /// Probe SSH (banner) and the service ports until they answer or `until`.
+    ProbePorts {
+        until: i64,
+    },
+    /// Run stage `i` with its timeout.
+    RunStage(usize),
+    /// Terminal: release the machine lock, write the results (JUnit).
+    Finish,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub state: RunState,
+    pub effects: Vec<Effect>,
+    /// One line for the timeline ("DHCP seen", "stage configure passed").
+    pub detail: String,
+}
+
+/// The transition function. Total: an event that does not apply to the
+/// current phase returns `None` (ignored; the engine counts it).
+pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transition> {
+    use Phase::*;
+    if run.phase.is_terminal() {
+        return None;
+    }
+    let to = |phase: Phase, detail: String, mut effects: Vec<Effect>| -> Option<Transition> {
+        let seq = run.seq + 1;
+        let due = deadline_for(phase, f).map(|d| now + d);
+        if let Some(at) = due {
+            effects.push(Effect::Deadline { seq, at });
+        }
+        Some(Transition {
+            state: RunState {
+                phase,
+                seq,
+                since: now,
+                due,
+                stage_failed: run.stage_failed,
+                reason: None,
+            },
+            effects,
+            detail,
+        })
+    };
+    let end = |phase: Phase, reason: String| -> Option<Transition> {
+        Some(Transition {
+            state: RunState {
+                phase,
+                seq: run.seq + 1,
+                since: now,
+                due: None,
+                stage_failed: run.stage_failed,
+                reason: Some(reason.clone()),
+            },
+            effects: vec![Effect::NetbootOff, Effect::Finish],
+            detail: reason,
+        })
+    };
+    match (run.phase, ev) {
+        (_, Event::Cancel(why)) => end(Cancelled, format!("cancelled: {why}")),
+        (p, Event::Deadline(seq)) if *seq == run.seq => end(
+            TimedOut,
+            format!("timed out in phase {p} waiting for {}", p.waiting_for()),
+        ),
+        (_, Event::Deadline(_)) => None,
+        (p, Event::Resume) => resume(run, p, f, now),
+
+        (Queued, Event::Start) => to(Locked, "machine locked".into(), vec![Effect::NetbootOn]),
+        (Locked, Event::NetbootOn) => to(
+            BootDev,
+            "netboot on: installer offered".into(),
+            vec![Effect::Bmc(PowerStep::SetBootPxe)],
+        ),
+        (BootDev, Event::Bmc(PowerStep::SetBootPxe, Ok(()))) => to(
+            Power,
+            "boot device set to PXE".into(),
+            vec![Effect::Bmc(PowerStep::PowerCycle)],
+        ),
+        (Power, Event::Bmc(PowerStep::PowerCycle, Ok(()))) => {
+            to(Dhcp, "power cycled".into(), vec![])
+        }
+        (BootDev | Power, Event::Bmc(_, Err(e))) => end(Failed, format!("power: {e}")),
+
+        (Dhcp, Event::DhcpSeen) => to(Kernel, "DHCP seen".into(), vec![]),
+        // A missed observation must not stall the run: later evidence moves it on.
+        (Dhcp | Kernel, Event::KernelServed) => to(Config, "kernel/initrd fetched".into(), vec![]),
+        (Dhcp | Kernel | Config, Event::ConfigServed) => {
+            to(Install, "installer config fetched".into(), vec![])
+        }
+        (Dhcp | Kernel | Config | Install, Event::InstallDone) => {
+            if f.reboots {
+                to(
+                    Reboot,
+                    "install-done callback: netboot off".into(),
+                    vec![Effect::NetbootOff],
+                )
+            } else {
+                ports(
+                    run,
+                    f,
+                    now,
+                    "install-done callback: netboot off",
+                    vec![Effect::NetbootOff],
+                )
+            }
+        }
+        (Reboot, Event::RebootSeen) => ports(run, f, now, "rebooted to local disk", vec![]),
+
+        (Ports, Event::PortsUp) => next_stage(run, f, now, 0, "SSH and service ports up".into()),
+        (Ports, Event::PortsFailed(why)) => end(Failed, format!("ports: {why}")),
+
+        (Stage(i), Event::StageDone(j, outcome)) if i == *j => {
+            let name = f.stages.get(i).map(|s| s.name.as_str()).unwrap_or("?");
+            match outcome {
+                StageOutcome::Passed => {
+                    next_stage(run, f, now, i + 1, format!("stage {name} passed"))
+                }
+                StageOutcome::Failed(_) | StageOutcome::TimedOut => {
+                    let why = match outcome {
+                        StageOutcome::Failed(w) => format!("stage {name} failed: {w}"),
+                        _ => format!("stage {name} timed out"),
+                    };
+                    if f.stages.get(i).map(|s| s.keep_going).unwrap_or(false) {
+                        let mut r = run.clone();
+                        r.stage_failed = true;
+                        next_stage(&r, f, now, i + 1, why)
+                    } else {
+                        end(Failed, why)
+                    }
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
+fn deadline_for(p: Phase, f: &Facts) -> Option<i64> {
+    let d = &f.deadlines;
+    Some(match p {
+        Phase::BootDev | Phase::Power => d.power_ms,
+        Phase::Dhcp => d.dhcp_ms,
+        Phase::Kernel => d.kernel_ms,
+        Phase::Config => d.config_ms,
+        Phase::Install => d.install_ms,
+        Phase::Reboot => d.reboot_ms,
+        Phase::Ports => d.ports_ms,
+        // A stage's own timeout is enforced by the runner; the deadline is a backstop.
+        Phase::Stage(i) => f.stages.get(i)?.timeout_ms + 30_000,
+        _ => return None,
+    })
+}
+
+fn ports(
+    run: &RunState,
+    f: &Facts,
+    now: i64,
+    detail: &str,
+    mut eff: Vec<Effect>,
+) -> Option<Transition> {
+    let until = now + f.deadlines.ports_ms;
+    eff.push(Effect::ProbePorts { until });
+    let seq = run.seq + 1;
+    eff.push(Effect::Deadline { seq, at: until });
+    Some(Transition {
+        state: RunState {
+            phase: Phase::Ports,
+            seq,
+            since: now,
+            due: Some(until),
+            stage_failed: run.stage_failed,
+            reason: None,
+        },
+        effects: eff,
+        detail: detail.to_string(),
+    })
+}
+
+fn next_stage(run: &RunState, f: &Facts, now: i64, i: usize, detail: String) -> Option<Transition> {
+    let seq = run.seq + 1;
+    if i >= f.stages.len() {
+        let (phase, reason) = if run.stage_failed {
+            (
+                Phase::Failed,
+                Some("a stage failed (keep_going)".to_string()),
+            )
+        } else {
+            (Phase::Succeeded, None)
+        };
+        return Some(Transition {
+            state: RunState {
+                phase,
+                seq,
+                since: now,
+                due: None,
+                stage_failed: run.stage_failed,
+                reason,
+            },
+            effects: vec![Effect::NetbootOff, Effect::Finish],
+            detail,
+        });
+    }
+    let at = now + deadline_for(Phase::Stage(i), f).unwrap_or(0);
+    Some(Transition {
+        state: RunState {
+            phase: Phase::Stage(i),
+            seq,
+            since: now,
+            due: Some(at),
+            stage_failed: run.stage_failed,
+            reason: None,
+        },
+        effects: vec![Effect::RunStage(i), Effect::Deadline { seq, at }],
+        detail,
+    })
+}
+
+/// Re-derive the effects of `p` after a restart. The state itself is kept
+/// (same seq, same due time), except where work cannot be resumed.
+fn resume(run: &RunState, p: Phase, f: &Facts, now: i64) -> Option<Transition> {
+    let mut effects = match p {
+        Phase::Queued => return None, // the queue picks it up again
+        Phase::Locked => vec![Effect::NetbootOn],
+        Phase::BootDev => vec![Effect::Bmc(PowerStep::SetBootPxe)],
+        Phase::Power => vec![Effect::Bmc(PowerStep::PowerCycle)],
+        Phase::Dhcp | Phase::Kernel | Phase::Config | Phase::Install | Phase::Reboot => vec![],
+        Phase::Ports => vec![Effect::ProbePorts {
+            until: run.due.unwrap_or(now + f.deadlines.ports_ms),
+        }],
+        Phase::Stage(i) => {
+            if !f.rerun_interrupted {
+                let name = f.stages.get(i).map(|s| s.name.as_str()).unwrap_or("?");
+                return Some(Transition {
+                    state: RunState {
+                        phase: Phase::Failed,
+                        seq: run.seq + 1,
+                        since: now,
+                        due: None,
+                        stage_failed: true,
+                        reason: Some(format!("stage {name} interrupted by a daemon restart")),
+                    },
+                    effects: vec![Effect::NetbootOff, Effect::Finish],
+                    detail: format!("stage {name} interrupted by a daemon restart"),
+                });
+            }
+            vec![Effect::RunStage(i)]
+        }
+        _ => return None,
+    };
+    if let Some(at) = run.due {
+        effects.push(Effect::Deadline { seq: run.seq, at });
+    }
+    Some(Transition {
+        state: run.clone(),
+        effects,
+        detail: format!("resumed in phase {p} after a daemon restart"),
+    })
+}
+
+#[cfg(test)]
+mod tests;

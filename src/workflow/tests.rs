@@ -1,0 +1,342 @@
+//! The transition table, driven event by event.
+
+use super::*;
+
+fn facts() -> Facts {
+    Facts {
+        deadlines: Deadlines {
+            power_ms: 30_000,
+            dhcp_ms: 120_000,
+            kernel_ms: 60_000,
+            config_ms: 60_000,
+            install_ms: 600_000,
+            reboot_ms: 300_000,
+            ports_ms: 300_000,
+        },
+        stages: vec![
+            StageFacts {
+                name: "configure".into(),
+                timeout_ms: 60_000,
+                keep_going: false,
+            },
+            StageFacts {
+                name: "smoke".into(),
+                timeout_ms: 60_000,
+                keep_going: true,
+            },
+        ],
+        reboots: true,
+        rerun_interrupted: true,
+    }
+}
+
+/// Apply events in order from a fresh run; return the phases and all effects.
+fn drive(events: &[Event], f: &Facts) -> (Vec<String>, Vec<Effect>, RunState) {
+    let mut run = RunState::new(0);
+    let mut phases = vec![run.phase.name()];
+    let mut effects = vec![];
+    for (i, ev) in events.iter().enumerate() {
+        let now = (i as i64 + 1) * 1000;
+        if let Some(t) = step(&run, ev, f, now) {
+            run = t.state;
+            phases.push(run.phase.name());
+            effects.extend(t.effects);
+        } else {
+            phases.push(format!("ignored:{}", run.phase.name()));
+        }
+    }
+    (phases, effects, run)
+}
+
+fn ok(s: PowerStep) -> Event {
+    Event::Bmc(s, Ok(()))
+}
+
+const HAPPY: &[Event] = &[];
+
+fn happy() -> Vec<Event> {
+    let _ = HAPPY;
+    vec![
+        Event::Start,
+        Event::NetbootOn,
+        ok(PowerStep::SetBootPxe),
+        ok(PowerStep::PowerCycle),
+        Event::DhcpSeen,
+        Event::KernelServed,
+        Event::ConfigServed,
+        Event::InstallDone,
+        Event::RebootSeen,
+        Event::PortsUp,
+        Event::StageDone(0, StageOutcome::Passed),
+        Event::StageDone(1, StageOutcome::Passed),
+    ]
+}
+
+#[test]
+fn happy_path_visits_every_phase() {
+    let (phases, effects, run) = drive(&happy(), &facts());
+    assert_eq!(
+        phases,
+        [
+            "queued",
+            "locked",
+            "bootdev",
+            "power",
+            "dhcp",
+            "kernel",
+            "config",
+            "install",
+            "reboot",
+            "ports",
+            "stage:0",
+            "stage:1",
+            "succeeded"
+        ]
+    );
+    assert_eq!(run.phase, Phase::Succeeded);
+    assert_eq!(run.reason, None);
+    let kinds: Vec<&Effect> = effects
+        .iter()
+        .filter(|e| !matches!(e, Effect::Deadline { .. }))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            &Effect::NetbootOn,
+            &Effect::Bmc(PowerStep::SetBootPxe),
+            &Effect::Bmc(PowerStep::PowerCycle),
+            &Effect::NetbootOff,
+            &Effect::ProbePorts {
+                until: 9000 + 300_000
+            },
+            &Effect::RunStage(0),
+            &Effect::RunStage(1),
+            &Effect::NetbootOff,
+            &Effect::Finish,
+        ]
+    );
+}
+
+#[test]
+fn each_waiting_phase_arms_its_deadline() {
+    let f = facts();
+    let mut run = RunState::new(0);
+    let expect = [
+        (Event::Start, None),
+        (Event::NetbootOn, Some(30_000)),
+        (ok(PowerStep::SetBootPxe), Some(30_000)),
+        (ok(PowerStep::PowerCycle), Some(120_000)),
+        (Event::DhcpSeen, Some(60_000)),
+        (Event::KernelServed, Some(60_000)),
+        (Event::ConfigServed, Some(600_000)),
+        (Event::InstallDone, Some(300_000)),
+        (Event::RebootSeen, Some(300_000)),
+        (Event::PortsUp, Some(90_000)),
+    ];
+    for (i, (ev, d)) in expect.into_iter().enumerate() {
+        let now = 1000 * (i as i64 + 1);
+        let t = step(&run, &ev, &f, now).unwrap();
+        let armed: Vec<i64> = t
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Deadline { seq, at } => {
+                    assert_eq!(*seq, t.state.seq);
+                    Some(at - now)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(armed.first().copied(), d, "after {ev:?}");
+        assert_eq!(t.state.due, d.map(|d| now + d));
+        run = t.state;
+    }
+}
+
+#[test]
+fn missed_observations_do_not_stall() {
+    // No DHCP observation (e.g. a relay we don't see): the kernel fetch moves it on.
+    let (phases, _, _) = drive(
+        &[
+            Event::Start,
+            Event::NetbootOn,
+            ok(PowerStep::SetBootPxe),
+            ok(PowerStep::PowerCycle),
+            Event::ConfigServed,
+            Event::InstallDone,
+        ],
+        &facts(),
+    );
+    assert_eq!(phases[4..], ["dhcp", "install", "reboot"]);
+}
+
+#[test]
+fn bmc_failure_fails_in_power_phase() {
+    let (phases, effects, run) = drive(
+        &[
+            Event::Start,
+            Event::NetbootOn,
+            Event::Bmc(
+                PowerStep::SetBootPxe,
+                Err("BMC unreachable: no answer from 10.77.0.2:623 within 10s".into()),
+            ),
+        ],
+        &facts(),
+    );
+    assert_eq!(phases.last().unwrap(), "failed");
+    assert_eq!(
+        run.reason.as_deref(),
+        Some("power: BMC unreachable: no answer from 10.77.0.2:623 within 10s")
+    );
+    assert!(effects.ends_with(&[Effect::NetbootOff, Effect::Finish]));
+}
+
+#[test]
+fn deadline_current_times_out_stale_is_ignored() {
+    let f = facts();
+    let mut run = RunState::new(0);
+    for ev in [
+        Event::Start,
+        Event::NetbootOn,
+        ok(PowerStep::SetBootPxe),
+        ok(PowerStep::PowerCycle),
+    ] {
+        run = step(&run, &ev, &f, 0).unwrap().state;
+    }
+    assert_eq!(run.phase, Phase::Dhcp);
+    // The power phase's deadline falls after we left it: ignored.
+    assert!(step(&run, &Event::Deadline(run.seq - 1), &f, 5).is_none());
+    let t = step(&run, &Event::Deadline(run.seq), &f, 5).unwrap();
+    assert_eq!(t.state.phase, Phase::TimedOut);
+    assert_eq!(
+        t.state.reason.as_deref(),
+        Some("timed out in phase dhcp waiting for the machine's DHCP request")
+    );
+}
+
+#[test]
+fn stage_failure_stop_and_keep_going() {
+    let mut ev = happy();
+    ev[10] = Event::StageDone(0, StageOutcome::Failed("exit 2".into()));
+    let (phases, _, run) = drive(&ev[..11], &facts());
+    assert_eq!(phases.last().unwrap(), "failed");
+    assert_eq!(
+        run.reason.as_deref(),
+        Some("stage configure failed: exit 2")
+    );
+
+    // smoke has keep_going: the run goes on to the end, then fails.
+    let mut ev = happy();
+    ev[11] = Event::StageDone(1, StageOutcome::TimedOut);
+    let (phases, _, run) = drive(&ev, &facts());
+    assert_eq!(phases.last().unwrap(), "failed");
+    assert_eq!(run.reason.as_deref(), Some("a stage failed (keep_going)"));
+}
+
+#[test]
+fn no_reboot_profile_goes_straight_to_ports() {
+    let mut f = facts();
+    f.reboots = false;
+    f.stages.clear();
+    let (phases, _, run) = drive(&happy()[..10], &f);
+    assert_eq!(
+        phases[7..],
+        ["install", "ports", "ignored:ports", "succeeded"]
+    );
+    assert_eq!(run.phase, Phase::Succeeded);
+}
+
+#[test]
+fn cancel_from_anywhere_and_terminal_is_final() {
+    for n in 0..happy().len() {
+        let mut ev = happy()[..n].to_vec();
+        ev.push(Event::Cancel("by admin".into()));
+        let (_, effects, run) = drive(&ev, &facts());
+        assert_eq!(run.phase, Phase::Cancelled, "after {n} events");
+        assert!(effects.ends_with(&[Effect::NetbootOff, Effect::Finish]));
+        // Nothing moves a finished run.
+        for e in happy() {
+            assert!(step(&run, &e, &facts(), 99).is_none());
+        }
+    }
+}
+
+#[test]
+fn out_of_order_events_are_ignored() {
+    let f = facts();
+    let run = RunState::new(0);
+    for e in [
+        Event::DhcpSeen,
+        Event::PortsUp,
+        Event::InstallDone,
+        Event::StageDone(0, StageOutcome::Passed),
+    ] {
+        assert!(step(&run, &e, &f, 1).is_none(), "{e:?} moved a queued run");
+    }
+}
+
+#[test]
+fn resume_rederives_effects() {
+    let f = facts();
+    let mut run = RunState::new(0);
+    let evs = happy();
+    let mut seen = vec![];
+    for (i, e) in evs.iter().enumerate() {
+        let t = step(&run, &Event::Resume, &f, 50_000);
+        seen.push((
+            run.phase.name(),
+            t.map(|t| (t.state.phase.name(), t.effects)),
+        ));
+        run = step(&run, e, &f, i as i64 * 1000).unwrap().state;
+    }
+    let get = |p: &str| seen.iter().find(|(q, _)| q == p).unwrap().1.clone();
+    assert_eq!(get("queued"), None);
+    let (ph, eff) = get("power").unwrap();
+    assert_eq!(ph, "power");
+    assert_eq!(eff[0], Effect::Bmc(PowerStep::PowerCycle));
+    let (ph, eff) = get("ports").unwrap();
+    assert_eq!(ph, "ports");
+    assert!(matches!(eff[0], Effect::ProbePorts { .. }));
+    let (ph, eff) = get("stage:0").unwrap();
+    assert_eq!((ph.as_str(), &eff[0]), ("stage:0", &Effect::RunStage(0)));
+    // Deadlines keep their original due time and seq.
+    let (_, eff) = get("install").unwrap();
+    assert!(matches!(eff[0], Effect::Deadline { at, .. } if at == 6000 + 600_000));
+
+    let mut f2 = f.clone();
+    f2.rerun_interrupted = false;
+    let mut r = RunState::new(0);
+    for e in &evs[..10] {
+        r = step(&r, e, &f2, 0).unwrap().state;
+    }
+    let t = step(&r, &Event::Resume, &f2, 1).unwrap();
+    assert_eq!(t.state.phase, Phase::Failed);
+    assert_eq!(
+        t.state.reason.as_deref(),
+        Some("stage configure interrupted by a daemon restart")
+    );
+}
+
+#[test]
+fn phase_names_round_trip() {
+    for p in [
+        Phase::Queued,
+        Phase::Locked,
+        Phase::BootDev,
+        Phase::Power,
+        Phase::Dhcp,
+        Phase::Kernel,
+        Phase::Config,
+        Phase::Install,
+        Phase::Reboot,
+        Phase::Ports,
+        Phase::Stage(3),
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Cancelled,
+        Phase::TimedOut,
+    ] {
+        assert_eq!(Phase::parse(&p.name()), Some(p));
+    }
+    assert_eq!(Phase::parse("stage:x"), None);
+}
