@@ -101,12 +101,12 @@ find_bin() { # name package
     local b
     b=$(command -v "$1" 2>/dev/null || true)
     if [ -z "$b" ]; then
-        b=$(find "$CACHE/x" -name "$1" -type f 2>/dev/null | head -1 || true)
+        b=$(find "$CACHE/x" -path "*/sbin/$1" -type f 2>/dev/null | head -1 || true)
     fi
     if [ -z "$b" ]; then
         mkdir -p "$CACHE"
         (cd "$CACHE" && apt-get download "$2" >/dev/null 2>&1 && for d in "$2"_*.deb; do dpkg -x "$d" x; done) || true
-        b=$(find "$CACHE/x" -name "$1" -type f 2>/dev/null | head -1 || true)
+        b=$(find "$CACHE/x" -path "*/sbin/$1" -type f 2>/dev/null | head -1 || true)
     fi
     echo "$b"
 }

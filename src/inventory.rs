@@ -211,6 +211,8 @@ pub struct Profile {
     pub vendor_data: Option<String>,
     pub ipxe_template: Option<String>,
     pub wait_ports: Vec<u16>,
+    /// The installer reboots into the installed system after its callback.
+    pub reboots: bool,
     pub timeouts: Timeouts,
     pub stages: Vec<Stage>,
     pub rerun_interrupted: bool,

@@ -107,6 +107,7 @@ pub struct Settings {
     pub max_parallel_runs: usize,
     pub max_parallel_bmc: usize,
     pub max_parallel_stages: usize,
+    pub ssh_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -393,6 +394,7 @@ fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Option<Settings
         max_parallel_runs: w.limits.max_parallel_runs.unwrap_or(8).max(1),
         max_parallel_bmc: w.limits.max_parallel_bmc.unwrap_or(8).max(1),
         max_parallel_stages: w.limits.max_parallel_stages.unwrap_or(4).max(1),
+        ssh_key: w.runs.ssh_key.as_deref().map(|k| rel(dir, k)),
     })
 }
 
@@ -522,6 +524,7 @@ const PROFILE_FIELDS: &[&str] = &[
     "vendor_data",
     "ipxe_template",
     "wait_ports",
+    "reboots",
     "timeouts",
     "stages",
     "on_interrupted_stage",
@@ -596,6 +599,7 @@ fn resolve_profiles(
                 vendor_data,
                 ipxe_template,
                 wait_ports,
+                reboots,
                 timeouts,
                 stages,
                 on_interrupted_stage
@@ -607,7 +611,7 @@ fn resolve_profiles(
                 origin.insert("vars", pname.to_string());
             }
         }
-        debug_assert!(PROFILE_FIELDS.len() == 15);
+        debug_assert!(PROFILE_FIELDS.len() == 16);
         let own = &raw[name].1;
         let mut e = Errs {
             out,
@@ -809,6 +813,7 @@ fn validate_profile(
         vendor_data: m.vendor_data,
         ipxe_template: m.ipxe_template,
         wait_ports: m.wait_ports.unwrap_or_else(|| vec![22]),
+        reboots: m.reboots.unwrap_or(true),
         timeouts,
         stages,
         rerun_interrupted,

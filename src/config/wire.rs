@@ -20,6 +20,15 @@ pub struct DaemonFile {
     pub api: ApiWire,
     #[serde(default)]
     pub limits: LimitsWire,
+    #[serde(default)]
+    pub runs: RunsWire,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsWire {
+    /// Private key the stages use to reach machines (exported as RACKBOOT_SSH_KEY).
+    pub ssh_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +171,9 @@ pub struct ProfileWire {
     /// Custom iPXE script template (default: built in).
     pub ipxe_template: Option<String>,
     pub wait_ports: Option<Vec<u16>>,
+    /// The installer reboots into the installed system after its callback
+    /// (default true); false: the machine stays up and its ports are probed at once.
+    pub reboots: Option<bool>,
     pub timeouts: Option<BTreeMap<String, String>>,
     pub stages: Option<Vec<StageWire>>,
     /// "rerun" (default) or "fail": what to do with a stage interrupted by a restart.

@@ -610,13 +610,20 @@ async fn tftp_memory_source() {
     assert_eq!((st.transfers_ok, st.refused_path, st.not_found), (1, 1, 1));
 }
 
-/// Run an external client with a 30 s limit; None if it is not installed.
+/// Run an external client with a 30 s limit. A missing tool skips with a
+/// message, except under CI (`CI` or `RACKBOOT_REQUIRE_TOOLS` set, as
+/// `.ci/run` does), where it fails.
 async fn run_tool(tool: &str, args: Vec<String>, cwd: &Path) -> Option<std::process::Output> {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
     if !found {
-        println!("SKIP interop: {tool} not installed");
+        let why = format!("`{tool}` not installed (apt-get install tftp-hpa atftp curl)");
+        if std::env::var_os("CI").is_some() || std::env::var_os("RACKBOOT_REQUIRE_TOOLS").is_some()
+        {
+            panic!("tftp interop: {why}");
+        }
+        println!("SKIP tftp interop: {why}");
         return None;
     }
     let cwd = cwd.to_path_buf();

@@ -32,7 +32,7 @@ t=$(lab_now); "$LAB/up.sh" "$FW" || { bad "up.sh"; exit 1; }; echo "up.sh took $
 lab_vm_env
 if [ "${LAB_PCAP:-1}" = 1 ]; then
   lab_inprov tcpdump -i eth0 -n -U -s 0 -w "$W/logs/prov.pcap" >/dev/null 2>"$W/logs/tcpdump.stderr" &
-  lab_realpid $! > "$W/run/tcpdump.pid"
+  lab_realpid $! tcpdump > "$W/run/tcpdump.pid"
   lab_wait_grep "$W/logs/tcpdump.stderr" 'listening on' 5 || echo "note: tcpdump not confirmed"
 fi
 code=$(lab_inprov curl -s -o /dev/null -w '%{http_code}' -m 3 -X POST -d stage=ready "http://$PROV_IP:$HTTP_PORT/done/52-54-00-77-00-50")

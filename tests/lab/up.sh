@@ -97,7 +97,7 @@ if [ "$LAB_SERVER" = rackboot ]; then
   ( cd "$SERVER_DIR" && LAB_PUBKEY="$LAB_SSH_KEY.pub" LAB_PROV_IP="$PROV_IP" \
       exec ip netns exec "$NS_PROV" "$BIN" serve --config "$CONF" ) \
     </dev/null >"$W/logs/server.log" 2>&1 &
-  lab_realpid $! > "$W/run/server.pid"
+  lab_realpid $! "$(basename "$BIN")" > "$W/run/server.pid"
 else
   EFI_BOOT="${LAB_EFI_BOOTFILE:-ipxe.efi}"
   {
@@ -179,7 +179,7 @@ LAN
   export LAB_NODE="$1"            # bmc-chassis.sh / vm-start.sh read it
   inrack ipmi_sim -c "$D/run/lan.conf" -f "$D/run/bmc.emu" -s "$D/state/ipmi" -n \
     </dev/null >"$D/logs/ipmi_sim.log" 2>&1 &
-  lab_realpid $! > "$D/run/ipmi_sim.pid"
+  lab_realpid $! ipmi_sim > "$D/run/ipmi_sim.pid"
 }
 for i in $(seq 0 $((LAB_NODES-1))); do ( start_bmc "$i" ); done
 for i in $(seq 0 $((LAB_NODES-1))); do
