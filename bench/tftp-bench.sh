@@ -145,7 +145,7 @@ start_server() { # name -> sets SERVER_PID, returns 1 if unavailable
         hpa)
             b=$(find_bin in.tftpd tftpd-hpa)
             [ -n "$b" ] || return 1
-            srv_bg "$b" --foreground --listen --address $SRV_IP:69 --user root "$ROOT"
+            srv_bg "$b" --foreground --listen --secure --address $SRV_IP:69 --user root "$ROOT"
             ;;
     esac
     # Ready when a small fetch works (bounded).

@@ -3,7 +3,7 @@
 //! HUP: reload), and drains with a deadline. Only this module sees everything.
 
 use crate::config::{self, ConfigErrors, Settings};
-use crate::engine::{Engine, EngineHandle};
+use crate::engine::{Engine, EngineDeps, EngineHandle};
 use crate::http::{api, boot};
 use crate::inventory::Inventory;
 use crate::observe::{Observation, ObservationSink};
@@ -211,8 +211,22 @@ impl Running {
     }
 }
 
-/// Start the daemon from a loaded config on the given listeners.
+/// Start the daemon from a loaded config on the given listeners, with the
+/// native BMC drivers.
 pub async fn start(cfg: config::Config, listeners: Listeners) -> anyhow::Result<Running> {
+    let power = Arc::new(crate::power::Power::native(crate::power::PowerConfig {
+        max_parallel: cfg.settings.max_parallel_bmc,
+        ..Default::default()
+    }));
+    start_with(cfg, listeners, power).await
+}
+
+/// Start with a given power front door (tests pass one over `FakePower`).
+pub async fn start_with(
+    cfg: config::Config,
+    listeners: Listeners,
+    power: Arc<crate::power::Power>,
+) -> anyhow::Result<Running> {
     let settings = Arc::new(cfg.settings);
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -220,28 +234,26 @@ pub async fn start(cfg: config::Config, listeners: Listeners) -> anyhow::Result<
     let store = Store::open(&settings.database_url)
         .await
         .with_context(|| format!("opening the store {}", settings.database_url))?;
-    let (engine, table_rx) = Engine::start(store.clone(), shutdown.child_token()).await?;
-
     let (inv_tx, inv_rx) = watch::channel(Arc::new(cfg.inventory));
     let reloader = Arc::new(Reloader::new(settings.clone(), inv_tx));
 
-    // Observations: adapters try_send; this task consumes (the run engine will).
-    let (obs_tx, mut obs_rx) = mpsc::channel::<Observation>(4096);
+    // Observations: adapters try_send; the engine consumes them.
+    let (obs_tx, obs_rx) = mpsc::channel::<Observation>(4096);
     let obs = ObservationSink::new(obs_tx);
-    {
-        let sd = shutdown.clone();
-        tracker.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = sd.cancelled() => break,
-                    o = obs_rx.recv() => match o {
-                        Some(o) => tracing::debug!(observation = ?o, "observed"),
-                        None => break,
-                    }
-                }
-            }
-        });
-    }
+    let (engine, table_rx) = Engine::start(
+        EngineDeps {
+            store: store.clone(),
+            power,
+            inventory: inv_rx.clone(),
+            data_dir: settings.data_dir.clone(),
+            ssh_key: settings.ssh_key.clone(),
+            max_parallel_runs: settings.max_parallel_runs,
+            max_parallel_stages: settings.max_parallel_stages,
+        },
+        obs_rx,
+        shutdown.child_token(),
+    )
+    .await?;
 
     let dhcp_stats = Arc::new(crate::dhcp::DhcpStats::default());
     let policy: Arc<dyn crate::dhcp::DhcpPolicy> = Arc::new(crate::boot::InventoryDhcpPolicy {
@@ -279,6 +291,8 @@ pub async fn start(cfg: config::Config, listeners: Listeners) -> anyhow::Result<
     };
     let tokens = api_tokens(&settings)?;
     let api_ctx = api::ApiContext {
+        store: store.clone(),
+        data_dir: settings.data_dir.clone(),
         inventory: inv_rx.clone(),
         table: table_rx.clone(),
         engine: engine.clone(),

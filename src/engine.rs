@@ -1,13 +1,31 @@
-//! The engine: the only writer of machine intent (the netboot switch) and,
-//! as runs land, of run state. Commands come in over a channel; the engine
-//! persists first, then publishes a new `BootTable` snapshot for the adapters.
+//! The engine: the only writer of run state and machine intent (the netboot
+//! switch). Commands (API), observations (adapters) and effect results
+//! (BMC calls, port probes, stages, timers) come in over channels; each is
+//! turned into a `workflow::Event`, `workflow::step` decides, the engine
+//! persists the transition (compare-and-set), publishes it, then performs the
+//! effects. Effects run in their own tasks and report back as events, so the
+//! loop never waits on a BMC, a socket or a stage.
 
 use crate::boot::BootTable;
+use crate::inventory::{Inventory, Profile};
+use crate::observe::{DhcpKind, HttpServed, Observation};
+use crate::power::{BootDev, BootSpec, Power};
 use crate::render::RunCtx;
-use crate::store::Store;
+use crate::store::{self, NewRun, Store};
+use crate::workflow::{
+    self, Deadlines, Effect, Event, Facts, Phase, PowerStep, RunState, StageFacts, StageOutcome,
+};
+use serde_json::json;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+pub mod junit;
+pub mod probe;
+pub mod stage;
 
 #[derive(Debug)]
 pub enum Command {
@@ -23,6 +41,19 @@ pub enum Command {
         run_id: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Create runs (all or nothing); acknowledged once stored.
+    CreateRuns {
+        systems: Vec<String>,
+        profile: Option<String>,
+        requested_by: Option<String>,
+        retry_of: Option<String>,
+        reply: oneshot::Sender<Result<Vec<RunInfo>, CreateError>>,
+    },
+    Cancel {
+        run_id: String,
+        reason: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,37 +63,87 @@ pub struct NetbootState {
     pub run_id: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    pub id: String,
+    pub system: String,
+    pub profile: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreateError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("store: {0}")]
+    Store(String),
+}
+
 /// Cheap-to-clone handle to the engine.
 #[derive(Clone, Debug)]
 pub struct EngineHandle {
     tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<String>,
 }
 
 impl EngineHandle {
-    pub async fn set_netboot(&self, system: &str, on: bool) -> Result<NetbootState, String> {
+    async fn call<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::SetNetboot {
-                system: system.to_string(),
-                on,
-                reply,
-            })
+            .send(f(reply))
             .await
             .map_err(|_| "engine stopped".to_string())?;
-        rx.await.map_err(|_| "engine stopped".to_string())?
+        rx.await.map_err(|_| "engine stopped".to_string())
+    }
+
+    pub async fn set_netboot(&self, system: &str, on: bool) -> Result<NetbootState, String> {
+        let system = system.to_string();
+        self.call(|reply| Command::SetNetboot { system, on, reply })
+            .await?
     }
 
     pub async fn install_done(&self, system: &str, run_id: &str) -> Result<(), String> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::InstallDone {
-                system: system.to_string(),
-                run_id: run_id.to_string(),
-                reply,
-            })
-            .await
-            .map_err(|_| "engine stopped".to_string())?;
-        rx.await.map_err(|_| "engine stopped".to_string())?
+        let (system, run_id) = (system.to_string(), run_id.to_string());
+        self.call(|reply| Command::InstallDone {
+            system,
+            run_id,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn create_runs(
+        &self,
+        systems: Vec<String>,
+        profile: Option<String>,
+        requested_by: Option<String>,
+        retry_of: Option<String>,
+    ) -> Result<Vec<RunInfo>, CreateError> {
+        self.call(|reply| Command::CreateRuns {
+            systems,
+            profile,
+            requested_by,
+            retry_of,
+            reply,
+        })
+        .await
+        .map_err(CreateError::Store)?
+    }
+
+    pub async fn cancel(&self, run_id: &str, reason: &str) -> Result<(), String> {
+        let (run_id, reason) = (run_id.to_string(), reason.to_string());
+        self.call(|reply| Command::Cancel {
+            run_id,
+            reason,
+            reply,
+        })
+        .await?
+    }
+
+    /// Live events (JSON lines): run transitions and boot observations.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.events.subscribe()
     }
 }
 
@@ -76,103 +157,241 @@ pub fn random_token() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Build the boot table from the store (at start and after restarts).
-pub async fn load_table(store: &Store) -> Result<BootTable, crate::store::StoreError> {
-    let mut t = BootTable::new();
-    for row in store.netboot().await? {
-        if row.enabled {
-            t.insert(
-                &row.system,
-                RunCtx {
-                    id: row.run_id.unwrap_or_else(|| "manual".into()),
-                    token: row.token.unwrap_or_default(),
-                },
-            );
-        }
+/// A run id: sortable by creation time, unique.
+pub fn new_run_id(now: i64) -> String {
+    format!("run-{now}-{}", &random_token()[..6])
+}
+
+/// What `step` needs from a profile.
+pub fn facts(p: &Profile) -> Facts {
+    let ms = |d: Duration| d.as_millis() as i64;
+    let t = &p.timeouts;
+    Facts {
+        deadlines: Deadlines {
+            power_ms: ms(t.power),
+            dhcp_ms: ms(t.dhcp),
+            kernel_ms: ms(t.kernel),
+            config_ms: ms(t.config),
+            install_ms: ms(t.install),
+            reboot_ms: ms(t.reboot),
+            ports_ms: ms(t.ssh),
+        },
+        stages: p
+            .stages
+            .iter()
+            .map(|s| StageFacts {
+                name: s.name.clone(),
+                timeout_ms: ms(s.timeout),
+                keep_going: s.keep_going,
+            })
+            .collect(),
+        reboots: p.reboots,
+        rerun_interrupted: p.rerun_interrupted,
     }
-    Ok(t)
+}
+
+/// The state machine's extra data as stored in `runs.data` (the store boundary).
+fn encode_state(s: &RunState) -> String {
+    json!({"seq": s.seq, "since": s.since, "due": s.due, "stage_failed": s.stage_failed})
+        .to_string()
+}
+
+fn decode_state(phase: &str, data: &str, reason: Option<String>) -> Option<RunState> {
+    let v: serde_json::Value = serde_json::from_str(data).ok()?;
+    Some(RunState {
+        phase: Phase::parse(phase)?,
+        seq: v["seq"].as_u64().unwrap_or(0) as u32,
+        since: v["since"].as_i64().unwrap_or(0),
+        due: v["due"].as_i64(),
+        stage_failed: v["stage_failed"].as_bool().unwrap_or(false),
+        reason,
+    })
+}
+
+/// Everything the engine owns or uses.
+pub struct EngineDeps {
+    pub store: Store,
+    pub power: Arc<Power>,
+    pub inventory: watch::Receiver<Arc<Inventory>>,
+    pub data_dir: PathBuf,
+    pub ssh_key: Option<PathBuf>,
+    pub max_parallel_runs: usize,
+    pub max_parallel_stages: usize,
+}
+
+struct Active {
+    id: String,
+    system: String,
+    profile: String,
+    state: RunState,
+    facts: Facts,
+    token: String,
+    started_ms: i64,
 }
 
 pub struct Engine {
-    store: Store,
+    d: EngineDeps,
     table: BootTable,
     table_tx: watch::Sender<Arc<BootTable>>,
+    runs: HashMap<String, Active>,
+    by_system: HashMap<String, String>,
+    queue: VecDeque<String>,
+    internal_tx: mpsc::UnboundedSender<(String, Event)>,
+    events: broadcast::Sender<String>,
+    shutdown: CancellationToken,
+    stage_sem: Arc<Semaphore>,
 }
 
 impl Engine {
-    /// Spawn the engine; returns its handle and the boot table receiver.
+    /// Load state, resume unfinished runs, spawn the loop.
     pub async fn start(
-        store: Store,
+        d: EngineDeps,
+        mut obs_rx: mpsc::Receiver<Observation>,
         shutdown: CancellationToken,
-    ) -> Result<(EngineHandle, watch::Receiver<Arc<BootTable>>), crate::store::StoreError> {
-        let table = load_table(&store).await?;
-        let (table_tx, table_rx) = watch::channel(Arc::new(table.clone()));
+    ) -> Result<(EngineHandle, watch::Receiver<Arc<BootTable>>), store::StoreError> {
+        let (table_tx, table_rx) = watch::channel(Arc::new(BootTable::new()));
         let (tx, mut rx) = mpsc::channel::<Command>(256);
-        let mut engine = Engine {
-            store,
-            table,
+        let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(1024);
+        let stage_sem = Arc::new(Semaphore::new(d.max_parallel_stages.max(1)));
+        let mut e = Engine {
+            d,
+            table: BootTable::new(),
             table_tx,
+            runs: HashMap::new(),
+            by_system: HashMap::new(),
+            queue: VecDeque::new(),
+            internal_tx,
+            events: events.clone(),
+            shutdown: shutdown.clone(),
+            stage_sem,
         };
+        e.load().await?;
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    cmd = rx.recv() => match cmd {
-                        Some(c) => engine.handle(c).await,
+                    c = rx.recv() => match c {
+                        Some(c) => e.command(c).await,
                         None => break,
-                    }
+                    },
+                    Some((id, ev)) = internal_rx.recv() => e.apply(&id, ev).await,
+                    Some(o) = obs_rx.recv() => e.observe(o).await,
                 }
             }
             tracing::debug!("engine stopped");
         });
-        Ok((EngineHandle { tx }, table_rx))
+        Ok((EngineHandle { tx, events }, table_rx))
+    }
+
+    /// Rebuild the boot table and resume every non-terminal run.
+    async fn load(&mut self) -> Result<(), store::StoreError> {
+        let rows = self.d.store.active_runs().await?;
+        let netboot = self.d.store.netboot().await?;
+        let inv = self.d.inventory.borrow().clone();
+        let mut resumed = Vec::new();
+        for r in rows {
+            let profile = inv.profile(&r.profile).cloned();
+            let (Some(state), Some(profile)) =
+                (decode_state(&r.state, &r.data, r.reason.clone()), profile)
+            else {
+                let why = format!(
+                    "cannot resume: profile {:?} or state {:?} unknown",
+                    r.profile, r.state
+                );
+                tracing::error!(run = %r.id, "{why}");
+                let _ = self
+                    .d
+                    .store
+                    .transition(
+                        &r.id,
+                        &r.state,
+                        "failed",
+                        &r.data,
+                        Some(&why),
+                        true,
+                        &why,
+                        store::now_ms(),
+                    )
+                    .await;
+                continue;
+            };
+            let token = netboot
+                .iter()
+                .find(|n| n.run_id.as_deref() == Some(&r.id))
+                .and_then(|n| n.token.clone())
+                .unwrap_or_else(random_token);
+            self.by_system.insert(r.system.clone(), r.id.clone());
+            if state.phase == Phase::Queued {
+                self.queue.push_back(r.id.clone());
+            } else {
+                resumed.push(r.id.clone());
+            }
+            self.runs.insert(
+                r.id.clone(),
+                Active {
+                    id: r.id.clone(),
+                    system: r.system,
+                    profile: r.profile.clone(),
+                    facts: facts(&profile),
+                    state,
+                    token,
+                    started_ms: r.created_at,
+                },
+            );
+        }
+        for n in netboot.into_iter().filter(|n| n.enabled) {
+            match n.run_id.as_deref() {
+                Some(id) if id.starts_with("run-") => {
+                    if let Some(a) = self.runs.get(id) {
+                        self.table.insert(&n.system, self.ctx(a));
+                    } else {
+                        // A run that ended while its switch stayed on: turn it off.
+                        self.d
+                            .store
+                            .set_netboot(&n.system, false, None, None)
+                            .await?;
+                    }
+                }
+                other => self.table.insert(
+                    &n.system,
+                    RunCtx {
+                        id: other.unwrap_or("manual").to_string(),
+                        token: n.token.unwrap_or_default(),
+                        profile: None,
+                    },
+                ),
+            }
+        }
+        self.publish();
+        for id in resumed {
+            tracing::info!(run = %id, "resuming run after restart");
+            self.apply(&id, Event::Resume).await;
+        }
+        self.schedule().await;
+        Ok(())
+    }
+
+    fn ctx(&self, a: &Active) -> RunCtx {
+        RunCtx {
+            id: a.id.clone(),
+            token: a.token.clone(),
+            profile: Some(a.profile.clone()),
+        }
     }
 
     fn publish(&self) {
         self.table_tx.send_replace(Arc::new(self.table.clone()));
     }
 
-    async fn handle(&mut self, c: Command) {
+    fn emit(&self, v: serde_json::Value) {
+        let _ = self.events.send(v.to_string());
+    }
+
+    async fn command(&mut self, c: Command) {
         match c {
             Command::SetNetboot { system, on, reply } => {
-                let r = if on {
-                    let run = RunCtx {
-                        id: format!("manual-{}", crate::store::now_ms()),
-                        token: random_token(),
-                    };
-                    match self
-                        .store
-                        .set_netboot(&system, true, Some(&run.id), Some(&run.token))
-                        .await
-                    {
-                        Ok(()) => {
-                            let id = run.id.clone();
-                            self.table.insert(&system, run);
-                            self.publish();
-                            tracing::info!(system = %system, run = %id, "netboot on");
-                            Ok(NetbootState {
-                                system,
-                                enabled: true,
-                                run_id: Some(id),
-                            })
-                        }
-                        Err(e) => Err(e.to_string()),
-                    }
-                } else {
-                    match self.store.set_netboot(&system, false, None, None).await {
-                        Ok(()) => {
-                            self.table.remove(&system);
-                            self.publish();
-                            tracing::info!(system = %system, "netboot off");
-                            Ok(NetbootState {
-                                system,
-                                enabled: false,
-                                run_id: None,
-                            })
-                        }
-                        Err(e) => Err(e.to_string()),
-                    }
-                };
+                let r = self.manual_netboot(&system, on).await;
                 let _ = reply.send(r);
             }
             Command::InstallDone {
@@ -180,22 +399,479 @@ impl Engine {
                 run_id,
                 reply,
             } => {
-                // Only the run that is pending may end its own netboot.
-                let r = match self.table.get(&system) {
-                    Some(run) if run.id == run_id => {
-                        match self.store.set_netboot(&system, false, None, None).await {
-                            Ok(()) => {
-                                self.table.remove(&system);
-                                self.publish();
-                                tracing::info!(system = %system, run = %run_id, "install done: next netboot boots the local disk");
-                                Ok(())
-                            }
-                            Err(e) => Err(e.to_string()),
-                        }
-                    }
-                    _ => Err(format!("run {run_id} is not pending for {system}")),
+                let r = if self.runs.contains_key(&run_id) {
+                    self.apply(&run_id, Event::InstallDone).await;
+                    Ok(())
+                } else if self
+                    .table
+                    .get(&system)
+                    .map(|r| r.id == run_id)
+                    .unwrap_or(false)
+                {
+                    // A manual netboot: the callback ends it.
+                    self.manual_netboot(&system, false).await.map(|_| ())
+                } else {
+                    Err(format!("run {run_id} is not pending for {system}"))
                 };
                 let _ = reply.send(r);
+            }
+            Command::CreateRuns {
+                systems,
+                profile,
+                requested_by,
+                retry_of,
+                reply,
+            } => {
+                let r = self.create(systems, profile, requested_by, retry_of).await;
+                let _ = reply.send(r);
+                self.schedule().await;
+            }
+            Command::Cancel {
+                run_id,
+                reason,
+                reply,
+            } => {
+                let r = if self.runs.contains_key(&run_id) {
+                    self.queue.retain(|q| q != &run_id);
+                    self.apply(&run_id, Event::Cancel(reason)).await;
+                    Ok(())
+                } else {
+                    Err(format!("run {run_id} is not active"))
+                };
+                let _ = reply.send(r);
+                self.schedule().await;
+            }
+        }
+    }
+
+    async fn manual_netboot(&mut self, system: &str, on: bool) -> Result<NetbootState, String> {
+        if let Some(id) = self.by_system.get(system) {
+            return Err(format!(
+                "{system} has an active run {id}: cancel it instead"
+            ));
+        }
+        if on {
+            let run = RunCtx {
+                id: format!("manual-{}", store::now_ms()),
+                token: random_token(),
+                profile: None,
+            };
+            self.d
+                .store
+                .set_netboot(system, true, Some(&run.id), Some(&run.token))
+                .await
+                .map_err(|e| e.to_string())?;
+            let id = run.id.clone();
+            self.table.insert(system, run);
+            self.publish();
+            tracing::info!(system = %system, "netboot on (manual)");
+            Ok(NetbootState {
+                system: system.into(),
+                enabled: true,
+                run_id: Some(id),
+            })
+        } else {
+            self.d
+                .store
+                .set_netboot(system, false, None, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.table.remove(system);
+            self.publish();
+            tracing::info!(system = %system, "netboot off");
+            Ok(NetbootState {
+                system: system.into(),
+                enabled: false,
+                run_id: None,
+            })
+        }
+    }
+
+    async fn create(
+        &mut self,
+        systems: Vec<String>,
+        profile: Option<String>,
+        requested_by: Option<String>,
+        retry_of: Option<String>,
+    ) -> Result<Vec<RunInfo>, CreateError> {
+        let inv = self.d.inventory.borrow().clone();
+        if systems.is_empty() {
+            return Err(CreateError::Invalid("no systems given".into()));
+        }
+        let mut plan = Vec::new();
+        for name in &systems {
+            let s = inv.system(name).ok_or_else(|| {
+                CreateError::Invalid(format!("no system {name:?} in the inventory"))
+            })?;
+            let pname = profile.clone().unwrap_or_else(|| s.profile.clone());
+            let p = inv
+                .profile(&pname)
+                .ok_or_else(|| CreateError::Invalid(format!("no profile {pname:?}")))?;
+            if p.is_abstract {
+                return Err(CreateError::Invalid(format!(
+                    "profile {pname:?} is abstract"
+                )));
+            }
+            if s.bmc.is_none() {
+                return Err(CreateError::Invalid(format!(
+                    "system {name:?} has no BMC: it cannot be power-cycled into PXE"
+                )));
+            }
+            if let Some(id) = self.by_system.get(name) {
+                return Err(CreateError::Busy(format!(
+                    "{name} already has an active run {id}"
+                )));
+            }
+            if plan.iter().any(|(n, _): &(String, Profile)| n == name) {
+                return Err(CreateError::Invalid(format!("{name} given twice")));
+            }
+            plan.push((name.clone(), p.clone()));
+        }
+        let mut out = Vec::new();
+        for (name, p) in plan {
+            let now = store::now_ms();
+            let id = new_run_id(now);
+            let state = RunState::new(now);
+            self.d
+                .store
+                .create_run(
+                    &NewRun {
+                        id: &id,
+                        system: &name,
+                        profile: &p.name,
+                        state: "queued",
+                        data: &encode_state(&state),
+                        requested_by: requested_by.as_deref(),
+                        overrides: "{}",
+                        retry_of: retry_of.as_deref(),
+                    },
+                    now,
+                )
+                .await
+                .map_err(|e| CreateError::Store(e.to_string()))?;
+            tracing::info!(run = %id, system = %name, profile = %p.name, "run queued");
+            self.emit(json!({"type": "transition", "run": id, "system": name, "from": null, "to": "queued", "at": now, "detail": "created"}));
+            self.by_system.insert(name.clone(), id.clone());
+            self.queue.push_back(id.clone());
+            self.runs.insert(
+                id.clone(),
+                Active {
+                    id: id.clone(),
+                    system: name.clone(),
+                    profile: p.name.clone(),
+                    facts: facts(&p),
+                    state,
+                    token: random_token(),
+                    started_ms: now,
+                },
+            );
+            out.push(RunInfo {
+                id,
+                system: name,
+                profile: p.name.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Start queued runs while there are free slots.
+    async fn schedule(&mut self) {
+        loop {
+            let running = self
+                .runs
+                .values()
+                .filter(|a| !a.state.phase.is_terminal() && a.state.phase != Phase::Queued)
+                .count();
+            if running >= self.d.max_parallel_runs {
+                return;
+            }
+            let Some(id) = self.queue.pop_front() else {
+                return;
+            };
+            Box::pin(self.apply(&id, Event::Start)).await;
+        }
+    }
+
+    /// Map a boot observation to the event of the run it belongs to.
+    async fn observe(&mut self, o: Observation) {
+        let inv = self.d.inventory.borrow().clone();
+        let (mac, what) = match &o {
+            Observation::Dhcp { mac, kind, .. } => (
+                Some(*mac),
+                match kind {
+                    DhcpKind::Ack | DhcpKind::Offer | DhcpKind::ProxyOffer => "dhcp",
+                    DhcpKind::Nak => "nak",
+                },
+            ),
+            Observation::Http { mac, what, .. } => (
+                *mac,
+                match what {
+                    HttpServed::Script { local: true } => "local-script",
+                    HttpServed::Script { local: false } => "script",
+                    HttpServed::Kernel | HttpServed::Initrd => "kernel",
+                    HttpServed::Config { .. } => "config",
+                    HttpServed::Done { .. } => "done",
+                    HttpServed::File { .. } => "file",
+                },
+            ),
+            Observation::Tftp { .. } => (None, "tftp"),
+        };
+        let Some(system) = mac.and_then(|m| inv.by_mac(&m)).map(|s| s.name.clone()) else {
+            return;
+        };
+        self.emit(json!({"type": "observation", "system": system, "what": what, "at": store::now_ms(), "detail": format!("{o:?}")}));
+        let Some(id) = self.by_system.get(&system).cloned() else {
+            return;
+        };
+        let phase = self.runs.get(&id).map(|a| a.state.phase);
+        let ev = match (what, phase) {
+            ("dhcp", Some(Phase::Reboot)) | ("local-script", Some(Phase::Reboot)) => {
+                Event::RebootSeen
+            }
+            ("dhcp", _) => Event::DhcpSeen,
+            ("kernel", _) => Event::KernelServed,
+            ("config", _) => Event::ConfigServed,
+            _ => return,
+        };
+        self.apply(&id, ev).await;
+    }
+
+    /// Step a run with an event: persist, publish, perform effects.
+    async fn apply(&mut self, id: &str, ev: Event) {
+        let mut pending = VecDeque::from([(id.to_string(), ev)]);
+        while let Some((id, ev)) = pending.pop_front() {
+            let Some(a) = self.runs.get(&id) else {
+                continue;
+            };
+            let now = store::now_ms();
+            let Some(t) = workflow::step(&a.state, &ev, &a.facts, now) else {
+                tracing::debug!(run = %id, phase = %a.state.phase, event = ?ev, "event ignored");
+                continue;
+            };
+            let from = a.state.phase.name();
+            let to = t.state.phase.name();
+            let terminal = t.state.phase.is_terminal();
+            let ok = self
+                .d
+                .store
+                .transition(
+                    &id,
+                    &from,
+                    &to,
+                    &encode_state(&t.state),
+                    t.state.reason.as_deref(),
+                    terminal,
+                    &t.detail,
+                    now,
+                )
+                .await;
+            match ok {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::error!(run = %id, %from, %to, "stale transition refused by the store");
+                    continue;
+                }
+                Err(e) => {
+                    // Not persisted: do not act on it (the run resumes from the stored state).
+                    tracing::error!(run = %id, error = %e, "cannot persist transition");
+                    continue;
+                }
+            }
+            let a = self.runs.get_mut(&id).expect("present");
+            let elapsed = (now - a.started_ms) as f64 / 1000.0;
+            tracing::info!(run = %id, system = %a.system, %from, %to, elapsed = format!("+{elapsed:.1}s"), "{}", t.detail);
+            a.state = t.state.clone();
+            let system = a.system.clone();
+            self.emit(json!({"type": "transition", "run": id, "system": system, "from": from, "to": to, "at": now, "elapsed_s": elapsed, "detail": t.detail, "reason": t.state.reason}));
+            for eff in t.effects {
+                if let Some(next) = self.effect(&id, eff).await {
+                    pending.push_back((id.clone(), next));
+                }
+            }
+        }
+    }
+
+    fn spawn_event<F>(&self, id: &str, fut: F)
+    where
+        F: std::future::Future<Output = Option<Event>> + Send + 'static,
+    {
+        let tx = self.internal_tx.clone();
+        let id = id.to_string();
+        let sd = self.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = sd.cancelled() => {}
+                ev = fut => if let Some(ev) = ev { let _ = tx.send((id, ev)); }
+            }
+        });
+    }
+
+    /// Perform one effect. Immediate results are returned as the next event.
+    async fn effect(&mut self, id: &str, eff: Effect) -> Option<Event> {
+        let a = self.runs.get(id)?;
+        let system = a.system.clone();
+        let inv = self.d.inventory.borrow().clone();
+        match eff {
+            Effect::NetbootOn => {
+                let ctx = self.ctx(a);
+                if let Err(e) = self
+                    .d
+                    .store
+                    .set_netboot(&system, true, Some(id), Some(&ctx.token))
+                    .await
+                {
+                    return Some(Event::Cancel(format!("store error: {e}")));
+                }
+                self.table.insert(&system, ctx);
+                self.publish();
+                Some(Event::NetbootOn)
+            }
+            Effect::NetbootOff => {
+                if self.table.get(&system).map(|r| r.id == id).unwrap_or(false) {
+                    if let Err(e) = self.d.store.set_netboot(&system, false, None, None).await {
+                        tracing::error!(run = %id, error = %e, "cannot clear netboot");
+                    }
+                    self.table.remove(&system);
+                    self.publish();
+                }
+                None
+            }
+            Effect::Bmc(step) => {
+                let Some(bmc) = inv.system(&system).and_then(|s| s.bmc.clone()) else {
+                    return Some(Event::Bmc(
+                        step,
+                        Err(format!("no BMC configured for {system}")),
+                    ));
+                };
+                let power = self.d.power.clone();
+                let efi = inv
+                    .system(&system)
+                    .and_then(|s| s.vars.get("boot_mode"))
+                    .and_then(|v| v.as_str())
+                    == Some("uefi");
+                self.spawn_event(id, async move {
+                    let r = match step {
+                        PowerStep::SetBootPxe => power
+                            .set_boot(
+                                &bmc,
+                                BootSpec {
+                                    dev: BootDev::Pxe,
+                                    persistent: false,
+                                    efi,
+                                },
+                            )
+                            .await
+                            .map(|_| ()),
+                        PowerStep::PowerCycle => power.on_or_cycle(&bmc).await.map(|_| ()),
+                    };
+                    Some(Event::Bmc(step, r.map_err(|e| e.to_string())))
+                });
+                None
+            }
+            Effect::Deadline { seq, at } => {
+                let wait = (at - store::now_ms()).max(0) as u64;
+                self.spawn_event(id, async move {
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    Some(Event::Deadline(seq))
+                });
+                None
+            }
+            Effect::ProbePorts { until } => {
+                let s = inv.system(&system)?;
+                let ip = s.ip;
+                let ports = inv
+                    .profile(&a.profile)
+                    .map(|p| p.wait_ports.clone())
+                    .unwrap_or_else(|| vec![22]);
+                self.spawn_event(id, async move {
+                    Some(match probe::wait_ports(ip, &ports, until).await {
+                        Ok(()) => Event::PortsUp,
+                        Err(e) => Event::PortsFailed(e),
+                    })
+                });
+                None
+            }
+            Effect::RunStage(i) => {
+                let Some(s) = inv.system(&system) else {
+                    return Some(Event::StageDone(
+                        i,
+                        StageOutcome::Failed(format!("{system} left the inventory")),
+                    ));
+                };
+                let Some(p) = inv.profile(&a.profile) else {
+                    return Some(Event::StageDone(
+                        i,
+                        StageOutcome::Failed("profile left the inventory".into()),
+                    ));
+                };
+                let Some(st) = p.stages.get(i).cloned() else {
+                    return Some(Event::StageDone(
+                        i,
+                        StageOutcome::Failed("stage list changed".into()),
+                    ));
+                };
+                let dir = stage::run_dir(&self.d.data_dir, id);
+                let art = dir.join("artifacts");
+                let key = self
+                    .d
+                    .ssh_key
+                    .clone()
+                    .map(|k| k.display().to_string())
+                    .unwrap_or_default();
+                let ctx = self.ctx(a);
+                let cmd = match inv.render_command(
+                    s,
+                    &st.command,
+                    &ctx,
+                    &[
+                        ("artifacts", art.display().to_string()),
+                        ("ssh_key", key.clone()),
+                    ],
+                ) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return Some(Event::StageDone(i, StageOutcome::Failed(e.to_string())))
+                    }
+                };
+                let job = stage::StageJob {
+                    run_id: id.to_string(),
+                    seq: i,
+                    name: st.name.clone(),
+                    kind: st.kind.as_str().to_string(),
+                    command: cmd,
+                    timeout: st.timeout,
+                    dir,
+                    env: vec![
+                        ("RACKBOOT_SYSTEM".into(), s.name.clone()),
+                        ("RACKBOOT_HOSTNAME".into(), s.hostname.clone()),
+                        ("RACKBOOT_IP".into(), s.ip.to_string()),
+                        ("RACKBOOT_MAC".into(), s.primary_mac().to_string()),
+                        ("RACKBOOT_PROFILE".into(), a.profile.clone()),
+                        ("RACKBOOT_RUN_ID".into(), id.to_string()),
+                        ("RACKBOOT_SSH_KEY".into(), key),
+                        ("RACKBOOT_ARTIFACTS".into(), art.display().to_string()),
+                    ],
+                };
+                let store = self.d.store.clone();
+                let sem = self.stage_sem.clone();
+                self.spawn_event(id, async move {
+                    let _permit = sem.acquire_owned().await.ok()?;
+                    Some(Event::StageDone(i, stage::run(&store, job).await))
+                });
+                None
+            }
+            Effect::Finish => {
+                let a = self.runs.remove(id)?;
+                self.by_system.remove(&a.system);
+                let store = self.d.store.clone();
+                let dir = stage::run_dir(&self.d.data_dir, id);
+                // Results are on disk before anyone sees the run as finished via its files.
+                if let Err(e) = junit::write_results(&store, id, &dir).await {
+                    tracing::error!(run = %id, error = %e, "cannot write results");
+                }
+                // A slot is free: start the next queued run.
+                Box::pin(self.schedule()).await;
+                None
             }
         }
     }

@@ -120,6 +120,8 @@ impl Urls {
 pub struct RunCtx {
     pub id: String,
     pub token: String,
+    /// A profile override for this run (default: the system's profile).
+    pub profile: Option<String>,
 }
 
 impl RunCtx {
@@ -127,6 +129,7 @@ impl RunCtx {
         RunCtx {
             id: "preview".into(),
             token: "preview".into(),
+            profile: None,
         }
     }
 }
@@ -333,6 +336,14 @@ impl Inventory {
         })
     }
 
+    /// The profile a run uses: its override, else the system's.
+    pub fn profile_for(&self, s: &System, run: &RunCtx) -> &Profile {
+        run.profile
+            .as_deref()
+            .and_then(|n| self.profile(n))
+            .unwrap_or_else(|| self.profile_of(s))
+    }
+
     /// Render one kind for a system. `Ok(None)` when the profile has no such template.
     pub fn render(
         &self,
@@ -340,7 +351,7 @@ impl Inventory {
         kind: RenderKind,
         run: &RunCtx,
     ) -> Result<Option<String>, RenderError> {
-        let p = self.profile_of(s);
+        let p = self.profile_for(s, run);
         let mut ctx = self.context(s, p, run);
         let kernel_args = self.templates.render_inline(
             &format!("profile {}: kernel_args", p.name),
@@ -389,7 +400,7 @@ impl Inventory {
         run: &RunCtx,
         extra: &[(&str, String)],
     ) -> Result<String, RenderError> {
-        let p = self.profile_of(s);
+        let p = self.profile_for(s, run);
         let mut ctx = self.context(s, p, run);
         // Short names for the common facts: {{ ip }}, {{ hostname }}, {{ mac }}.
         ctx["ip"] = json!(s.ip.to_string());

@@ -19,6 +19,8 @@ use tokio::sync::watch;
 
 #[derive(Clone)]
 pub struct ApiContext {
+    pub store: crate::store::Store,
+    pub data_dir: std::path::PathBuf,
     pub inventory: watch::Receiver<Arc<Inventory>>,
     pub table: watch::Receiver<Arc<BootTable>>,
     pub engine: EngineHandle,
@@ -38,7 +40,8 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/profiles", get(list_profiles))
         .route("/api/v1/profiles/{name}", get(get_profile))
         .route("/api/v1/reload", post(reload))
-        .with_state(ctx)
+        .with_state(ctx.clone())
+        .merge(super::api_runs::router(ctx))
 }
 
 /// A JSON error body with a stable code.

@@ -50,6 +50,7 @@ impl T {
             RunCtx {
                 id: "r1".into(),
                 token: "secret-token".into(),
+                profile: None,
             },
         );
         self.table_tx.send_replace(Arc::new(t));

@@ -8,3 +8,4 @@ mod dhcp;
 mod http_boot;
 mod power_ipmi;
 mod render;
+mod runs;

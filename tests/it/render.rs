@@ -8,6 +8,7 @@ fn run() -> RunCtx {
     RunCtx {
         id: "r-000042".into(),
         token: "tok-abc".into(),
+        profile: None,
     }
 }
 

@@ -1,0 +1,322 @@
+//! Runs through the operator API: create (all or nothing; acknowledged once
+//! stored), list, detail with timeline, cancel, retry, JUnit, stage logs
+//! (followable), artifacts, and a server-sent event stream.
+
+use super::api::{error, ApiContext};
+use crate::engine::{junit, stage, CreateError};
+use crate::store::{RunFilter, RunRow};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+pub fn router(ctx: ApiContext) -> Router {
+    Router::new()
+        .route("/api/v1/runs", get(list).post(create))
+        .route("/api/v1/runs/{id}", get(show))
+        .route("/api/v1/runs/{id}/cancel", post(cancel))
+        .route("/api/v1/runs/{id}/retry", post(retry))
+        .route("/api/v1/runs/{id}/junit", get(junit_xml))
+        .route("/api/v1/runs/{id}/stages/{seq}/log", get(stage_log))
+        .route("/api/v1/runs/{id}/artifacts/{*path}", get(artifact))
+        .route("/api/v1/events", get(events))
+        .with_state(ctx)
+}
+
+pub fn run_json(r: &RunRow) -> Value {
+    json!({
+        "id": r.id, "system": r.system, "profile": r.profile, "state": r.state,
+        "reason": r.reason, "requested_by": r.requested_by, "retry_of": r.retry_of,
+        "created_at": r.created_at, "updated_at": r.updated_at, "finished_at": r.finished_at,
+        "terminal": r.finished_at.is_some(),
+        "elapsed_s": (r.finished_at.unwrap_or(crate::store::now_ms()) - r.created_at) as f64 / 1000.0,
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+fn create_error(e: CreateError) -> Response {
+    match e {
+        CreateError::Invalid(m) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+        CreateError::Busy(m) => error(StatusCode::CONFLICT, "busy", m),
+        CreateError::Store(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", m),
+    }
+}
+
+async fn create(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
+    if let Err(r) = ctx.authorize(&headers) {
+        return r;
+    }
+    let Some(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "expected JSON {\"systems\": [...], \"profile\": optional}",
+        );
+    };
+    let systems: Vec<String> = match body.get("systems").and_then(Value::as_array) {
+        Some(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "\"systems\" must be a list of names",
+            )
+        }
+    };
+    let profile = body
+        .get("profile")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let by = body
+        .get("requested_by")
+        .and_then(Value::as_str)
+        .map(String::from);
+    match ctx.engine.create_runs(systems, profile, by, None).await {
+        Ok(runs) => (
+            StatusCode::CREATED,
+            Json(json!({"runs": runs.iter().map(|r| json!({"id": r.id, "system": r.system, "profile": r.profile, "state": "queued"})).collect::<Vec<_>>()})),
+        )
+            .into_response(),
+        Err(e) => create_error(e),
+    }
+}
+
+async fn list(State(ctx): State<ApiContext>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let f = RunFilter {
+        system: q.get("system").cloned(),
+        state: q.get("state").cloned(),
+        active_only: q
+            .get("active")
+            .map(|v| v == "true" || v == "1")
+            .unwrap_or(false),
+        limit: q.get("limit").and_then(|l| l.parse().ok()),
+    };
+    match ctx.store.list_runs(&f).await {
+        Ok(rows) => Json(Value::Array(rows.iter().map(run_json).collect())).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn show(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Response {
+    let run = match ctx.store.get_run(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", format!("no run {id:?}")),
+        Err(e) => return internal(e),
+    };
+    let (events, stages, arts) = match (
+        ctx.store.run_events(&id).await,
+        ctx.store.stages(&id).await,
+        ctx.store.artifacts(&id).await,
+    ) {
+        (Ok(e), Ok(s), Ok(a)) => (e, s, a),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return internal(e),
+    };
+    let mut v = run_json(&run);
+    v["timeline"] = Value::Array(
+        junit::timeline(&run, &events)
+            .into_iter()
+            .map(|(t, s, d)| json!({"t": (t * 10.0).round() / 10.0, "state": s, "detail": d}))
+            .collect(),
+    );
+    v["stages"] = Value::Array(
+        stages
+            .iter()
+            .map(|s| {
+                json!({"seq": s.seq, "name": s.name, "kind": s.kind, "status": s.status,
+                "exit_code": s.exit_code, "started_at": s.started_at, "finished_at": s.finished_at,
+                "log": format!("/api/v1/runs/{id}/stages/{}/log", s.seq)})
+            })
+            .collect(),
+    );
+    v["artifacts"] = Value::Array(
+        arts.iter()
+            .map(|a| {
+                json!({"path": a.path, "size": a.size, "sha256": a.sha256,
+                "url": format!("/api/v1/runs/{id}/artifacts/{}", a.path)})
+            })
+            .collect(),
+    );
+    Json(v).into_response()
+}
+
+async fn cancel(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = ctx.authorize(&headers) {
+        return r;
+    }
+    match ctx.engine.cancel(&id, "by request").await {
+        Ok(()) => Json(json!({"cancelled": id})).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, "not_active", e),
+    }
+}
+
+async fn retry(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = ctx.authorize(&headers) {
+        return r;
+    }
+    let run = match ctx.store.get_run(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", format!("no run {id:?}")),
+        Err(e) => return internal(e),
+    };
+    if run.finished_at.is_none() {
+        return error(
+            StatusCode::CONFLICT,
+            "active",
+            format!("run {id} is still active"),
+        );
+    }
+    match ctx
+        .engine
+        .create_runs(vec![run.system.clone()], Some(run.profile.clone()), run.requested_by.clone(), Some(id))
+        .await
+    {
+        Ok(runs) => (StatusCode::CREATED, Json(json!({"runs": runs.iter().map(|r| json!({"id": r.id, "system": r.system, "profile": r.profile, "state": "queued"})).collect::<Vec<_>>()}))).into_response(),
+        Err(e) => create_error(e),
+    }
+}
+
+async fn junit_xml(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Response {
+    let p = stage::run_dir(&ctx.data_dir, &id).join("junit.xml");
+    match tokio::fs::read(&p).await {
+        Ok(b) => ([(header::CONTENT_TYPE, "application/xml")], b).into_response(),
+        Err(_) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no JUnit for run {id:?} (not finished?)"),
+        ),
+    }
+}
+
+async fn stage_log(
+    State(ctx): State<ApiContext>,
+    Path((id, seq)): Path<(String, i64)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let stages = match ctx.store.stages(&id).await {
+        Ok(s) => s,
+        Err(e) => return internal(e),
+    };
+    let Some(st) = stages.into_iter().find(|s| s.seq == seq) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("run {id:?} has no stage {seq}"),
+        );
+    };
+    let path = stage::run_dir(&ctx.data_dir, &id).join(&st.log_path);
+    let follow = q
+        .get("follow")
+        .map(|v| v == "1" || v == "true")
+        .unwrap_or(false);
+    if !follow || st.status != "running" {
+        return match tokio::fs::read(&path).await {
+            Ok(b) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], b).into_response(),
+            Err(e) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        };
+    }
+    // Follow: stream what is there, then what is appended, until the stage ends.
+    let store = ctx.store.clone();
+    let stream = futures_util::stream::unfold((0u64, false), move |(pos, done)| {
+        let (path, store, id) = (path.clone(), store.clone(), id.clone());
+        async move {
+            if done {
+                return None;
+            }
+            for _ in 0..7200 {
+                let data = tokio::fs::read(&path).await.unwrap_or_default();
+                if (data.len() as u64) > pos {
+                    let chunk = data[pos as usize..].to_vec();
+                    return Some((Ok::<_, Infallible>(chunk), (data.len() as u64, false)));
+                }
+                let running = store
+                    .stages(&id)
+                    .await
+                    .ok()
+                    .and_then(|s| s.into_iter().find(|s| s.seq == seq))
+                    .map(|s| s.status == "running")
+                    .unwrap_or(false);
+                if !running {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            None
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn artifact(
+    State(ctx): State<ApiContext>,
+    Path((id, path)): Path<(String, String)>,
+) -> Response {
+    if path.split('/').any(|c| c == ".." || c.is_empty()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid artifact path",
+        );
+    }
+    let known = match ctx.store.artifacts(&id).await {
+        Ok(a) => a.iter().any(|a| a.path == path),
+        Err(e) => return internal(e),
+    };
+    if !known {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("run {id:?} has no artifact {path:?}"),
+        );
+    }
+    let p = stage::run_dir(&ctx.data_dir, &id)
+        .join("artifacts")
+        .join(&path);
+    match tokio::fs::read(&p).await {
+        Ok(b) => ([(header::CONTENT_TYPE, "application/octet-stream")], b).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+    }
+}
+
+async fn events(State(ctx): State<ApiContext>) -> impl IntoResponse {
+    let rx = ctx.engine.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let ev = match rx.recv().await {
+            Ok(line) => SseEvent::default().data(line),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => SseEvent::default()
+                .event("lagged")
+                .data(format!("{{\"dropped\":{n}}}")),
+            Err(_) => return None,
+        };
+        Some((Ok::<_, Infallible>(ev), rx))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

@@ -1,0 +1,481 @@
+//! Reimage runs through the whole daemon in-process: a fake BMC whose power-on
+//! starts a scripted machine that speaks real DHCP and HTTP on loopback.
+
+use crate::harness::{http, ConfigDir};
+use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use rackboot::daemon::{self, Listeners};
+use rackboot::model::Mac;
+use rackboot::power::{FakePower, Power, PowerConfig, PowerError};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Sim {
+    pub c: ConfigDir,
+    pub d: Option<daemon::Running>,
+    pub fake: Arc<FakePower>,
+    pub dhcp_server: SocketAddr,
+    pub client: Arc<tokio::net::UdpSocket>,
+    pub _ssh: tokio::task::JoinHandle<()>,
+}
+
+/// A profile for simulated machines: short deadlines, local stages.
+fn sim_profile(port: u16, stage2: &str) -> String {
+    format!(
+        r#"parent = "lab"
+description = "simulated machine"
+template = "lab/install.sh.j2"
+reboots = true
+wait_ports = [{port}]
+[timeouts]
+power = "5s"
+dhcp = "5s"
+kernel = "5s"
+config = "5s"
+install = "10s"
+reboot = "5s"
+ssh = "5s"
+[[stages]]
+name = "configure"
+kind = "config"
+command = "echo configured {{{{ hostname }}}} $RACKBOOT_IP > {{{{ artifacts }}}}/conf.txt"
+timeout = "10s"
+[[stages]]
+name = "check"
+kind = "test"
+command = "{stage2}"
+timeout = "10s"
+"#
+    )
+}
+
+pub async fn sim(stage2: &str) -> Sim {
+    // A listener that answers like sshd: the machine's service port.
+    let ssh = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ssh_port = ssh.local_addr().unwrap().port();
+    let ssh_task = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut s, _)) = ssh.accept().await {
+            let _ = s.write_all(b"SSH-2.0-rackboot-sim\r\n").await;
+        }
+    });
+    let c = ConfigDir::sample();
+    c.write("profiles/sim.toml", &sim_profile(ssh_port, stage2));
+    c.append(
+        "systems.toml",
+        r#"
+[systems.sim1]
+macs = ["52:54:00:aa:00:01"]
+ip = "127.0.0.1"
+profile = "sim"
+[systems.sim1.bmc]
+kind = "ipmi"
+address = "127.0.0.1:1"
+username = "admin"
+password_file = "tests/lab/bmc-password"
+
+[systems.sim2]
+macs = ["52:54:00:aa:00:02"]
+ip = "127.0.0.2"
+profile = "sim"
+[systems.sim2.bmc]
+kind = "ipmi"
+address = "127.0.0.2:1"
+username = "admin"
+password_file = "tests/lab/bmc-password"
+"#,
+    );
+    start_sim(c, ssh_task).await
+}
+
+async fn start_sim(c: ConfigDir, ssh_task: tokio::task::JoinHandle<()>) -> Sim {
+    let fake = Arc::new(FakePower::default());
+    let client = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let dhcp_server = server.local_addr().unwrap();
+    let mut params =
+        rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
+    params.client_port = client.local_addr().unwrap().port();
+    params.broadcast = client.local_addr().unwrap();
+    let d = start_daemon(&c, fake.clone(), vec![(server, params)]).await;
+    Sim {
+        c,
+        d: Some(d),
+        fake,
+        dhcp_server,
+        client,
+        _ssh: ssh_task,
+    }
+}
+
+async fn start_daemon(
+    c: &ConfigDir,
+    fake: Arc<FakePower>,
+    dhcp: Vec<(tokio::net::UdpSocket, rackboot::dhcp::ServerParams)>,
+) -> daemon::Running {
+    let cfg = c.load().unwrap_or_else(|e| panic!("{e}"));
+    let power = Arc::new(Power::new(
+        fake,
+        None,
+        PowerConfig {
+            min_interval: Duration::ZERO,
+            ..Default::default()
+        },
+    ));
+    let listeners = Listeners {
+        http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        dhcp,
+    };
+    daemon::start_with(cfg, listeners, power).await.unwrap()
+}
+
+impl Sim {
+    pub fn d(&self) -> &daemon::Running {
+        self.d.as_ref().unwrap()
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.c.path().join(".lab/data/api-token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    pub async fn api(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<String>,
+    ) -> (u16, Value) {
+        let addr = self.d().api_addr;
+        let auth = format!("Bearer {}", self.token());
+        let path = path.to_string();
+        tokio::task::spawn_blocking(move || {
+            let r = http(
+                addr,
+                method,
+                &path,
+                &[("Authorization", &auth)],
+                body.as_deref(),
+            );
+            (
+                r.status,
+                serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    pub async fn boot_http(&self, method: &'static str, path: &str) -> (u16, String) {
+        let addr = self.d().http_addr;
+        let path = path.to_string();
+        tokio::task::spawn_blocking(move || {
+            let r = http(addr, method, &path, &[], None);
+            (r.status, r.text())
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The machine's DHCP DISCOVER; returns the offered address.
+    pub async fn dhcp(&self, mac: Mac) -> Option<std::net::Ipv4Addr> {
+        let m = crate::dhcp::ipxe_discover(mac, rand_xid(&mac));
+        let mut buf = Vec::new();
+        m.encode(&mut Encoder::new(&mut buf)).unwrap();
+        self.client.send_to(&buf, self.dhcp_server).await.unwrap();
+        let mut b = vec![0u8; 1500];
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Ok((n, _))) =
+                tokio::time::timeout(Duration::from_millis(500), self.client.recv_from(&mut b))
+                    .await
+            {
+                let r = dhcproto::v4::Message::decode(&mut Decoder::new(&b[..n])).unwrap();
+                if r.chaddr()[..6] == mac.0 {
+                    return Some(r.yiaddr());
+                }
+            }
+        }
+        None
+    }
+
+    /// Play the machine's netboot up to the installer config; returns the done URL path.
+    pub async fn netboot_to_install(&self, mac: Mac) -> String {
+        assert!(self.dhcp(mac).await.is_some(), "no DHCP offer for {mac}");
+        let (s, script) = self
+            .boot_http("GET", &format!("/ipxe/{}", mac.hyphenated()))
+            .await;
+        assert_eq!(s, 200);
+        assert!(
+            script.contains("kernel "),
+            "not an install script: {script}"
+        );
+        let (s, _) = self.boot_http("GET", "/boot/vmlinuz").await;
+        assert_eq!(s, 200);
+        let (s, ks) = self
+            .boot_http("GET", &format!("/ks/{}", mac.hyphenated()))
+            .await;
+        assert_eq!(s, 200, "{ks}");
+        // The done URL is in the kernel args of the lab profile (rig.done=...).
+        let kargs = script
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("rig.done="))
+            .expect("done URL in kernel args")
+            .to_string();
+        kargs[kargs.find("/done/").unwrap()..].to_string()
+    }
+
+    pub async fn wait_terminal(&self, id: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (s, v) = self.api("GET", &format!("/api/v1/runs/{id}"), None).await;
+            assert_eq!(s, 200, "{v}");
+            if v["terminal"] == true {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run did not finish in {secs}s: {v:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_state(&self, id: &str, state: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (_, v) = self.api("GET", &format!("/api/v1/runs/{id}"), None).await;
+            if v["state"] == state {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run never reached {state}: {v:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
+    pub async fn create(&self, systems: &[&str]) -> (u16, Value) {
+        let body = serde_json::json!({"systems": systems, "requested_by": "test"}).to_string();
+        self.api("POST", "/api/v1/runs", Some(body)).await
+    }
+}
+
+fn rand_xid(mac: &Mac) -> u32 {
+    u32::from_be_bytes([mac.0[2], mac.0[3], mac.0[4], mac.0[5]]) ^ 0x5a5a
+}
+
+const MAC1: &str = "52:54:00:aa:00:01";
+
+/// Play a whole machine: netboot, installer, callback, reboot (DHCP again).
+async fn play_machine(sim: &Sim, mac: Mac) {
+    let done = sim.netboot_to_install(mac).await;
+    let (s, body) = sim.boot_http("POST", &done).await;
+    assert_eq!(s, 200, "{body}");
+    // After the callback the machine's netboot answer is local boot.
+    let (_, script) = sim
+        .boot_http("GET", &format!("/ipxe/{}", mac.hyphenated()))
+        .await;
+    assert!(script.contains("\nexit\n"), "{script}");
+    // The installed system comes up and asks DHCP.
+    assert!(sim.dhcp(mac).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reimage_succeeds_with_timeline_junit_and_artifacts() {
+    let sim = sim("grep -q configured {{ artifacts }}/conf.txt && echo facts $RACKBOOT_SYSTEM $RACKBOOT_RUN_ID").await;
+    let (s, v) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    // A second request for the same machine while it runs is refused.
+    let (s, _) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 409);
+
+    sim.wait_state(&id, "dhcp", 5).await;
+    let calls = sim.fake.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls[..2],
+        ["127.0.0.1:1 bootdev pxe", "127.0.0.1:1 status"],
+        "{calls:?}"
+    );
+    play_machine(&sim, MAC1.parse().unwrap()).await;
+    let v = sim.wait_terminal(&id, 20).await;
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    let states: Vec<&str> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "queued",
+            "locked",
+            "bootdev",
+            "power",
+            "dhcp",
+            "kernel",
+            "config",
+            "install",
+            "reboot",
+            "ports",
+            "stage:0",
+            "stage:1",
+            "succeeded"
+        ]
+    );
+    // Timeline offsets are monotonic.
+    let ts: Vec<f64> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["t"].as_f64().unwrap())
+        .collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
+    assert_eq!(v["stages"].as_array().unwrap().len(), 2);
+    assert_eq!(v["artifacts"][0]["path"], "conf.txt");
+
+    let (s, log) = sim
+        .api("GET", &format!("/api/v1/runs/{id}/stages/1/log"), None)
+        .await;
+    assert_eq!(s, 200);
+    let _ = log;
+    let addr = sim.d().api_addr;
+    let id2 = id.clone();
+    let (junit, log) = tokio::task::spawn_blocking(move || {
+        (
+            http(addr, "GET", &format!("/api/v1/runs/{id2}/junit"), &[], None).text(),
+            http(
+                addr,
+                "GET",
+                &format!("/api/v1/runs/{id2}/stages/1/log"),
+                &[],
+                None,
+            )
+            .text(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(log.contains(&format!("facts sim1 {id}")), "{log}");
+    assert!(junit.contains("tests=\"12\" failures=\"0\""), "{junit}");
+    assert!(junit.contains("name=\"dhcp\""));
+    assert!(junit.contains("classname=\"rackboot.sim1.test\" name=\"check\""));
+    // The machine lock is released: a new run can start.
+    let (s, _) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_stage_fails_the_run_with_junit_failure() {
+    let sim = sim("echo checking; echo boom >&2; exit 3").await;
+    let (_, v) = sim.create(&["sim1"]).await;
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id, "dhcp", 5).await;
+    play_machine(&sim, MAC1.parse().unwrap()).await;
+    let v = sim.wait_terminal(&id, 20).await;
+    assert_eq!(v["state"], "failed");
+    assert_eq!(v["reason"], "stage check failed: exit code 3");
+    let dir = sim.c.path().join(".lab/data/runs").join(&id);
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("failures=\"1\""), "{junit}");
+    assert!(
+        junit.contains("<failure message=\"stage check failed (exit 3)\""),
+        "{junit}"
+    );
+    assert!(junit.contains("boom"), "stage log in JUnit: {junit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_bmc_fails_power_phase_and_releases_lock() {
+    let sim = sim("true").await;
+    sim.fake.fail.lock().unwrap().insert(
+        "127.0.0.1:1".into(),
+        PowerError::Unreachable("BMC 127.0.0.1:1 did not answer within 10s".into()),
+    );
+    let (_, v) = sim.create(&["sim1", "sim2"]).await;
+    let id1 = v["runs"][0]["id"].as_str().unwrap().to_string();
+    let id2 = v["runs"][1]["id"].as_str().unwrap().to_string();
+    let v = sim.wait_terminal(&id1, 10).await;
+    assert_eq!(v["state"], "failed");
+    assert_eq!(
+        v["reason"],
+        "power: BMC unreachable: BMC 127.0.0.1:1 did not answer within 10s"
+    );
+    // The other machine's run is unaffected.
+    sim.wait_state(&id2, "dhcp", 5).await;
+    let (s, _) = sim
+        .api("POST", &format!("/api/v1/runs/{id2}/cancel"), None)
+        .await;
+    assert_eq!(s, 200);
+    let v = sim.wait_terminal(&id2, 5).await;
+    assert_eq!(v["state"], "cancelled");
+    // Both locks are free again.
+    sim.fake.fail.lock().unwrap().clear();
+    let (s, v) = sim.create(&["sim1", "sim2"]).await;
+    assert_eq!(s, 201, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_times_out_the_phase() {
+    let sim = sim("true").await;
+    let (_, v) = sim.create(&["sim1"]).await;
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    // Nobody boots: the DHCP phase (5 s) times out.
+    let v = sim.wait_terminal(&id, 15).await;
+    assert_eq!(v["state"], "timed_out");
+    assert_eq!(
+        v["reason"],
+        "timed out in phase dhcp waiting for the machine's DHCP request"
+    );
+    let (_, script) = sim.boot_http("GET", "/ipxe/52-54-00-aa-00-01").await;
+    assert!(
+        script.contains("\nexit\n"),
+        "netboot is off after the run: {script}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_resumes_after_daemon_restart() {
+    let mut sim = sim("true").await;
+    let (_, v) = sim.create(&["sim1"]).await;
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id, "dhcp", 5).await;
+    let mac: Mac = MAC1.parse().unwrap();
+    let done = sim.netboot_to_install(mac).await;
+    sim.wait_state(&id, "install", 5).await;
+
+    // The daemon goes away mid-install (its state is only what it stored).
+    sim.d.take().unwrap().stop().await;
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sim.dhcp_server = server.local_addr().unwrap();
+    let mut params =
+        rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
+    params.client_port = client.local_addr().unwrap().port();
+    params.broadcast = client.local_addr().unwrap();
+    sim.client = Arc::new(client);
+    sim.d = Some(start_daemon(&sim.c, sim.fake.clone(), vec![(server, params)]).await);
+
+    // The installer finishes and calls back with the token it was given.
+    let (s, body) = sim.boot_http("POST", &done).await;
+    assert_eq!(s, 200, "callback after restart: {body}");
+    assert!(sim.dhcp(mac).await.is_some());
+    let v = sim.wait_terminal(&id, 20).await;
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    let details: Vec<&str> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert!(
+        details.contains(&"resumed in phase install after a daemon restart"),
+        "{details:?}"
+    );
+}
