@@ -23,6 +23,9 @@ pub struct Cli {
         default_value = "."
     )]
     pub config: PathBuf,
+    /// Operator API address (default: api.listen of the config; env RACKBOOT_API).
+    #[arg(long, global = true, env = "RACKBOOT_API")]
+    pub api: Option<String>,
     /// Log format for the daemon: text or json.
     #[arg(long, global = true, default_value = "text")]
     pub log_format: String,
@@ -51,6 +54,29 @@ pub enum Cmd {
     },
     /// Run the daemon.
     Serve,
+    /// Reimage systems: PXE, install, reboot, SSH, config and test stages.
+    Reimage(crate::cli_runs::ReimageArgs),
+    /// Reimage runs: list, show, logs, cancel, retry.
+    #[command(subcommand)]
+    Runs(crate::cli_runs::RunsCmd),
+    /// Power control through the BMC: status|on|off|cycle|reset|soft.
+    Power {
+        /// Systems, then the operation (last).
+        #[arg(required = true, num_args = 2..)]
+        args: Vec<String>,
+    },
+    /// Next boot device through the BMC: pxe|disk|show.
+    Bootdev {
+        /// Systems, then the device (last).
+        #[arg(required = true, num_args = 2..)]
+        args: Vec<String>,
+        /// Keep it for all future boots (default: next boot only).
+        #[arg(long)]
+        persistent: bool,
+        /// UEFI boot (default: legacy).
+        #[arg(long)]
+        uefi: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -63,6 +89,27 @@ pub fn main() -> ExitCode {
             ref run_id,
         } => render(&cli.config, system, kind, run_id.as_deref()),
         Cmd::Serve => serve(&cli.config, &cli.log_format),
+        Cmd::Reimage(a) => crate::cli_runs::reimage(&cli.config, cli.api.as_deref(), a),
+        Cmd::Runs(r) => crate::cli_runs::runs(&cli.config, cli.api.as_deref(), r),
+        Cmd::Power { args } => {
+            let (op, systems) = args.split_last().expect("clap: at least 2");
+            crate::cli_runs::power(&cli.config, cli.api.as_deref(), systems, op)
+        }
+        Cmd::Bootdev {
+            args,
+            persistent,
+            uefi,
+        } => {
+            let (dev, systems) = args.split_last().expect("clap: at least 2");
+            crate::cli_runs::bootdev(
+                &cli.config,
+                cli.api.as_deref(),
+                systems,
+                dev,
+                persistent,
+                uefi,
+            )
+        }
     }
 }
 

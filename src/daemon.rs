@@ -148,6 +148,8 @@ pub struct Listeners {
     pub api: tokio::net::TcpListener,
     /// DHCP sockets with their reply parameters (67; and 4011 in proxy mode).
     pub dhcp: Vec<(tokio::net::UdpSocket, crate::dhcp::ServerParams)>,
+    /// TFTP on the server address (one per interface address: replies leave from it).
+    pub tftp: Option<tokio::net::UdpSocket>,
 }
 
 impl Listeners {
@@ -180,7 +182,22 @@ impl Listeners {
                 dhcp.push((sock, crate::dhcp::ServerParams::new(s.address, proxy)));
             }
         }
-        Ok(Listeners { http, api, dhcp })
+        let tftp = if s.tftp.enabled {
+            let addr = SocketAddr::from((s.address, s.tftp.port));
+            Some(
+                tokio::net::UdpSocket::bind(addr)
+                    .await
+                    .with_context(|| format!("binding TFTP on {addr}"))?,
+            )
+        } else {
+            None
+        };
+        Ok(Listeners {
+            http,
+            api,
+            dhcp,
+            tftp,
+        })
     }
 }
 
@@ -243,7 +260,7 @@ pub async fn start_with(
     let (engine, table_rx) = Engine::start(
         EngineDeps {
             store: store.clone(),
-            power,
+            power: power.clone(),
             inventory: inv_rx.clone(),
             data_dir: settings.data_dir.clone(),
             ssh_key: settings.ssh_key.clone(),
@@ -279,6 +296,30 @@ pub async fn start_with(
         });
     }
 
+    let tftp_stats = Arc::new(crate::tftp::TftpStats::default());
+    if let Some(sock) = listeners.tftp {
+        // Serves the firmware dir first, then the boot-files dir; nothing outside them.
+        let roots: Vec<_> = [&settings.firmware_dir, &settings.boot_dir]
+            .into_iter()
+            .filter(|d| d.is_dir())
+            .cloned()
+            .collect();
+        let source: Arc<dyn crate::tftp::FileSource> = Arc::new(
+            crate::tftp::RootsSource::new(roots).context("TFTP roots (firmware_dir, boot_dir)")?,
+        );
+        let cfg = crate::tftp::TftpConfig {
+            max_transfers: settings.tftp.max_transfers,
+            max_blksize: settings.tftp.max_blksize,
+            ..Default::default()
+        };
+        let (stats, obs, sd) = (tftp_stats.clone(), obs.clone(), shutdown.child_token());
+        tracker.spawn(async move {
+            if let Err(e) = crate::tftp::serve(sock, source, cfg, stats, obs, sd).await {
+                tracing::error!(error = %e, "TFTP server failed");
+            }
+        });
+    }
+
     let http_stats = Arc::new(boot::HttpStats::default());
     let boot_ctx = boot::BootContext {
         inventory: inv_rx.clone(),
@@ -291,6 +332,7 @@ pub async fn start_with(
     };
     let tokens = api_tokens(&settings)?;
     let api_ctx = api::ApiContext {
+        power: power.clone(),
         store: store.clone(),
         data_dir: settings.data_dir.clone(),
         inventory: inv_rx.clone(),
@@ -300,8 +342,13 @@ pub async fn start_with(
         tokens: Arc::new(tokens),
         http_stats: http_stats.clone(),
         extra_stats: {
-            let d = dhcp_stats.clone();
-            Arc::new(move || serde_json::json!({ "dhcp": format!("{:?}", d.snapshot()) }))
+            let (d, t) = (dhcp_stats.clone(), tftp_stats.clone());
+            Arc::new(move || {
+                serde_json::json!({
+                    "dhcp": format!("{:?}", d.snapshot()),
+                    "tftp": format!("{:?}", t.snapshot()),
+                })
+            })
         },
     };
 

@@ -11,6 +11,8 @@
 
 pub mod boot;
 pub mod cli;
+pub mod cli_runs;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dhcp;
@@ -22,4 +24,5 @@ pub mod observe;
 pub mod power;
 pub mod render;
 pub mod store;
+pub mod tftp;
 pub mod workflow;

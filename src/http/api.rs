@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 #[derive(Clone)]
 pub struct ApiContext {
+    pub power: Arc<crate::power::Power>,
     pub store: crate::store::Store,
     pub data_dir: std::path::PathBuf,
     pub inventory: watch::Receiver<Arc<Inventory>>,
@@ -40,6 +41,14 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/profiles", get(list_profiles))
         .route("/api/v1/profiles/{name}", get(get_profile))
         .route("/api/v1/reload", post(reload))
+        .route(
+            "/api/v1/systems/{name}/power",
+            get(power_status).post(power_op),
+        )
+        .route(
+            "/api/v1/systems/{name}/bootdev",
+            get(bootdev_get).put(bootdev_set),
+        )
         .with_state(ctx.clone())
         .merge(super::api_runs::router(ctx))
 }
@@ -263,5 +272,133 @@ async fn reload(State(ctx): State<ApiContext>, headers: HeaderMap) -> Response {
         )
             .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+fn power_error(e: crate::power::PowerError) -> Response {
+    use crate::power::PowerError as E;
+    let (status, code) = match &e {
+        E::Unreachable(_) | E::CircuitOpen(_) => (StatusCode::GATEWAY_TIMEOUT, "bmc_unreachable"),
+        E::Auth(_) | E::Secret(_) => (StatusCode::BAD_GATEWAY, "bmc_auth"),
+        E::Rejected(_) | E::NotApplied(_) | E::Other(_) => (StatusCode::BAD_GATEWAY, "bmc_error"),
+        E::Unsupported(_) | E::NoBmc(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported"),
+    };
+    error(status, code, e.to_string())
+}
+
+fn bmc_of(ctx: &ApiContext, name: &str) -> Result<crate::inventory::Bmc, Response> {
+    let inv = ctx.inventory.borrow().clone();
+    let s = inv.system(name).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no system {name:?}"),
+        )
+    })?;
+    s.bmc
+        .clone()
+        .ok_or_else(|| power_error(crate::power::PowerError::NoBmc(name.to_string())))
+}
+
+async fn power_status(State(ctx): State<ApiContext>, Path(name): Path<String>) -> Response {
+    let bmc = match bmc_of(&ctx, &name) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match ctx.power.status(&bmc).await {
+        Ok(st) => Json(json!({"system": name, "power": st.as_str()})).into_response(),
+        Err(e) => power_error(e),
+    }
+}
+
+async fn power_op(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    if let Err(r) = ctx.authorize(&headers) {
+        return r;
+    }
+    let op = body
+        .as_ref()
+        .and_then(|b| b.get("op"))
+        .and_then(Value::as_str)
+        .and_then(crate::power::PowerOp::parse);
+    let Some(op) = op else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "expected {\"op\": \"on|off|cycle|reset|soft\"}",
+        );
+    };
+    let bmc = match bmc_of(&ctx, &name) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match ctx.power.power(&bmc, op).await {
+        Ok(()) => Json(json!({"system": name, "op": op.as_str(), "ok": true})).into_response(),
+        Err(e) => power_error(e),
+    }
+}
+
+fn bootspec_json(name: &str, b: &crate::power::BootSpec) -> Value {
+    json!({"system": name, "device": match b.dev { crate::power::BootDev::Pxe => "pxe", crate::power::BootDev::Disk => "disk" },
+           "persistent": b.persistent, "uefi": b.efi})
+}
+
+async fn bootdev_get(State(ctx): State<ApiContext>, Path(name): Path<String>) -> Response {
+    let bmc = match bmc_of(&ctx, &name) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match ctx.power.get_boot(&bmc).await {
+        Ok(b) => Json(bootspec_json(&name, &b)).into_response(),
+        Err(e) => power_error(e),
+    }
+}
+
+async fn bootdev_set(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    if let Err(r) = ctx.authorize(&headers) {
+        return r;
+    }
+    let Some(Json(b)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "expected {\"device\": \"pxe|disk\", \"persistent\": bool, \"uefi\": bool}",
+        );
+    };
+    let dev = match b.get("device").and_then(Value::as_str) {
+        Some("pxe") => crate::power::BootDev::Pxe,
+        Some("disk") => crate::power::BootDev::Disk,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "device must be pxe or disk",
+            )
+        }
+    };
+    let spec = crate::power::BootSpec {
+        dev,
+        persistent: b
+            .get("persistent")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        efi: b.get("uefi").and_then(Value::as_bool).unwrap_or(false),
+    };
+    let bmc = match bmc_of(&ctx, &name) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match ctx.power.set_boot(&bmc, spec).await {
+        Ok(()) => Json(bootspec_json(&name, &spec)).into_response(),
+        Err(e) => power_error(e),
     }
 }

@@ -11,6 +11,7 @@ async fn start(c: &ConfigDir) -> daemon::Running {
         http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         dhcp: vec![],
+        tftp: None,
     };
     daemon::start(cfg, listeners).await.unwrap()
 }
@@ -307,6 +308,7 @@ async fn dhcp_answers_from_inventory_and_follows_reload() {
         http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         dhcp: vec![(server, params)],
+        tftp: None,
     };
     let d = daemon::start(cfg, listeners).await.unwrap();
     let ask = |mac: Mac, ipxe: bool| {

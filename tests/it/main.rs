@@ -9,3 +9,4 @@ mod http_boot;
 mod power_ipmi;
 mod render;
 mod runs;
+mod tftp;

@@ -127,6 +127,7 @@ async fn start_daemon(
         http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         dhcp,
+        tftp: None,
     };
     daemon::start_with(cfg, listeners, power).await.unwrap()
 }
@@ -478,4 +479,153 @@ async fn run_resumes_after_daemon_restart() {
         details.contains(&"resumed in phase install after a daemon restart"),
         "{details:?}"
     );
+}
+
+fn cli(sim: &Sim, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_rackboot"))
+        .args(args)
+        .arg("--config")
+        .arg(sim.c.path())
+        .arg("--api")
+        .arg(sim.d().api_addr.to_string())
+        .env("RACKBOOT_TOKEN", sim.token())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+async fn finish(child: std::process::Child) -> (Option<i32>, String, String) {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_reimage_wait_junit_and_exit_codes() {
+    let sim = sim("echo stage-output-line; exit 0").await;
+    let junit = sim.c.path().join("report.xml");
+    let child = cli(
+        &sim,
+        &[
+            "reimage",
+            "sim1",
+            "--wait",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
+    // Wait until the daemon power-cycled the machine, then play it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sim
+        .fake
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|c| c.contains("power on"))
+    {
+        assert!(Instant::now() < deadline, "no power-on");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sim.wait_for_phase_of("sim1", "dhcp").await;
+    play_machine(&sim, MAC1.parse().unwrap()).await;
+    let (code, out, err) = finish(child).await;
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    for phase in ["queued", "dhcp", "install", "reboot", "ports", "succeeded"] {
+        assert!(out.contains(phase), "no {phase} line in:\n{out}");
+    }
+    assert!(out.contains("SUCCEEDED"), "{out}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.starts_with("<?xml") && xml.contains("<testsuite name=\"rackboot.sim1\""),
+        "{xml}"
+    );
+
+    // A failing stage: exit 1 and the stage's log in the output.
+    sim.c.replace(
+        "profiles/sim.toml",
+        "echo stage-output-line; exit 0",
+        "echo stage-output-line; exit 7",
+    );
+    let r = sim.d().reloader.clone();
+    tokio::task::spawn_blocking(move || r.reload())
+        .await
+        .unwrap()
+        .unwrap();
+    let child = cli(&sim, &["reimage", "sim1", "--wait"]);
+    sim.wait_for_phase_of("sim1", "dhcp").await;
+    play_machine(&sim, MAC1.parse().unwrap()).await;
+    let (code, out, _) = finish(child).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("stage check failed: exit code 7"), "{out}");
+    assert!(
+        out.contains("| stage-output-line"),
+        "failing stage log shown: {out}"
+    );
+
+    // --timeout: nobody boots, the CLI gives up, cancels, exits 3.
+    let child = cli(&sim, &["reimage", "sim1", "--wait", "--timeout", "1s"]);
+    let (code, _, err) = finish(child).await;
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("--timeout"), "{err}");
+    // Usage errors are 2; an unknown system is a refusal (1).
+    let (code, _, _) = finish(cli(&sim, &["reimage", "sim1", "--timeout", "soon"])).await;
+    assert_eq!(code, Some(2));
+    let (code, _, err) = finish(cli(&sim, &["reimage", "nope"])).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no system \"nope\""), "{err}");
+    let (code, out, _) = finish(cli(&sim, &["runs", "list"])).await;
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("cancelled") && out.contains("failed") && out.contains("succeeded"),
+        "{out}"
+    );
+}
+
+impl Sim {
+    async fn wait_for_phase_of(&self, system: &str, state: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, v) = self
+                .api(
+                    "GET",
+                    &format!("/api/v1/runs?system={system}&active=true"),
+                    None,
+                )
+                .await;
+            if v.as_array()
+                .map(|a| a.iter().any(|r| r["state"] == state))
+                .unwrap_or(false)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{system} never reached {state}");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+}
+
+#[test]
+fn cli_without_daemon_exits_4() {
+    let c = ConfigDir::sample();
+    let port = crate::harness::free_port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rackboot"))
+        .args([
+            "runs",
+            "list",
+            "--api",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+        ])
+        .arg(c.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no daemon answering"));
 }
