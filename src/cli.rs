@@ -51,6 +51,20 @@ pub enum Cmd {
     },
     /// Run the daemon.
     Serve,
+    /// Add, change, remove, list and show systems (systems.toml).
+    Systems {
+        #[command(subcommand)]
+        cmd: crate::cli_admin::SystemsCmd,
+    },
+    /// Add, change, remove, list and show profiles (profiles/NAME.toml).
+    Profiles {
+        #[command(subcommand)]
+        cmd: crate::cli_admin::ProfilesCmd,
+    },
+    /// Print shell completions (bash or zsh).
+    Completions {
+        shell: crate::cli_admin::CompletionShell,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -63,6 +77,9 @@ pub fn main() -> ExitCode {
             ref run_id,
         } => render(&cli.config, system, kind, run_id.as_deref()),
         Cmd::Serve => serve(&cli.config, &cli.log_format),
+        Cmd::Systems { cmd } => crate::cli_admin::run_systems(&cli.config, cmd),
+        Cmd::Profiles { cmd } => crate::cli_admin::run_profiles(&cli.config, cmd),
+        Cmd::Completions { shell } => crate::cli_admin::run_completions(shell),
     }
 }
 

@@ -38,7 +38,8 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/profiles", get(list_profiles))
         .route("/api/v1/profiles/{name}", get(get_profile))
         .route("/api/v1/reload", post(reload))
-        .with_state(ctx)
+        .with_state(ctx.clone())
+        .merge(crate::http::api_admin::router(ctx))
 }
 
 /// A JSON error body with a stable code.

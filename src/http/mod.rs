@@ -5,4 +5,5 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod api_admin;
 pub mod boot;
