@@ -77,6 +77,20 @@ pub enum Cmd {
         #[arg(long)]
         uefi: bool,
     },
+    /// Add, change, remove, list and show systems (systems.toml).
+    Systems {
+        #[command(subcommand)]
+        cmd: crate::cli_admin::SystemsCmd,
+    },
+    /// Add, change, remove, list and show profiles (profiles/NAME.toml).
+    Profiles {
+        #[command(subcommand)]
+        cmd: crate::cli_admin::ProfilesCmd,
+    },
+    /// Print shell completions (bash or zsh).
+    Completions {
+        shell: crate::cli_admin::CompletionShell,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -110,6 +124,9 @@ pub fn main() -> ExitCode {
                 uefi,
             )
         }
+        Cmd::Systems { cmd } => crate::cli_admin::run_systems(&cli.config, cmd),
+        Cmd::Profiles { cmd } => crate::cli_admin::run_profiles(&cli.config, cmd),
+        Cmd::Completions { shell } => crate::cli_admin::run_completions(shell),
     }
 }
 

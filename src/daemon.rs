@@ -42,6 +42,11 @@ impl Reloader {
         }
     }
 
+    /// The settings the daemon started with (the admin API edits their files).
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.settings
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }

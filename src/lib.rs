@@ -9,8 +9,10 @@
 //! - `engine`: the only writer of machine intent and run state.
 //! - `store`: the SQL facade. `daemon`: the composition root. `cli`: commands.
 
+pub mod admin;
 pub mod boot;
 pub mod cli;
+pub mod cli_admin;
 pub mod cli_runs;
 pub mod client;
 pub mod config;

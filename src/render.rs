@@ -414,37 +414,47 @@ impl Inventory {
 
     /// Render every kind of every system once; failures become load errors.
     pub(crate) fn render_all_for_validation(&self, systems_file: &str, out: &mut Vec<ConfigError>) {
-        let run = RunCtx::preview();
         for s in self.systems() {
-            let p = self.profile_of(s);
-            for kind in RenderKind::ALL {
-                if let Err(e) = self.render(s, *kind, &run) {
-                    out.push(ConfigError {
-                        file: systems_file.to_string(),
-                        key: format!("systems.{}", s.name),
-                        reason: format!(
-                            "profile {:?}: {} fails to render: {e}",
-                            p.name,
-                            kind.as_str()
-                        ),
-                    });
-                }
+            self.render_for_validation(s, systems_file, out);
+        }
+    }
+
+    /// Render every kind of one system once; failures become load errors.
+    pub(crate) fn render_for_validation(
+        &self,
+        s: &System,
+        systems_file: &str,
+        out: &mut Vec<ConfigError>,
+    ) {
+        let run = RunCtx::preview();
+        let p = self.profile_of(s);
+        for kind in RenderKind::ALL {
+            if let Err(e) = self.render(s, *kind, &run) {
+                out.push(ConfigError {
+                    file: systems_file.to_string(),
+                    key: format!("systems.{}", s.name),
+                    reason: format!(
+                        "profile {:?}: {} fails to render: {e}",
+                        p.name,
+                        kind.as_str()
+                    ),
+                });
             }
-            for st in &p.stages {
-                let extra = [
-                    ("artifacts", "/tmp/artifacts".to_string()),
-                    ("ssh_key", "/tmp/key".to_string()),
-                ];
-                if let Err(e) = self.render_command(s, &st.command, &run, &extra) {
-                    out.push(ConfigError {
-                        file: systems_file.to_string(),
-                        key: format!("systems.{}", s.name),
-                        reason: format!(
-                            "profile {:?}: stage {:?} command fails to render: {e}",
-                            p.name, st.name
-                        ),
-                    });
-                }
+        }
+        for st in &p.stages {
+            let extra = [
+                ("artifacts", "/tmp/artifacts".to_string()),
+                ("ssh_key", "/tmp/key".to_string()),
+            ];
+            if let Err(e) = self.render_command(s, &st.command, &run, &extra) {
+                out.push(ConfigError {
+                    file: systems_file.to_string(),
+                    key: format!("systems.{}", s.name),
+                    reason: format!(
+                        "profile {:?}: stage {:?} command fails to render: {e}",
+                        p.name, st.name
+                    ),
+                });
             }
         }
     }

@@ -434,20 +434,36 @@ pub fn load_inventory_with(
     profile_texts: &BTreeMap<String, Option<String>>,
 ) -> Result<Inventory, ConfigErrors> {
     let mut out = Vec::new();
-    match load_inventory_overlay(settings, systems_text, profile_texts, &mut out) {
+    match load_inventory_overlay(settings, systems_text, profile_texts, true, &mut out) {
+        Some(inv) if out.is_empty() => Ok(inv),
+        _ => Err(ConfigErrors(out)),
+    }
+}
+
+/// Like [`load_inventory_with`], with every structural check but without
+/// rendering the templates; the caller renders what it must (the admin
+/// editor: only systems whose rendering inputs changed).
+pub fn load_inventory_unrendered(
+    settings: &Settings,
+    systems_text: Option<&str>,
+    profile_texts: &BTreeMap<String, Option<String>>,
+) -> Result<Inventory, ConfigErrors> {
+    let mut out = Vec::new();
+    match load_inventory_overlay(settings, systems_text, profile_texts, false, &mut out) {
         Some(inv) if out.is_empty() => Ok(inv),
         _ => Err(ConfigErrors(out)),
     }
 }
 
 fn load_inventory_into(settings: &Settings, out: &mut Vec<ConfigError>) -> Option<Inventory> {
-    load_inventory_overlay(settings, None, &BTreeMap::new(), out)
+    load_inventory_overlay(settings, None, &BTreeMap::new(), true, out)
 }
 
 fn load_inventory_overlay(
     settings: &Settings,
     systems_text: Option<&str>,
     profile_texts: &BTreeMap<String, Option<String>>,
+    render: bool,
     out: &mut Vec<ConfigError>,
 ) -> Option<Inventory> {
     let dir = &settings.config_dir;
@@ -508,7 +524,9 @@ fn load_inventory_overlay(
     );
     // Render every template for every system that uses it: a template that fails
     // for any system is a load error, not a 500 on the night.
-    inv.render_all_for_validation(&sys_shown, out);
+    if render {
+        inv.render_all_for_validation(&sys_shown, out);
+    }
     Some(inv)
 }
 

@@ -50,7 +50,8 @@ pub fn router(ctx: ApiContext) -> Router {
             get(bootdev_get).put(bootdev_set),
         )
         .with_state(ctx.clone())
-        .merge(super::api_runs::router(ctx))
+        .merge(super::api_runs::router(ctx.clone()))
+        .merge(crate::http::api_admin::router(ctx))
 }
 
 /// A JSON error body with a stable code.

@@ -5,5 +5,6 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod api_admin;
 pub mod api_runs;
 pub mod boot;

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod admin;
 mod config;
 mod daemon;
 mod dhcp;

@@ -1,0 +1,247 @@
+//! The admin part of the operator API: create, change and delete systems and
+//! profiles. Each request goes through `admin` exactly like the CLI (document
+//! edit, whole-inventory validation, the config dir's lock, atomic write),
+//! then reloads the daemon's inventory. Behind the API token.
+//!
+//! | method | path | body | answer |
+//! | --- | --- | --- | --- |
+//! | POST | `/api/v1/systems` | `SystemChange` with `name` | 201 + the system |
+//! | PUT | `/api/v1/systems/{name}` | `SystemChange` (only what changes) | 200 + the system |
+//! | DELETE | `/api/v1/systems/{name}` | | 200 |
+//! | POST | `/api/v1/profiles` | `ProfileChange` with `name` | 201 + the profile |
+//! | PUT | `/api/v1/profiles/{name}` | `ProfileChange` | 200 + the profile |
+//! | DELETE | `/api/v1/profiles/{name}` | | 200 |
+//!
+//! Refusals: 409 (name taken, MAC / IP / hostname of another system, profile
+//! in use), 422 (invalid result, or the files on disk already invalid), 404,
+//! 400 (malformed body); every one with `{file, key, reason}` per problem.
+
+use crate::admin::{self, AdminError, Outcome, ProfileChange, SystemChange};
+use crate::http::api::{error, profile_json, system_json, ApiContext};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+pub fn router(ctx: ApiContext) -> Router {
+    Router::new()
+        .route("/api/v1/systems", post(create_system))
+        .route(
+            "/api/v1/systems/{name}",
+            put(update_system).delete(delete_system),
+        )
+        .route("/api/v1/profiles", post(create_profile))
+        .route(
+            "/api/v1/profiles/{name}",
+            put(update_profile).delete(delete_profile),
+        )
+        .with_state(ctx)
+}
+
+fn refusal(e: &AdminError) -> Response {
+    let status = match e {
+        AdminError::Conflict(_) => StatusCode::CONFLICT,
+        AdminError::Refused(_) | AdminError::Broken { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+        AdminError::Usage(_) => StatusCode::BAD_REQUEST,
+        AdminError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, Json(e.to_json())).into_response()
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
+    b.map(|Json(v)| v)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))
+}
+
+enum Made {
+    System(String),
+    Profile(String),
+    Removed(String),
+}
+
+/// Run an edit on a blocking thread, then reload the daemon's inventory from
+/// the files just written, and answer with the object as the daemon now has it.
+async fn edit(
+    ctx: ApiContext,
+    created: bool,
+    what: Made,
+    f: impl FnOnce(&crate::config::Settings) -> Result<Outcome, AdminError> + Send + 'static,
+) -> Response {
+    let reloader = ctx.reloader.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let o = f(reloader.settings())?;
+        // Reload even when nothing changed on disk is unnecessary; the answer is the same.
+        let reload = if o.written.is_empty() {
+            None
+        } else {
+            Some(reloader.reload())
+        };
+        Ok::<_, AdminError>((o, reload))
+    })
+    .await;
+    let (outcome, reload) = match res {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return refusal(&e),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    };
+    let mut v = json!({
+        "changed": !outcome.written.is_empty(),
+        "generation": ctx.reloader.generation(),
+    });
+    if let Some(Err(e)) = &reload {
+        // The files are written and valid by the editor's checks, yet the
+        // daemon kept its previous inventory: say so, with the reasons.
+        v["reload_error"] = crate::http::api::config_errors_json(e)["error"].clone();
+    }
+    let inv = ctx.inventory.borrow().clone();
+    let table = ctx.table.borrow().clone();
+    match what {
+        Made::System(n) => {
+            v["system"] = inv
+                .system(&n)
+                .or_else(|| outcome.inventory.system(&n))
+                .map(|s| system_json(s, &table))
+                .unwrap_or(Value::Null);
+        }
+        Made::Profile(n) => {
+            v["profile"] = inv
+                .profile(&n)
+                .or_else(|| outcome.inventory.profile(&n))
+                .map(profile_json)
+                .unwrap_or(Value::Null);
+        }
+        Made::Removed(n) => v["removed"] = json!(n),
+    }
+    let status = if created && !outcome.written.is_empty() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(v)).into_response()
+}
+
+async fn create_system(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    b: Result<Json<SystemChange>, JsonRejection>,
+) -> Response {
+    if let Err(r) = ctx.authorize(&headers) {
+        return r;
+    }
+    let ch = match body(b) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(name) = ch.name.clone() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body needs \"name\"",
+        );
+    };
+    let n = name.clone();
+    edit(ctx, true, Made::System(name), move |s| {
+        admin::add_system(s, &n, &ch)
+    })
+    .await
+}
+
+async fn update_system(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    b: Result<Json<SystemChange>, JsonRejection>,
+) -> Response {
+    if let Err(r) = ctx.authorize(&headers) {
+        return r;
+    }
+    let ch = match body(b) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let n = name.clone();
+    edit(ctx, false, Made::System(name), move |s| {
+        admin::edit_system(s, &n, &ch)
+    })
+    .await
+}
+
+async fn delete_system(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = ctx.authorize(&headers) {
+        return r;
+    }
+    let n = name.clone();
+    edit(ctx, false, Made::Removed(name), move |s| {
+        admin::remove_system(s, &n)
+    })
+    .await
+}
+
+async fn create_profile(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    b: Result<Json<ProfileChange>, JsonRejection>,
+) -> Response {
+    if let Err(r) = ctx.authorize(&headers) {
+        return r;
+    }
+    let ch = match body(b) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(name) = ch.name.clone() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body needs \"name\"",
+        );
+    };
+    let n = name.clone();
+    edit(ctx, true, Made::Profile(name), move |s| {
+        admin::add_profile(s, &n, &ch)
+    })
+    .await
+}
+
+async fn update_profile(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    b: Result<Json<ProfileChange>, JsonRejection>,
+) -> Response {
+    if let Err(r) = ctx.authorize(&headers) {
+        return r;
+    }
+    let ch = match body(b) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let n = name.clone();
+    edit(ctx, false, Made::Profile(name), move |s| {
+        admin::edit_profile(s, &n, &ch)
+    })
+    .await
+}
+
+async fn delete_profile(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = ctx.authorize(&headers) {
+        return r;
+    }
+    let n = name.clone();
+    edit(ctx, false, Made::Removed(name), move |s| {
+        admin::remove_profile(s, &n)
+    })
+    .await
+}
