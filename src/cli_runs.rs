@@ -68,6 +68,15 @@ pub enum RunsCmd {
         #[arg(long, short = 'f')]
         follow: bool,
     },
+    /// Wait for runs to finish (exit codes as `reimage --wait`).
+    Wait {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long, value_name = "FILE")]
+        junit: Option<std::path::PathBuf>,
+        #[arg(long)]
+        timeout: Option<String>,
+    },
     Cancel {
         id: String,
     },
@@ -404,6 +413,27 @@ pub fn runs(dir: &Path, api: Option<&str>, cmd: RunsCmd) -> ExitCode {
             let r = tryc!(c.get(&path));
             print!("{}", r.text());
             ExitCode::SUCCESS
+        }
+        RunsCmd::Wait {
+            ids,
+            junit,
+            timeout,
+        } => {
+            let timeout = match timeout.as_deref().map(crate::config::parse_duration) {
+                None => None,
+                Some(Ok(d)) => Some(d),
+                Some(Err(e)) => return fail(EXIT_USAGE, format!("--timeout: {e}")),
+            };
+            let mut runs = Vec::new();
+            for id in ids {
+                let r = tryc!(c.get(&format!("/api/v1/runs/{id}")));
+                if !r.ok() {
+                    return fail(EXIT_FAILED, r.error_message());
+                }
+                let sys = r.json()["system"].as_str().unwrap_or("").to_string();
+                runs.push((id, sys));
+            }
+            wait_runs(&c, &runs, timeout, junit.as_deref(), false)
         }
         RunsCmd::Cancel { id } => {
             let r = tryc!(c.post(&format!("/api/v1/runs/{id}/cancel"), &json!({})));

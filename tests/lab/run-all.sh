@@ -1,0 +1,212 @@
+#!/bin/bash
+# tests/lab/run-all.sh - the end-to-end suite in the project's QEMU lab, with rackboot as the
+# only DHCP/TFTP/HTTP server and its own IPMI driver (no ipmitool) powering the machines.
+# Cases (each prints PASS/FAIL and its figures; the script exits non-zero if any failed):
+#   bios-disk      reimage node50 --wait --junit: PXE -> installer writes the disk -> callback ->
+#                  local-boot script -> boots from disk -> SSH + :8096 -> config + test stages over SSH
+#   bmc-down       reimage node53 (no BMC answers at 10.77.0.23): fails in the power phase with
+#                  "BMC unreachable" inside its deadline; the lock is released
+#   stage-fails    a profile whose test stage fails: exit 1, its log in the CLI output, JUnit failure
+#   kill9-resume   kill -9 rackboot during the install phase, start it again: the run resumes, succeeds
+#   two-at-once    reimage node50 node51 --wait: both succeed
+#   unknown-mac    a client not in the inventory gets no DHCP answer (reservations mode)
+#   uefi-disk      as bios-disk with OVMF (iPXE EFI ROM)
+#   uefi-norom     OVMF's own PXE: DHCP arch 7 -> TFTP ipxe.efi -> iPXE -> HTTP (diskless profile)
+# LAB_CASES="bios-disk uefi-disk" runs a subset. Needs root, scripts/install-deps.sh, a built binary.
+set -uo pipefail
+source "$(cd "$(dirname "$0")" && pwd)/lab.env"
+source "$LAB/lib.sh"
+BIN="${RACKBOOT_BIN:-$REPO/target/debug/rackboot}"
+CASES="${LAB_CASES:-bios-disk bmc-down stage-fails kill9-resume two-at-once unknown-mac uefi-disk uefi-norom}"
+OUT="${LAB_RESULTS:-$LAB_WORK-results}"
+rm -rf "$OUT"; mkdir -p "$OUT"
+CONF="$OUT/config"
+results=()
+failed=0
+
+want() { [[ " $CASES " == *" $1 "* ]]; }
+pass() { results+=("PASS $1 ${2:-}"); echo "PASS $1 ${2:-}"; }
+fail() { results+=("FAIL $1 ${2:-}"); echo "FAIL $1 ${2:-}"; failed=1; }
+cleanup() { "$LAB/down.sh" >/dev/null 2>&1; }
+trap cleanup EXIT
+
+# A copy of the repository's lab config with absolute paths, a fresh data dir per lab, and one
+# extra profile whose test stage fails.
+make_config() {
+  rm -rf "$CONF"; mkdir -p "$CONF/tests/lab"
+  cp -r "$REPO/profiles" "$REPO/kickstarts" "$REPO/systems.toml" "$CONF/"
+  cp "$LAB/bmc-password" "$CONF/tests/lab/"
+  sed -e "s#^boot_dir = .*#boot_dir = \"$LAB_BOOT\"#" \
+      -e "s#^firmware_dir = .*#firmware_dir = \"$LAB_FIRMWARE\"#" \
+      -e "s#^data_dir = .*#data_dir = \"$OUT/data\"#" \
+      -e "s#^ssh_key = .*#ssh_key = \"$LAB_SSH_KEY\"#" \
+      "$REPO/rackboot.toml" > "$CONF/rackboot.toml"
+  cat > "$CONF/profiles/lab-disk-failing.toml" <<'EOF'
+parent = "lab-disk"
+description = "lab-disk whose test stage fails (run-all.sh stage-fails)"
+[[stages]]
+name = "configure"
+kind = "config"
+command = "echo configure ok"
+[[stages]]
+name = "must-fail"
+kind = "test"
+command = "echo 'checking /etc/nonexistent on {{ ip }}'; ssh -i {{ ssh_key }} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes root@{{ ip }} cat /etc/nonexistent"
+timeout = "1m"
+EOF
+  rm -rf "$OUT/data"
+}
+
+rb() { ip netns exec "$NS_PROV" "$BIN" --config "$CONF" "$@"; }
+
+lab() {  # lab FW NODES [VM_NIC_ROM]
+  cleanup
+  make_config
+  VM_FW="$1" LAB_NODES="$2" VM_NIC_ROM="${3:-default}" VM_DISK=256M LAB_CONFIG="$CONF" \
+    RACKBOOT_BIN="$BIN" "$LAB/up.sh" "$1" > "$OUT/up-$1-$2-${3:-default}.log" 2>&1 \
+    || { cat "$OUT/up-$1-$2-${3:-default}.log"; return 1; }
+}
+
+# power-on -> SSH seconds of a finished run, from its stored timeline
+ssh_time() {
+  rb runs show "$1" --json | python3 -c '
+import json,sys
+v=json.load(sys.stdin); t={e["detail"]:e["t"] for e in v["timeline"]}
+p=[e["t"] for e in v["timeline"] if e["state"]=="dhcp"]
+s=[e["t"] for e in v["timeline"] if e["detail"]=="SSH and service ports up"]
+print("%.1f" % (s[0]-p[0]) if p and s else "?")'
+}
+
+run_json_id() { python3 -c 'import json,sys; print(json.load(sys.stdin)["runs"][0]["id"])'; }
+
+reimage_case() {  # reimage_case NAME SYSTEM [extra args]
+  local name=$1 sys=$2; shift 2
+  local log="$OUT/$name.out"
+  rb reimage "$sys" --wait --junit "$OUT/$name.xml" --timeout 10m "$@" > "$log" 2>&1
+  local rc=$?
+  cat "$log"
+  [ $rc = 0 ] || { fail "$name" "exit $rc"; return 1; }
+  grep -q 'failures="0"' "$OUT/$name.xml" || { fail "$name" "JUnit has failures"; return 1; }
+  local id; id=$(grep -o 'run-[0-9]*-[0-9a-f]*' "$log" | head -1)
+  echo "$id" > "$OUT/$name.id"
+  return 0
+}
+
+if want bios-disk || want bmc-down || want stage-fails || want kill9-resume || want two-at-once || want unknown-mac; then
+  if lab bios 2; then
+    if want bios-disk; then
+      if reimage_case bios-disk node50; then
+        id=$(cat "$OUT/bios-disk.id")
+        if lab_ssh 0 cat /etc/rig-provisioned 2>/dev/null | grep -q "booted-from=disk"; then
+          grep -q "rebooted to local disk" "$OUT/bios-disk.out" || true
+          pass bios-disk "power-on->SSH $(ssh_time "$id") s (run $id)"
+        else
+          fail bios-disk "machine did not come up from its disk"
+        fi
+      fi
+    fi
+    if want bmc-down; then
+      t0=$(lab_now)
+      rb reimage node53 --wait > "$OUT/bmc-down.out" 2>&1; rc=$?
+      dt=$(lab_since "$t0"); cat "$OUT/bmc-down.out"
+      if [ $rc = 1 ] && grep -q "power: BMC unreachable" "$OUT/bmc-down.out"; then
+        # the lock is released: a new request is accepted (and fails the same way)
+        if rb reimage node53 > "$OUT/bmc-down-again.out" 2>&1; then
+          pass bmc-down "failed in power phase after ${dt}s, lock released"
+          rb runs cancel "$(grep -o 'run-[0-9]*-[0-9a-f]*' "$OUT/bmc-down-again.out" | head -1)" >/dev/null 2>&1
+        else
+          fail bmc-down "second request refused: $(cat "$OUT/bmc-down-again.out")"
+        fi
+      else
+        fail bmc-down "rc=$rc"
+      fi
+    fi
+    if want stage-fails; then
+      rb reimage node50 --profile lab-disk-failing --wait --junit "$OUT/stage-fails.xml" > "$OUT/stage-fails.out" 2>&1; rc=$?
+      cat "$OUT/stage-fails.out"
+      if [ $rc = 1 ] && grep -q "stage must-fail failed" "$OUT/stage-fails.out" \
+         && grep -q "| checking /etc/nonexistent" "$OUT/stage-fails.out" \
+         && grep -q '<failure message="stage must-fail failed' "$OUT/stage-fails.xml"; then
+        pass stage-fails "exit 1, stage log shown, JUnit failure"
+      else
+        fail stage-fails "rc=$rc"
+      fi
+    fi
+    if want kill9-resume; then
+      id=$(rb reimage node50 --json | run_json_id)
+      ok=0
+      for _ in $(seq 600); do
+        st=$(rb runs show "$id" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])' 2>/dev/null)
+        [ "$st" = install ] && { ok=1; break; }
+        sleep 0.2
+      done
+      if [ $ok = 1 ]; then
+        pid=$(cat "$LAB_WORK/run/server.pid")
+        kill -9 "$pid"; lab_wait_gone "$pid" 10
+        echo "kill -9 rackboot ($pid) in phase install; starting it again"
+        ( cd "$LAB_WORK/server" && exec ip netns exec "$NS_PROV" "$BIN" serve --config "$CONF" ) \
+          </dev/null >>"$LAB_WORK/logs/server.log" 2>&1 &
+        lab_realpid $! "$(basename "$BIN")" > "$LAB_WORK/run/server.pid"
+        for _ in $(seq 100); do rb runs list >/dev/null 2>&1 && break; sleep 0.1; done
+        rb runs wait "$id" --timeout 10m > "$OUT/kill9-resume.out" 2>&1; rc=$?
+        cat "$OUT/kill9-resume.out"
+        if [ $rc = 0 ] && grep -q "resumed in phase install" "$OUT/kill9-resume.out"; then
+          pass kill9-resume "resumed and succeeded (run $id)"
+        else
+          fail kill9-resume "rc=$rc"
+        fi
+      else
+        fail kill9-resume "run never reached install (state $st)"
+      fi
+    fi
+    if want two-at-once; then
+      rb reimage node50 node51 --wait --junit "$OUT/two-at-once.xml" --timeout 15m > "$OUT/two-at-once.out" 2>&1; rc=$?
+      cat "$OUT/two-at-once.out"
+      n=$(grep -c "SUCCEEDED" "$OUT/two-at-once.out")
+      if [ $rc = 0 ] && [ "$n" = 2 ]; then pass two-at-once "both succeeded"; else fail two-at-once "rc=$rc succeeded=$n"; fi
+    fi
+    if want unknown-mac; then
+      # A host not in the inventory, on the lab bridge: no lease in reservations mode.
+      ip netns exec "$NS_RACK" ip link add rbunk0 type veth peer name rbunk1
+      ip netns exec "$NS_RACK" ip link set rbunk0 address 52:54:00:99:99:99 up
+      ip netns exec "$NS_RACK" ip link set rbunk1 master br0 up
+      if ip netns exec "$NS_RACK" busybox udhcpc -i rbunk0 -n -q -t 3 -T 1 -s /bin/true > "$OUT/unknown-mac.out" 2>&1; then
+        fail unknown-mac "an unknown MAC got a lease"
+      else
+        # while a known MAC on the same wire does get one
+        ip netns exec "$NS_RACK" ip link set rbunk0 down
+        ip netns exec "$NS_RACK" ip link set rbunk0 address 52:54:00:77:00:53 up
+        if ip netns exec "$NS_RACK" busybox udhcpc -i rbunk0 -n -q -t 5 -T 1 -s /bin/true >> "$OUT/unknown-mac.out" 2>&1; then
+          pass unknown-mac "no answer for 52:54:00:99:99:99; node53's MAC gets its lease"
+        else
+          fail unknown-mac "the known MAC got no lease either"
+        fi
+      fi
+      ip netns exec "$NS_RACK" ip link del rbunk0 2>/dev/null
+    fi
+  else
+    fail lab-bios "lab did not come up"
+  fi
+fi
+
+if want uefi-disk; then
+  if lab uefi 1 && reimage_case uefi-disk node50; then
+    pass uefi-disk "power-on->SSH $(ssh_time "$(cat "$OUT/uefi-disk.id")") s"
+  fi
+fi
+
+if want uefi-norom; then
+  if lab uefi 1 none && reimage_case uefi-norom node50 --profile lab; then
+    tftp=$(ip netns exec "$NS_PROV" curl -s http://127.0.0.1:9080/api/v1/status | python3 -c 'import json,sys; print(json.load(sys.stdin)["protocols"]["tftp"])')
+    if [[ "$tftp" == *"transfers_ok: 0"* ]]; then
+      fail uefi-norom "no TFTP transfer seen ($tftp)"
+    else
+      pass uefi-norom "power-on->SSH $(ssh_time "$(cat "$OUT/uefi-norom.id")") s via TFTP ipxe.efi"
+    fi
+  fi
+fi
+
+echo
+echo "== lab results ($OUT)"
+printf '%s\n' "${results[@]}"
+exit $failed
