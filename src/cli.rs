@@ -194,32 +194,7 @@ fn check(dir: &std::path::Path, json: bool) -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
-    let mut rows = vec![vec![
-        "SYSTEM".to_string(),
-        "HOSTNAME".into(),
-        "MAC".into(),
-        "IP".into(),
-        "PROFILE".into(),
-        "BMC".into(),
-    ]];
-    for s in inv.systems() {
-        rows.push(vec![
-            s.name.clone(),
-            s.hostname.clone(),
-            s.macs
-                .iter()
-                .map(|m| m.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            s.ip.to_string(),
-            s.profile.clone(),
-            s.bmc
-                .as_ref()
-                .map(|b| format!("{} {}", b.kind.as_str(), b.address))
-                .unwrap_or_else(|| "-".into()),
-        ]);
-    }
-    print_table(&rows);
+    crate::cli_admin::print_systems(inv.systems().iter());
     println!();
     let mut rows = vec![vec![
         "PROFILE".to_string(),

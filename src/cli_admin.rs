@@ -13,11 +13,11 @@ use crate::inventory::{Inventory, Profile, SecretRef, System};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const REFUSED: u8 = 1;
 const USAGE: u8 = 2;
@@ -644,7 +644,7 @@ fn system_out_json(s: &System) -> Value {
     v
 }
 
-fn print_systems<'a>(systems: impl Iterator<Item = &'a System>) {
+pub(crate) fn print_systems<'a>(systems: impl Iterator<Item = &'a System>) {
     let mut rows = vec![vec![
         "SYSTEM".to_string(),
         "HOSTNAME".into(),
@@ -1025,92 +1025,27 @@ fn api_token(settings: &Settings) -> Option<String> {
 
 /// `POST /api/v1/reload` on the daemon at the settings' `api_listen`.
 pub fn ask_reload(settings: &Settings) -> DaemonReply {
-    let addr = api_addr(settings);
-    let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut
-            ) =>
+    let c = crate::client::Client::new(api_addr(settings), api_token(settings));
+    let r = match c.request("POST", "/api/v1/reload", None) {
+        Ok(r) => r,
+        Err(crate::client::ClientError::Unreachable(_, e))
+            if e.contains("refused") || e.contains("timed out") =>
         {
             return DaemonReply::NotRunning
         }
         Err(e) => return DaemonReply::Failed(e.to_string()),
     };
-    // A 5,000-system reload renders every template: allow it time.
-    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
-    let auth = api_token(settings)
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "POST /api/v1/reload HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    if let Err(e) = s.write_all(req.as_bytes()) {
-        return DaemonReply::Failed(e.to_string());
-    }
-    let mut raw = Vec::new();
-    if let Err(e) = s.read_to_end(&mut raw) {
-        if raw.is_empty() {
-            return DaemonReply::Failed(e.to_string());
-        }
-    }
-    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return DaemonReply::Failed("malformed HTTP response".into());
-    };
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status: u16 = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let mut body = raw[split + 4..].to_vec();
-    if head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if status == 200 {
+    let v = r.json();
+    if r.status == 200 {
         return DaemonReply::Reloaded {
             generation: v["generation"].as_u64().unwrap_or(0),
             systems: v["systems"].as_u64().unwrap_or(0),
         };
     }
-    let mut message = v["error"]["message"]
-        .as_str()
-        .map(String::from)
-        .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
-    if let Some(errs) = v["error"]["errors"].as_array() {
-        for e in errs {
-            message.push_str(&format!(
-                "; {}: {}: {}",
-                e["file"].as_str().unwrap_or(""),
-                e["key"].as_str().unwrap_or(""),
-                e["reason"].as_str().unwrap_or("")
-            ));
-        }
+    DaemonReply::Rejected {
+        status: r.status,
+        message: r.error_message().replace("\n  ", "; "),
     }
-    DaemonReply::Rejected { status, message }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&b[..nl])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
-            .unwrap_or(0);
-        if size == 0 || b.len() < nl + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
-        b = &b[(nl + 4 + size).min(b.len())..];
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------

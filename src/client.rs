@@ -63,6 +63,10 @@ impl Response {
 }
 
 impl Client {
+    pub fn new(addr: SocketAddr, token: Option<String>) -> Client {
+        Client { addr, token }
+    }
+
     pub fn from_config(dir: &Path, api: Option<&str>) -> Result<Client, ClientError> {
         let settings = crate::config::load_settings(dir).ok();
         let addr_s = match (api, &settings) {
