@@ -80,11 +80,54 @@ pub enum CreateError {
     Store(String),
 }
 
+/// Transition latency inside the daemon: from taking an event to the
+/// transition being persisted and published (the last 10,000, in µs).
+#[derive(Debug, Default)]
+pub struct EngineMetrics {
+    pub transitions: std::sync::atomic::AtomicU64,
+    pub ignored: std::sync::atomic::AtomicU64,
+    latencies_us: std::sync::Mutex<VecDeque<u32>>,
+}
+
+impl EngineMetrics {
+    fn record(&self, us: u32) {
+        self.transitions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut l = self.latencies_us.lock().unwrap_or_else(|p| p.into_inner());
+        if l.len() >= 10_000 {
+            l.pop_front();
+        }
+        l.push_back(us);
+    }
+
+    /// `{transitions, ignored, p50_us, p99_us, max_us}`.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let mut v: Vec<u32> = self
+            .latencies_us
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        v.sort_unstable();
+        let q = |f: f64| {
+            v.get(((v.len() as f64 - 1.0) * f).round() as usize)
+                .copied()
+        };
+        json!({
+            "transitions": self.transitions.load(std::sync::atomic::Ordering::Relaxed),
+            "ignored_events": self.ignored.load(std::sync::atomic::Ordering::Relaxed),
+            "p50_us": q(0.5), "p99_us": q(0.99), "max_us": v.last(),
+        })
+    }
+}
+
 /// Cheap-to-clone handle to the engine.
 #[derive(Clone, Debug)]
 pub struct EngineHandle {
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<String>,
+    pub metrics: Arc<EngineMetrics>,
 }
 
 impl EngineHandle {
@@ -240,6 +283,7 @@ pub struct Engine {
     events: broadcast::Sender<String>,
     shutdown: CancellationToken,
     stage_sem: Arc<Semaphore>,
+    metrics: Arc<EngineMetrics>,
 }
 
 impl Engine {
@@ -265,7 +309,9 @@ impl Engine {
             events: events.clone(),
             shutdown: shutdown.clone(),
             stage_sem,
+            metrics: Arc::new(EngineMetrics::default()),
         };
+        let metrics = e.metrics.clone();
         e.load().await?;
         tokio::spawn(async move {
             loop {
@@ -275,13 +321,20 @@ impl Engine {
                         Some(c) => e.command(c).await,
                         None => break,
                     },
-                    Some((id, ev)) = internal_rx.recv() => e.apply(&id, ev).await,
+                    Some((id, ev)) = internal_rx.recv() => { e.apply(&id, ev).await; }
                     Some(o) = obs_rx.recv() => e.observe(o).await,
                 }
             }
             tracing::debug!("engine stopped");
         });
-        Ok((EngineHandle { tx, events }, table_rx))
+        Ok((
+            EngineHandle {
+                tx,
+                events,
+                metrics,
+            },
+            table_rx,
+        ))
     }
 
     /// Rebuild the boot table and resume every non-terminal run.
@@ -400,8 +453,17 @@ impl Engine {
                 reply,
             } => {
                 let r = if self.runs.contains_key(&run_id) {
-                    self.apply(&run_id, Event::InstallDone).await;
-                    Ok(())
+                    // The callback must not be lost: if it does not apply now,
+                    // say so, and the installer retries.
+                    if self.apply(&run_id, Event::InstallDone).await {
+                        Ok(())
+                    } else {
+                        let phase = self.runs.get(&run_id).map(|a| a.state.phase.name());
+                        Err(format!(
+                            "run {run_id} cannot take the callback in phase {}",
+                            phase.unwrap_or_default()
+                        ))
+                    }
                 } else if self
                     .table
                     .get(&system)
@@ -637,14 +699,24 @@ impl Engine {
     }
 
     /// Step a run with an event: persist, publish, perform effects.
-    async fn apply(&mut self, id: &str, ev: Event) {
+    /// Returns whether that first event was taken (persisted).
+    async fn apply(&mut self, id: &str, ev: Event) -> bool {
         let mut pending = VecDeque::from([(id.to_string(), ev)]);
+        let mut first = None;
         while let Some((id, ev)) = pending.pop_front() {
+            let is_first = first.is_none();
+            if is_first {
+                first = Some(false);
+            }
             let Some(a) = self.runs.get(&id) else {
                 continue;
             };
+            let t0 = std::time::Instant::now();
             let now = store::now_ms();
             let Some(t) = workflow::step(&a.state, &ev, &a.facts, now) else {
+                self.metrics
+                    .ignored
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(run = %id, phase = %a.state.phase, event = ?ev, "event ignored");
                 continue;
             };
@@ -677,18 +749,24 @@ impl Engine {
                     continue;
                 }
             }
+            if is_first {
+                first = Some(true);
+            }
             let a = self.runs.get_mut(&id).expect("present");
             let elapsed = (now - a.started_ms) as f64 / 1000.0;
             tracing::info!(run = %id, system = %a.system, %from, %to, elapsed = format!("+{elapsed:.1}s"), "{}", t.detail);
             a.state = t.state.clone();
             let system = a.system.clone();
             self.emit(json!({"type": "transition", "run": id, "system": system, "from": from, "to": to, "at": now, "elapsed_s": elapsed, "detail": t.detail, "reason": t.state.reason}));
+            self.metrics
+                .record(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
             for eff in t.effects {
                 if let Some(next) = self.effect(&id, eff).await {
                     pending.push_back((id.clone(), next));
                 }
             }
         }
+        first.unwrap_or(false)
     }
 
     fn spawn_event<F>(&self, id: &str, fut: F)

@@ -319,13 +319,16 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
         }
         (BootDev | Power, Event::Bmc(_, Err(e))) => end(Failed, format!("power: {e}")),
 
-        (Dhcp, Event::DhcpSeen) => to(Kernel, "DHCP seen".into(), vec![]),
-        // A missed observation must not stall the run: later evidence moves it on.
-        (Dhcp | Kernel, Event::KernelServed) => to(Config, "kernel/initrd fetched".into(), vec![]),
-        (Dhcp | Kernel | Config, Event::ConfigServed) => {
+        (Power | Dhcp, Event::DhcpSeen) => to(Kernel, "DHCP seen".into(), vec![]),
+        // The machine may be seen booting before the BMC call reports back (Power),
+        // and a missed observation must not stall the run: later evidence moves it on.
+        (Power | Dhcp | Kernel, Event::KernelServed) => {
+            to(Config, "kernel/initrd fetched".into(), vec![])
+        }
+        (Power | Dhcp | Kernel | Config, Event::ConfigServed) => {
             to(Install, "installer config fetched".into(), vec![])
         }
-        (Dhcp | Kernel | Config | Install, Event::InstallDone) => {
+        (Power | Dhcp | Kernel | Config | Install, Event::InstallDone) => {
             if f.reboots {
                 to(
                     Reboot,

@@ -171,6 +171,7 @@ async fn status(State(ctx): State<ApiContext>) -> Json<Value> {
         "netboot_pending": ctx.table.borrow().len(),
         "http": ctx.http_stats.snapshot(),
         "protocols": (ctx.extra_stats)(),
+        "engine": ctx.engine.metrics.snapshot(),
     }))
 }
 

@@ -171,6 +171,27 @@ fn missed_observations_do_not_stall() {
 }
 
 #[test]
+fn machine_seen_before_the_power_call_returns() {
+    // A fast machine calls back before the BMC's answer is processed.
+    let (phases, _, _) = drive(
+        &[
+            Event::Start,
+            Event::NetbootOn,
+            ok(PowerStep::SetBootPxe),
+            Event::DhcpSeen,
+            Event::ConfigServed,
+            Event::InstallDone,
+            ok(PowerStep::PowerCycle),
+        ],
+        &facts(),
+    );
+    assert_eq!(
+        phases[3..],
+        ["power", "kernel", "install", "reboot", "ignored:reboot"]
+    );
+}
+
+#[test]
 fn bmc_failure_fails_in_power_phase() {
     let (phases, effects, run) = drive(
         &[

@@ -3,6 +3,7 @@
 mod harness;
 
 mod admin;
+mod bench_runs;
 mod config;
 mod daemon;
 mod dhcp;
