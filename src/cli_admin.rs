@@ -12,7 +12,7 @@ use crate::config::{self, Settings};
 use crate::inventory::{Inventory, Profile, SecretRef, System};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -39,6 +39,9 @@ pub enum SystemsCmd {
         /// JSON for scripts.
         #[arg(long)]
         json: bool,
+        /// Add a POWER column: asks the running daemon, which asks each BMC (in parallel).
+        #[arg(long)]
+        power: bool,
     },
     /// Show one system.
     Show {
@@ -376,12 +379,23 @@ pub fn run_systems(dir: &Path, cmd: SystemsCmd) -> ExitCode {
             let r = admin::remove_system(&settings, &name);
             finish(&settings, &out, "removed", Target::System(&name), r)
         }
-        SystemsCmd::List { json } => with_inventory(&settings, |inv| {
+        SystemsCmd::List { json, power } => with_inventory(&settings, |inv| {
+            let states = power.then(|| power_states(&settings, inv));
             if json {
-                let v: Vec<Value> = inv.systems().iter().map(system_out_json).collect();
+                let v: Vec<Value> = inv
+                    .systems()
+                    .iter()
+                    .map(|s| {
+                        let mut v = system_out_json(s);
+                        if let Some(p) = &states {
+                            v["power"] = json!(p.get(&s.name));
+                        }
+                        v
+                    })
+                    .collect();
                 println!("{}", pretty(&Value::Array(v)));
             } else {
-                print_systems(inv.systems().iter());
+                print_systems_with(inv.systems().iter(), states.as_ref());
             }
             ExitCode::SUCCESS
         }),
@@ -645,6 +659,43 @@ fn system_out_json(s: &System) -> Value {
 }
 
 pub(crate) fn print_systems<'a>(systems: impl Iterator<Item = &'a System>) {
+    print_systems_with(systems, None)
+}
+
+/// Power state per system through the daemon's API (`-` without a BMC,
+/// the error text when the BMC or the daemon does not answer).
+fn power_states(settings: &Settings, inv: &Inventory) -> HashMap<String, String> {
+    let c = crate::client::Client::new(api_addr(settings), api_token(settings));
+    let names: Vec<&System> = inv.systems().iter().collect();
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = names
+            .iter()
+            .map(|s| {
+                let c = &c;
+                sc.spawn(move || {
+                    let st = if s.bmc.is_none() {
+                        "-".to_string()
+                    } else {
+                        match c.get(&format!("/api/v1/systems/{}/power", s.name)) {
+                            Ok(r) if r.ok() => {
+                                r.json()["power"].as_str().unwrap_or("?").to_string()
+                            }
+                            Ok(r) => format!("error: {}", r.error_message()),
+                            Err(e) => format!("error: {e}"),
+                        }
+                    };
+                    (s.name.clone(), st)
+                })
+            })
+            .collect();
+        hs.into_iter().filter_map(|h| h.join().ok()).collect()
+    })
+}
+
+fn print_systems_with<'a>(
+    systems: impl Iterator<Item = &'a System>,
+    power: Option<&HashMap<String, String>>,
+) {
     let mut rows = vec![vec![
         "SYSTEM".to_string(),
         "HOSTNAME".into(),
@@ -653,7 +704,11 @@ pub(crate) fn print_systems<'a>(systems: impl Iterator<Item = &'a System>) {
         "PROFILE".into(),
         "BMC".into(),
     ]];
+    if power.is_some() {
+        rows[0].push("POWER".into());
+    }
     for s in systems {
+        let cell = power.map(|p| p.get(&s.name).cloned().unwrap_or_default());
         rows.push(vec![
             s.name.clone(),
             s.hostname.clone(),
@@ -669,6 +724,9 @@ pub(crate) fn print_systems<'a>(systems: impl Iterator<Item = &'a System>) {
                 .map(|b| format!("{} {}", b.kind.as_str(), b.address))
                 .unwrap_or_else(|| "-".into()),
         ]);
+        if let Some(c) = cell {
+            rows.last_mut().expect("pushed").push(c);
+        }
     }
     print_table(&rows);
 }
@@ -935,6 +993,13 @@ pub enum DaemonReply {
 }
 
 fn api_addr(settings: &Settings) -> SocketAddr {
+    // `--api` / RACKBOOT_API wins, as for the other daemon commands.
+    if let Some(a) = std::env::var("RACKBOOT_API")
+        .ok()
+        .and_then(|v| v.parse::<SocketAddr>().ok())
+    {
+        return a;
+    }
     let mut a = settings.api_listen;
     if a.ip().is_unspecified() {
         a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());

@@ -629,3 +629,47 @@ fn cli_without_daemon_exits_4() {
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no daemon answering"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_power_bootdev_and_systems_power_column() {
+    let sim = sim("true").await;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rackboot"))
+            .args(args)
+            .arg("--config")
+            .arg(sim.c.path())
+            .env("RACKBOOT_API", sim.d().api_addr.to_string())
+            .env("RACKBOOT_TOKEN", sim.token())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = tokio::task::block_in_place(|| run(&["power", "sim1", "sim2", "on"]));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("sim1") && out.contains("on: ok"), "{out}");
+    let (code, out) = tokio::task::block_in_place(|| run(&["power", "sim1", "status"]));
+    assert_eq!((code, out.trim().ends_with("on")), (Some(0), true), "{out}");
+    let (code, out) =
+        tokio::task::block_in_place(|| run(&["bootdev", "sim1", "pxe", "--persistent", "--uefi"]));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("boot device pxe, persistent, UEFI"), "{out}");
+    let (_, out) = tokio::task::block_in_place(|| run(&["systems", "list", "--power"]));
+    let line = out.lines().find(|l| l.starts_with("sim1")).unwrap();
+    assert!(line.ends_with(" on"), "{out}");
+    let web = out.lines().find(|l| l.starts_with("web70")).unwrap();
+    assert!(web.trim_end().ends_with('-'), "no BMC: {out}");
+    // A BMC that does not answer: the line says so, the exit code is 1.
+    sim.fake.fail.lock().unwrap().insert(
+        "127.0.0.2:1".into(),
+        PowerError::Unreachable("no answer".into()),
+    );
+    let (code, out) = tokio::task::block_in_place(|| run(&["power", "sim1", "sim2", "status"]));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("sim2") && out.contains("FAILED: BMC unreachable: no answer"),
+        "{out}"
+    );
+}
