@@ -349,9 +349,31 @@ pub async fn start_with(
         extra_stats: {
             let (d, t) = (dhcp_stats.clone(), tftp_stats.clone());
             Arc::new(move || {
+                let d = d.snapshot();
+                let t = t.snapshot();
+                let malformed: serde_json::Map<String, serde_json::Value> =
+                    crate::dhcp::MalformedClass::ALL
+                        .iter()
+                        .map(|c| {
+                            (
+                                format!("{c:?}").to_lowercase(),
+                                d.malformed[*c as usize].into(),
+                            )
+                        })
+                        .collect();
                 serde_json::json!({
-                    "dhcp": format!("{:?}", d.snapshot()),
-                    "tftp": format!("{:?}", t.snapshot()),
+                    "dhcp": {
+                        "received": d.received, "malformed": malformed, "ignored": d.ignored,
+                        "offers": d.offers, "acks": d.acks, "naks": d.naks, "proxy": d.proxy,
+                        "releases": d.releases, "declines": d.declines, "send_errors": d.send_errors,
+                    },
+                    "tftp": {
+                        "requests": t.requests, "transfers_ok": t.transfers_ok,
+                        "transfers_failed": t.transfers_failed, "refused_path": t.refused_path,
+                        "refused_write": t.refused_write, "refused_mode": t.refused_mode,
+                        "not_found": t.not_found, "malformed": t.malformed, "busy": t.busy,
+                        "probes": t.probes, "bytes_sent": t.bytes_sent, "active": t.active,
+                    },
                 })
             })
         },

@@ -380,5 +380,12 @@ async fn dhcp_answers_from_inventory_and_follows_reload() {
         .unwrap();
     let offer = recv(&client).await.expect("an offer after reload");
     assert_eq!(offer.yiaddr(), std::net::Ipv4Addr::new(10, 77, 0, 64));
+    // Counted: 3 offers, 1 request ignored (the unknown MAC before the reload).
+    let st = call(d.api_addr, "GET", "/api/v1/status", vec![], None)
+        .await
+        .json();
+    assert_eq!(st["protocols"]["dhcp"]["offers"], 3, "{st}");
+    assert_eq!(st["protocols"]["dhcp"]["ignored"], 1, "{st}");
+    assert_eq!(st["protocols"]["dhcp"]["malformed"]["truncated"], 0, "{st}");
     d.stop().await;
 }

@@ -203,8 +203,8 @@ fi
 
 if want uefi-norom; then
   if lab uefi 1 none && reimage_case uefi-norom node50 --profile lab; then
-    tftp=$(ip netns exec "$NS_PROV" curl -s http://127.0.0.1:9080/api/v1/status | python3 -c 'import json,sys; print(json.load(sys.stdin)["protocols"]["tftp"])')
-    if [[ "$tftp" == *"transfers_ok: 0"* ]]; then
+    tftp=$(ip netns exec "$NS_PROV" curl -s http://127.0.0.1:9080/api/v1/status | python3 -c 'import json,sys; print(json.load(sys.stdin)["protocols"]["tftp"]["transfers_ok"])')
+    if [ "${tftp:-0}" = 0 ]; then
       fail uefi-norom "no TFTP transfer seen ($tftp)"
     else
       pass uefi-norom "power-on->SSH $(ssh_time "$(cat "$OUT/uefi-norom.id")") s via TFTP ipxe.efi"
