@@ -219,12 +219,12 @@ impl Templates {
             .map_err(|e| format!("template syntax error: {}", e.detail().unwrap_or("")))
     }
 
-    fn render(&self, name: &str, ctx: &serde_json::Value) -> Result<String, RenderError> {
+    fn render(&self, name: &str, ctx: &minijinja::Value) -> Result<String, RenderError> {
         let t = self.env.get_template(name).map_err(|e| RenderError {
             template: name.to_string(),
             message: e.to_string(),
         })?;
-        t.render(Serde(ctx)).map_err(|e| RenderError {
+        t.render(ctx).map_err(|e| RenderError {
             template: name.to_string(),
             message: describe(&e),
         })
@@ -234,14 +234,12 @@ impl Templates {
         &self,
         what: &str,
         src: &str,
-        ctx: &serde_json::Value,
+        ctx: &minijinja::Value,
     ) -> Result<String, RenderError> {
-        self.env
-            .render_str(src, Serde(ctx))
-            .map_err(|e| RenderError {
-                template: what.to_string(),
-                message: describe(&e),
-            })
+        self.env.render_str(src, ctx).map_err(|e| RenderError {
+            template: what.to_string(),
+            message: describe(&e),
+        })
     }
 }
 
@@ -351,45 +349,87 @@ impl Inventory {
         kind: RenderKind,
         run: &RunCtx,
     ) -> Result<Option<String>, RenderError> {
+        self.render_kinds(s, run, &[kind])
+            .pop()
+            .map(|(_, r)| r)
+            .unwrap_or(Ok(None))
+    }
+
+    /// Render several kinds for a system with one context (built and
+    /// converted once: the validation pass renders every kind of every system).
+    pub fn render_kinds(
+        &self,
+        s: &System,
+        run: &RunCtx,
+        kinds: &[RenderKind],
+    ) -> Vec<(RenderKind, Result<Option<String>, RenderError>)> {
         let p = self.profile_for(s, run);
         let mut ctx = self.context(s, p, run);
         let kernel_args = self.templates.render_inline(
             &format!("profile {}: kernel_args", p.name),
             &p.kernel_args,
-            &ctx,
-        )?;
-        if kind == RenderKind::KernelArgs {
-            return Ok(Some(kernel_args));
-        }
-        ctx["kernel_args"] = serde_json::Value::String(kernel_args);
-        let name = match kind {
-            RenderKind::Ipxe => p.ipxe_template.as_deref().unwrap_or(BUILTIN_IPXE),
-            RenderKind::Config => match &p.template {
-                Some(t) => t,
-                None => return Ok(None),
-            },
-            RenderKind::UserData => match &p.user_data {
-                Some(t) => t,
-                None => return Ok(None),
-            },
-            RenderKind::MetaData => match &p.meta_data {
-                Some(t) => t,
-                None if p.user_data.is_some() => {
-                    // NoCloud needs a meta-data document; default to the essentials.
-                    return Ok(Some(format!(
-                        "instance-id: {}-{}\nlocal-hostname: {}\n",
-                        s.name, run.id, s.hostname
-                    )));
-                }
-                None => return Ok(None),
-            },
-            RenderKind::VendorData => match &p.vendor_data {
-                Some(t) => t,
-                None => return Ok(None),
-            },
-            RenderKind::KernelArgs => unreachable!("handled above"),
+            &minijinja::Value::from(Serde(&ctx)),
+        );
+        let kernel_args = match kernel_args {
+            Ok(k) => k,
+            Err(e) => return kinds.iter().map(|k| (*k, Err(e.clone()))).collect(),
         };
-        self.templates.render(name, &ctx).map(Some)
+        ctx["kernel_args"] = serde_json::Value::String(kernel_args.clone());
+        let value = minijinja::Value::from(Serde(&ctx));
+        kinds
+            .iter()
+            .map(|&kind| {
+                let name = match kind {
+                    RenderKind::KernelArgs => return (kind, Ok(Some(kernel_args.clone()))),
+                    RenderKind::Ipxe => p.ipxe_template.as_deref().unwrap_or(BUILTIN_IPXE),
+                    RenderKind::Config => match &p.template {
+                        Some(t) => t,
+                        None => return (kind, Ok(None)),
+                    },
+                    RenderKind::UserData => match &p.user_data {
+                        Some(t) => t,
+                        None => return (kind, Ok(None)),
+                    },
+                    RenderKind::MetaData => match &p.meta_data {
+                        Some(t) => t,
+                        None if p.user_data.is_some() => {
+                            // NoCloud needs a meta-data document; default to the essentials.
+                            return (
+                                kind,
+                                Ok(Some(format!(
+                                    "instance-id: {}-{}\nlocal-hostname: {}\n",
+                                    s.name, run.id, s.hostname
+                                ))),
+                            );
+                        }
+                        None => return (kind, Ok(None)),
+                    },
+                    RenderKind::VendorData => match &p.vendor_data {
+                        Some(t) => t,
+                        None => return (kind, Ok(None)),
+                    },
+                };
+                (kind, self.templates.render(name, &value).map(Some))
+            })
+            .collect()
+    }
+
+    fn command_context(
+        &self,
+        s: &System,
+        run: &RunCtx,
+        extra: &[(&str, String)],
+    ) -> minijinja::Value {
+        let p = self.profile_for(s, run);
+        let mut ctx = self.context(s, p, run);
+        // Short names for the common facts: {{ ip }}, {{ hostname }}, {{ mac }}.
+        ctx["ip"] = json!(s.ip.to_string());
+        ctx["hostname"] = json!(s.hostname);
+        ctx["mac"] = json!(s.primary_mac().to_string());
+        for (k, v) in extra {
+            ctx[*k] = json!(v);
+        }
+        minijinja::Value::from(Serde(&ctx))
     }
 
     /// Render a stage command with the machine's facts (and the run's).
@@ -400,15 +440,7 @@ impl Inventory {
         run: &RunCtx,
         extra: &[(&str, String)],
     ) -> Result<String, RenderError> {
-        let p = self.profile_for(s, run);
-        let mut ctx = self.context(s, p, run);
-        // Short names for the common facts: {{ ip }}, {{ hostname }}, {{ mac }}.
-        ctx["ip"] = json!(s.ip.to_string());
-        ctx["hostname"] = json!(s.hostname);
-        ctx["mac"] = json!(s.primary_mac().to_string());
-        for (k, v) in extra {
-            ctx[*k] = json!(v);
-        }
+        let ctx = self.command_context(s, run, extra);
         self.templates.render_inline("stage command", cmd, &ctx)
     }
 
@@ -428,8 +460,8 @@ impl Inventory {
     ) {
         let run = RunCtx::preview();
         let p = self.profile_of(s);
-        for kind in RenderKind::ALL {
-            if let Err(e) = self.render(s, *kind, &run) {
+        for (kind, r) in self.render_kinds(s, &run, RenderKind::ALL) {
+            if let Err(e) = r {
                 out.push(ConfigError {
                     file: systems_file.to_string(),
                     key: format!("systems.{}", s.name),
@@ -441,12 +473,17 @@ impl Inventory {
                 });
             }
         }
+        let extra = [
+            ("artifacts", "/tmp/artifacts".to_string()),
+            ("ssh_key", "/tmp/key".to_string()),
+        ];
+        let cmd_ctx = (!p.stages.is_empty()).then(|| self.command_context(s, &run, &extra));
         for st in &p.stages {
-            let extra = [
-                ("artifacts", "/tmp/artifacts".to_string()),
-                ("ssh_key", "/tmp/key".to_string()),
-            ];
-            if let Err(e) = self.render_command(s, &st.command, &run, &extra) {
+            let ctx = cmd_ctx.as_ref().expect("stages present");
+            if let Err(e) = self
+                .templates
+                .render_inline("stage command", &st.command, ctx)
+            {
                 out.push(ConfigError {
                     file: systems_file.to_string(),
                     key: format!("systems.{}", s.name),
