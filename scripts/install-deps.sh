@@ -5,7 +5,8 @@
 #
 #   apt (Debian 12):  QEMU + firmware, IPMI simulator, DHCP/TFTP stand-in, guest initrd tools,
 #                     disk-image tools, TFTP clients (tests), cloud-init (`cloud-init schema` only)
-#   pip (PyPI):       pykickstart into $REPO/.lab/venv (ksvalidator = .lab/venv/bin/ksvalidator)
+#   pip (PyPI):       pykickstart and sushy-tools into $REPO/.lab/venv (ksvalidator,
+#                     sushy-emulator = the Redfish BMC emulator for tests/it/power_redfish.rs)
 #
 # Notes
 # * dnsmasq-base, not dnsmasq: the latter ships a unit that starts a host-wide dnsmasq.
@@ -52,17 +53,20 @@ else
   echo "install-deps: all ${#PKGS[@]} packages present"
 fi
 
-# pykickstart (ksvalidator) in a venv under the git-ignored .lab/
+# pykickstart (ksvalidator) and sushy-tools (sushy-emulator) in a venv under the git-ignored .lab/
 VENV="$REPO/.lab/venv"
-if [ -x "$VENV/bin/ksvalidator" ] && "$VENV/bin/python" -c 'import pykickstart' 2>/dev/null; then
-  echo "install-deps: $VENV has pykickstart"
+if [ -x "$VENV/bin/ksvalidator" ] && [ -x "$VENV/bin/sushy-emulator" ] \
+   && "$VENV/bin/python" -c 'import pykickstart, sushy_tools' 2>/dev/null; then
+  echo "install-deps: $VENV has pykickstart and sushy-tools"
 else
-  echo "install-deps: creating $VENV with pykickstart"
+  echo "install-deps: creating $VENV with pykickstart and sushy-tools"
   mkdir -p "$REPO/.lab"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check pykickstart
+  "$VENV/bin/pip" install -q --disable-pip-version-check pykickstart sushy-tools
 fi
 
 dpkg-query -W -f='${Package} ${Version}\n' "${PKGS[@]}"
 echo "pykickstart $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("pykickstart"))')" \
      "($VENV/bin/ksvalidator)"
+echo "sushy-tools $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("sushy-tools"))')" \
+     "($VENV/bin/sushy-emulator)"

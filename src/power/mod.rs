@@ -6,6 +6,7 @@
 
 pub mod ipmi;
 pub mod ipmi_driver;
+pub mod redfish;
 
 use crate::inventory::{Bmc, BmcKind};
 use std::collections::HashMap;
@@ -183,7 +184,11 @@ impl Power {
 
     /// The production drivers.
     pub fn native(cfg: PowerConfig) -> Power {
-        Power::new(Arc::new(ipmi_driver::IpmiDriver::default()), None, cfg)
+        Power::new(
+            Arc::new(ipmi_driver::IpmiDriver::default()),
+            Some(Arc::new(redfish::RedfishDriver::default())),
+            cfg,
+        )
     }
 
     fn driver(&self, bmc: &Bmc) -> Result<&Arc<dyn PowerDriver>, PowerError> {

@@ -9,6 +9,7 @@ mod daemon;
 mod dhcp;
 mod http_boot;
 mod power_ipmi;
+mod power_redfish;
 mod render;
 mod runs;
 mod tftp;
