@@ -206,6 +206,27 @@ impl Sim {
     /// Play the machine's netboot up to the installer config; returns the done URL path.
     pub async fn netboot_to_install(&self, mac: Mac) -> String {
         assert!(self.dhcp(mac).await.is_some(), "no DHCP offer for {mac}");
+        // A real machine takes seconds from DHCP to its kernel fetch; this one takes
+        // microseconds, so let the DHCP observation land first (the timeline test
+        // asserts every phase).
+        let system = if mac.0[5] == 1 { "sim1" } else { "sim2" };
+        for _ in 0..100 {
+            let (_, v) = self
+                .api(
+                    "GET",
+                    &format!("/api/v1/runs?system={system}&active=true"),
+                    None,
+                )
+                .await;
+            if !v
+                .as_array()
+                .map(|a| a.iter().any(|r| r["state"] == "dhcp"))
+                .unwrap_or(false)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let (s, script) = self
             .boot_http("GET", &format!("/ipxe/{}", mac.hyphenated()))
             .await;
