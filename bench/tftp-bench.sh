@@ -7,9 +7,8 @@
 #
 # Usage (root):
 #   bench/tftp-bench.sh [--ours BIN] [--size-mib N] [--servers "ours dnsmasq atftpd hpa"]
-# BIN is started as `BIN 10.99.0.1:69 ROOT` and must serve ROOT over TFTP until
-# killed (rackboot::tftp::bench::bench_server). Without --ours (or
-# $TFTP_BENCH_OURS) our column is skipped.
+# BIN (default target/release/rackboot) is started as `BIN tftp-serve 10.99.0.1:69 ROOT`
+# (the hidden subcommand over rackboot::tftp::bench::bench_server).
 # Needs: iproute2, taskset, curl, atftp, tftp-hpa, dnsmasq. atftpd and
 # tftpd-hpa conflict as Debian packages, so their .debs are fetched with
 # `apt-get download` and unpacked into $BENCH_CACHE (never installed), unless
@@ -23,7 +22,7 @@ CLI_IP=10.99.0.2
 SRV_CPU=0
 CLI_CPU=1
 SIZE_MIB=${SIZE_MIB:-64}
-OURS=${TFTP_BENCH_OURS:-}
+OURS=${TFTP_BENCH_OURS:-$(cd "$(dirname "$0")/.." && pwd)/target/release/rackboot}
 SERVERS="ours dnsmasq atftpd hpa"
 CACHE=${BENCH_CACHE:-/tmp/rbtb-cache}
 CELL_TIMEOUT=180
@@ -128,7 +127,7 @@ start_server() { # name -> sets SERVER_PID, returns 1 if unavailable
     case "$1" in
         ours)
             [ -n "$OURS" ] && [ -x "$OURS" ] || return 1
-            srv_bg "$OURS" $SRV_IP:69 "$ROOT" >"$WORK/ours.log" 2>&1
+            srv_bg "$OURS" tftp-serve $SRV_IP:69 "$ROOT" >"$WORK/ours.log" 2>&1
             ;;
         dnsmasq)
             srv_bg dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 \

@@ -54,6 +54,12 @@ pub enum Cmd {
     },
     /// Run the daemon.
     Serve,
+    /// A stand-alone TFTP server on one root (for bench/tftp-bench.sh).
+    #[command(hide = true)]
+    TftpServe {
+        addr: std::net::SocketAddr,
+        root: PathBuf,
+    },
     /// Reimage systems: PXE, install, reboot, SSH, config and test stages.
     Reimage(crate::cli_runs::ReimageArgs),
     /// Reimage runs: list, show, logs, cancel, retry.
@@ -103,6 +109,21 @@ pub fn main() -> ExitCode {
             ref run_id,
         } => render(&cli.config, system, kind, run_id.as_deref()),
         Cmd::Serve => serve(&cli.config, &cli.log_format),
+        Cmd::TftpServe { addr, root } => {
+            init_tracing(&cli.log_format);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            match rt.block_on(crate::tftp::bench::bench_server(addr, root)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Cmd::Reimage(a) => crate::cli_runs::reimage(&cli.config, cli.api.as_deref(), a),
         Cmd::Runs(r) => crate::cli_runs::runs(&cli.config, cli.api.as_deref(), r),
         Cmd::Power { args } => {
