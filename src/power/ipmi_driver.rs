@@ -47,7 +47,16 @@ impl IpmiDriver {
         t.retries = self.retries;
         t.deadline = self.deadline;
         let c = IpmiClient::connect(&t).await.map_err(map)?;
-        tracing::debug!(bmc = %bmc.address, suite = c.cipher_suite(), "IPMI session open");
+        if bmc.cipher_suites.first() != Some(&c.cipher_suite()) {
+            tracing::info!(
+                bmc = %bmc.address,
+                suite = c.cipher_suite(),
+                wanted = ?bmc.cipher_suites,
+                "BMC refused the preferred cipher suite: fell back"
+            );
+        } else {
+            tracing::debug!(bmc = %bmc.address, suite = c.cipher_suite(), "IPMI session open");
+        }
         Ok(c)
     }
 }

@@ -152,6 +152,44 @@ async fn bench_200_reimages_of_50_machines() {
     let api = d.api_addr;
     let names: Vec<String> = (0..MACHINES).map(|i| format!("b{i:02}")).collect();
 
+    // One run alone first: what the daemon adds to one reimage when nothing else runs.
+    let mut solo = Vec::new();
+    for _ in 0..5 {
+        let (a, b) = (
+            auth.clone(),
+            serde_json::json!({"systems": ["b00"]}).to_string(),
+        );
+        let r = tokio::task::spawn_blocking(move || {
+            http(
+                api,
+                "POST",
+                "/api/v1/runs",
+                &[("Authorization", &a)],
+                Some(&b),
+            )
+        })
+        .await
+        .unwrap();
+        let id = r.json()["runs"][0]["id"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let id2 = id.clone();
+            let v = tokio::task::spawn_blocking(move || {
+                http(api, "GET", &format!("/api/v1/runs/{id2}"), &[], None).json()
+            })
+            .await
+            .unwrap();
+            if v["terminal"] == true {
+                assert_eq!(v["state"], "succeeded", "{v}");
+                solo.push(v["elapsed_s"].as_f64().unwrap() * 1000.0);
+                break;
+            }
+            assert!(Instant::now() < deadline, "solo run stuck: {v}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    solo.sort_by(|a, b| a.partial_cmp(b).unwrap());
+
     let t0 = Instant::now();
     let mut peak_rss = 0;
     let mut ids = Vec::new();
@@ -215,6 +253,10 @@ async fn bench_200_reimages_of_50_machines() {
     .await
     .unwrap();
     let runs = runs.as_array().unwrap();
+    let runs: Vec<&serde_json::Value> = runs
+        .iter()
+        .filter(|r| ids.contains(&r["id"].as_str().unwrap().to_string()))
+        .collect();
     let ok = runs.iter().filter(|r| r["state"] == "succeeded").count();
     let mut durs: Vec<f64> = runs
         .iter()
@@ -228,6 +270,11 @@ async fn bench_200_reimages_of_50_machines() {
             .unwrap();
     let eng = &status["engine"];
     println!("\n== rackboot run engine bench: {} reimages of {MACHINES} simulated machines ({ROUNDS} rounds of {MACHINES} in parallel)", ids.len());
+    println!(
+        "  one run alone, created -> succeeded (machine and stages answering at once): median {:.0} ms (5 runs: {:?})",
+        solo[2],
+        solo.iter().map(|d| d.round() as i64).collect::<Vec<_>>()
+    );
     println!("  succeeded: {ok}/{}", ids.len());
     println!(
         "  wall: {:.2} s  ->  {:.1} runs/s",
