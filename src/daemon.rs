@@ -179,7 +179,12 @@ impl Listeners {
                             .unwrap_or_default()
                     )
                 })?;
-                dhcp.push((sock, crate::dhcp::ServerParams::new(s.address, proxy)));
+                let mut params = crate::dhcp::ServerParams::new(s.address, proxy);
+                if let Some(to) = s.dhcp.reply_to {
+                    params.broadcast = to;
+                    params.client_port = to.port();
+                }
+                dhcp.push((sock, params));
             }
         }
         let tftp = if s.tftp.enabled {
@@ -273,6 +278,13 @@ pub async fn start_with(
     .await?;
 
     let dhcp_stats = Arc::new(crate::dhcp::DhcpStats::default());
+    let pool_stats = Arc::new(crate::dhcp::leases::PoolStats::default());
+    let pool = match (settings.dhcp.mode, settings.dhcp.pool) {
+        (config::DhcpMode::Pool, Some(range)) => Some(Arc::new(
+            start_pool(&settings, range, &store, &tracker, &pool_stats).await?,
+        )),
+        _ => None,
+    };
     let policy: Arc<dyn crate::dhcp::DhcpPolicy> = Arc::new(crate::boot::InventoryDhcpPolicy {
         inventory: inv_rx.clone(),
         cfg: crate::boot::DhcpPolicySettings {
@@ -281,6 +293,7 @@ pub async fn start_with(
             lease_secs: settings.dhcp.lease_secs,
             efi_x64_file: settings.dhcp.efi_x64_file.clone(),
         },
+        pool,
     });
     for (sock, params) in listeners.dhcp {
         let (policy, stats, obs, sd) = (
@@ -342,11 +355,12 @@ pub async fn start_with(
         tokens: Arc::new(tokens),
         http_stats: http_stats.clone(),
         extra_stats: {
-            let (d, t) = (dhcp_stats.clone(), tftp_stats.clone());
+            let (d, t, p) = (dhcp_stats.clone(), tftp_stats.clone(), pool_stats.clone());
             Arc::new(move || {
                 serde_json::json!({
                     "dhcp": format!("{:?}", d.snapshot()),
                     "tftp": format!("{:?}", t.snapshot()),
+                    "pool": p.json(),
                 })
             })
         },
@@ -380,6 +394,42 @@ pub async fn start_with(
         tracker,
         store,
     })
+}
+
+/// Pool mode: the allocator loaded with the persisted leases, and the
+/// group-commit writer on a durable (`synchronous=FULL`) store handle.
+async fn start_pool(
+    settings: &Settings,
+    (start, end): (std::net::Ipv4Addr, std::net::Ipv4Addr),
+    store: &Store,
+    tracker: &TaskTracker,
+    stats: &Arc<crate::dhcp::leases::PoolStats>,
+) -> anyhow::Result<crate::dhcp::leases::PoolLeases> {
+    use crate::dhcp::leases::{LeaseCommitter, PoolAnswer, PoolLeases};
+    use crate::dhcp::pool::{Pool, PoolConfig};
+    let rows = store.leases().await.context("loading DHCP leases")?;
+    let durable = store
+        .durable()
+        .await
+        .context("opening the lease store (synchronous=FULL)")?;
+    let (committer, writer) = LeaseCommitter::start(durable, stats.clone());
+    tracker.spawn(writer);
+    let leases = PoolLeases::new(
+        Pool::new(PoolConfig::new(start, end, settings.dhcp.lease_secs)),
+        committer,
+        PoolAnswer {
+            server_id: settings.address,
+            subnet_mask: settings.dhcp.subnet_mask,
+            router: settings.dhcp.router,
+            dns: settings.dhcp.dns.clone(),
+            domain: settings.dhcp.domain.clone(),
+            lease_secs: settings.dhcp.lease_secs,
+        },
+        stats.clone(),
+    );
+    let loaded = leases.load(&rows, crate::store::now_ms());
+    tracing::info!(%start, %end, leases = loaded, "DHCP address pool ready");
+    Ok(leases)
 }
 
 fn serve_http(

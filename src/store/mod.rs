@@ -36,6 +36,8 @@ pub fn now_ms() -> i64 {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// How the file was opened (`None` for an in-memory store).
+    opts: Option<SqliteConnectOptions>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,10 +160,32 @@ impl Store {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            opts: Some(opts),
+        })
+    }
+
+    /// A second handle on the same database for writes that must be durable
+    /// when they return (DHCP lease commits before their ACK): one connection
+    /// with `synchronous=FULL`, so every commit fsyncs the WAL. The main pool
+    /// keeps `synchronous=NORMAL`. An in-memory store returns itself.
+    pub async fn durable(&self) -> Result<Store> {
+        let Some(opts) = &self.opts else {
+            return Ok(self.clone());
+        };
+        let opts = opts.clone().synchronous(SqliteSynchronous::Full);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        Ok(Store {
+            pool,
+            opts: Some(opts),
+        })
     }
 
     /// An in-memory store (one connection: each `:memory:` connection is its own DB).
@@ -172,7 +196,7 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, opts: None })
     }
 
     pub async fn close(&self) {

@@ -5,6 +5,7 @@ mod harness;
 mod config;
 mod daemon;
 mod dhcp;
+mod dhcp_pool;
 mod http_boot;
 mod power_ipmi;
 mod render;
