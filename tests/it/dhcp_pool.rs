@@ -118,7 +118,11 @@ impl Client {
         let mut buf = vec![0u8; 1500];
         let deadline = Instant::now() + Duration::from_secs(30);
         while got.len() < total {
-            assert!(Instant::now() < deadline, "{} of {total} replies", got.len());
+            assert!(
+                Instant::now() < deadline,
+                "{} of {total} replies",
+                got.len()
+            );
             while in_flight.len() < WINDOW {
                 let Some((xid, m)) = pending.pop_front() else {
                     break;
@@ -375,7 +379,10 @@ async fn pool_binary_kill9_keeps_every_acked_lease() {
         .enumerate()
         .map(|(i, mac)| {
             let xid = 60_000 + i as u32;
-            (xid, request(*mac, xid, offers[&(xid - 50_000)].yiaddr(), server_id))
+            (
+                xid,
+                request(*mac, xid, offers[&(xid - 50_000)].yiaddr(), server_id),
+            )
         })
         .collect();
     let acks = client.exchange_all(requests, MessageType::Ack).await;
