@@ -222,7 +222,7 @@ fn transient(e: &io::Error) -> bool {
 
 /// Replies waiting for their lease commit, per socket; beyond this a reply
 /// is dropped (counted) and the client retries.
-const HELD_MAX: usize = 65_536;
+const HELD_MAX: usize = 8192;
 
 /// What a sent reply is logged and observed with.
 #[derive(Debug, Clone, Copy)]
