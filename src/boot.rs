@@ -177,15 +177,56 @@ pub fn dhcp_answer(
     }
 }
 
-/// `dhcp::DhcpPolicy` over the live inventory snapshot.
+/// `dhcp::DhcpPolicy` over the live inventory snapshot. In pool mode
+/// (`pool` set), MACs that are not in the inventory get an address from the
+/// pool and no boot file; inventory addresses are never handed out from it.
 pub struct InventoryDhcpPolicy {
     pub inventory: tokio::sync::watch::Receiver<std::sync::Arc<Inventory>>,
     pub cfg: DhcpPolicySettings,
+    pub pool: Option<std::sync::Arc<crate::dhcp::leases::PoolLeases>>,
+}
+
+impl InventoryDhcpPolicy {
+    fn pool_for(
+        &self,
+        mac: &Mac,
+    ) -> Option<(std::sync::Arc<Inventory>, &crate::dhcp::leases::PoolLeases)> {
+        let pool = self.pool.as_deref()?;
+        let inv = self.inventory.borrow().clone();
+        if inv.by_mac(mac).is_some() {
+            return None;
+        }
+        // Reservations follow reloads: re-applied once per inventory snapshot.
+        pool.sync_reserved(std::sync::Arc::as_ptr(&inv) as usize, || {
+            inv.systems().iter().map(|s| s.ip).collect::<Vec<_>>()
+        });
+        Some((inv, pool))
+    }
 }
 
 impl crate::dhcp::DhcpPolicy for InventoryDhcpPolicy {
     fn answer(&self, req: &crate::dhcp::DhcpRequest) -> Option<crate::dhcp::Answer> {
         let inv = self.inventory.borrow().clone();
-        dhcp_answer(&inv, &self.cfg, req)
+        if let Some(a) = dhcp_answer(&inv, &self.cfg, req) {
+            return Some(a);
+        }
+        drop(inv);
+        let (_inv, pool) = self.pool_for(&req.mac)?;
+        pool.answer(req, crate::store::now_ms())
+    }
+
+    fn lease_event(&self, req: &crate::dhcp::DhcpRequest, ev: &crate::dhcp::LeaseEvent) {
+        if let Some((_inv, pool)) = self.pool_for(&req.mac) {
+            pool.event(ev, crate::store::now_ms());
+        }
+    }
+
+    fn commit(
+        &self,
+        req: &crate::dhcp::DhcpRequest,
+        reply: &crate::dhcp::Reply,
+    ) -> Option<crate::dhcp::Durable> {
+        let (_inv, pool) = self.pool_for(&req.mac)?;
+        pool.commit(req, reply)
     }
 }

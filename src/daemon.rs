@@ -184,7 +184,12 @@ impl Listeners {
                             .unwrap_or_default()
                     )
                 })?;
-                dhcp.push((sock, crate::dhcp::ServerParams::new(s.address, proxy)));
+                let mut params = crate::dhcp::ServerParams::new(s.address, proxy);
+                if let Some(to) = s.dhcp.reply_to {
+                    params.broadcast = to;
+                    params.client_port = to.port();
+                }
+                dhcp.push((sock, params));
             }
         }
         let tftp = if s.tftp.enabled {
@@ -278,6 +283,13 @@ pub async fn start_with(
     .await?;
 
     let dhcp_stats = Arc::new(crate::dhcp::DhcpStats::default());
+    let pool_stats = Arc::new(crate::dhcp::leases::PoolStats::default());
+    let pool = match (settings.dhcp.mode, settings.dhcp.pool) {
+        (config::DhcpMode::Pool, Some(range)) => Some(Arc::new(
+            start_pool(&settings, range, &store, &tracker, &pool_stats).await?,
+        )),
+        _ => None,
+    };
     let policy: Arc<dyn crate::dhcp::DhcpPolicy> = Arc::new(crate::boot::InventoryDhcpPolicy {
         inventory: inv_rx.clone(),
         cfg: crate::boot::DhcpPolicySettings {
@@ -286,6 +298,7 @@ pub async fn start_with(
             lease_secs: settings.dhcp.lease_secs,
             efi_x64_file: settings.dhcp.efi_x64_file.clone(),
         },
+        pool,
     });
     for (sock, params) in listeners.dhcp {
         let (policy, stats, obs, sd) = (
@@ -347,7 +360,7 @@ pub async fn start_with(
         tokens: Arc::new(tokens),
         http_stats: http_stats.clone(),
         extra_stats: {
-            let (d, t) = (dhcp_stats.clone(), tftp_stats.clone());
+            let (d, t, p) = (dhcp_stats.clone(), tftp_stats.clone(), pool_stats.clone());
             Arc::new(move || {
                 let d = d.snapshot();
                 let t = t.snapshot();
@@ -366,6 +379,7 @@ pub async fn start_with(
                         "received": d.received, "malformed": malformed, "ignored": d.ignored,
                         "offers": d.offers, "acks": d.acks, "naks": d.naks, "proxy": d.proxy,
                         "releases": d.releases, "declines": d.declines, "send_errors": d.send_errors,
+                        "held": d.held, "unsent_uncommitted": d.unsent_uncommitted,
                     },
                     "tftp": {
                         "requests": t.requests, "transfers_ok": t.transfers_ok,
@@ -374,6 +388,7 @@ pub async fn start_with(
                         "not_found": t.not_found, "malformed": t.malformed, "busy": t.busy,
                         "probes": t.probes, "bytes_sent": t.bytes_sent, "active": t.active,
                     },
+                    "pool": p.json(),
                 })
             })
         },
@@ -407,6 +422,42 @@ pub async fn start_with(
         tracker,
         store,
     })
+}
+
+/// Pool mode: the allocator loaded with the persisted leases, and the
+/// group-commit writer on a durable (`synchronous=FULL`) store handle.
+async fn start_pool(
+    settings: &Settings,
+    (start, end): (std::net::Ipv4Addr, std::net::Ipv4Addr),
+    store: &Store,
+    tracker: &TaskTracker,
+    stats: &Arc<crate::dhcp::leases::PoolStats>,
+) -> anyhow::Result<crate::dhcp::leases::PoolLeases> {
+    use crate::dhcp::leases::{LeaseCommitter, PoolAnswer, PoolLeases};
+    use crate::dhcp::pool::{Pool, PoolConfig};
+    let rows = store.leases().await.context("loading DHCP leases")?;
+    let durable = store
+        .durable()
+        .await
+        .context("opening the lease store (synchronous=FULL)")?;
+    let (committer, writer) = LeaseCommitter::start(durable, stats.clone());
+    tracker.spawn(writer);
+    let leases = PoolLeases::new(
+        Pool::new(PoolConfig::new(start, end, settings.dhcp.lease_secs)),
+        committer,
+        PoolAnswer {
+            server_id: settings.address,
+            subnet_mask: settings.dhcp.subnet_mask,
+            router: settings.dhcp.router,
+            dns: settings.dhcp.dns.clone(),
+            domain: settings.dhcp.domain.clone(),
+            lease_secs: settings.dhcp.lease_secs,
+        },
+        stats.clone(),
+    );
+    let loaded = leases.load(&rows, crate::store::now_ms());
+    tracing::info!(%start, %end, leases = loaded, "DHCP address pool ready");
+    Ok(leases)
 }
 
 fn serve_http(

@@ -121,6 +121,9 @@ pub struct DhcpSettings {
     pub domain: Option<String>,
     pub pool: Option<(Ipv4Addr, Ipv4Addr)>,
     pub efi_x64_file: String,
+    /// Test / lab only: where "broadcast" replies go (and the client port
+    /// for unicast ones). `None`: 255.255.255.255:68.
+    pub reply_to: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -346,6 +349,17 @@ fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Option<Settings
         }
     };
     let efi_x64_file = w.dhcp.efi_x64_file.clone().unwrap_or("ipxe.efi".into());
+    let reply_to = w
+        .dhcp
+        .reply_to
+        .as_deref()
+        .and_then(|a| match a.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                e.push("dhcp.reply_to", "expected ADDRESS:PORT");
+                None
+            }
+        });
     let max_blksize = w.tftp.max_blksize.unwrap_or(65464);
     if !(512..=65464).contains(&max_blksize) {
         e.push("tftp.max_blksize", "must be between 512 and 65464");
@@ -379,6 +393,7 @@ fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Option<Settings
             domain: w.dhcp.domain.clone(),
             pool,
             efi_x64_file,
+            reply_to,
         },
         tftp: TftpSettings {
             enabled: w.tftp.enabled.unwrap_or(true),

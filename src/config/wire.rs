@@ -73,6 +73,9 @@ pub struct DhcpWire {
     pub pool_end: Option<String>,
     /// UEFI x64 PXE clients get this file: "ipxe.efi" (default) or "snponly.efi".
     pub efi_x64_file: Option<String>,
+    /// Undocumented test / lab knob: send every reply that would be
+    /// broadcast to this ADDRESS:PORT instead (clients on loopback).
+    pub reply_to: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,17 +6,24 @@
 //! - [`reply`]: request + [`Answer`] → reply bytes and destination (RFC 2131 4.1).
 //!
 //! The reply path awaits nothing but the socket: the policy is synchronous and
-//! reads in-memory snapshots, observations go out with `try_send`.
+//! reads in-memory state, observations go out with `try_send`. The one
+//! exception is the policy's durability step ([`DhcpPolicy::commit`]): a
+//! reply it returns a [`Durable`] for (a pool ACK) is held, off the receive
+//! loop, until its lease is committed, and dropped if the commit fails.
 //!
 //! A full DHCP daemon binds port 67 per interface; a proxyDHCP daemon binds
 //! 67 and 4011 and runs [`serve`] on both with `ServerParams::proxy = true`.
-//! Address pools and persisted leases are not here: the policy returns the
-//! address ([`Answer::yiaddr`]); [`LeaseEvent`]s (RELEASE / DECLINE) are
-//! logged and counted for the lease store to pick up later.
+//! The address pool ([`pool`], pure) and its persisted leases ([`leases`]:
+//! group commit) serve `dhcp.mode = "pool"`; [`LeaseEvent`]s (RELEASE /
+//! DECLINE) go to [`DhcpPolicy::lease_event`].
 
 pub mod classify;
+pub mod leases;
 pub mod opts;
+pub mod pool;
 pub mod reply;
+
+pub use leases::Durable;
 
 pub use classify::{classify, ClientMessage, DhcpRequest, Malformed, MalformedClass};
 pub use reply::{
@@ -40,10 +47,22 @@ const TARGET: &str = "rackboot::dhcp";
 /// datagram is seen (and counted) as oversized rather than silently cut.
 const RECV_BUF: usize = 2048;
 
-/// The policy seam: pure, synchronous, reads in-memory snapshots only.
+/// The policy seam: synchronous, reads in-memory state only.
 /// Returning `None` = ignore (no reply).
 pub trait DhcpPolicy: Send + Sync + 'static {
     fn answer(&self, req: &DhcpRequest) -> Option<Answer>;
+
+    /// A RELEASE or DECLINE (no reply goes out). Default: nothing to do.
+    fn lease_event(&self, _req: &DhcpRequest, _ev: &LeaseEvent) {}
+
+    /// The durability step, asked for every reply [`respond`] built, before
+    /// it is sent. `Some(d)`: hold the reply until `d` yields `true` (its
+    /// lease is durable); `false` or a dropped sender: do not send it.
+    /// Must not block. Default: send at once (reservations are
+    /// configuration, not state).
+    fn commit(&self, _req: &DhcpRequest, _reply: &Reply) -> Option<Durable> {
+        None
+    }
 }
 
 /// Counters for one or more [`serve`] loops (share one `Arc` between the 67
@@ -66,6 +85,10 @@ pub struct DhcpStats {
     pub declines: AtomicU64,
     /// Replies the socket refused.
     pub send_errors: AtomicU64,
+    /// Replies held for a lease commit (pool ACKs).
+    pub held: AtomicU64,
+    /// Held replies not sent: the commit failed or the hold queue was full.
+    pub unsent_uncommitted: AtomicU64,
 }
 
 /// A plain copy of [`DhcpStats`].
@@ -82,6 +105,8 @@ pub struct DhcpStatsSnapshot {
     pub releases: u64,
     pub declines: u64,
     pub send_errors: u64,
+    pub held: u64,
+    pub unsent_uncommitted: u64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -117,6 +142,8 @@ impl DhcpStats {
             releases: l(&self.releases),
             declines: l(&self.declines),
             send_errors: l(&self.send_errors),
+            held: l(&self.held),
+            unsent_uncommitted: l(&self.unsent_uncommitted),
         }
     }
 }
@@ -136,6 +163,7 @@ pub fn bind(addr: SocketAddr, interface: Option<&str>) -> io::Result<UdpSocket> 
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     sock.set_reuse_address(true)?;
     sock.set_broadcast(true)?;
+    grow_recv_buffer(&sock, RECV_SOCKET_BUF);
     if let Some(ifname) = interface {
         #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
         sock.bind_device(Some(ifname.as_bytes()))?;
@@ -148,6 +176,34 @@ pub fn bind(addr: SocketAddr, interface: Option<&str>) -> io::Result<UdpSocket> 
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     UdpSocket::from_std(sock.into())
+}
+
+/// Socket receive buffer asked for: absorbs ~2,000 requests while the loop
+/// is off the CPU (a lease commit, another tenant), instead of dropping them.
+const RECV_SOCKET_BUF: usize = 4 << 20;
+
+/// SO_RCVBUFFORCE when allowed (CAP_NET_ADMIN: a DHCP server usually runs as
+/// root), else SO_RCVBUF, which the kernel caps at `net.core.rmem_max`.
+fn grow_recv_buffer(sock: &socket2::Socket, size: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let v = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+        // SAFETY: a valid socket fd and a c_int option value of the stated size.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return;
+        }
+    }
+    let _ = sock.set_recv_buffer_size(size);
 }
 
 fn transient(e: &io::Error) -> bool {
@@ -164,11 +220,35 @@ fn transient(e: &io::Error) -> bool {
     )
 }
 
+/// Replies waiting for their lease commit, per socket; beyond this a reply
+/// is dropped (counted) and the client retries.
+const HELD_MAX: usize = 8192;
+
+/// What a sent reply is logged and observed with.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    mac: crate::model::Mac,
+    xid: u32,
+    msg: ClientMessage,
+    arch: Option<crate::model::Arch>,
+    ipxe: bool,
+}
+
+struct Held {
+    done: Durable,
+    rep: Reply,
+    meta: Meta,
+}
+
 /// Serve DHCP on `sock` until `shutdown` is cancelled: recv → classify →
-/// policy → reply → send. Malformed datagrams are dropped and counted; the
-/// loop only returns an error when the socket itself fails for good.
-/// A socket bound to port 4011 ([`PXE_PORT`]) marks its requests
+/// policy → reply → (commit) → send. Malformed datagrams are dropped and
+/// counted; the loop only returns an error when the socket itself fails for
+/// good. A socket bound to port 4011 ([`PXE_PORT`]) marks its requests
 /// `boot_server_port` (proxyDHCP step 2).
+///
+/// Replies the policy holds for a commit go to a second task on the same
+/// socket, which sends them in order as their commits complete; the receive
+/// loop never waits for the store.
 pub async fn serve(
     sock: UdpSocket,
     policy: Arc<dyn DhcpPolicy>,
@@ -186,13 +266,16 @@ pub async fn serve(
         proxy = srv.proxy,
         "DHCP server listening"
     );
+    let sock = Arc::new(sock);
+    let (held_tx, held_rx) = tokio::sync::mpsc::channel::<Held>(HELD_MAX);
+    let sender = tokio::spawn(send_held(sock.clone(), held_rx, stats.clone(), obs.clone()));
     let mut buf = vec![0u8; RECV_BUF];
-    loop {
+    let result = loop {
         let (n, src) = tokio::select! {
             biased;
             () = shutdown.cancelled() => {
                 tracing::info!(target: TARGET, %local, "DHCP server stopped");
-                return Ok(());
+                break Ok(());
             }
             r = sock.recv_from(&mut buf) => match r {
                 Ok(v) => v,
@@ -202,12 +285,13 @@ pub async fn serve(
                 }
                 Err(e) => {
                     tracing::error!(target: TARGET, %local, error = %e, "recv failed, DHCP server stops");
-                    return Err(e);
+                    break Err(e);
                 }
             },
         };
         handle(
             &sock,
+            &held_tx,
             &buf[..n],
             src,
             boot_server_port,
@@ -217,12 +301,40 @@ pub async fn serve(
             &obs,
         )
         .await;
+    };
+    // Let replies whose commit is under way go out (bounded).
+    drop(held_tx);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sender).await;
+    result
+}
+
+async fn send_held(
+    sock: Arc<UdpSocket>,
+    mut rx: tokio::sync::mpsc::Receiver<Held>,
+    stats: Arc<DhcpStats>,
+    obs: ObservationSink,
+) {
+    while let Some(h) = rx.recv().await {
+        match h.done.await {
+            Ok(true) => send(&sock, h.rep, h.meta, &stats, &obs).await,
+            _ => {
+                inc(&stats.unsent_uncommitted);
+                tracing::warn!(
+                    target: TARGET,
+                    mac = %h.meta.mac,
+                    xid = h.meta.xid,
+                    ip = ?h.rep.yiaddr,
+                    "lease not committed: reply withheld"
+                );
+            }
+        }
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn handle(
     sock: &UdpSocket,
+    held: &tokio::sync::mpsc::Sender<Held>,
     bytes: &[u8],
     src: SocketAddr,
     boot_server_port: bool,
@@ -282,62 +394,96 @@ async fn handle(
                 LeaseEvent::Declined { .. } => inc(&stats.declines),
             }
             tracing::info!(target: TARGET, mac = %req.mac, xid = req.xid, event = ?ev, "lease event");
+            if std::panic::catch_unwind(AssertUnwindSafe(|| policy.lease_event(&req, &ev))).is_err()
+            {
+                tracing::error!(target: TARGET, mac = %req.mac, xid = req.xid, "DHCP policy panicked on a lease event");
+            }
         }
         Outcome::Reply(rep) => {
-            if let Err(e) = sock.send_to(&rep.bytes, rep.dest).await {
-                inc(&stats.send_errors);
-                tracing::warn!(
-                    target: TARGET,
-                    mac = %req.mac,
-                    xid = req.xid,
-                    kind = rep.kind.as_str(),
-                    dest = %rep.dest,
-                    error = %e,
-                    "send failed"
-                );
-                return;
-            }
-            let kind = match rep.kind {
-                ReplyKind::Offer => {
-                    inc(&stats.offers);
-                    DhcpKind::Offer
-                }
-                ReplyKind::Ack => {
-                    inc(&stats.acks);
-                    DhcpKind::Ack
-                }
-                ReplyKind::Nak => {
-                    inc(&stats.naks);
-                    DhcpKind::Nak
-                }
-                ReplyKind::ProxyOffer => {
-                    inc(&stats.proxy);
-                    DhcpKind::ProxyOffer
-                }
-                ReplyKind::ProxyAck => {
-                    inc(&stats.proxy);
-                    DhcpKind::Ack
-                }
-            };
-            tracing::info!(
-                target: TARGET,
-                mac = %req.mac,
-                xid = req.xid,
-                msg = req.msg_type.as_str(),
-                reply = rep.kind.as_str(),
-                ip = ?rep.yiaddr,
-                arch = ?req.arch,
-                ipxe = req.ipxe,
-                dest = %rep.dest,
-                "reply sent"
-            );
-            obs.emit(Observation::Dhcp {
+            let meta = Meta {
                 mac: req.mac,
-                ip: rep.yiaddr,
+                xid: req.xid,
+                msg: req.msg_type,
                 arch: req.arch,
                 ipxe: req.ipxe,
-                kind,
-            });
+            };
+            let durable = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                policy.commit(&req, &rep)
+            })) {
+                Ok(d) => d,
+                Err(_) => {
+                    inc(&stats.ignored);
+                    tracing::error!(target: TARGET, mac = %req.mac, xid = req.xid, "DHCP policy panicked in commit");
+                    return;
+                }
+            };
+            match durable {
+                None => send(sock, rep, meta, stats, obs).await,
+                Some(done) => {
+                    inc(&stats.held);
+                    if held.try_send(Held { done, rep, meta }).is_err() {
+                        inc(&stats.unsent_uncommitted);
+                        tracing::warn!(target: TARGET, mac = %req.mac, xid = req.xid, "too many replies waiting for a commit: dropped");
+                    }
+                }
+            }
         }
     }
+}
+
+async fn send(sock: &UdpSocket, rep: Reply, m: Meta, stats: &DhcpStats, obs: &ObservationSink) {
+    if let Err(e) = sock.send_to(&rep.bytes, rep.dest).await {
+        inc(&stats.send_errors);
+        tracing::warn!(
+            target: TARGET,
+            mac = %m.mac,
+            xid = m.xid,
+            kind = rep.kind.as_str(),
+            dest = %rep.dest,
+            error = %e,
+            "send failed"
+        );
+        return;
+    }
+    let kind = match rep.kind {
+        ReplyKind::Offer => {
+            inc(&stats.offers);
+            DhcpKind::Offer
+        }
+        ReplyKind::Ack => {
+            inc(&stats.acks);
+            DhcpKind::Ack
+        }
+        ReplyKind::Nak => {
+            inc(&stats.naks);
+            DhcpKind::Nak
+        }
+        ReplyKind::ProxyOffer => {
+            inc(&stats.proxy);
+            DhcpKind::ProxyOffer
+        }
+        ReplyKind::ProxyAck => {
+            inc(&stats.proxy);
+            DhcpKind::Ack
+        }
+    };
+    tracing::info!(
+        target: TARGET,
+        mac = %m.mac,
+        xid = m.xid,
+        msg = m.msg.as_str(),
+        reply = rep.kind.as_str(),
+        ip = ?rep.yiaddr,
+        arch = ?m.arch,
+        ipxe = m.ipxe,
+        dest = %rep.dest,
+        "reply sent"
+    );
+    obs.emit(Observation::Dhcp {
+        mac: m.mac,
+        ip: rep.yiaddr,
+        arch: m.arch,
+        ipxe: m.ipxe,
+        kind,
+    });
 }

@@ -33,9 +33,15 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// Leases per multi-row statement in [`Store::upsert_leases`] (5 bound
+/// values each, well under SQLite's 32766-variable limit).
+pub const LEASE_CHUNK: usize = 500;
+
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// How the file was opened (`None` for an in-memory store).
+    opts: Option<SqliteConnectOptions>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,10 +164,32 @@ impl Store {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            opts: Some(opts),
+        })
+    }
+
+    /// A second handle on the same database for writes that must be durable
+    /// when they return (DHCP lease commits before their ACK): one connection
+    /// with `synchronous=FULL`, so every commit fsyncs the WAL. The main pool
+    /// keeps `synchronous=NORMAL`. An in-memory store returns itself.
+    pub async fn durable(&self) -> Result<Store> {
+        let Some(opts) = &self.opts else {
+            return Ok(self.clone());
+        };
+        let opts = opts.clone().synchronous(SqliteSynchronous::Full);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        Ok(Store {
+            pool,
+            opts: Some(opts),
+        })
     }
 
     /// An in-memory store (one connection: each `:memory:` connection is its own DB).
@@ -172,7 +200,7 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, opts: None })
     }
 
     pub async fn close(&self) {
@@ -417,8 +445,58 @@ impl Store {
 
     // ---- DHCP leases ----
 
-    /// Persist a batch of leases in one transaction (group commit).
+    /// Persist a batch of leases in one transaction (group commit). In
+    /// order, as if one by one: an IP moving to another MAC takes it from its
+    /// old holder. Written as a few multi-row statements (chunks of
+    /// [`LEASE_CHUNK`]): per-statement overhead, not SQLite, is what limits a
+    /// DHCP server's commit rate.
     pub async fn upsert_leases(&self, leases: &[LeaseRow], at: i64) -> Result<()> {
+        match self.upsert_leases_bulk(leases, at).await {
+            Ok(()) => Ok(()),
+            // Only when the batch itself hands one IP to two MACs in an order
+            // the bulk form cannot express; the row-by-row form can.
+            Err(StoreError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                self.upsert_leases_rows(leases, at).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn upsert_leases_bulk(&self, leases: &[LeaseRow], at: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in leases.chunks(LEASE_CHUNK) {
+            let pairs = vec!["(?, ?)"; chunk.len()].join(", ");
+            let q = format!(
+                "DELETE FROM leases WHERE rowid IN (SELECT l.rowid FROM leases l
+                   JOIN (VALUES {pairs}) v ON l.ip = v.column1 AND l.mac <> v.column2)"
+            );
+            let mut del = sqlx::query(sqlx::AssertSqlSafe(q));
+            for l in chunk {
+                del = del.bind(&l.ip).bind(&l.mac);
+            }
+            del.execute(&mut *tx).await?;
+            let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let q = format!(
+                "INSERT INTO leases (mac, ip, hostname, expires_at, updated_at) VALUES {rows}
+                 ON CONFLICT (mac) DO UPDATE SET ip = excluded.ip, hostname = excluded.hostname,
+                    expires_at = excluded.expires_at, updated_at = excluded.updated_at"
+            );
+            let mut ins = sqlx::query(sqlx::AssertSqlSafe(q));
+            for l in chunk {
+                ins = ins
+                    .bind(&l.mac)
+                    .bind(&l.ip)
+                    .bind(&l.hostname)
+                    .bind(l.expires_at)
+                    .bind(at);
+            }
+            ins.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upsert_leases_rows(&self, leases: &[LeaseRow], at: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for l in leases {
             // An IP moving to another MAC: the old holder's row goes.

@@ -184,6 +184,54 @@ async fn leases_group_commit_and_ip_move() {
     assert_eq!(s.leases().await.unwrap().len(), 1);
 }
 
+/// The bulk form behaves like row by row: moves, renewals, duplicates in
+/// one batch, chunks, and an IP handed from one MAC to another in one batch.
+#[tokio::test]
+async fn leases_bulk_matches_row_by_row() {
+    let l = |m: u32, ip: u32, exp: i64| LeaseRow {
+        mac: format!("52:54:00:00:{:02x}:{:02x}", m / 256, m % 256),
+        ip: format!("10.1.{}.{}", ip / 256, ip % 256),
+        hostname: None,
+        expires_at: exp,
+    };
+    let s = Store::memory().await.unwrap();
+    let first: Vec<LeaseRow> = (0..1200).map(|i| l(i, i, 1)).collect();
+    s.upsert_leases(&first, 1).await.unwrap();
+    assert_eq!(s.leases().await.unwrap().len(), 1200);
+    // MAC 0 renews twice, MAC 1 moves to a new IP, MAC 5000 takes MAC 2's IP,
+    // MAC 3 gives its IP to MAC 5001 after moving off it.
+    let batch = vec![
+        l(0, 0, 2),
+        l(1, 9000, 2),
+        l(0, 0, 3),
+        l(5000, 2, 2),
+        l(3, 9001, 2),
+        l(5001, 3, 2),
+    ];
+    s.upsert_leases(&batch, 2).await.unwrap();
+    let got: std::collections::HashMap<String, (String, i64)> = s
+        .leases()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.mac, (r.ip, r.expires_at)))
+        .collect();
+    assert_eq!(got.len(), 1200 - 1 + 2);
+    assert_eq!(got[&l(0, 0, 0).mac], (l(0, 0, 0).ip, 3));
+    assert_eq!(got[&l(1, 0, 0).mac].0, l(0, 9000, 0).ip);
+    assert!(!got.contains_key(&l(2, 0, 0).mac));
+    assert_eq!(got[&l(5000, 0, 0).mac].0, l(0, 2, 0).ip);
+    assert_eq!(got[&l(3, 0, 0).mac].0, l(0, 9001, 0).ip);
+    assert_eq!(got[&l(5001, 0, 0).mac].0, l(0, 3, 0).ip);
+    // One IP to two MACs in the order only row-by-row can express.
+    s.upsert_leases(&[l(7000, 7000, 5), l(7001, 7000, 5)], 3)
+        .await
+        .unwrap();
+    let got = s.leases().await.unwrap();
+    assert!(got.iter().any(|r| r.mac == l(7001, 0, 0).mac));
+    assert!(!got.iter().any(|r| r.mac == l(7000, 0, 0).mac));
+}
+
 #[tokio::test]
 async fn netboot_switch() {
     let s = Store::memory().await.unwrap();

@@ -7,6 +7,7 @@ mod bench_runs;
 mod config;
 mod daemon;
 mod dhcp;
+mod dhcp_pool;
 mod http_boot;
 mod power_ipmi;
 mod power_redfish;
