@@ -347,6 +347,10 @@ pub async fn start_with(
         obs: obs.clone(),
         stats: http_stats.clone(),
         engine: Some(engine.clone()),
+        own_ip_only: matches!(
+            settings.dhcp.mode,
+            config::DhcpMode::Reservations | config::DhcpMode::Pool
+        ),
     };
     let tokens = api_tokens(&settings)?;
     let api_ctx = api::ApiContext {

@@ -56,6 +56,9 @@ pub struct BootContext {
     pub obs: ObservationSink,
     pub stats: Arc<HttpStats>,
     pub engine: Option<EngineHandle>,
+    /// rackboot gives machines their addresses (reservations / pool): an
+    /// installer config is served only to the machine's own reserved IP.
+    pub own_ip_only: bool,
 }
 
 pub fn router(ctx: BootContext) -> Router {
@@ -150,8 +153,9 @@ async fn mac_script(
     }
 }
 
-/// Installer configs are served only during the machine's run, and never to
-/// another inventory machine's address.
+/// Installer configs are served only during the machine's run, only to its own
+/// address where rackboot assigns addresses, and never to another inventory
+/// machine's address.
 fn install_target<'a>(
     ctx: &BootContext,
     inv: &'a Inventory,
@@ -166,6 +170,13 @@ fn install_target<'a>(
             s.name
         ))),
         BootDecision::Install { system, run } => {
+            if ctx.own_ip_only && peer != IpAddr::V4(system.ip) {
+                tracing::warn!(%mac, %peer, system = %system.name, "installer config requested from another address than the machine's: refused");
+                return Err(ctx.forbidden(format!(
+                    "{} is served to {} only, not to {peer}",
+                    system.name, system.ip
+                )));
+            }
             if let IpAddr::V4(v4) = peer {
                 if let Some(other) = inv.by_ip(&v4) {
                     if other.name != system.name {

@@ -4,7 +4,7 @@
 //! "reboots" (DHCP again) and answers on its service port. Prints runs/s,
 //! per-run time, the engine's transition latency and RSS.
 
-use crate::harness::{http, ConfigDir};
+use crate::harness::{http, http_from, ConfigDir};
 use dhcproto::{Encodable, Encoder};
 use rackboot::daemon::{self, Listeners};
 use rackboot::model::Mac;
@@ -31,7 +31,14 @@ fn mac(i: usize) -> Mac {
 }
 
 /// The scripted machine: netboot, fetch, install, call back, reboot.
-fn play(http_addr: SocketAddr, dhcp: &std::net::UdpSocket, dhcp_server: SocketAddr, m: Mac) {
+fn play(
+    http_addr: SocketAddr,
+    dhcp: &std::net::UdpSocket,
+    dhcp_server: SocketAddr,
+    m: Mac,
+    ip: std::net::IpAddr,
+) {
+    let http = |a, meth, p: &str, h: &[(&str, &str)], b| http_from(Some(ip), a, meth, p, h, b);
     let discover = |xid: u32| {
         let msg = crate::dhcp::ipxe_discover(m, xid);
         let mut buf = Vec::new();
@@ -144,7 +151,8 @@ async fn bench_200_reimages_of_50_machines() {
                 .parse()
                 .unwrap();
             let client = client.clone();
-            rt.spawn_blocking(move || play(http_addr, &client, dhcp_server, mac(i - 1)));
+            let ip = std::net::IpAddr::from([127, 0, 1, i as u8]);
+            rt.spawn_blocking(move || play(http_addr, &client, dhcp_server, mac(i - 1), ip));
         }));
     }
     let token = std::fs::read_to_string(c.path().join(".lab/data/api-token")).unwrap();

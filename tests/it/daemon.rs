@@ -42,6 +42,8 @@ async fn call(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_api_and_netboot_switch() {
     let c = ConfigDir::sample();
+    // node50 lives on loopback here, so the test can ask from its own address.
+    c.replace("systems.toml", "ip = \"10.77.0.50\"", "ip = \"127.0.0.50\"");
     let d = start(&c).await;
     let r = call(d.api_addr, "GET", "/healthz", vec![], None).await;
     assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
@@ -89,9 +91,23 @@ async fn serves_api_and_netboot_switch() {
     // The boot server now hands node50 its installer, with a run token in the done URL.
     let r = call(d.http_addr, "GET", "/ipxe/52-54-00-77-00-50", vec![], None).await;
     assert!(r.text().contains("kernel "), "{}", r.text());
-    let ks = call(d.http_addr, "GET", "/ks/52-54-00-77-00-50", vec![], None)
-        .await
-        .text();
+    // Only node50's own address gets its installer config.
+    let r = call(d.http_addr, "GET", "/ks/52-54-00-77-00-50", vec![], None).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let addr = d.http_addr;
+    let ks = tokio::task::spawn_blocking(move || {
+        crate::harness::http_from(
+            Some([127, 0, 0, 50].into()),
+            addr,
+            "GET",
+            "/ks/52-54-00-77-00-50",
+            &[],
+            None,
+        )
+        .text()
+    })
+    .await
+    .unwrap();
     let kargs = call(d.http_addr, "GET", "/ipxe/52-54-00-77-00-50", vec![], None)
         .await
         .text();

@@ -138,7 +138,29 @@ pub fn http(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> HttpResponse {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    http_from(None, addr, method, path, headers, body)
+}
+
+/// The same, from a given local address (a machine's own IP on loopback: 127.0.0.0/8).
+pub fn http_from(
+    local: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> HttpResponse {
+    let mut s: TcpStream = match local {
+        None => TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap(),
+        Some(ip) => {
+            let sock =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            sock.bind(&SocketAddr::new(ip, 0).into()).unwrap();
+            sock.connect_timeout(&addr.into(), Duration::from_secs(5))
+                .unwrap();
+            sock.into()
+        }
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {

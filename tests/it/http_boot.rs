@@ -34,6 +34,7 @@ fn setup() -> T {
         obs: ObservationSink::discard(),
         stats: Arc::new(HttpStats::default()),
         engine: None,
+        own_ip_only: true,
     };
     T {
         _c: c,
