@@ -226,25 +226,9 @@ fn check(dir: &std::path::Path, json: bool) -> ExitCode {
         "STAGES".into(),
     ]];
     for p in inv.profiles().values() {
-        rows.push(vec![
-            if p.is_abstract {
-                format!("{} (abstract)", p.name)
-            } else {
-                p.name.clone()
-            },
-            p.parent.clone().unwrap_or_else(|| "-".into()),
-            p.installer.as_str().into(),
-            if p.kernel.is_empty() {
-                "-".into()
-            } else {
-                p.kernel.clone()
-            },
-            p.template
-                .clone()
-                .or_else(|| p.user_data.clone())
-                .unwrap_or_else(|| "-".into()),
-            p.stages.len().to_string(),
-        ]);
+        let mut row = crate::cli_admin::profile_row(p);
+        row.push(p.stages.len().to_string());
+        rows.push(row);
     }
     print_table(&rows);
     println!(

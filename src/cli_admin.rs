@@ -658,6 +658,28 @@ fn system_out_json(s: &System) -> Value {
     v
 }
 
+/// NAME PARENT INSTALLER KERNEL TEMPLATE: the first columns of a profiles table.
+pub(crate) fn profile_row(p: &crate::inventory::Profile) -> Vec<String> {
+    vec![
+        if p.is_abstract {
+            format!("{} (abstract)", p.name)
+        } else {
+            p.name.clone()
+        },
+        p.parent.clone().unwrap_or_else(|| "-".into()),
+        p.installer.as_str().into(),
+        if p.kernel.is_empty() {
+            "-".into()
+        } else {
+            p.kernel.clone()
+        },
+        p.template
+            .clone()
+            .or_else(|| p.user_data.clone())
+            .unwrap_or_else(|| "-".into()),
+    ]
+}
+
 pub(crate) fn print_systems<'a>(systems: impl Iterator<Item = &'a System>) {
     print_systems_with(systems, None)
 }
@@ -801,25 +823,9 @@ fn print_profiles(inv: &Inventory) {
     ]];
     for p in inv.profiles().values() {
         let n = inv.systems().iter().filter(|s| s.profile == p.name).count();
-        rows.push(vec![
-            if p.is_abstract {
-                format!("{} (abstract)", p.name)
-            } else {
-                p.name.clone()
-            },
-            p.parent.clone().unwrap_or_else(|| "-".into()),
-            p.installer.as_str().into(),
-            if p.kernel.is_empty() {
-                "-".into()
-            } else {
-                p.kernel.clone()
-            },
-            p.template
-                .clone()
-                .or_else(|| p.user_data.clone())
-                .unwrap_or_else(|| "-".into()),
-            n.to_string(),
-        ]);
+        let mut row = profile_row(p);
+        row.push(n.to_string());
+        rows.push(row);
     }
     print_table(&rows);
 }
