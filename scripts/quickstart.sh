@@ -13,7 +13,7 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$REPO"
-SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+SUDO=""; SUDO_E=""; [ "$(id -u)" = 0 ] || { SUDO="sudo"; SUDO_E="sudo -E"; }
 step() { printf '\n==> %s\n' "$*"; }
 FW="${VM_FW:-bios}"
 
@@ -30,7 +30,7 @@ step "rackboot check"
 
 step "start the lab ($FW, disk mode) with rackboot serve as the provisioner"
 trap '$SUDO "$REPO/tests/lab/down.sh" >/dev/null 2>&1' EXIT
-VM_DISK=256M RACKBOOT_BIN="$B" $SUDO -E "$REPO/tests/lab/up.sh" "$FW"
+VM_DISK=256M RACKBOOT_BIN="$B" $SUDO_E "$REPO/tests/lab/up.sh" "$FW"
 
 step "rackboot reimage node50 --wait --junit .lab/node50-junit.xml"
 set +e
