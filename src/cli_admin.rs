@@ -687,7 +687,7 @@ pub(crate) fn print_systems<'a>(systems: impl Iterator<Item = &'a System>) {
 /// Power state per system through the daemon's API (`-` without a BMC,
 /// the error text when the BMC or the daemon does not answer).
 fn power_states(settings: &Settings, inv: &Inventory) -> HashMap<String, String> {
-    let c = crate::client::Client::new(api_addr(settings), api_token(settings));
+    let c = crate::client::Client::new(api_addr(settings), crate::client::api_token(settings));
     let names: Vec<&System> = inv.systems().iter().collect();
     std::thread::scope(|sc| {
         let hs: Vec<_> = names
@@ -1064,39 +1064,9 @@ impl DaemonReply {
 
 /// The API token the CLI presents: `RACKBOOT_TOKEN`, the configured token
 /// variable, the first line of the tokens file, or `data_dir/api-token`.
-fn api_token(settings: &Settings) -> Option<String> {
-    let env = |v: &str| {
-        std::env::var(v)
-            .ok()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-    };
-    if let Some(t) = env("RACKBOOT_TOKEN") {
-        return Some(t);
-    }
-    if let Some(t) = settings.api_tokens.env.as_deref().and_then(env) {
-        return Some(t);
-    }
-    if let Some(f) = &settings.api_tokens.file {
-        if let Ok(text) = std::fs::read_to_string(f) {
-            if let Some(l) = text
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty() && !l.starts_with('#'))
-            {
-                return Some(l.to_string());
-            }
-        }
-    }
-    std::fs::read_to_string(settings.data_dir.join("api-token"))
-        .ok()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-}
-
 /// `POST /api/v1/reload` on the daemon at the settings' `api_listen`.
 pub fn ask_reload(settings: &Settings) -> DaemonReply {
-    let c = crate::client::Client::new(api_addr(settings), api_token(settings));
+    let c = crate::client::Client::new(api_addr(settings), crate::client::api_token(settings));
     let r = match c.request("POST", "/api/v1/reload", None) {
         Ok(r) => r,
         Err(crate::client::ClientError::Unreachable(_, e))

@@ -84,12 +84,10 @@ impl Client {
             .ok()
             .and_then(|mut a| a.next())
             .ok_or_else(|| ClientError::Config(format!("bad API address {addr_s:?}")))?;
-        let token = std::env::var("RACKBOOT_TOKEN").ok().or_else(|| {
-            let s = settings?;
-            std::fs::read_to_string(s.data_dir.join("api-token"))
-                .ok()
-                .map(|t| t.trim().to_string())
-        });
+        let token = match &settings {
+            Some(s) => api_token(s),
+            None => std::env::var("RACKBOOT_TOKEN").ok(),
+        };
         Ok(Client { addr, token })
     }
 
@@ -183,4 +181,37 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[(nl + 4 + size).min(b.len())..];
     }
     out
+}
+
+/// The token the CLI presents: `RACKBOOT_TOKEN`, then the configured
+/// `api.token_env`, then the first token of `api.tokens_file`, then the one
+/// the daemon generated into `data_dir/api-token`.
+pub fn api_token(settings: &crate::config::Settings) -> Option<String> {
+    let env = |v: &str| {
+        std::env::var(v)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+    };
+    if let Some(t) = env("RACKBOOT_TOKEN") {
+        return Some(t);
+    }
+    if let Some(t) = settings.api_tokens.env.as_deref().and_then(env) {
+        return Some(t);
+    }
+    if let Some(f) = &settings.api_tokens.file {
+        if let Ok(text) = std::fs::read_to_string(f) {
+            if let Some(l) = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+            {
+                return Some(l.to_string());
+            }
+        }
+    }
+    std::fs::read_to_string(settings.data_dir.join("api-token"))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
 }

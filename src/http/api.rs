@@ -79,13 +79,10 @@ impl ApiContext {
             ));
         }
         let ok = !given.is_empty()
-            && self.tokens.iter().any(|t| {
-                t.len() == given.len()
-                    && t.bytes()
-                        .zip(given.bytes())
-                        .fold(0u8, |a, (x, y)| a | (x ^ y))
-                        == 0
-            });
+            && self
+                .tokens
+                .iter()
+                .any(|t| super::boot::constant_time_eq(t.as_bytes(), given.as_bytes()));
         if ok {
             Ok(())
         } else {

@@ -394,6 +394,7 @@ async fn done(
     text(StatusCode::OK, "ok\n")
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Token comparison that does not stop at the first differing byte.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
