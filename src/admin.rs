@@ -30,6 +30,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use toml_edit::{DocumentMut, Item, Table, TableLike, Value};
 
+mod validated;
+pub use validated::VALIDATED_FILE;
+
 /// The lock file (in the config dir) every edit holds while it reads, checks and writes.
 pub const LOCK_FILE: &str = ".rackboot.lock";
 /// Fingerprints of systems whose templates rendered cleanly (see [`RenderCache`]).
@@ -201,6 +204,10 @@ pub struct Outcome {
     pub written: Vec<PathBuf>,
     /// Systems whose templates were rendered for this change (the rest were known-good).
     pub rendered: usize,
+    /// Whether the whole inventory was parsed and checked (false: `systems
+    /// add` checked the new entry alone against the recorded state, see
+    /// `validated.rs`).
+    pub full_check: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -364,8 +371,8 @@ fn hasher() -> std::collections::hash_map::DefaultHasher {
     std::collections::hash_map::DefaultHasher::new()
 }
 
-/// Fingerprint of every file under the templates dir (names and contents).
-fn templates_fingerprint(dir: &Path) -> u64 {
+/// Fingerprint of every file under `dir` (names and contents).
+fn dir_fingerprint(dir: &Path) -> u64 {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
@@ -395,30 +402,49 @@ fn templates_fingerprint(dir: &Path) -> u64 {
     h.finish()
 }
 
+/// The parts of a system's rendering fingerprint it shares with the others.
+struct KeyBase<'a> {
+    base: u64,
+    per_profile: HashMap<&'a str, u64>,
+}
+
+impl<'a> KeyBase<'a> {
+    fn new(inv: &'a Inventory, templates: u64) -> KeyBase<'a> {
+        use fmt::Write as _;
+        let mut base = hasher();
+        base.write(env!("CARGO_PKG_VERSION").as_bytes());
+        base.write_u64(templates);
+        let _ = write!(HashWriter(&mut base), "{:?}", inv.urls);
+        let base = base.finish();
+        let mut per_profile: HashMap<&str, u64> = HashMap::new();
+        for (name, p) in inv.profiles() {
+            let mut h = hasher();
+            let _ = write!(HashWriter(&mut h), "{p:?}");
+            per_profile.insert(name.as_str(), h.finish());
+        }
+        KeyBase { base, per_profile }
+    }
+
+    /// The rendering fingerprint of one system.
+    fn key(&self, s: &crate::inventory::System) -> u64 {
+        use fmt::Write as _;
+        let mut h = hasher();
+        h.write_u64(self.base);
+        h.write_u64(
+            self.per_profile
+                .get(s.profile.as_str())
+                .copied()
+                .unwrap_or(0),
+        );
+        let _ = write!(HashWriter(&mut h), "{s:?}");
+        h.finish()
+    }
+}
+
 /// The rendering fingerprint of every system of `inv`.
 fn render_keys(inv: &Inventory, templates: u64) -> Vec<u64> {
-    use fmt::Write as _;
-    let mut base = hasher();
-    base.write(env!("CARGO_PKG_VERSION").as_bytes());
-    base.write_u64(templates);
-    let _ = write!(HashWriter(&mut base), "{:?}", inv.urls);
-    let base = base.finish();
-    let mut per_profile: HashMap<&str, u64> = HashMap::new();
-    for (name, p) in inv.profiles() {
-        let mut h = hasher();
-        let _ = write!(HashWriter(&mut h), "{p:?}");
-        per_profile.insert(name.as_str(), h.finish());
-    }
-    inv.systems()
-        .iter()
-        .map(|s| {
-            let mut h = hasher();
-            h.write_u64(base);
-            h.write_u64(per_profile.get(s.profile.as_str()).copied().unwrap_or(0));
-            let _ = write!(HashWriter(&mut h), "{s:?}");
-            h.finish()
-        })
-        .collect()
+    let kb = KeyBase::new(inv, templates);
+    inv.systems().iter().map(|s| kb.key(s)).collect()
 }
 
 struct Checked {
@@ -436,7 +462,7 @@ fn validate(
 ) -> Result<Checked, Vec<ConfigError>> {
     let inv = config::load_inventory_unrendered(settings, systems_text, profile_texts)
         .map_err(|e| e.0)?;
-    let keys = render_keys(&inv, templates_fingerprint(&settings.templates_dir));
+    let keys = render_keys(&inv, dir_fingerprint(&settings.templates_dir));
     let shown = config::show(&settings.config_dir, &settings.systems_file);
     let mut out = Vec::new();
     let mut rendered = 0;
@@ -517,6 +543,9 @@ fn commit(
         .iter()
         .map(|(k, (_, new))| (k.clone(), new.clone()))
         .collect();
+    // Taken before validating: if a file changes under us, the recorded
+    // state is not the one on disk and the next edit checks everything.
+    let fp = validated::Fingerprint::of(settings, systems.map(|(_, new)| new), &overlay);
     let checked = match validate(settings, systems.map(|(_, new)| new), &overlay, &cache) {
         Ok(c) => c,
         Err(e) => return Err(refusal(settings, e, &cache)),
@@ -541,10 +570,16 @@ fn commit(
         written.push(p);
     }
     cache.store(&checked.keys);
+    let mut index = config::SystemIndex::default();
+    for s in checked.inventory.systems() {
+        index.insert(s);
+    }
+    validated::store(&settings.config_dir, &fp, &index);
     Ok(Outcome {
         inventory: checked.inventory,
         written,
         rendered: checked.rendered,
+        full_check: true,
     })
 }
 
@@ -1077,6 +1112,9 @@ pub fn add_system(
         "\n\n"
     };
     let new = format!("{old}{sep}{entry}");
+    if let Some(done) = validated::try_add(settings, name, &old, &entry, &new)? {
+        return Ok(done);
+    }
     match commit(settings, Some((&old, &new)), BTreeMap::new()) {
         Err(e) if system_exists(&old, name) => Err(AdminError::Conflict(vec![cerr(
             &file,

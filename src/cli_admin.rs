@@ -592,6 +592,7 @@ fn finish(
             "action": if changed { verb } else { "unchanged" },
             "written": shown,
             "rendered": o.rendered,
+            "full_check": o.full_check,
         });
         match target {
             Target::System(n) => {
@@ -1095,6 +1096,7 @@ pub fn ask_reload(settings: &Settings) -> DaemonReply {
 fn bench_add(settings: &Settings, count: usize, first: usize, profile: &str) -> ExitCode {
     let mut times = Vec::with_capacity(count);
     let mut rendered_total = 0usize;
+    let mut full_checks = 0usize;
     let t_all = Instant::now();
     for i in first..first + count {
         let (a, b) = (i / 250, i % 250);
@@ -1112,7 +1114,10 @@ fn bench_add(settings: &Settings, count: usize, first: usize, profile: &str) -> 
         };
         let t = Instant::now();
         match admin::add_system(settings, &format!("bench{i:06}"), &ch) {
-            Ok(o) => rendered_total += o.rendered,
+            Ok(o) => {
+                rendered_total += o.rendered;
+                full_checks += usize::from(o.full_check);
+            }
             Err(e) => {
                 eprintln!("error: bench{i:06}: {e}");
                 return ExitCode::from(REFUSED);
@@ -1132,7 +1137,7 @@ fn bench_add(settings: &Settings, count: usize, first: usize, profile: &str) -> 
     };
     println!(
         "systems add x{count}: median {:.1} ms  p99 {:.1} ms  max {:.1} ms  first {:.1} ms  \
-         (total {:.1} s; systems rendered: {rendered_total})",
+         (total {:.1} s; systems rendered: {rendered_total}; whole-inventory checks: {full_checks})",
         pct(0.5),
         pct(0.99),
         sorted.last().copied().unwrap_or(0.0),

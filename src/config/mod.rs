@@ -10,7 +10,7 @@ use crate::inventory::{
     Bmc, BmcKind, Installer, Inventory, Profile, SecretRef, Stage, StageKind, System, Timeouts,
 };
 use crate::model::Mac;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -487,8 +487,30 @@ fn load_inventory_overlay(
         Some(t) => parse_toml(t, &sys_shown, out)?,
         None => read_toml(&settings.systems_file, &sys_shown, false, out)?,
     };
+    let (profiles, templates) = load_profiles(settings, profile_texts, out);
+    let systems = validate_systems(&systems, &sys_shown, &profiles, settings, out);
+    let inv = Inventory::new(
+        systems,
+        profiles,
+        templates,
+        crate::render::Urls::from(settings),
+    );
+    // Render every template for every system that uses it: a template that fails
+    // for any system is a load error, not a 500 on the night.
+    if render {
+        inv.render_all_for_validation(&sys_shown, out);
+    }
+    Some(inv)
+}
 
-    // Profiles: every *.toml in the profiles dir, overlaid with in-memory edits.
+/// The resolved profiles (every *.toml in the profiles dir, overlaid with
+/// in-memory edits) and the templates, with their errors in `out`.
+pub(crate) fn load_profiles(
+    settings: &Settings,
+    profile_texts: &BTreeMap<String, Option<String>>,
+    out: &mut Vec<ConfigError>,
+) -> (BTreeMap<String, Profile>, crate::render::Templates) {
+    let dir = &settings.config_dir;
     let mut raw_profiles: BTreeMap<String, (String, wire::ProfileWire)> = BTreeMap::new();
     let pdir = &settings.profiles_dir;
     let mut names: Vec<String> = Vec::new();
@@ -530,19 +552,7 @@ fn load_inventory_overlay(
 
     let templates = crate::render::Templates::load(&settings.templates_dir, dir, out);
     let profiles = resolve_profiles(&raw_profiles, settings, &templates, out);
-    let systems = validate_systems(&systems, &sys_shown, &profiles, settings, out);
-    let inv = Inventory::new(
-        systems,
-        profiles,
-        templates,
-        crate::render::Urls::from(settings),
-    );
-    // Render every template for every system that uses it: a template that fails
-    // for any system is a load error, not a 500 on the night.
-    if render {
-        inv.render_all_for_validation(&sys_shown, out);
-    }
-    Some(inv)
+    (profiles, templates)
 }
 
 const PROFILE_FIELDS: &[&str] = &[
@@ -855,6 +865,32 @@ fn validate_profile(
     })
 }
 
+/// What must be unique across systems: the keys every system is checked
+/// against. Built while validating a whole file, or from a validated
+/// inventory (the admin editor's fast path for `systems add`).
+#[derive(Debug, Default)]
+pub(crate) struct SystemIndex {
+    pub names: HashSet<String>,
+    pub by_mac: HashMap<Mac, String>,
+    pub by_ip: HashMap<Ipv4Addr, String>,
+    /// Lower-cased hostnames.
+    pub by_host: HashMap<String, String>,
+}
+
+impl SystemIndex {
+    /// Record a valid system's keys (first holder wins, as in validation).
+    pub fn insert(&mut self, s: &System) {
+        self.names.insert(s.name.clone());
+        self.by_host
+            .entry(s.hostname.to_ascii_lowercase())
+            .or_insert_with(|| s.name.clone());
+        self.by_ip.entry(s.ip).or_insert_with(|| s.name.clone());
+        for m in &s.macs {
+            self.by_mac.entry(*m).or_insert_with(|| s.name.clone());
+        }
+    }
+}
+
 fn validate_systems(
     w: &wire::SystemsFile,
     file: &str,
@@ -866,11 +902,32 @@ fn validate_systems(
         out,
         file: file.to_string(),
     };
-    let mut by_mac: HashMap<Mac, String> = HashMap::new();
-    let mut by_ip: HashMap<Ipv4Addr, String> = HashMap::new();
-    let mut by_host: HashMap<String, String> = HashMap::new();
-    let mut systems = Vec::with_capacity(w.systems.len());
-    for (name, s) in &w.systems {
+    let mut index = SystemIndex::default();
+    w.systems
+        .iter()
+        .filter_map(|(name, s)| validate_system(name, s, &mut index, profiles, settings, &mut e))
+        .collect()
+}
+
+/// Validate one system of systems.toml against the systems before it
+/// (`index`, which it joins); `None` (and errors pushed) when it is invalid.
+pub(crate) fn validate_system(
+    name: &str,
+    s: &wire::SystemWire,
+    index: &mut SystemIndex,
+    profiles: &BTreeMap<String, Profile>,
+    settings: &Settings,
+    e: &mut Errs<'_>,
+) -> Option<System> {
+    let SystemIndex {
+        names,
+        by_mac,
+        by_ip,
+        by_host,
+    } = index;
+    names.insert(name.to_string());
+    let name = &name.to_string();
+    {
         let key = |k: &str| format!("systems.{name}.{k}");
         let before = e.out.len();
         if !valid_name(name) {
@@ -909,7 +966,7 @@ fn validate_systems(
                 Err(err) => e.push(format!("systems.{name}.macs[{i}]"), err.to_string()),
             }
         }
-        let ip = parse_ip(&s.ip, &mut e, &key("ip"));
+        let ip = parse_ip(&s.ip, e, &key("ip"));
         if let Some(ip) = ip {
             if let Some(other) = by_ip.insert(ip, name.clone()) {
                 e.push(
@@ -921,18 +978,18 @@ fn validate_systems(
         let netmask = s
             .netmask
             .as_deref()
-            .and_then(|m| parse_ip(m, &mut e, &key("netmask")))
+            .and_then(|m| parse_ip(m, e, &key("netmask")))
             .unwrap_or(settings.dhcp.subnet_mask);
         let gateway = s
             .gateway
             .as_deref()
-            .and_then(|g| parse_ip(g, &mut e, &key("gateway")))
+            .and_then(|g| parse_ip(g, e, &key("gateway")))
             .or(settings.dhcp.router);
         let mut dns: Vec<Ipv4Addr> = s
             .dns
             .iter()
             .enumerate()
-            .filter_map(|(i, d)| parse_ip(d, &mut e, &format!("systems.{name}.dns[{i}]")))
+            .filter_map(|(i, d)| parse_ip(d, e, &format!("systems.{name}.dns[{i}]")))
             .collect();
         if s.dns.is_empty() {
             dns = settings.dhcp.dns.clone();
@@ -948,11 +1005,11 @@ fn validate_systems(
         let bmc = s
             .bmc
             .as_ref()
-            .and_then(|b| validate_bmc(name, b, settings, &mut e));
+            .and_then(|b| validate_bmc(name, b, settings, e));
         if e.out.len() > before {
-            continue;
+            return None;
         }
-        systems.push(System {
+        Some(System {
             name: name.clone(),
             hostname,
             macs,
@@ -964,9 +1021,8 @@ fn validate_systems(
             profile: s.profile.clone(),
             bmc,
             vars: s.vars.clone(),
-        });
+        })
     }
-    systems
 }
 
 fn validate_bmc(

@@ -7,8 +7,16 @@
 //! one runtime, `tracing` and our own counters. So the protocol is a small
 //! sans-IO state machine ([`session`], ~300 lines, unit-tested packet by
 //! packet without sockets or clocks) over a strict, fuzzed codec ([`packet`]),
-//! and this module is only the tokio driver: one task and one ephemeral UDP
-//! socket per transfer (RFC 1350 TID), positional file reads off the runtime.
+//! and this module is only the driver: the listen socket is a tokio task
+//! that parses and dispatches; each transfer runs on a blocking thread of
+//! the runtime's pool with one ephemeral UDP socket (RFC 1350 TID) and
+//! positional file reads. A lockstep transfer (no windowsize, what PXE ROMs
+//! and tftp-hpa do) is one round trip per block, so its speed is the
+//! server's turnaround: a thread blocked in `recv` answers with `recv` +
+//! `send` and nothing else, where a task paid a reactor wake-up, a second
+//! `recv` to learn the socket is empty, a timer reset and a hop to the
+//! blocking pool for every read-ahead (measured in ARCHITECTURE.md).
+//! Transfers are bounded by `max_transfers`, so are the threads.
 //!
 //! Scope: RRQ only (WRQ refused with ERROR 2), octet mode only (netascii is
 //! refused, not converted), options blksize / tsize / timeout / windowsize.
@@ -462,7 +470,8 @@ fn on_datagram(
     };
     active.insert(peer);
     drop(active);
-    tracker.spawn(transfer(sh.clone(), req, peer, permit));
+    let sh = sh.clone();
+    tracker.spawn_blocking(move || transfer(sh, req, peer, permit));
 }
 
 /// Removes the peer from the active set when the transfer task ends.
@@ -482,19 +491,21 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
-async fn transfer_socket(local_ip: IpAddr, peer: SocketAddr) -> io::Result<UdpSocket> {
-    let sock = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
-    sock.connect(peer).await?;
+fn transfer_socket(local_ip: IpAddr, peer: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let sock = std::net::UdpSocket::bind(SocketAddr::new(local_ip, 0))?;
+    sock.connect(peer)?;
     Ok(sock)
 }
 
-async fn transfer(sh: Arc<Shared>, req: Request, peer: SocketAddr, _permit: OwnedSemaphorePermit) {
+/// One transfer, start to end, on a blocking thread of its own (see the
+/// module docs for why not a task).
+fn transfer(sh: Arc<Shared>, req: Request, peer: SocketAddr, _permit: OwnedSemaphorePermit) {
     sh.stats.active.fetch_add(1, Relaxed);
     let _guard = ActiveGuard { sh: &sh, peer };
     let stats = &sh.stats;
     let path = req.filename.clone();
     let started = Instant::now();
-    let sock = match transfer_socket(sh.local_ip, peer).await {
+    let sock = match transfer_socket(sh.local_ip, peer) {
         Ok(s) => s,
         Err(e) => {
             inc(&stats.transfers_failed);
@@ -502,11 +513,9 @@ async fn transfer(sh: Arc<Shared>, req: Request, peer: SocketAddr, _permit: Owne
             return;
         }
     };
-    let source = sh.source.clone();
-    let p = path.clone();
-    let opened = tokio::task::spawn_blocking(move || source.open(&p, peer))
-        .await
-        .unwrap_or_else(|_| Err(TftpError::Other("file source panicked".into())));
+    let opened =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sh.source.open(&path, peer)))
+            .unwrap_or_else(|_| Err(TftpError::Other("file source panicked".into())));
     let file = match opened {
         Ok(f) => f,
         Err(e) => {
@@ -524,7 +533,7 @@ async fn transfer(sh: Arc<Shared>, req: Request, peer: SocketAddr, _permit: Owne
                     warn!(target: "rackboot::tftp", %peer, %path, error = %why, "cannot open file");
                 }
             }
-            let _ = sock.send(&error_packet(e.code(), e.wire_message())).await;
+            let _ = sock.send(&error_packet(e.code(), e.wire_message()));
             return;
         }
     };
@@ -534,7 +543,7 @@ async fn transfer(sh: Arc<Shared>, req: Request, peer: SocketAddr, _permit: Owne
     debug!(target: "rackboot::tftp", %peer, %path, len, blksize = neg.blksize,
         windowsize = neg.windowsize, "transfer started");
     let mut reader = Reader::new(file, neg.blksize);
-    let outcome = drive(&sock, session, actions, &mut reader, &sh).await;
+    let outcome = drive(&sock, session, actions, &mut reader, &sh);
     let ms = started.elapsed().as_millis() as u64;
     let (ok, bytes) = match outcome {
         Outcome::Done { bytes } => {
@@ -586,9 +595,15 @@ fn failed(session: &Session, reason: impl std::fmt::Display) -> Outcome {
     }
 }
 
+/// How often a transfer blocked in `recv` looks at the shutdown token.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
+
 /// Run the session's actions and feed it packets and timeouts until it ends.
-async fn drive(
-    sock: &UdpSocket,
+///
+/// Blocking I/O on the transfer's own connected socket: a lockstep transfer
+/// is one `recv` and one `send` per block, with no reactor in between.
+fn drive(
+    sock: &std::net::UdpSocket,
     mut session: Session,
     mut actions: Vec<Action>,
     reader: &mut Reader,
@@ -596,35 +611,34 @@ async fn drive(
 ) -> Outcome {
     let mut out = Vec::with_capacity(4 + usize::from(session.negotiated().blksize));
     let mut rbuf = vec![0u8; 1024];
-    let sleep = tokio::time::sleep(session.negotiated().timeout);
-    tokio::pin!(sleep);
+    let mut deadline = Instant::now() + session.negotiated().timeout;
+    // The read timeout set on the socket now (a syscall to change).
+    let mut read_timeout = Duration::ZERO;
     loop {
         for action in actions.drain(..) {
             match action {
                 Action::Send(p) => {
-                    if let Err(e) = sock.send(&p).await {
+                    if let Err(e) = sock.send(&p) {
                         return failed(&session, format!("send: {e}"));
                     }
                 }
                 Action::SendData { block, offset, len } => {
-                    let data = match reader.get(offset, len).await {
+                    let data = match reader.get(offset, len) {
                         Ok(d) => d,
                         Err(e) => {
-                            let _ = sock
-                                .send(&error_packet(ErrorCode::NOT_DEFINED, "read error"))
-                                .await;
+                            let _ = sock.send(&error_packet(ErrorCode::NOT_DEFINED, "read error"));
                             return failed(&session, format!("read at {offset}: {e}"));
                         }
                     };
                     out.clear();
                     out.extend_from_slice(&data_header(block));
                     out.extend_from_slice(data);
-                    if let Err(e) = sock.send(&out).await {
+                    if let Err(e) = sock.send(&out) {
                         return failed(&session, format!("send: {e}"));
                     }
                     sh.stats.bytes_sent.fetch_add(len as u64, Relaxed);
                 }
-                Action::SetTimer(d) => sleep.as_mut().reset(tokio::time::Instant::now() + d),
+                Action::SetTimer(d) => deadline = Instant::now() + d,
                 Action::Done { bytes } => return Outcome::Done { bytes },
                 Action::Fail(reason) => {
                     let probe = matches!(
@@ -642,29 +656,50 @@ async fn drive(
                 }
             }
         }
-        actions = tokio::select! {
-            biased;
-            _ = sh.shutdown.cancelled() => {
-                let _ = sock.send(&error_packet(ErrorCode::NOT_DEFINED, "server shutting down")).await;
+        actions = loop {
+            if sh.shutdown.is_cancelled() {
+                let _ = sock.send(&error_packet(
+                    ErrorCode::NOT_DEFINED,
+                    "server shutting down",
+                ));
                 return failed(&session, "server shutting down");
             }
-            r = sock.recv(&mut rbuf) => match r {
-                Ok(n) => session.on_packet(&rbuf[..n]),
+            let now = Instant::now();
+            if now >= deadline {
+                break session.on_timeout();
+            }
+            // At least 1 ms: a zero read timeout is refused by the kernel API.
+            let wait = (deadline - now)
+                .min(SHUTDOWN_POLL)
+                .max(Duration::from_millis(1));
+            if wait < read_timeout || read_timeout < SHUTDOWN_POLL.min(wait) {
+                if let Err(e) = sock.set_read_timeout(Some(wait)) {
+                    return failed(&session, format!("set read timeout: {e}"));
+                }
+                read_timeout = wait;
+            }
+            match sock.recv(&mut rbuf) {
+                Ok(n) => break session.on_packet(&rbuf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
                 // ICMP port unreachable: the client is gone.
                 Err(e) => return failed(&session, format!("receive: {e}")),
-            },
-            _ = &mut sleep => session.on_timeout(),
+            }
         };
     }
 }
 
 /// File bytes for DATA packets. Disk files are read in block-aligned chunks
-/// of about 256 KiB with `pread` on a blocking thread; a window is then served
-/// from memory.
+/// of about 256 KiB with `pread`; a window is then served from memory.
 enum Reader {
     Memory(Arc<[u8]>),
     Disk {
-        file: Arc<File>,
+        file: File,
         buf: Vec<u8>,
         start: u64,
         chunk: usize,
@@ -680,7 +715,7 @@ impl Reader {
             TftpFile::Disk { file, .. } => {
                 let b = usize::from(blksize);
                 Reader::Disk {
-                    file: Arc::new(file),
+                    file,
                     buf: Vec::new(),
                     start: 0,
                     chunk: READ_CHUNK.div_ceil(b).max(4) * b,
@@ -689,7 +724,7 @@ impl Reader {
         }
     }
 
-    async fn get(&mut self, offset: u64, len: usize) -> io::Result<&[u8]> {
+    fn get(&mut self, offset: u64, len: usize) -> io::Result<&[u8]> {
         let eof = || io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank during transfer");
         match self {
             Reader::Memory(m) => usize::try_from(offset)
@@ -704,26 +739,21 @@ impl Reader {
             } => {
                 let end = offset + len as u64;
                 if offset < *start || end > *start + buf.len() as u64 {
-                    let file = file.clone();
                     let want = (*chunk).max(len);
-                    let mut b = std::mem::take(buf);
-                    let filled = tokio::task::spawn_blocking(move || {
-                        b.resize(want, 0);
-                        let mut filled = 0;
-                        while filled < want {
-                            match file.read_at(&mut b[filled..], offset + filled as u64) {
-                                Ok(0) => break,
-                                Ok(n) => filled += n,
-                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                                Err(e) => return Err(e),
+                    buf.resize(want, 0);
+                    let mut filled = 0;
+                    while filled < want {
+                        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                            Ok(0) => break,
+                            Ok(n) => filled += n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                buf.clear();
+                                return Err(e);
                             }
                         }
-                        b.truncate(filled);
-                        Ok(b)
-                    })
-                    .await
-                    .map_err(io::Error::other)??;
-                    *buf = filled;
+                    }
+                    buf.truncate(filled);
                     *start = offset;
                     if end > *start + buf.len() as u64 {
                         return Err(eof());

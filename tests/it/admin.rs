@@ -873,14 +873,272 @@ fn edits_render_only_what_changed() {
     )
     .unwrap();
     assert_eq!(o.rendered, 6, "node50..53 (lab, lab-disk) + r1 + r2");
-    // A corrupted cache is ignored, not trusted.
+    // A corrupted cache is ignored, not trusted (nor is the fast path's
+    // record, removed here so that the whole check runs).
     c.write(".rackboot.rendered", "garbage\n");
+    std::fs::remove_file(c.path().join(admin::VALIDATED_FILE)).unwrap();
     let o = add("r3", "52:54:00:66:00:03", "10.77.3.3");
     assert_eq!(o.rendered, 10);
     assert!(matches!(
         admin::add_system(&s, "r3", &SystemChange::default()),
         Err(AdminError::Usage(_))
     ));
+}
+
+fn change(mac: &str, ip: &str, profile: &str, hostname: Option<&str>) -> SystemChange {
+    SystemChange {
+        macs: Some(vec![mac.into()]),
+        ip: Some(ip.into()),
+        profile: Some(profile.into()),
+        hostname: hostname.map(Into::into),
+        ..Default::default()
+    }
+}
+
+fn refused(r: Result<admin::Outcome, AdminError>) -> AdminError {
+    match r {
+        Ok(o) => panic!("accepted (written: {:?})", o.written),
+        Err(e) => e,
+    }
+}
+
+/// The files on disk pass the daemon's own whole-inventory load.
+fn loads_clean(c: &ConfigDir) {
+    if let Err(e) = rackboot::config::load(c.path()) {
+        panic!("files on disk are not a valid inventory: {e}");
+    }
+}
+
+/// `systems add` checks the new entry alone when the files are the state the
+/// last edit recorded: it must accept exactly what the whole-inventory check
+/// accepts, refuse the same way, and never trust a state it did not check.
+#[test]
+fn add_fast_path_agrees_with_full_check() {
+    let c = sample();
+    let s = settings(&c);
+    let record = c.path().join(admin::VALIDATED_FILE);
+    let o = admin::add_system(
+        &s,
+        "f1",
+        &change("52:54:00:66:01:01", "10.77.4.1", "lab", None),
+    )
+    .unwrap();
+    assert!(o.full_check, "nothing recorded yet: whole check");
+    assert!(record.exists());
+    let o = admin::add_system(
+        &s,
+        "f2",
+        &change("52:54:00:66:01:02", "10.77.4.2", "rhel9", Some("Host-F2")),
+    )
+    .unwrap();
+    assert!(!o.full_check, "the files are the recorded state: fast path");
+    assert_eq!(o.rendered, 1);
+    assert_eq!(o.inventory.system("f2").unwrap().hostname, "Host-F2");
+    loads_clean(&c);
+
+    // Each refusal, with the record in place (fast path asked first) and
+    // with it removed (whole check only): the same error, files untouched.
+    let cases: Vec<(&str, SystemChange, &str)> = vec![
+        (
+            "x",
+            change("52:54:00:66:01:02", "10.77.4.9", "lab", None),
+            "duplicate MAC",
+        ),
+        (
+            "x",
+            change("52:54:00:66:01:09", "10.77.0.51", "lab", None),
+            "duplicate IP",
+        ),
+        (
+            "x",
+            change("52:54:00:66:01:09", "10.77.4.9", "lab", Some("host-f2")),
+            "duplicate hostname",
+        ),
+        (
+            "x",
+            change("52:54:00:66:01:09", "10.77.4.9", "lab", Some("node50")),
+            "duplicate hostname",
+        ),
+        (
+            "x",
+            change("52:54:00:66:01:09", "10.77.4.9", "nope", None),
+            "unknown profile",
+        ),
+        (
+            "x",
+            change("52:54:00:66:01:09", "10.77.4.9", "lab-base", None),
+            "abstract",
+        ),
+        (
+            "x",
+            change("52:54:00:66:01", "10.77.4.9", "lab", None),
+            "malformed MAC",
+        ),
+        (
+            "f2",
+            change("52:54:00:66:01:09", "10.77.4.9", "lab", None),
+            "already exists",
+        ),
+        (
+            "node51",
+            change("52:54:00:66:01:09", "10.77.4.9", "lab", None),
+            "already exists",
+        ),
+    ];
+    for (name, ch, why) in &cases {
+        let before = snapshot(c.path());
+        let rec = std::fs::read(&record).unwrap();
+        let fast = refused(admin::add_system(&s, name, ch)).to_string();
+        assert!(fast.contains(why), "{name} {why}: {fast}");
+        assert_eq!(snapshot(c.path()), before, "{why}");
+        assert_eq!(
+            std::fs::read(&record).unwrap(),
+            rec,
+            "a refusal keeps the record"
+        );
+        std::fs::remove_file(&record).unwrap();
+        let full = refused(admin::add_system(&s, name, ch)).to_string();
+        assert_eq!(fast, full, "{why}");
+        std::fs::write(&record, &rec).unwrap();
+    }
+    let o = admin::add_system(
+        &s,
+        "f3",
+        &change("52:54:00:66:01:03", "10.77.4.3", "lab", None),
+    )
+    .unwrap();
+    assert!(!o.full_check);
+
+    // A MAC added by hand between two edits: the record no longer matches
+    // the file, so the whole check runs and sees the duplicate.
+    c.append(
+        "systems.toml",
+        "\n[systems.byhand]\nmacs = [\"52:54:00:66:01:44\"]\nip = \"10.77.4.44\"\nprofile = \"lab\"\n",
+    );
+    let before = snapshot(c.path());
+    let e = refused(admin::add_system(
+        &s,
+        "x",
+        &change("52:54:00:66:01:44", "10.77.4.45", "lab", None),
+    ))
+    .to_string();
+    assert!(e.contains("duplicate MAC") && e.contains("byhand"), "{e}");
+    assert_eq!(snapshot(c.path()), before);
+    let o = admin::add_system(
+        &s,
+        "f4",
+        &change("52:54:00:66:01:04", "10.77.4.4", "lab", None),
+    )
+    .unwrap();
+    assert!(o.full_check, "a hand edit since the record: whole check");
+    let o = admin::add_system(
+        &s,
+        "f5",
+        &change("52:54:00:66:01:05", "10.77.4.5", "lab", None),
+    )
+    .unwrap();
+    assert!(!o.full_check, "and recorded again");
+
+    // A profile made abstract by hand: the systems using it are now invalid.
+    c.replace(
+        "profiles/rhel9.toml",
+        "description",
+        "abstract = true\ndescription",
+    );
+    let before = snapshot(c.path());
+    let e = refused(admin::add_system(
+        &s,
+        "x",
+        &change("52:54:00:66:01:09", "10.77.4.9", "lab", None),
+    ));
+    assert!(matches!(e, AdminError::Broken { .. }), "{e}");
+    assert!(e.to_string().contains("systems.f2.profile"), "{e}");
+    assert_eq!(snapshot(c.path()), before);
+    c.replace("profiles/rhel9.toml", "abstract = true\n", "");
+
+    // A template broken by hand: every system using it fails to render.
+    // Put back byte for byte, the files are the recorded state again.
+    let o = admin::add_system(
+        &s,
+        "f6",
+        &change("52:54:00:66:01:06", "10.77.4.6", "lab", None),
+    )
+    .unwrap();
+    assert!(!o.full_check);
+    c.append("kickstarts/lab/install.sh.j2", "\n{{ vars.no_such_var }}\n");
+    let before = snapshot(c.path());
+    let e = refused(admin::add_system(
+        &s,
+        "x",
+        &change("52:54:00:66:01:09", "10.77.4.9", "rhel9", None),
+    ));
+    assert!(matches!(e, AdminError::Broken { .. }), "{e}");
+    assert_eq!(snapshot(c.path()), before);
+    c.replace(
+        "kickstarts/lab/install.sh.j2",
+        "\n{{ vars.no_such_var }}\n",
+        "",
+    );
+
+    // A torn or foreign record is not trusted.
+    let o = admin::add_system(
+        &s,
+        "f7",
+        &change("52:54:00:66:01:07", "10.77.4.7", "lab", None),
+    )
+    .unwrap();
+    assert!(!o.full_check);
+    let rec = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, &rec[..rec.len() - 4]).unwrap();
+    let o = admin::add_system(
+        &s,
+        "f8",
+        &change("52:54:00:66:01:08", "10.77.4.8", "lab", None),
+    )
+    .unwrap();
+    assert!(o.full_check, "torn record");
+    let rec = std::fs::read_to_string(&record).unwrap();
+    let forged = rec.replacen("\nn f8\n", "\n", 1).replace("end ", "end x");
+    std::fs::write(&record, forged).unwrap();
+    let o = admin::add_system(
+        &s,
+        "f9",
+        &change("52:54:00:66:01:0a", "10.77.4.10", "lab", None),
+    )
+    .unwrap();
+    assert!(o.full_check, "malformed record");
+    loads_clean(&c);
+
+    // systems.toml whose root holds the systems inline: appending a
+    // [systems.NAME] table would not be TOML; the fast path stays out.
+    c.write(
+        "systems.toml",
+        "systems = { z1 = { macs = [\"52:54:00:66:02:01\"], ip = \"10.77.5.1\", profile = \"lab\" } }\n",
+    );
+    // A profile edit checks the whole inventory and records this state.
+    admin::edit_profile(
+        &s,
+        "lab",
+        &rackboot::admin::ProfileChange {
+            vars: BTreeMap::from([("k".to_string(), serde_json::json!("v"))]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let before = snapshot(c.path());
+    let r = admin::add_system(
+        &s,
+        "z2",
+        &change("52:54:00:66:02:02", "10.77.5.2", "lab", None),
+    );
+    match r {
+        Ok(o) => {
+            assert!(o.full_check);
+            loads_clean(&c);
+        }
+        Err(_) => assert_eq!(snapshot(c.path()), before),
+    }
+    no_temp_files(c.path());
 }
 
 // ---------------------------------------------------------------------------
