@@ -9,7 +9,9 @@ set -uo pipefail
 source "$(cd "$(dirname "$0")/../tests/lab" && pwd)/lab.env"
 source "$LAB/lib.sh"
 ROUNDS="${1:-3}"
-BIN="$(readlink -f "${RACKBOOT_BIN:-$REPO/target/debug/rackboot}")"
+# The release build (what a lab runs); built if missing.
+[ -n "${RACKBOOT_BIN:-}" ] || [ -x "$REPO/target/release/rackboot" ] || (cd "$REPO" && cargo build --release --quiet)
+BIN="$(readlink -f "${RACKBOOT_BIN:-$REPO/target/release/rackboot}")"
 trap '"$LAB/down.sh" >/dev/null 2>&1' EXIT
 declare -A T
 # rackboot's config: the repository's, with absolute paths and node50 on the diskless profile.

@@ -6,7 +6,7 @@
 # interfaces. Server pinned to CPU 0, clients to CPU 1. Prints MiB/s per cell.
 #
 # Usage (root):
-#   bench/tftp-bench.sh [--ours BIN] [--size-mib N] [--servers "ours dnsmasq atftpd hpa"]
+#   bench/tftp-bench.sh [--ours BIN] [--size-mib N] [--servers "ours dnsmasq atftpd hpa"] [--cells REGEX]
 # BIN (default target/release/rackboot) is started as `BIN tftp-serve 10.99.0.1:69 ROOT`
 # (the hidden subcommand over rackboot::tftp::bench::bench_server).
 # Needs: iproute2, taskset, curl, atftp, tftp-hpa, dnsmasq. atftpd and
@@ -27,12 +27,14 @@ SERVERS="ours dnsmasq atftpd hpa"
 CACHE=${BENCH_CACHE:-/tmp/rbtb-cache}
 CELL_TIMEOUT=180
 CONCURRENT=8
+CELL_FILTER=""   # --cells REGEX: only the cells whose name matches (e.g. '8x')
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --ours) OURS=$2; shift 2 ;;
         --size-mib) SIZE_MIB=$2; shift 2 ;;
         --servers) SERVERS=$2; shift 2 ;;
+        --cells) CELL_FILTER=$2; shift 2 ;;
         -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -183,9 +185,21 @@ cell() {
     rm -f "$out"
 }
 
-# parallel cell: CONCURRENT clients at once; aggregate MiB/s.
+# "busy total" jiffies of one CPU, from /proc/stat.
+cpu_jiffies() {
+    awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+# Busy % of a CPU between two cpu_jiffies samples.
+busy_pct() {
+    echo "$1 $2" | awk '{ d = $4 - $2; printf "%d", (d > 0 ? 100 * ($3 - $1) / d : 0) }'
+}
+
+# parallel cell: CONCURRENT clients at once; aggregate MiB/s. Also records
+# how busy the server's and the clients' CPUs were (in $OUT/cpu): a client
+# CPU near 100% means the cell measures the clients, not the server.
 pcell() {
-    local t0 t1 i pids=() ok=1 args
+    local t0 t1 i pids=() ok=1 args s0 c0
+    s0=$(cpu_jiffies $SRV_CPU); c0=$(cpu_jiffies $CLI_CPU)
     t0=$(now_ns)
     for i in $(seq 1 $CONCURRENT); do
         args=()
@@ -195,6 +209,7 @@ pcell() {
     done
     for p in "${pids[@]}"; do wait "$p" || ok=0; done
     t1=$(now_ns)
+    echo "$(busy_pct "$s0" "$(cpu_jiffies $SRV_CPU)")/$(busy_pct "$c0" "$(cpu_jiffies $CLI_CPU)")" > "$OUT/cpu"
     for i in $(seq 1 $CONCURRENT); do
         cmp -s "$OUT/p$i" "$ROOT/big.bin" || ok=0
         rm -f "$OUT/p$i"
@@ -220,8 +235,15 @@ CELLS=(
     "${CONCURRENT}x atftp 1468 w16|pcell atftp --option 'blksize 1468' --option 'windowsize 16' -g -r big.bin -l @OUT@ $SRV_IP 69"
 )
 
+if [ -n "$CELL_FILTER" ]; then
+    kept=()
+    for c in "${CELLS[@]}"; do [[ "${c%%|*}" =~ $CELL_FILTER ]] && kept+=("$c"); done
+    CELLS=("${kept[@]}")
+fi
+
 declare -A RESULT
 declare -A OACK
+declare -A CPU
 for s in $SERVERS; do
     echo "== $s" >&2
     if ! start_server "$s"; then
@@ -238,8 +260,10 @@ for s in $SERVERS; do
         name=${c%%|*}
         cmd=${c#*|}
         eval "set -- $cmd"
+        rm -f "$OUT/cpu"
         r=$("$@")
         RESULT["$s|$name"]=$r
+        if [ -f "$OUT/cpu" ]; then CPU["$s|$name"]=$(cat "$OUT/cpu"); fi
         echo "   $name: $r MiB/s" >&2
     done
     stop_server
@@ -254,6 +278,15 @@ for c in "${CELLS[@]}"; do
     name=${c%%|*}
     printf '%-22s' "$name"
     for s in $SERVERS; do printf '%12s' "${RESULT[$s|$name]}"; done
+    echo
+done
+echo
+echo "CPU busy % during the concurrent cells, server CPU / client CPU:"
+for c in "${CELLS[@]}"; do
+    name=${c%%|*}
+    [ -n "${CPU[${SERVERS%% *}|$name]:-}" ] || continue
+    printf '%-22s' "$name"
+    for s in $SERVERS; do printf '%12s' "${CPU[$s|$name]:-n/a}"; done
     echo
 done
 echo

@@ -500,6 +500,7 @@ fn transfer_socket(local_ip: IpAddr, peer: SocketAddr) -> io::Result<std::net::U
 /// One transfer, start to end, on a blocking thread of its own (see the
 /// module docs for why not a task).
 fn transfer(sh: Arc<Shared>, req: Request, peer: SocketAddr, _permit: OwnedSemaphorePermit) {
+    let _batch = BatchPolicy::enter();
     sh.stats.active.fetch_add(1, Relaxed);
     let _guard = ActiveGuard { sh: &sh, peer };
     let stats = &sh.stats;
@@ -573,6 +574,36 @@ fn transfer(sh: Arc<Shared>, req: Request, peer: SocketAddr, _permit: OwnedSemap
         bytes,
         ok,
     });
+}
+
+/// Runs the transfer thread under `SCHED_BATCH` and puts the pool thread's
+/// policy back afterwards.
+struct BatchPolicy(Option<libc::c_int>);
+
+impl BatchPolicy {
+    fn enter() -> BatchPolicy {
+        // SAFETY: plain syscalls on the calling thread with a valid param.
+        unsafe {
+            let old = libc::sched_getscheduler(0);
+            let p = libc::sched_param { sched_priority: 0 };
+            if old >= 0 && libc::sched_setscheduler(0, libc::SCHED_BATCH, &p) == 0 {
+                return BatchPolicy(Some(old));
+            }
+        }
+        BatchPolicy(None)
+    }
+}
+
+impl Drop for BatchPolicy {
+    fn drop(&mut self) {
+        if let Some(old) = self.0 {
+            // SAFETY: as above.
+            unsafe {
+                let p = libc::sched_param { sched_priority: 0 };
+                libc::sched_setscheduler(0, old, &p);
+            }
+        }
+    }
 }
 
 enum Outcome {
