@@ -12,12 +12,14 @@
 #   unknown-mac    a client not in the inventory gets no DHCP answer (reservations mode)
 #   uefi-disk      as bios-disk with OVMF (iPXE EFI ROM)
 #   uefi-norom     OVMF's own PXE: DHCP arch 7 -> TFTP ipxe.efi -> iPXE -> HTTP (diskless profile)
+#   proxy          rackboot in proxy mode beside a site DHCP server (dnsmasq on the rack bridge:
+#                  addresses only, no boot options): reimage node50 (BIOS, disk) end to end
 # LAB_CASES="bios-disk uefi-disk" runs a subset. Needs root, scripts/install-deps.sh, a built binary.
 set -uo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/lab.env"
 source "$LAB/lib.sh"
 BIN="${RACKBOOT_BIN:-$REPO/target/debug/rackboot}"
-CASES="${LAB_CASES:-bios-disk bmc-down stage-fails kill9-resume two-at-once unknown-mac uefi-disk uefi-norom}"
+CASES="${LAB_CASES:-bios-disk bmc-down stage-fails kill9-resume two-at-once unknown-mac uefi-disk uefi-norom proxy}"
 OUT="${LAB_RESULTS:-$LAB_WORK-results}"
 rm -rf "$OUT"; mkdir -p "$OUT"
 CONF="$OUT/config"
@@ -40,6 +42,7 @@ make_config() {
       -e "s#^firmware_dir = .*#firmware_dir = \"$LAB_FIRMWARE\"#" \
       -e "s#^data_dir = .*#data_dir = \"$OUT/data\"#" \
       -e "s#^ssh_key = .*#ssh_key = \"$LAB_SSH_KEY\"#" \
+      -e "s#^mode = \"reservations\"#mode = \"${LAB_DHCP_MODE:-reservations}\"#" \
       "$REPO/rackboot.toml" > "$CONF/rackboot.toml"
   cat > "$CONF/profiles/lab-disk-failing.toml" <<'EOF'
 parent = "lab-disk"
@@ -209,6 +212,35 @@ if want uefi-norom; then
     else
       pass uefi-norom "power-on->SSH $(ssh_time "$(cat "$OUT/uefi-norom.id")") s via TFTP ipxe.efi"
     fi
+  fi
+fi
+
+if want proxy; then
+  # The site's own DHCP server hands out addresses (node50 has a host entry, as a site would
+  # give a lab machine); it knows nothing of network boot. rackboot answers only with
+  # ProxyDHCP offers (port 67 and 4011): the iPXE ROM must combine the two.
+  if LAB_DHCP_MODE=proxy lab bios 1; then
+    ip netns exec "$NS_RACK" dnsmasq --port=0 --user=root --interface=br0 --bind-interfaces \
+      --dhcp-range=10.77.0.100,10.77.0.149,255.255.255.0,10m \
+      --dhcp-host="$(lab_node_mac 0),$(lab_node_ip 0)" --dhcp-authoritative \
+      --dhcp-leasefile="$OUT/site-dhcp.leases" --pid-file="$LAB_WORK/run/site-dhcp.pid" \
+      --log-dhcp --log-facility="$OUT/site-dhcp.log"
+    if reimage_case proxy node50; then
+      id=$(cat "$OUT/proxy.id")
+      proxied=$(ip netns exec "$NS_PROV" curl -s http://127.0.0.1:9080/api/v1/status \
+        | python3 -c 'import json,sys; d=json.load(sys.stdin)["protocols"]["dhcp"]; print(d["proxy"], d["offers"] + d["acks"])')
+      if ! grep -q "DHCPACK(br0) $(lab_node_ip 0)" "$OUT/site-dhcp.log"; then
+        fail proxy "the site DHCP server never gave node50 its address"
+      elif [ "${proxied%% *}" = 0 ] || [ "${proxied##* }" != 0 ]; then
+        fail proxy "rackboot proxy/address replies: $proxied (want >0 / 0)"
+      elif ! lab_ssh 0 cat /etc/rig-provisioned 2>/dev/null | grep -q "booted-from=disk"; then
+        fail proxy "machine did not come up from its disk"
+      else
+        pass proxy "power-on->SSH $(ssh_time "$id") s; address from the site server, boot from rackboot's ProxyDHCP (${proxied%% *} proxy replies)"
+      fi
+    fi
+  else
+    fail proxy "lab did not come up"
   fi
 fi
 
