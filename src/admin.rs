@@ -1467,6 +1467,28 @@ pub fn load_for_reading(settings: &Settings) -> Result<Inventory, config::Config
     config::load_inventory_unrendered(settings, None, &BTreeMap::new())
 }
 
+/// The daemon's reload: every structural check, and every template rendered
+/// for every system except those the render cache vouches for (their
+/// rendering inputs are byte-for-byte those of a render that succeeded, see
+/// [`RenderCache`]). After a `systems add` into 5,000 systems that is one
+/// render instead of 5,000. Records the result for the editors' caches.
+pub fn load_for_serving(settings: &Settings) -> Result<Inventory, config::ConfigErrors> {
+    // Under the edit lock when it can be had (a read-only config dir has
+    // no editors to wait for; the caches are then not written either).
+    let _lock = lock(&settings.config_dir).ok();
+    let cache = RenderCache::load(&settings.config_dir);
+    let fp = validated::Fingerprint::of(settings, None, &BTreeMap::new());
+    let checked =
+        validate(settings, None, &BTreeMap::new(), &cache).map_err(config::ConfigErrors)?;
+    cache.store(&checked.keys);
+    let mut index = config::SystemIndex::default();
+    for s in checked.inventory.systems() {
+        index.insert(s);
+    }
+    validated::store(&settings.config_dir, &fp, &index);
+    Ok(checked.inventory)
+}
+
 impl AdminError {
     /// A stable code for scripts and the API.
     pub fn code(&self) -> &'static str {

@@ -65,7 +65,7 @@ impl Reloader {
             ),
             _ => {}
         }
-        match config::load_inventory(&self.settings) {
+        match crate::admin::load_for_serving(&self.settings) {
             Ok(inv) => {
                 let r = ReloadResult {
                     generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,

@@ -1141,6 +1141,41 @@ fn add_fast_path_agrees_with_full_check() {
     no_temp_files(c.path());
 }
 
+/// The daemon's reload renders only what the render cache cannot vouch
+/// for, yet still refuses a template that fails for one system.
+#[test]
+fn reload_renders_what_changed_and_still_refuses_failures() {
+    let c = sample();
+    let s = settings(&c);
+    admin::load_for_serving(&s).unwrap();
+    // A template that fails only for a system with `boom` in its vars: the
+    // template changed, so every system is rendered; none has it yet.
+    c.append(
+        "kickstarts/lab/install-disk.sh.j2",
+        "{% if vars.boom is defined %}{{ vars.no_such_var }}{% endif %}\n",
+    );
+    admin::load_for_serving(&s).unwrap();
+    // node51 gets it by hand: only its rendering inputs changed, and it fails.
+    c.replace(
+        "systems.toml",
+        "profile = \"lab-disk\"\n[systems.node51.bmc]",
+        "profile = \"lab-disk\"\nvars = { boom = 1 }\n[systems.node51.bmc]",
+    );
+    let e = admin::load_for_serving(&s).unwrap_err().to_string();
+    assert!(e.contains("systems.node51"), "{e}");
+    // A corrupted render cache vouches for nothing.
+    c.replace("systems.toml", "vars = { boom = 1 }\n", "");
+    admin::load_for_serving(&s).unwrap();
+    c.write(".rackboot.rendered", "garbage\n");
+    c.replace(
+        "kickstarts/lab/install-disk.sh.j2",
+        "{% if vars.boom is defined %}",
+        "{% if system.name == \"node51\" %}",
+    );
+    let e = admin::load_for_serving(&s).unwrap_err().to_string();
+    assert!(e.contains("systems.node51"), "{e}");
+}
+
 // ---------------------------------------------------------------------------
 // With a running daemon
 
