@@ -601,6 +601,15 @@ fn set_value(t: &mut dyn TableLike, key: &str, mut v: Value) {
     }
 }
 
+/// [`set_value`] for each string that is given.
+fn set_strings<const N: usize>(t: &mut dyn TableLike, kv: [(&str, &Option<String>); N]) {
+    for (k, v) in kv {
+        if let Some(v) = v {
+            set_value(t, k, v.as_str().into());
+        }
+    }
+}
+
 fn str_array<S: AsRef<str>>(items: &[S]) -> Value {
     let mut a = toml_edit::Array::new();
     for i in items {
@@ -887,24 +896,18 @@ fn apply_system(
             }
         }
     }
-    if let Some(ip) = &ch.ip {
-        set_value(t, "ip", ip.as_str().into());
-    }
-    if let Some(v) = &ch.netmask {
-        set_value(t, "netmask", v.as_str().into());
-    }
-    if let Some(v) = &ch.gateway {
-        set_value(t, "gateway", v.as_str().into());
-    }
+    set_strings(
+        t,
+        [
+            ("ip", &ch.ip),
+            ("netmask", &ch.netmask),
+            ("gateway", &ch.gateway),
+        ],
+    );
     if let Some(v) = &ch.dns {
         set_value(t, "dns", str_array(v));
     }
-    if let Some(v) = &ch.domain {
-        set_value(t, "domain", v.as_str().into());
-    }
-    if let Some(p) = &ch.profile {
-        set_value(t, "profile", p.as_str().into());
-    }
+    set_strings(t, [("domain", &ch.domain), ("profile", &ch.profile)]);
     for u in &ch.unset {
         t.remove(u);
     }
@@ -934,15 +937,14 @@ fn apply_system(
         }
         let bt = sub_table(entry, "bmc", "")
             .map_err(|e| AdminError::Refused(vec![cerr(file, key("bmc"), e)]))?;
-        if let Some(v) = &b.kind {
-            set_value(bt, "kind", v.as_str().into());
-        }
-        if let Some(v) = &b.address {
-            set_value(bt, "address", v.as_str().into());
-        }
-        if let Some(v) = &b.username {
-            set_value(bt, "username", v.as_str().into());
-        }
+        set_strings(
+            bt,
+            [
+                ("kind", &b.kind),
+                ("address", &b.address),
+                ("username", &b.username),
+            ],
+        );
         if let Some(v) = &b.password_file {
             bt.remove("password_env");
             set_value(bt, "password_file", v.as_str().into());

@@ -124,10 +124,18 @@ async fn edit(
     (status, Json(v)).into_response()
 }
 
-async fn create_system(
-    State(ctx): State<ApiContext>,
+type Op<T> = fn(&crate::config::Settings, &str, &T) -> Result<Outcome, AdminError>;
+
+/// POST (the name in the body) or PUT (the name in the path) of a system or
+/// a profile: the token, the body, then the edit.
+async fn upsert<T: Send + 'static>(
+    ctx: ApiContext,
     headers: HeaderMap,
-    b: Result<Json<SystemChange>, JsonRejection>,
+    path_name: Option<String>,
+    b: Result<Json<T>, JsonRejection>,
+    body_name: fn(&T) -> Option<String>,
+    made: fn(String) -> Made,
+    op: Op<T>,
 ) -> Response {
     if let Err(r) = ctx.authorize(&headers) {
         return r;
@@ -136,7 +144,8 @@ async fn create_system(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Some(name) = ch.name.clone() else {
+    let created = path_name.is_none();
+    let Some(name) = path_name.or_else(|| body_name(&ch)) else {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -144,10 +153,30 @@ async fn create_system(
         );
     };
     let n = name.clone();
-    edit(ctx, true, Made::System(name), move |s| {
-        admin::add_system(s, &n, &ch)
-    })
-    .await
+    edit(ctx, created, made(name), move |s| op(s, &n, &ch)).await
+}
+
+/// DELETE of a system or a profile.
+async fn delete(
+    ctx: ApiContext,
+    headers: HeaderMap,
+    name: String,
+    op: fn(&crate::config::Settings, &str) -> Result<Outcome, AdminError>,
+) -> Response {
+    if let Err(r) = ctx.authorize(&headers) {
+        return r;
+    }
+    let n = name.clone();
+    edit(ctx, false, Made::Removed(name), move |s| op(s, &n)).await
+}
+
+async fn create_system(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    b: Result<Json<SystemChange>, JsonRejection>,
+) -> Response {
+    let name = |c: &SystemChange| c.name.clone();
+    upsert(ctx, headers, None, b, name, Made::System, admin::add_system).await
 }
 
 async fn update_system(
@@ -156,17 +185,16 @@ async fn update_system(
     Path(name): Path<String>,
     b: Result<Json<SystemChange>, JsonRejection>,
 ) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
-    let ch = match body(b) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let n = name.clone();
-    edit(ctx, false, Made::System(name), move |s| {
-        admin::edit_system(s, &n, &ch)
-    })
+    let none = |_: &SystemChange| None;
+    upsert(
+        ctx,
+        headers,
+        Some(name),
+        b,
+        none,
+        Made::System,
+        admin::edit_system,
+    )
     .await
 }
 
@@ -175,14 +203,7 @@ async fn delete_system(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
-    let n = name.clone();
-    edit(ctx, false, Made::Removed(name), move |s| {
-        admin::remove_system(s, &n)
-    })
-    .await
+    delete(ctx, headers, name, admin::remove_system).await
 }
 
 async fn create_profile(
@@ -190,24 +211,16 @@ async fn create_profile(
     headers: HeaderMap,
     b: Result<Json<ProfileChange>, JsonRejection>,
 ) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
-    let ch = match body(b) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let Some(name) = ch.name.clone() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "the body needs \"name\"",
-        );
-    };
-    let n = name.clone();
-    edit(ctx, true, Made::Profile(name), move |s| {
-        admin::add_profile(s, &n, &ch)
-    })
+    let name = |c: &ProfileChange| c.name.clone();
+    upsert(
+        ctx,
+        headers,
+        None,
+        b,
+        name,
+        Made::Profile,
+        admin::add_profile,
+    )
     .await
 }
 
@@ -217,17 +230,16 @@ async fn update_profile(
     Path(name): Path<String>,
     b: Result<Json<ProfileChange>, JsonRejection>,
 ) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
-    let ch = match body(b) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let n = name.clone();
-    edit(ctx, false, Made::Profile(name), move |s| {
-        admin::edit_profile(s, &n, &ch)
-    })
+    let none = |_: &ProfileChange| None;
+    upsert(
+        ctx,
+        headers,
+        Some(name),
+        b,
+        none,
+        Made::Profile,
+        admin::edit_profile,
+    )
     .await
 }
 
@@ -236,12 +248,5 @@ async fn delete_profile(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
-    let n = name.clone();
-    edit(ctx, false, Made::Removed(name), move |s| {
-        admin::remove_profile(s, &n)
-    })
-    .await
+    delete(ctx, headers, name, admin::remove_profile).await
 }
