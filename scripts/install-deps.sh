@@ -28,6 +28,8 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS=(
   # virtual lab: machines, firmware, BMC, provisioner stand-in
   qemu-system-x86 ipxe-qemu ipxe ovmf openipmi ipmitool dnsmasq-base iproute2 tcpdump curl python3
+  # the ARM64 machine (lab case arm64): QEMU virt + AAVMF
+  qemu-system-arm qemu-efi-aarch64
   # guest kernel/initrd build (tests/lab/build-boot.sh)
   busybox-static dropbear-bin cpio kmod openssh-client
   # disk-mode image (no loop devices / mounts)

@@ -14,12 +14,15 @@
 #   uefi-norom     OVMF's own PXE: DHCP arch 7 -> TFTP ipxe.efi -> iPXE -> HTTP (diskless profile)
 #   proxy          rackboot in proxy mode beside a site DHCP server (dnsmasq on the rack bridge:
 #                  addresses only, no boot options): reimage node50 (BIOS, disk) end to end
+#   arm64          an ARM64 machine (QEMU virt, AAVMF, no NIC ROM): DHCP arch 11 -> TFTP
+#                  arm64/ipxe.efi -> iPXE arm64 -> per-MAC script -> kernel + initrd over HTTP
+#                  (the lab's payload is x86_64: the case checks what rackboot served, no OS)
 # LAB_CASES="bios-disk uefi-disk" runs a subset. Needs root, scripts/install-deps.sh, a built binary.
 set -uo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/lab.env"
 source "$LAB/lib.sh"
 BIN="${RACKBOOT_BIN:-$REPO/target/debug/rackboot}"
-CASES="${LAB_CASES:-bios-disk bmc-down stage-fails kill9-resume two-at-once unknown-mac uefi-disk uefi-norom proxy}"
+CASES="${LAB_CASES:-bios-disk bmc-down stage-fails kill9-resume two-at-once unknown-mac uefi-disk uefi-norom proxy arm64}"
 OUT="${LAB_RESULTS:-$LAB_WORK-results}"
 rm -rf "$OUT"; mkdir -p "$OUT"
 CONF="$OUT/config"
@@ -241,6 +244,42 @@ if want proxy; then
     fi
   else
     fail proxy "lab did not come up"
+  fi
+fi
+
+if want arm64; then
+  if [ ! -f "$LAB_FIRMWARE/arm64/ipxe.efi" ]; then
+    fail arm64 "no $LAB_FIRMWARE/arm64/ipxe.efi (scripts/fetch-firmware.sh)"
+  elif lab arm64 1 none; then
+    ip netns exec "$NS_PROV" timeout 400 curl -sN http://127.0.0.1:9080/api/v1/events > "$OUT/arm64-events.txt" 2>/dev/null &
+    ev_pid=$!
+    sleep 0.3
+    t0=$(lab_now)
+    id=$(rb reimage node50 --profile lab --json | run_json_id)
+    got=""
+    for _ in $(seq 1500); do   # AAVMF under TCG takes a while to reach PXE: up to 300 s
+      if grep -q 'what: Initrd' "$OUT/arm64-events.txt" 2>/dev/null; then got=1; break; fi
+      sleep 0.2
+    done
+    dt=$(lab_since "$t0")
+    kill "$ev_pid" 2>/dev/null
+    rb runs cancel "$id" >/dev/null 2>&1
+    tftp=$(ip netns exec "$NS_PROV" curl -s http://127.0.0.1:9080/api/v1/status | python3 -c 'import json,sys; print(json.load(sys.stdin)["protocols"]["tftp"]["transfers_ok"])')
+    if [ -z "$got" ]; then
+      fail arm64 "no initrd fetched within 300 s (console: $(lab_console 0))"
+    elif ! grep -q 'arch: Some(EfiArm64)' "$OUT/arm64-events.txt"; then
+      fail arm64 "no DHCP answer for arch 11 (EfiArm64) in the event stream"
+    elif ! grep -q 'ipxe: true' "$OUT/arm64-events.txt"; then
+      fail arm64 "iPXE never asked (no DHCP answer to an iPXE client)"
+    elif [ "${tftp:-0}" = 0 ] || ! grep 'transfer complete' "$LAB_WORK/logs/server.log" | grep -q 'arm64/ipxe.efi'; then
+      fail arm64 "no TFTP transfer of arm64/ipxe.efi"
+    elif ! grep -q 'Script { local: false }' "$OUT/arm64-events.txt" || ! grep -q 'what: Kernel' "$OUT/arm64-events.txt"; then
+      fail arm64 "script or kernel not served"
+    else
+      pass arm64 "AAVMF PXE (arch 11) -> TFTP arm64/ipxe.efi -> iPXE arm64 -> script, kernel, initrd ${dt} s after the request"
+    fi
+  else
+    fail arm64 "lab did not come up"
   fi
 fi
 

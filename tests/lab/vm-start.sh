@@ -60,6 +60,24 @@ if [ -n "${VM_DISK:-}" ]; then
 fi
 echo "$EPOCHREALTIME vm-start: bootdev=$BOOTDEV"
 EXTRA=(); [ -n "${VM_QEMU_EXTRA:-}" ] && read -ra EXTRA <<< "$VM_QEMU_EXTRA"   # opt-in extra args
+if [ "$VM_FW" = arm64 ]; then
+  # An ARM64 server: the QEMU virt machine with AAVMF (UEFI), whose own PXE asks DHCP with
+  # arch 11 and loads arm64/ipxe.efi over TFTP. The NIC has no option ROM (QEMU's are x86).
+  # virt has no ISA bus, so no in-band IPMI device: power still goes through the BMC's chassis
+  # script (QMP and the pid), as for the x86 machines. Netboot only (no disk).
+  [ -f "$VM_DIR/run/AAVMF_VARS.fd" ] || cp /usr/share/AAVMF/AAVMF_VARS.fd "$VM_DIR/run/AAVMF_VARS.fd"
+  exec qemu-system-aarch64 \
+    -name "$VM_NAME" -machine virt,accel=tcg -cpu cortex-a57 -m "$VM_MEM" -smp 1 \
+    -nodefaults -no-user-config -nographic -monitor none \
+    -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd \
+    -drive if=pflash,format=raw,unit=1,file="$VM_DIR/run/AAVMF_VARS.fd" \
+    -netdev tap,id=n0,ifname="$VM_TAP",script=no,downscript=no \
+    -device virtio-net-pci,netdev=n0,mac="$VM_MAC",romfile=,bootindex=0 \
+    -chardev file,id=con0,path="$FIFO" -serial chardev:con0 \
+    -qmp unix:"$VM_DIR/run/qmp.sock",server=on,wait=off \
+    -pidfile "$VM_DIR/run/qemu.pid" \
+    "${EXTRA[@]}"
+fi
 exec qemu-system-x86_64 \
   -name "$VM_NAME" -machine pc,accel=tcg -m "$VM_MEM" -smp 1 \
   -nodefaults -no-user-config -nographic -monitor none \
