@@ -365,6 +365,7 @@ pub async fn start_with(
         http_stats: http_stats.clone(),
         extra_stats: {
             let (d, t, p) = (dhcp_stats.clone(), tftp_stats.clone(), pool_stats.clone());
+            let o = obs.clone();
             Arc::new(move || {
                 let d = d.snapshot();
                 let t = t.snapshot();
@@ -393,6 +394,9 @@ pub async fn start_with(
                         "probes": t.probes, "bytes_sent": t.bytes_sent, "active": t.active,
                     },
                     "pool": p.json(),
+                    // Boot observations the run engine did not take (its queue was full):
+                    // the replies went out, a run may miss a phase event.
+                    "observations_dropped": o.dropped(),
                 })
             })
         },

@@ -403,5 +403,6 @@ async fn dhcp_answers_from_inventory_and_follows_reload() {
     assert_eq!(st["protocols"]["dhcp"]["offers"], 3, "{st}");
     assert_eq!(st["protocols"]["dhcp"]["ignored"], 1, "{st}");
     assert_eq!(st["protocols"]["dhcp"]["malformed"]["truncated"], 0, "{st}");
+    assert_eq!(st["protocols"]["observations_dropped"], 0, "{st}");
     d.stop().await;
 }
