@@ -364,6 +364,12 @@ fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Option<Settings
     if !(512..=65464).contains(&max_blksize) {
         e.push("tftp.max_blksize", "must be between 512 and 65464");
     }
+    // Each transfer holds a thread of the runtime's blocking pool (512 threads)
+    // for its duration; the rest of the pool stays for the store and the editors.
+    let max_transfers = w.tftp.max_transfers.unwrap_or(64);
+    if !(1..=256).contains(&max_transfers) {
+        e.push("tftp.max_transfers", "must be between 1 and 256");
+    }
     Some(Settings {
         config_dir: dir.to_path_buf(),
         interface: w.server.interface.clone(),
@@ -398,7 +404,7 @@ fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Option<Settings
         tftp: TftpSettings {
             enabled: w.tftp.enabled.unwrap_or(true),
             port: w.tftp.port.unwrap_or(69),
-            max_transfers: w.tftp.max_transfers.unwrap_or(64),
+            max_transfers,
             max_blksize,
         },
         api_listen,

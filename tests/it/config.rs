@@ -269,8 +269,19 @@ fn bad_daemon_settings() {
         "router = \"10.77.0.1\"",
         "router = \"10.77.0.300\"",
     );
+    c.replace(
+        "rackboot.toml",
+        "max_transfers = 64",
+        "max_transfers = 1000",
+    );
     assert_error(&c, "rackboot.toml", "dhcp.mode", "unknown mode \"dynamic\"");
     assert_error(&c, "rackboot.toml", "dhcp.router", "not an IPv4 address");
+    assert_error(
+        &c,
+        "rackboot.toml",
+        "tftp.max_transfers",
+        "between 1 and 256",
+    );
 }
 
 #[test]
