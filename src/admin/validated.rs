@@ -274,7 +274,42 @@ pub(super) fn try_add(
 
 #[cfg(test)]
 mod tests {
-    use super::root_is_empty;
+    use super::{load, root_is_empty, store, Fingerprint, VALIDATED_FILE};
+    use crate::config::SystemIndex;
+
+    #[test]
+    fn record_round_trip_and_refusals() {
+        let d = tempfile::tempdir().unwrap();
+        let fp = Fingerprint {
+            settings: 1,
+            systems: 2,
+            profiles: 3,
+            templates: 4,
+        };
+        let mut idx = SystemIndex::default();
+        idx.names.insert("a".into());
+        idx.names.insert("b".into());
+        idx.by_host.insert("host-a".into(), "a".into());
+        idx.by_ip.insert("10.0.0.1".parse().unwrap(), "a".into());
+        idx.by_mac
+            .insert("52:54:00:00:00:01".parse().unwrap(), "b".into());
+        store(d.path(), &fp, &idx);
+        let back = load(d.path(), &fp).expect("same state");
+        assert_eq!(back.names, idx.names);
+        assert_eq!(back.by_host, idx.by_host);
+        assert_eq!(back.by_ip, idx.by_ip);
+        assert_eq!(back.by_mac, idx.by_mac);
+        // Another state, a torn file, a bad line: not trusted.
+        assert!(load(d.path(), &Fingerprint { systems: 9, ..fp }).is_none());
+        let path = d.path().join(VALIDATED_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, &text[..text.len() - 7]).unwrap();
+        assert!(load(d.path(), &fp).is_none());
+        std::fs::write(&path, text.replace("i 10.0.0.1", "i 10.0.0.300")).unwrap();
+        assert!(load(d.path(), &fp).is_none());
+        std::fs::write(&path, text.replace("end 5", "end 4")).unwrap();
+        assert!(load(d.path(), &fp).is_none());
+    }
 
     #[test]
     fn root_section() {
