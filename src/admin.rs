@@ -453,16 +453,18 @@ struct Checked {
     rendered: usize,
 }
 
-/// Validate an inventory made of the files on disk overlaid with in-memory texts.
+/// Validate an inventory made of the files on disk overlaid with in-memory
+/// texts; `templates` is the templates dir's [`dir_fingerprint`].
 fn validate(
     settings: &Settings,
     systems_text: Option<&str>,
     profile_texts: &BTreeMap<String, Option<String>>,
     cache: &RenderCache,
+    templates: u64,
 ) -> Result<Checked, Vec<ConfigError>> {
     let inv = config::load_inventory_unrendered(settings, systems_text, profile_texts)
         .map_err(|e| e.0)?;
-    let keys = render_keys(&inv, dir_fingerprint(&settings.templates_dir));
+    let keys = render_keys(&inv, templates);
     let shown = config::show(&settings.config_dir, &settings.systems_file);
     let mut out = Vec::new();
     let mut rendered = 0;
@@ -482,9 +484,26 @@ fn validate(
     })
 }
 
+/// After a successful whole check of the state `fp`: the render cache gets its
+/// keys, the fast path its record.
+fn record(
+    settings: &Settings,
+    cache: &RenderCache,
+    fp: &validated::Fingerprint,
+    checked: &Checked,
+) {
+    cache.store(&checked.keys);
+    let mut index = config::SystemIndex::default();
+    for s in checked.inventory.systems() {
+        index.insert(s);
+    }
+    validated::store(&settings.config_dir, fp, &index);
+}
+
 /// Turn validation errors into a refusal, separating what was already wrong on disk.
 fn refusal(settings: &Settings, errors: Vec<ConfigError>, cache: &RenderCache) -> AdminError {
-    let before = match validate(settings, None, &BTreeMap::new(), cache) {
+    let templates = dir_fingerprint(&settings.templates_dir);
+    let before = match validate(settings, None, &BTreeMap::new(), cache, templates) {
         Ok(_) => Vec::new(),
         Err(e) => e,
     };
@@ -546,7 +565,13 @@ fn commit(
     // Taken before validating: if a file changes under us, the recorded
     // state is not the one on disk and the next edit checks everything.
     let fp = validated::Fingerprint::of(settings, systems.map(|(_, new)| new), &overlay);
-    let checked = match validate(settings, systems.map(|(_, new)| new), &overlay, &cache) {
+    let checked = match validate(
+        settings,
+        systems.map(|(_, new)| new),
+        &overlay,
+        &cache,
+        fp.templates,
+    ) {
         Ok(c) => c,
         Err(e) => return Err(refusal(settings, e, &cache)),
     };
@@ -569,12 +594,7 @@ fn commit(
         }
         written.push(p);
     }
-    cache.store(&checked.keys);
-    let mut index = config::SystemIndex::default();
-    for s in checked.inventory.systems() {
-        index.insert(s);
-    }
-    validated::store(&settings.config_dir, &fp, &index);
+    record(settings, &cache, &fp, &checked);
     Ok(Outcome {
         inventory: checked.inventory,
         written,
@@ -1480,14 +1500,9 @@ pub fn load_for_serving(settings: &Settings) -> Result<Inventory, config::Config
     let _lock = lock(&settings.config_dir).ok();
     let cache = RenderCache::load(&settings.config_dir);
     let fp = validated::Fingerprint::of(settings, None, &BTreeMap::new());
-    let checked =
-        validate(settings, None, &BTreeMap::new(), &cache).map_err(config::ConfigErrors)?;
-    cache.store(&checked.keys);
-    let mut index = config::SystemIndex::default();
-    for s in checked.inventory.systems() {
-        index.insert(s);
-    }
-    validated::store(&settings.config_dir, &fp, &index);
+    let checked = validate(settings, None, &BTreeMap::new(), &cache, fp.templates)
+        .map_err(config::ConfigErrors)?;
+    record(settings, &cache, &fp, &checked);
     Ok(checked.inventory)
 }
 

@@ -44,7 +44,8 @@ pub(super) struct Fingerprint {
     settings: u64,
     systems: u64,
     profiles: u64,
-    templates: u64,
+    /// [`dir_fingerprint`] of the templates dir (also the render keys' input).
+    pub(super) templates: u64,
 }
 
 impl Fingerprint {

@@ -932,103 +932,100 @@ pub(crate) fn validate_system(
         by_host,
     } = index;
     names.insert(name.to_string());
-    let name = &name.to_string();
-    {
-        let key = |k: &str| format!("systems.{name}.{k}");
-        let before = e.out.len();
-        if !valid_name(name) {
-            e.push(
-                format!("systems.{name}"),
-                "system names use letters, digits, '-', '_' and '.' only",
-            );
-        }
-        let hostname = s.hostname.clone().unwrap_or_else(|| name.clone());
-        if !valid_hostname(&hostname) {
-            e.push(
-                key("hostname"),
-                format!("{hostname:?} is not a valid hostname"),
-            );
-        } else if let Some(other) = by_host.insert(hostname.to_ascii_lowercase(), name.clone()) {
-            e.push(
-                key("hostname"),
-                format!("duplicate hostname {hostname:?}: also used by system {other:?}"),
-            );
-        }
-        let mut macs = Vec::new();
-        if s.macs.is_empty() {
-            e.push(key("macs"), "at least one MAC address is needed");
-        }
-        for (i, m) in s.macs.iter().enumerate() {
-            match m.parse::<Mac>() {
-                Ok(mac) => {
-                    if let Some(other) = by_mac.insert(mac, name.clone()) {
-                        e.push(
-                            format!("systems.{name}.macs[{i}]"),
-                            format!("duplicate MAC {mac}: also used by system {other:?}"),
-                        );
-                    }
-                    macs.push(mac);
-                }
-                Err(err) => e.push(format!("systems.{name}.macs[{i}]"), err.to_string()),
-            }
-        }
-        let ip = parse_ip(&s.ip, e, &key("ip"));
-        if let Some(ip) = ip {
-            if let Some(other) = by_ip.insert(ip, name.clone()) {
-                e.push(
-                    key("ip"),
-                    format!("duplicate IP {ip}: also used by system {other:?}"),
-                );
-            }
-        }
-        let netmask = s
-            .netmask
-            .as_deref()
-            .and_then(|m| parse_ip(m, e, &key("netmask")))
-            .unwrap_or(settings.dhcp.subnet_mask);
-        let gateway = s
-            .gateway
-            .as_deref()
-            .and_then(|g| parse_ip(g, e, &key("gateway")))
-            .or(settings.dhcp.router);
-        let mut dns: Vec<Ipv4Addr> = s
-            .dns
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| parse_ip(d, e, &format!("systems.{name}.dns[{i}]")))
-            .collect();
-        if s.dns.is_empty() {
-            dns = settings.dhcp.dns.clone();
-        }
-        match profiles.get(&s.profile) {
-            None => e.push(key("profile"), format!("unknown profile {:?}", s.profile)),
-            Some(p) if p.is_abstract => e.push(
-                key("profile"),
-                format!("profile {:?} is abstract (only for inheriting)", s.profile),
-            ),
-            Some(_) => {}
-        }
-        let bmc = s
-            .bmc
-            .as_ref()
-            .and_then(|b| validate_bmc(name, b, settings, e));
-        if e.out.len() > before {
-            return None;
-        }
-        Some(System {
-            name: name.clone(),
-            hostname,
-            macs,
-            ip: ip.expect("checked"),
-            netmask,
-            gateway,
-            dns,
-            domain: s.domain.clone().or_else(|| settings.dhcp.domain.clone()),
-            profile: s.profile.clone(),
-            bmc,
-            vars: s.vars.clone(),
-        })
+    let key = |k: &str| format!("systems.{name}.{k}");
+    let before = e.out.len();
+    if !valid_name(name) {
+        e.push(
+            format!("systems.{name}"),
+            "system names use letters, digits, '-', '_' and '.' only",
+        );
     }
+    let hostname = s.hostname.clone().unwrap_or_else(|| name.to_string());
+    if !valid_hostname(&hostname) {
+        e.push(
+            key("hostname"),
+            format!("{hostname:?} is not a valid hostname"),
+        );
+    } else if let Some(other) = by_host.insert(hostname.to_ascii_lowercase(), name.to_string()) {
+        e.push(
+            key("hostname"),
+            format!("duplicate hostname {hostname:?}: also used by system {other:?}"),
+        );
+    }
+    let mut macs = Vec::new();
+    if s.macs.is_empty() {
+        e.push(key("macs"), "at least one MAC address is needed");
+    }
+    for (i, m) in s.macs.iter().enumerate() {
+        match m.parse::<Mac>() {
+            Ok(mac) => {
+                if let Some(other) = by_mac.insert(mac, name.to_string()) {
+                    e.push(
+                        format!("systems.{name}.macs[{i}]"),
+                        format!("duplicate MAC {mac}: also used by system {other:?}"),
+                    );
+                }
+                macs.push(mac);
+            }
+            Err(err) => e.push(format!("systems.{name}.macs[{i}]"), err.to_string()),
+        }
+    }
+    let ip = parse_ip(&s.ip, e, &key("ip"));
+    if let Some(ip) = ip {
+        if let Some(other) = by_ip.insert(ip, name.to_string()) {
+            e.push(
+                key("ip"),
+                format!("duplicate IP {ip}: also used by system {other:?}"),
+            );
+        }
+    }
+    let netmask = s
+        .netmask
+        .as_deref()
+        .and_then(|m| parse_ip(m, e, &key("netmask")))
+        .unwrap_or(settings.dhcp.subnet_mask);
+    let gateway = s
+        .gateway
+        .as_deref()
+        .and_then(|g| parse_ip(g, e, &key("gateway")))
+        .or(settings.dhcp.router);
+    let mut dns: Vec<Ipv4Addr> = s
+        .dns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| parse_ip(d, e, &format!("systems.{name}.dns[{i}]")))
+        .collect();
+    if s.dns.is_empty() {
+        dns = settings.dhcp.dns.clone();
+    }
+    match profiles.get(&s.profile) {
+        None => e.push(key("profile"), format!("unknown profile {:?}", s.profile)),
+        Some(p) if p.is_abstract => e.push(
+            key("profile"),
+            format!("profile {:?} is abstract (only for inheriting)", s.profile),
+        ),
+        Some(_) => {}
+    }
+    let bmc = s
+        .bmc
+        .as_ref()
+        .and_then(|b| validate_bmc(name, b, settings, e));
+    if e.out.len() > before {
+        return None;
+    }
+    Some(System {
+        name: name.to_string(),
+        hostname,
+        macs,
+        ip: ip.expect("checked"),
+        netmask,
+        gateway,
+        dns,
+        domain: s.domain.clone().or_else(|| settings.dhcp.domain.clone()),
+        profile: s.profile.clone(),
+        bmc,
+        vars: s.vars.clone(),
+    })
 }
 
 fn validate_bmc(

@@ -93,6 +93,19 @@ impl ApiContext {
             ))
         }
     }
+
+    /// The bearer token, then a JSON body; a missing or malformed body is a
+    /// 400 saying what was `expected`.
+    pub fn authorized_body(
+        &self,
+        headers: &HeaderMap,
+        body: Option<Json<Value>>,
+        expected: &str,
+    ) -> Result<Value, Response> {
+        self.authorize(headers)?;
+        body.map(|Json(v)| v)
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad_request", expected))
+    }
 }
 
 pub fn system_json(s: &System, table: &BootTable) -> Value {
@@ -221,15 +234,13 @@ async fn set_netboot(
     Path(name): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
-    let Some(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "expected a JSON body {\"enabled\": true|false}",
-        );
+    let body = match ctx.authorized_body(
+        &headers,
+        body,
+        "expected a JSON body {\"enabled\": true|false}",
+    ) {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let Some(on) = body.get("enabled").and_then(Value::as_bool) else {
         return error(
@@ -363,15 +374,13 @@ async fn bootdev_set(
     Path(name): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
-    let Some(Json(b)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "expected {\"device\": \"pxe|disk\", \"persistent\": bool, \"uefi\": bool}",
-        );
+    let b = match ctx.authorized_body(
+        &headers,
+        body,
+        "expected {\"device\": \"pxe|disk\", \"persistent\": bool, \"uefi\": bool}",
+    ) {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let dev = match b.get("device").and_then(Value::as_str) {
         Some("pxe") => crate::power::BootDev::Pxe,

@@ -57,15 +57,13 @@ async fn create(
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
-    let Some(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "expected JSON {\"systems\": [...], \"profile\": optional}",
-        );
+    let body = match ctx.authorized_body(
+        &headers,
+        body,
+        "expected JSON {\"systems\": [...], \"profile\": optional}",
+    ) {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let systems: Vec<String> = match body.get("systems").and_then(Value::as_array) {
         Some(a) => a
