@@ -4,6 +4,7 @@
 //! Every error found is returned at once, each with file, key path and reason.
 //! Nothing is validated on use: a loaded `Inventory` is known-good.
 
+pub mod fields;
 pub mod wire;
 
 use crate::inventory::{
@@ -561,25 +562,6 @@ pub(crate) fn load_profiles(
     (profiles, templates)
 }
 
-const PROFILE_FIELDS: &[&str] = &[
-    "description",
-    "kernel",
-    "initrd",
-    "kernel_args",
-    "installer",
-    "template",
-    "user_data",
-    "meta_data",
-    "vendor_data",
-    "ipxe_template",
-    "wait_ports",
-    "reboots",
-    "timeouts",
-    "stages",
-    "on_interrupted_stage",
-    "vars",
-];
-
 fn resolve_profiles(
     raw: &BTreeMap<String, (String, wire::ProfileWire)>,
     settings: &Settings,
@@ -628,31 +610,11 @@ fn resolve_profiles(
         let mut vars: BTreeMap<String, toml::Value> = BTreeMap::new();
         for pname in chain.iter().rev() {
             let p = &raw[*pname].1;
-            macro_rules! take {
-                ($($f:ident),*) => {$(
-                    if p.$f.is_some() {
-                        merged.$f = p.$f.clone();
-                        origin.insert(stringify!($f), pname.to_string());
-                    }
-                )*};
+            for f in fields::PROFILE {
+                if f.inherit == fields::Inherit::Override && (f.take)(&mut merged, p) {
+                    origin.insert(f.key, pname.to_string());
+                }
             }
-            take!(
-                description,
-                kernel,
-                initrd,
-                kernel_args,
-                installer,
-                template,
-                user_data,
-                meta_data,
-                vendor_data,
-                ipxe_template,
-                wait_ports,
-                reboots,
-                timeouts,
-                stages,
-                on_interrupted_stage
-            );
             if let Some(v) = &p.vars {
                 for (k, val) in v {
                     vars.insert(k.clone(), val.clone());
@@ -660,7 +622,6 @@ fn resolve_profiles(
                 origin.insert("vars", pname.to_string());
             }
         }
-        debug_assert!(PROFILE_FIELDS.len() == 16);
         let own = &raw[name].1;
         let mut e = Errs {
             out,
