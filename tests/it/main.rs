@@ -8,6 +8,7 @@ mod config;
 mod daemon;
 mod dhcp;
 mod dhcp_pool;
+mod fields;
 mod http_boot;
 mod power_ipmi;
 mod power_redfish;
