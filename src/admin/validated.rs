@@ -243,7 +243,7 @@ pub(super) fn try_add(
     };
     let inv = Inventory::new(
         vec![system],
-        profiles,
+        profiles.resolved,
         templates,
         crate::render::Urls::from(settings),
     );

@@ -498,7 +498,7 @@ fn load_inventory_overlay(
     let systems = validate_systems(&systems, &sys_shown, &profiles, settings, out);
     let inv = Inventory::new(
         systems,
-        profiles,
+        profiles.resolved,
         templates,
         crate::render::Urls::from(settings),
     );
@@ -510,17 +510,27 @@ fn load_inventory_overlay(
     Some(inv)
 }
 
+/// The profiles of a load: those that resolved, and those whose file is there
+/// but invalid (their errors are reported once, at the profile; a system
+/// using one points there instead of calling it unknown).
+pub(crate) struct Profiles {
+    pub resolved: BTreeMap<String, Profile>,
+    /// Name -> the profile file (as shown in errors).
+    pub broken: BTreeMap<String, String>,
+}
+
 /// The resolved profiles (every *.toml in the profiles dir, overlaid with
 /// in-memory edits) and the templates, with their errors in `out`.
 pub(crate) fn load_profiles(
     settings: &Settings,
     profile_texts: &BTreeMap<String, Option<String>>,
     out: &mut Vec<ConfigError>,
-) -> (BTreeMap<String, Profile>, crate::render::Templates) {
+) -> (Profiles, crate::render::Templates) {
     let dir = &settings.config_dir;
     let mut raw_profiles: BTreeMap<String, (String, wire::ProfileWire)> = BTreeMap::new();
     let pdir = &settings.profiles_dir;
     let mut names: Vec<String> = Vec::new();
+    let mut broken = BTreeMap::new();
     match std::fs::read_dir(pdir) {
         Ok(rd) => {
             for ent in rd.flatten() {
@@ -552,14 +562,24 @@ pub(crate) fn load_profiles(
             Some(Some(text)) => parse_toml::<wire::ProfileWire>(text, &shown, out),
             None => read_toml::<wire::ProfileWire>(&path, &shown, false, out),
         };
-        if let Some(p) = parsed {
-            raw_profiles.insert(name, (shown, p));
+        match parsed {
+            Some(p) => {
+                raw_profiles.insert(name, (shown, p));
+            }
+            None => {
+                broken.insert(name, shown);
+            }
         }
     }
 
     let templates = crate::render::Templates::load(&settings.templates_dir, dir, out);
-    let profiles = resolve_profiles(&raw_profiles, settings, &templates, out);
-    (profiles, templates)
+    let resolved = resolve_profiles(&raw_profiles, settings, &templates, out);
+    for (name, (file, _)) in &raw_profiles {
+        if !resolved.contains_key(name) {
+            broken.insert(name.clone(), file.clone());
+        }
+    }
+    (Profiles { resolved, broken }, templates)
 }
 
 fn resolve_profiles(
@@ -861,7 +881,7 @@ impl SystemIndex {
 fn validate_systems(
     w: &wire::SystemsFile,
     file: &str,
-    profiles: &BTreeMap<String, Profile>,
+    profiles: &Profiles,
     settings: &Settings,
     out: &mut Vec<ConfigError>,
 ) -> Vec<System> {
@@ -882,7 +902,7 @@ pub(crate) fn validate_system(
     name: &str,
     s: &wire::SystemWire,
     index: &mut SystemIndex,
-    profiles: &BTreeMap<String, Profile>,
+    profiles: &Profiles,
     settings: &Settings,
     e: &mut Errs<'_>,
 ) -> Option<System> {
@@ -959,8 +979,17 @@ pub(crate) fn validate_system(
     if s.dns.is_empty() {
         dns = settings.dhcp.dns.clone();
     }
-    match profiles.get(&s.profile) {
-        None => e.push(key("profile"), format!("unknown profile {:?}", s.profile)),
+    match profiles.resolved.get(&s.profile) {
+        None => match profiles.broken.get(&s.profile) {
+            Some(file) => e.push(
+                key("profile"),
+                format!(
+                    "profile {:?} is invalid (its errors are reported for {file})",
+                    s.profile
+                ),
+            ),
+            None => e.push(key("profile"), format!("unknown profile {:?}", s.profile)),
+        },
         Some(p) if p.is_abstract => e.push(
             key("profile"),
             format!("profile {:?} is abstract (only for inheriting)", s.profile),
@@ -1012,7 +1041,19 @@ fn validate_bmc(
         return None;
     }
     let password = match (&b.password_file, &b.password_env) {
-        (Some(f), None) => SecretRef::File(rel(&settings.config_dir, f)),
+        (Some(f), None) => {
+            let path = rel(&settings.config_dir, f);
+            // Read at use, but refused now when it cannot be: a run must not
+            // find out at the BMC. (Its contents are never read here.)
+            if let Err(err) = std::fs::File::open(&path) {
+                e.push(
+                    key("password_file"),
+                    format!("cannot read {}: {err}", path.display()),
+                );
+                return None;
+            }
+            SecretRef::File(path)
+        }
         (None, Some(v)) => SecretRef::Env(v.clone()),
         (None, None) => {
             e.push(key("password_file"), "set password_file or password_env");

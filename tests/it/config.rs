@@ -409,3 +409,50 @@ fn render_command_prints_what_is_served() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn broken_profile_reported_once_systems_point_there() {
+    let c = ConfigDir::sample();
+    c.replace(
+        "profiles/lab-disk.toml",
+        "[vars]",
+        "kernel = \"vmlinuz-missing\"\n[vars]",
+    );
+    let errs = errors(&c);
+    // The profile's own error, once.
+    let at_profile: Vec<_> = errs
+        .iter()
+        .filter(|e| e.contains("vmlinuz-missing"))
+        .collect();
+    assert_eq!(at_profile.len(), 1, "{errs:#?}");
+    assert!(at_profile[0].starts_with("profiles/lab-disk.toml | kernel | "));
+    // Its systems point at it; none calls it unknown.
+    for sys in ["node50", "node51"] {
+        assert_error(
+            &c,
+            "systems.toml",
+            &format!("systems.{sys}.profile"),
+            "profile \"lab-disk\" is invalid (its errors are reported for profiles/lab-disk.toml)",
+        );
+    }
+    assert!(
+        errs.iter().all(|e| !e.contains("unknown profile")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn unreadable_bmc_password_file_refused_at_check() {
+    let c = ConfigDir::sample();
+    c.replace(
+        "systems.toml",
+        "password_file = \"tests/lab/bmc-password\"\ncipher_suites = [3]\n[systems.node50.vars]",
+        "password_file = \"/nonexistent/bmc-password\"\ncipher_suites = [3]\n[systems.node50.vars]",
+    );
+    assert_error(
+        &c,
+        "systems.toml",
+        "systems.node50.bmc.password_file",
+        "cannot read /nonexistent/bmc-password",
+    );
+}
