@@ -1,0 +1,258 @@
+//! `rackboot.toml`: the daemon's settings (restart-only), validated.
+
+use super::*;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhcpMode {
+    Off,
+    Reservations,
+    Pool,
+    Proxy,
+}
+
+impl DhcpMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DhcpMode::Off => "off",
+            DhcpMode::Reservations => "reservations",
+            DhcpMode::Pool => "pool",
+            DhcpMode::Proxy => "proxy",
+        }
+    }
+}
+
+/// Validated daemon settings. Changes take effect on restart only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub config_dir: PathBuf,
+    pub interface: Option<String>,
+    pub address: Ipv4Addr,
+    pub http_port: u16,
+    pub http_base_url: String,
+    pub boot_dir: PathBuf,
+    pub firmware_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub templates_dir: PathBuf,
+    pub profiles_dir: PathBuf,
+    pub systems_file: PathBuf,
+    pub dhcp: DhcpSettings,
+    pub tftp: TftpSettings,
+    pub api_listen: SocketAddr,
+    pub api_tokens: TokenSource,
+    pub max_parallel_runs: usize,
+    pub max_parallel_bmc: usize,
+    pub max_parallel_stages: usize,
+    pub ssh_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DhcpSettings {
+    pub mode: DhcpMode,
+    pub port: u16,
+    pub lease_secs: u32,
+    pub subnet_mask: Ipv4Addr,
+    pub router: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub pool: Option<(Ipv4Addr, Ipv4Addr)>,
+    pub efi_x64_file: String,
+    /// Test / lab only: where "broadcast" replies go (and the client port
+    /// for unicast ones). `None`: 255.255.255.255:68.
+    pub reply_to: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TftpSettings {
+    pub enabled: bool,
+    pub port: u16,
+    pub max_transfers: usize,
+    pub max_blksize: u16,
+}
+
+/// Where API tokens come from. Tokens themselves are read at start, never logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenSource {
+    pub file: Option<PathBuf>,
+    pub env: Option<String>,
+}
+
+/// Load `rackboot.toml` in `dir` (missing file = all defaults).
+pub fn load_settings(dir: &Path) -> Result<Settings, ConfigErrors> {
+    let mut out = Vec::new();
+    let s = load_settings_into(dir, &mut out);
+    match s {
+        Some(s) if out.is_empty() => Ok(s),
+        _ => Err(ConfigErrors(out)),
+    }
+}
+
+pub(super) fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Option<Settings> {
+    let file = "rackboot.toml";
+    let w: wire::DaemonFile = read_toml(&dir.join(file), file, true, out)?;
+    let mut e = Errs {
+        out,
+        file: file.into(),
+    };
+    let address = match &w.server.address {
+        Some(a) => parse_ip(a, &mut e, "server.address").unwrap_or(Ipv4Addr::LOCALHOST),
+        None => Ipv4Addr::LOCALHOST,
+    };
+    let http_port = w.server.http_port.unwrap_or(8080);
+    let http_base_url = w
+        .server
+        .http_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}:{http_port}"))
+        .trim_end_matches('/')
+        .to_string();
+    if !http_base_url.starts_with("http://") && !http_base_url.starts_with("https://") {
+        e.push(
+            "server.http_base_url",
+            "must start with http:// or https://",
+        );
+    }
+    let data_dir = rel(dir, w.server.data_dir.as_deref().unwrap_or("data"));
+    let database_url = w
+        .server
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("rackboot.db").display()));
+    if !database_url.starts_with("sqlite:") && !database_url.starts_with("postgres") {
+        e.push(
+            "server.database_url",
+            "must be sqlite://PATH or postgres://...",
+        );
+    }
+    let mode = match w.dhcp.mode.as_deref().unwrap_or("reservations") {
+        "reservations" => DhcpMode::Reservations,
+        "pool" => DhcpMode::Pool,
+        "proxy" => DhcpMode::Proxy,
+        "off" => DhcpMode::Off,
+        other => {
+            e.push(
+                "dhcp.mode",
+                format!("unknown mode {other:?}: expected reservations, pool, proxy or off"),
+            );
+            DhcpMode::Reservations
+        }
+    };
+    let subnet_mask = w
+        .dhcp
+        .subnet_mask
+        .as_deref()
+        .and_then(|m| parse_ip(m, &mut e, "dhcp.subnet_mask"))
+        .unwrap_or(Ipv4Addr::new(255, 255, 255, 0));
+    let router = w
+        .dhcp
+        .router
+        .as_deref()
+        .and_then(|m| parse_ip(m, &mut e, "dhcp.router"));
+    let dns = w
+        .dhcp
+        .dns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| parse_ip(d, &mut e, &format!("dhcp.dns[{i}]")))
+        .collect();
+    let pool = match (&w.dhcp.pool_start, &w.dhcp.pool_end) {
+        (Some(a), Some(b)) => {
+            let a = parse_ip(a, &mut e, "dhcp.pool_start");
+            let b = parse_ip(b, &mut e, "dhcp.pool_end");
+            match (a, b) {
+                (Some(a), Some(b)) if u32::from(a) <= u32::from(b) => Some((a, b)),
+                (Some(_), Some(_)) => {
+                    e.push("dhcp.pool_end", "must not be below dhcp.pool_start");
+                    None
+                }
+                _ => None,
+            }
+        }
+        (None, None) => None,
+        _ => {
+            e.push("dhcp.pool_start", "pool_start and pool_end go together");
+            None
+        }
+    };
+    if mode == DhcpMode::Pool && pool.is_none() {
+        e.push(
+            "dhcp.mode",
+            "mode \"pool\" needs dhcp.pool_start and dhcp.pool_end",
+        );
+    }
+    let api_listen = match w.api.listen.as_deref().unwrap_or("127.0.0.1:9080").parse() {
+        Ok(a) => a,
+        Err(_) => {
+            e.push("api.listen", "expected ADDRESS:PORT");
+            "127.0.0.1:9080".parse().unwrap()
+        }
+    };
+    let efi_x64_file = w.dhcp.efi_x64_file.clone().unwrap_or("ipxe.efi".into());
+    let reply_to = w
+        .dhcp
+        .reply_to
+        .as_deref()
+        .and_then(|a| match a.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                e.push("dhcp.reply_to", "expected ADDRESS:PORT");
+                None
+            }
+        });
+    let max_blksize = w.tftp.max_blksize.unwrap_or(65464);
+    if !(512..=65464).contains(&max_blksize) {
+        e.push("tftp.max_blksize", "must be between 512 and 65464");
+    }
+    // Each transfer holds a thread of the runtime's blocking pool (512 threads)
+    // for its duration; the rest of the pool stays for the store and the editors.
+    let max_transfers = w.tftp.max_transfers.unwrap_or(64);
+    if !(1..=256).contains(&max_transfers) {
+        e.push("tftp.max_transfers", "must be between 1 and 256");
+    }
+    Some(Settings {
+        config_dir: dir.to_path_buf(),
+        interface: w.server.interface.clone(),
+        address,
+        http_port,
+        http_base_url,
+        boot_dir: rel(dir, w.server.boot_dir.as_deref().unwrap_or("boot")),
+        firmware_dir: rel(dir, w.server.firmware_dir.as_deref().unwrap_or("firmware")),
+        data_dir,
+        database_url,
+        templates_dir: rel(
+            dir,
+            w.server.templates_dir.as_deref().unwrap_or("kickstarts"),
+        ),
+        profiles_dir: rel(dir, w.server.profiles_dir.as_deref().unwrap_or("profiles")),
+        systems_file: rel(
+            dir,
+            w.server.systems_file.as_deref().unwrap_or("systems.toml"),
+        ),
+        dhcp: DhcpSettings {
+            mode,
+            port: w.dhcp.port.unwrap_or(67),
+            lease_secs: w.dhcp.lease_secs.unwrap_or(3600),
+            subnet_mask,
+            router,
+            dns,
+            domain: w.dhcp.domain.clone(),
+            pool,
+            efi_x64_file,
+            reply_to,
+        },
+        tftp: TftpSettings {
+            enabled: w.tftp.enabled.unwrap_or(true),
+            port: w.tftp.port.unwrap_or(69),
+            max_transfers,
+            max_blksize,
+        },
+        api_listen,
+        api_tokens: TokenSource {
+            file: w.api.tokens_file.as_deref().map(|f| rel(dir, f)),
+            env: w.api.token_env.clone(),
+        },
+        max_parallel_runs: w.limits.max_parallel_runs.unwrap_or(8).max(1),
+        max_parallel_bmc: w.limits.max_parallel_bmc.unwrap_or(8).max(1),
+        max_parallel_stages: w.limits.max_parallel_stages.unwrap_or(4).max(1),
+        ssh_key: w.runs.ssh_key.as_deref().map(|k| rel(dir, k)),
+    })
+}
