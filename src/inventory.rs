@@ -247,6 +247,9 @@ pub struct Inventory {
     profiles: BTreeMap<String, Profile>,
     pub(crate) templates: Templates,
     pub urls: Urls,
+    /// Which published snapshot this is (0 until the daemon publishes it):
+    /// set by whoever publishes a new inventory, increasing per reload.
+    generation: u64,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -254,6 +257,7 @@ impl std::fmt::Debug for Inventory {
         f.debug_struct("Inventory")
             .field("systems", &self.systems.len())
             .field("profiles", &self.profiles.len())
+            .field("generation", &self.generation)
             .finish()
     }
 }
@@ -284,7 +288,19 @@ impl Inventory {
             profiles,
             templates,
             urls,
+            generation: 0,
         }
+    }
+
+    /// The reload generation this snapshot was published as (0: unpublished).
+    /// Caches keyed on "which inventory" use it, never the snapshot's address.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Set by the publisher (`daemon::Reloader`) before the snapshot goes out.
+    pub fn set_generation(&mut self, generation: u64) {
+        self.generation = generation;
     }
 
     /// An inventory with nothing in it (before the first good load in tests).
