@@ -51,25 +51,12 @@ impl BmcKind {
     }
 }
 
-/// Where a secret lives. The secret itself is read only when it is used.
+/// Where a secret lives. The secret itself is read only when it is used
+/// (`SecretRef::read`, in `power`: this module does no I/O).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretRef {
     File(PathBuf),
     Env(String),
-}
-
-impl SecretRef {
-    /// Read the secret (trailing newline trimmed). The error never contains it.
-    pub fn read(&self) -> Result<String, String> {
-        match self {
-            SecretRef::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("cannot read password file {}: {e}", p.display())),
-            SecretRef::Env(v) => {
-                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
-            }
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

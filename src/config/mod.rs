@@ -4,6 +4,7 @@
 //! Every error found is returned at once, each with file, key path and reason.
 //! Nothing is validated on use: a loaded `Inventory` is known-good.
 
+mod templates;
 pub mod wire;
 
 use crate::inventory::{
@@ -556,7 +557,7 @@ pub(crate) fn load_profiles(
         }
     }
 
-    let templates = crate::render::Templates::load(&settings.templates_dir, dir, out);
+    let templates = templates::load(&settings.templates_dir, dir, out);
     let profiles = resolve_profiles(&raw_profiles, settings, &templates, out);
     (profiles, templates)
 }
