@@ -121,112 +121,27 @@ pub fn ipxe_script(inv: &Inventory, d: &BootDecision<'_>) -> Option<Result<Strin
     }
 }
 
-/// DHCP settings the policy needs (from `config::DhcpSettings`).
-#[derive(Debug, Clone)]
-pub struct DhcpPolicySettings {
-    pub mode: crate::config::DhcpMode,
-    pub server: std::net::Ipv4Addr,
-    pub lease_secs: u32,
-    pub efi_x64_file: String,
+/// What an inventory machine's DHCP answer carries, before any wire
+/// encoding: the machine (its reserved address and network settings) and
+/// the loader for its firmware. `None` from [`netboot`]: not ours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Netboot<'a> {
+    pub system: &'a System,
+    pub loader: Loader,
 }
 
-/// The DHCP answer for a request: pure. `None` = not ours (no reply).
-/// Reservations: inventory MACs get their fixed address and a loader.
-/// Proxy: inventory MACs get the loader only (no address).
-pub fn dhcp_answer(
-    inv: &Inventory,
-    cfg: &DhcpPolicySettings,
-    req: &crate::dhcp::DhcpRequest,
-) -> Option<crate::dhcp::Answer> {
-    use crate::config::DhcpMode;
-    let s = inv.by_mac(&req.mac)?;
-    let l = loader(inv, req.arch, req.ipxe, &cfg.efi_x64_file);
-    let (filename, http_client) = match l {
-        Loader::Tftp(f) => (f, false),
-        Loader::HttpBoot(u) => (u, true),
-        Loader::IpxeScript(u) => (u, false),
-    };
-    let boot = Some(crate::dhcp::BootFile {
-        next_server: cfg.server,
-        filename,
-        http_client,
-        ipxe: req.ipxe,
-    });
-    match cfg.mode {
-        DhcpMode::Off => None,
-        DhcpMode::Proxy => Some(crate::dhcp::Answer {
-            yiaddr: None,
-            subnet_mask: None,
-            router: None,
-            dns: vec![],
-            domain: None,
-            hostname: None,
-            lease_secs: 0,
-            boot,
-        }),
-        DhcpMode::Reservations | DhcpMode::Pool => Some(crate::dhcp::Answer {
-            yiaddr: Some(s.ip),
-            subnet_mask: Some(s.netmask),
-            router: s.gateway,
-            dns: s.dns.clone(),
-            domain: s.domain.clone(),
-            hostname: Some(s.hostname.clone()),
-            lease_secs: cfg.lease_secs,
-            boot,
-        }),
-    }
-}
-
-/// `dhcp::DhcpPolicy` over the live inventory snapshot. In pool mode
-/// (`pool` set), MACs that are not in the inventory get an address from the
-/// pool and no boot file; inventory addresses are never handed out from it.
-pub struct InventoryDhcpPolicy {
-    pub inventory: tokio::sync::watch::Receiver<std::sync::Arc<Inventory>>,
-    pub cfg: DhcpPolicySettings,
-    pub pool: Option<std::sync::Arc<crate::dhcp::leases::PoolLeases>>,
-}
-
-impl InventoryDhcpPolicy {
-    fn pool_for(
-        &self,
-        mac: &Mac,
-    ) -> Option<(std::sync::Arc<Inventory>, &crate::dhcp::leases::PoolLeases)> {
-        let pool = self.pool.as_deref()?;
-        let inv = self.inventory.borrow().clone();
-        if inv.by_mac(mac).is_some() {
-            return None;
-        }
-        // Reservations follow reloads: re-applied once per inventory snapshot.
-        pool.sync_reserved(std::sync::Arc::as_ptr(&inv) as usize, || {
-            inv.systems().iter().map(|s| s.ip).collect::<Vec<_>>()
-        });
-        Some((inv, pool))
-    }
-}
-
-impl crate::dhcp::DhcpPolicy for InventoryDhcpPolicy {
-    fn answer(&self, req: &crate::dhcp::DhcpRequest) -> Option<crate::dhcp::Answer> {
-        let inv = self.inventory.borrow().clone();
-        if let Some(a) = dhcp_answer(&inv, &self.cfg, req) {
-            return Some(a);
-        }
-        drop(inv);
-        let (_inv, pool) = self.pool_for(&req.mac)?;
-        pool.answer(req, crate::store::now_ms())
-    }
-
-    fn lease_event(&self, req: &crate::dhcp::DhcpRequest, ev: &crate::dhcp::LeaseEvent) {
-        if let Some((_inv, pool)) = self.pool_for(&req.mac) {
-            pool.event(ev, crate::store::now_ms());
-        }
-    }
-
-    fn commit(
-        &self,
-        req: &crate::dhcp::DhcpRequest,
-        reply: &crate::dhcp::Reply,
-    ) -> Option<crate::dhcp::Durable> {
-        let (_inv, pool) = self.pool_for(&req.mac)?;
-        pool.commit(req, reply)
-    }
+/// What MAC X gets from DHCP: its system and loader, or `None` (not in the
+/// inventory). Pure; `dhcp::policy` encodes it into a reply.
+pub fn netboot<'a>(
+    inv: &'a Inventory,
+    mac: &Mac,
+    arch: Option<Arch>,
+    ipxe: bool,
+    efi_x64_file: &str,
+) -> Option<Netboot<'a>> {
+    let system = inv.by_mac(mac)?;
+    Some(Netboot {
+        system,
+        loader: loader(inv, arch, ipxe, efi_x64_file),
+    })
 }

@@ -17,6 +17,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The generation of the inventory the daemon starts with; each reload
+/// publishes the next one.
+const FIRST_GENERATION: u64 = 1;
+
 /// Reloads the inventory; keeps the old one when the new one is invalid.
 pub struct Reloader {
     settings: Arc<Settings>,
@@ -37,7 +41,7 @@ impl Reloader {
         Reloader {
             settings,
             tx,
-            generation: AtomicU64::new(1),
+            generation: AtomicU64::new(FIRST_GENERATION),
             lock: Mutex::new(()),
         }
     }
@@ -66,12 +70,13 @@ impl Reloader {
             _ => {}
         }
         match crate::admin::load_for_serving(&self.settings) {
-            Ok(inv) => {
+            Ok(mut inv) => {
                 let r = ReloadResult {
                     generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
                     systems: inv.systems().len(),
                     profiles: inv.profiles().len(),
                 };
+                inv.set_generation(r.generation);
                 self.tx.send_replace(Arc::new(inv));
                 tracing::info!(
                     generation = r.generation,
@@ -261,7 +266,9 @@ pub async fn start_with(
     let store = Store::open(&settings.database_url)
         .await
         .with_context(|| format!("opening the store {}", settings.database_url))?;
-    let (inv_tx, inv_rx) = watch::channel(Arc::new(cfg.inventory));
+    let mut inventory = cfg.inventory;
+    inventory.set_generation(FIRST_GENERATION);
+    let (inv_tx, inv_rx) = watch::channel(Arc::new(inventory));
     let reloader = Arc::new(Reloader::new(settings.clone(), inv_tx));
 
     // Observations: adapters try_send; the engine consumes them.
@@ -290,9 +297,9 @@ pub async fn start_with(
         )),
         _ => None,
     };
-    let policy: Arc<dyn crate::dhcp::DhcpPolicy> = Arc::new(crate::boot::InventoryDhcpPolicy {
+    let policy: Arc<dyn crate::dhcp::DhcpPolicy> = Arc::new(crate::dhcp::InventoryDhcpPolicy {
         inventory: inv_rx.clone(),
-        cfg: crate::boot::DhcpPolicySettings {
+        cfg: crate::dhcp::DhcpPolicySettings {
             mode: settings.dhcp.mode,
             server: settings.address,
             lease_secs: settings.dhcp.lease_secs,

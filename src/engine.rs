@@ -8,12 +8,14 @@
 
 use crate::boot::BootTable;
 use crate::inventory::{Inventory, Profile};
+use crate::model::Mac;
 use crate::observe::{DhcpKind, HttpServed, Observation};
 use crate::power::{BootDev, BootSpec, Power};
 use crate::render::RunCtx;
 use crate::store::{self, NewRun, Store};
 use crate::workflow::{
-    self, Deadlines, Effect, Event, Facts, Phase, PowerStep, RunState, StageFacts, StageOutcome,
+    self, Deadlines, Effect, Event, Facts, Observed, Phase, PowerStep, RunState, StageFacts,
+    StageOutcome,
 };
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
@@ -654,48 +656,24 @@ impl Engine {
         }
     }
 
-    /// Map a boot observation to the event of the run it belongs to.
+    /// Map a boot observation to the event of the run it belongs to
+    /// (`workflow::event_for`).
     async fn observe(&mut self, o: Observation) {
         let inv = self.d.inventory.borrow().clone();
-        let (mac, what) = match &o {
-            Observation::Dhcp { mac, kind, .. } => (
-                Some(*mac),
-                match kind {
-                    DhcpKind::Ack | DhcpKind::Offer | DhcpKind::ProxyOffer => "dhcp",
-                    DhcpKind::Nak => "nak",
-                },
-            ),
-            Observation::Http { mac, what, .. } => (
-                *mac,
-                match what {
-                    HttpServed::Script { local: true } => "local-script",
-                    HttpServed::Script { local: false } => "script",
-                    HttpServed::Kernel | HttpServed::Initrd => "kernel",
-                    HttpServed::Config { .. } => "config",
-                    HttpServed::Done { .. } => "done",
-                    HttpServed::File { .. } => "file",
-                },
-            ),
-            Observation::Tftp { .. } => (None, "tftp"),
-        };
+        let (mac, seen) = observed(&o);
         let Some(system) = mac.and_then(|m| inv.by_mac(&m)).map(|s| s.name.clone()) else {
             return;
         };
-        self.emit(json!({"type": "observation", "system": system, "what": what, "at": store::now_ms(), "detail": format!("{o:?}")}));
+        self.emit(json!({"type": "observation", "system": system, "what": seen.as_str(), "at": store::now_ms(), "detail": format!("{o:?}")}));
         let Some(id) = self.by_system.get(&system).cloned() else {
             return;
         };
-        let phase = self.runs.get(&id).map(|a| a.state.phase);
-        let ev = match (what, phase) {
-            ("dhcp", Some(Phase::Reboot)) | ("local-script", Some(Phase::Reboot)) => {
-                Event::RebootSeen
-            }
-            ("dhcp", _) => Event::DhcpSeen,
-            ("kernel", _) => Event::KernelServed,
-            ("config", _) => Event::ConfigServed,
-            _ => return,
+        let Some(phase) = self.runs.get(&id).map(|a| a.state.phase) else {
+            return;
         };
-        self.apply(&id, ev).await;
+        if let Some(ev) = workflow::event_for(seen, phase) {
+            self.apply(&id, ev).await;
+        }
     }
 
     /// Step a run with an event: persist, publish, perform effects.
@@ -952,5 +930,31 @@ impl Engine {
                 None
             }
         }
+    }
+}
+
+/// Which machine an observation is about (by MAC, when the adapter knows
+/// it) and what was observed.
+fn observed(o: &Observation) -> (Option<Mac>, Observed) {
+    match o {
+        Observation::Dhcp { mac, kind, .. } => (
+            Some(*mac),
+            match kind {
+                DhcpKind::Ack | DhcpKind::Offer | DhcpKind::ProxyOffer => Observed::Dhcp,
+                DhcpKind::Nak => Observed::Nak,
+            },
+        ),
+        Observation::Http { mac, what, .. } => (
+            *mac,
+            match what {
+                HttpServed::Script { local: true } => Observed::LocalScript,
+                HttpServed::Script { local: false } => Observed::Script,
+                HttpServed::Kernel | HttpServed::Initrd => Observed::Kernel,
+                HttpServed::Config { .. } => Observed::Config,
+                HttpServed::Done { .. } => Observed::Done,
+                HttpServed::File { .. } => Observed::File,
+            },
+        ),
+        Observation::Tftp { .. } => (None, Observed::Tftp),
     }
 }

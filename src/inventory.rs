@@ -51,25 +51,12 @@ impl BmcKind {
     }
 }
 
-/// Where a secret lives. The secret itself is read only when it is used.
+/// Where a secret lives. The secret itself is read only when it is used
+/// (`SecretRef::read`, in `power`: this module does no I/O).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretRef {
     File(PathBuf),
     Env(String),
-}
-
-impl SecretRef {
-    /// Read the secret (trailing newline trimmed). The error never contains it.
-    pub fn read(&self) -> Result<String, String> {
-        match self {
-            SecretRef::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("cannot read password file {}: {e}", p.display())),
-            SecretRef::Env(v) => {
-                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
-            }
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -247,6 +234,9 @@ pub struct Inventory {
     profiles: BTreeMap<String, Profile>,
     pub(crate) templates: Templates,
     pub urls: Urls,
+    /// Which published snapshot this is (0 until the daemon publishes it):
+    /// set by whoever publishes a new inventory, increasing per reload.
+    generation: u64,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -254,6 +244,7 @@ impl std::fmt::Debug for Inventory {
         f.debug_struct("Inventory")
             .field("systems", &self.systems.len())
             .field("profiles", &self.profiles.len())
+            .field("generation", &self.generation)
             .finish()
     }
 }
@@ -284,7 +275,19 @@ impl Inventory {
             profiles,
             templates,
             urls,
+            generation: 0,
         }
+    }
+
+    /// The reload generation this snapshot was published as (0: unpublished).
+    /// Caches keyed on "which inventory" use it, never the snapshot's address.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Set by the publisher (`daemon::Reloader`) before the snapshot goes out.
+    pub fn set_generation(&mut self, generation: u64) {
+        self.generation = generation;
     }
 
     /// An inventory with nothing in it (before the first good load in tests).

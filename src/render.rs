@@ -1,15 +1,15 @@
 //! Template rendering: kickstart / preseed / autoinstall / cloud-init / iPXE
-//! from minijinja templates. Pure: file contents are read once at load into
-//! `Templates`; rendering does no I/O. Undefined variables are errors.
+//! from minijinja templates. Pure: the config loader (`config::templates`)
+//! reads the template files and hands their (name, source) pairs to
+//! [`Templates::add`]; compiling and rendering do no I/O. Undefined
+//! variables are errors.
 
-use crate::config::{ConfigError, Settings};
 use crate::inventory::{Inventory, Profile, System};
 use crate::model::Mac;
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde_json::json;
 use std::collections::BTreeSet;
-use std::path::Path;
 
 /// The built-in iPXE script that boots a profile's installer.
 pub const BUILTIN_IPXE: &str = "builtin/ipxe-install.ipxe";
@@ -85,16 +85,16 @@ pub struct Urls {
     pub address: std::net::Ipv4Addr,
 }
 
-impl From<&Settings> for Urls {
-    fn from(s: &Settings) -> Urls {
+impl Urls {
+    /// `base`: the HTTP base URL (`http://10.77.0.1:8080`); `address`: the
+    /// server's own address. (`Urls::from(&Settings)` lives in `config`.)
+    pub fn new(base: impl Into<String>, address: std::net::Ipv4Addr) -> Urls {
         Urls {
-            base: s.http_base_url.clone(),
-            address: s.address,
+            base: base.into(),
+            address,
         }
     }
-}
 
-impl Urls {
     pub fn boot_ipxe(&self) -> String {
         format!("{}/boot.ipxe", self.base)
     }
@@ -166,41 +166,18 @@ impl Templates {
         }
     }
 
-    /// Read and compile every file under `dir`. Syntax errors go to `out`.
-    pub(crate) fn load(dir: &Path, config_dir: &Path, out: &mut Vec<ConfigError>) -> Templates {
-        let mut t = Templates::empty();
-        let mut files = Vec::new();
-        collect_files(dir, dir, &mut files);
-        files.sort();
-        if !dir.is_dir() {
-            out.push(ConfigError {
-                file: crate::config::show(config_dir, dir),
-                key: String::new(),
-                reason: "templates dir not found".into(),
-            });
-        }
-        for name in files {
-            let path = dir.join(&name);
-            let shown = crate::config::show(config_dir, &path);
-            match std::fs::read_to_string(&path) {
-                Ok(src) => match t.env.add_template_owned(name.clone(), src) {
-                    Ok(()) => {
-                        t.names.insert(name);
-                    }
-                    Err(e) => out.push(ConfigError {
-                        file: shown,
-                        key: e.line().map(|l| format!("line {l}")).unwrap_or_default(),
-                        reason: format!("template syntax error: {}", e.detail().unwrap_or("")),
-                    }),
-                },
-                Err(e) => out.push(ConfigError {
-                    file: shown,
-                    key: String::new(),
-                    reason: format!("cannot read template: {e}"),
-                }),
+    /// Compile one template under `name` (its path in the templates dir).
+    pub fn add(&mut self, name: String, src: String) -> Result<(), SyntaxError> {
+        match self.env.add_template_owned(name.clone(), src) {
+            Ok(()) => {
+                self.names.insert(name);
+                Ok(())
             }
+            Err(e) => Err(SyntaxError {
+                line: e.line(),
+                detail: e.detail().unwrap_or("").to_string(),
+            }),
         }
-        t
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -243,6 +220,14 @@ impl Templates {
     }
 }
 
+/// A template that does not compile: where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template syntax error: {detail}")]
+pub struct SyntaxError {
+    pub line: Option<usize>,
+    pub detail: String,
+}
+
 fn describe(e: &minijinja::Error) -> String {
     let mut s = format!("{}", e.kind());
     if let Some(d) = e.detail() {
@@ -253,25 +238,6 @@ fn describe(e: &minijinja::Error) -> String {
         s.push_str(&format!(" (line {l})"));
     }
     s
-}
-
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for ent in rd.flatten() {
-        let p = ent.path();
-        let name = ent.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || name.ends_with('~') {
-            continue;
-        }
-        if p.is_dir() {
-            collect_files(root, &p, out);
-        } else if let Ok(rel) = p.strip_prefix(root) {
-            out.push(rel.to_string_lossy().replace('\\', "/"));
-        }
-    }
 }
 
 fn prefix_len(mask: std::net::Ipv4Addr) -> u32 {
@@ -444,33 +410,20 @@ impl Inventory {
         self.templates.render_inline("stage command", cmd, &ctx)
     }
 
-    /// Render every kind of every system once; failures become load errors.
-    pub(crate) fn render_all_for_validation(&self, systems_file: &str, out: &mut Vec<ConfigError>) {
-        for s in self.systems() {
-            self.render_for_validation(s, systems_file, out);
-        }
-    }
-
-    /// Render every kind of one system once; failures become load errors.
-    pub(crate) fn render_for_validation(
-        &self,
-        s: &System,
-        systems_file: &str,
-        out: &mut Vec<ConfigError>,
-    ) {
+    /// Render every kind of one system once, with a preview run, and its
+    /// profile's stage commands: what fails, one reason each (the config
+    /// loader turns them into load errors).
+    pub fn render_failures(&self, s: &System) -> Vec<String> {
+        let mut out = Vec::new();
         let run = RunCtx::preview();
         let p = self.profile_of(s);
         for (kind, r) in self.render_kinds(s, &run, RenderKind::ALL) {
             if let Err(e) = r {
-                out.push(ConfigError {
-                    file: systems_file.to_string(),
-                    key: format!("systems.{}", s.name),
-                    reason: format!(
-                        "profile {:?}: {} fails to render: {e}",
-                        p.name,
-                        kind.as_str()
-                    ),
-                });
+                out.push(format!(
+                    "profile {:?}: {} fails to render: {e}",
+                    p.name,
+                    kind.as_str()
+                ));
             }
         }
         let extra = [
@@ -484,15 +437,12 @@ impl Inventory {
                 .templates
                 .render_inline("stage command", &st.command, ctx)
             {
-                out.push(ConfigError {
-                    file: systems_file.to_string(),
-                    key: format!("systems.{}", s.name),
-                    reason: format!(
-                        "profile {:?}: stage {:?} command fails to render: {e}",
-                        p.name, st.name
-                    ),
-                });
+                out.push(format!(
+                    "profile {:?}: stage {:?} command fails to render: {e}",
+                    p.name, st.name
+                ));
             }
         }
+        out
     }
 }

@@ -216,6 +216,82 @@ pub enum Event {
     Resume,
 }
 
+/// What the adapters saw a machine do (from an `observe::Observation`),
+/// typed: the engine maps it to an [`Event`] with [`event_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Observed {
+    /// A DHCP OFFER, ACK or proxy offer went out to it.
+    Dhcp,
+    /// A DHCP NAK went out to it.
+    Nak,
+    /// A TFTP transfer ended (by peer address: no MAC, no run).
+    Tftp,
+    /// Its per-MAC installer script was served.
+    Script,
+    /// Its local-boot script was served.
+    LocalScript,
+    /// Its kernel or an initrd was served.
+    Kernel,
+    /// Its installer config was served.
+    Config,
+    /// Its install-done callback arrived (the engine gets the checked
+    /// callback as its own command).
+    Done,
+    /// Another static file was served.
+    File,
+}
+
+impl Observed {
+    pub const ALL: &'static [Observed] = &[
+        Observed::Dhcp,
+        Observed::Nak,
+        Observed::Tftp,
+        Observed::Script,
+        Observed::LocalScript,
+        Observed::Kernel,
+        Observed::Config,
+        Observed::Done,
+        Observed::File,
+    ];
+
+    /// The name in the UI's "observation" events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Observed::Dhcp => "dhcp",
+            Observed::Nak => "nak",
+            Observed::Tftp => "tftp",
+            Observed::Script => "script",
+            Observed::LocalScript => "local-script",
+            Observed::Kernel => "kernel",
+            Observed::Config => "config",
+            Observed::Done => "done",
+            Observed::File => "file",
+        }
+    }
+}
+
+/// The event an observation is for a run in `phase`, if any. After the
+/// install callback (`Reboot`), DHCP or the local-boot script means the
+/// machine came back from its reboot. `step` still decides whether the
+/// event applies to the phase.
+pub fn event_for(seen: Observed, phase: Phase) -> Option<Event> {
+    match (seen, phase) {
+        (Observed::Dhcp | Observed::LocalScript, Phase::Reboot) => Some(Event::RebootSeen),
+        (Observed::Dhcp, _) => Some(Event::DhcpSeen),
+        (Observed::Kernel, _) => Some(Event::KernelServed),
+        (Observed::Config, _) => Some(Event::ConfigServed),
+        (
+            Observed::Nak
+            | Observed::Tftp
+            | Observed::Script
+            | Observed::LocalScript
+            | Observed::Done
+            | Observed::File,
+            _,
+        ) => None,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StageOutcome {
     Passed,

@@ -8,6 +8,7 @@ pub mod fields;
 mod profiles;
 mod settings;
 mod systems;
+mod templates;
 pub mod wire;
 
 pub(crate) use profiles::load_profiles;

@@ -63,7 +63,7 @@ pub(crate) fn load_profiles(
         }
     }
 
-    let templates = crate::render::Templates::load(&settings.templates_dir, dir, out);
+    let templates = super::templates::load(&settings.templates_dir, dir, out);
     let resolved = resolve_profiles(&raw_profiles, settings, &templates, out);
     for (name, (file, _)) in &raw_profiles {
         if !resolved.contains_key(name) {

@@ -201,8 +201,8 @@ pub struct PoolAnswer {
 
 struct Inner {
     pool: Pool,
-    /// Identity of the reservation set last applied (an inventory snapshot).
-    reserved_from: usize,
+    /// The inventory generation whose reservations were last applied.
+    reserved_from: Option<u64>,
 }
 
 /// The pool, its committer and counters: shared by the DHCP sockets.
@@ -223,7 +223,7 @@ impl PoolLeases {
         PoolLeases {
             inner: Mutex::new(Inner {
                 pool,
-                reserved_from: 0,
+                reserved_from: None,
             }),
             committer,
             answer,
@@ -235,16 +235,17 @@ impl PoolLeases {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Apply a reservation set once per `source` identity (a snapshot pointer).
+    /// Apply a reservation set once per inventory `generation` (not per
+    /// snapshot address: an allocator reuses the address of a dropped one).
     pub fn sync_reserved<I: IntoIterator<Item = Ipv4Addr>>(
         &self,
-        source: usize,
+        generation: u64,
         ips: impl FnOnce() -> I,
     ) {
         let mut g = self.lock();
-        if g.reserved_from != source {
+        if g.reserved_from != Some(generation) {
             g.pool.set_reserved(ips());
-            g.reserved_from = source;
+            g.reserved_from = Some(generation);
         }
     }
 

@@ -4,6 +4,8 @@
 //! - [`opts`]: TLV helpers for the options dhcproto leaves raw (43, 77, 93, 175, 60).
 //! - [`classify`](mod@classify): bytes → [`DhcpRequest`] or a typed [`Malformed`].
 //! - [`reply`]: request + [`Answer`] → reply bytes and destination (RFC 2131 4.1).
+//! - [`policy`]: [`InventoryDhcpPolicy`], the daemon's policy: `boot::netboot`
+//!   encoded into an [`Answer`], then the pool for MACs outside the inventory.
 //!
 //! The reply path awaits nothing but the socket: the policy is synchronous and
 //! reads in-memory state, observations go out with `try_send`. The one
@@ -20,10 +22,12 @@
 pub mod classify;
 pub mod leases;
 pub mod opts;
+pub mod policy;
 pub mod pool;
 pub mod reply;
 
 pub use leases::Durable;
+pub use policy::{dhcp_answer, DhcpPolicySettings, InventoryDhcpPolicy};
 
 pub use classify::{classify, ClientMessage, DhcpRequest, Malformed, MalformedClass};
 pub use reply::{

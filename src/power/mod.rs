@@ -8,7 +8,7 @@ pub mod ipmi;
 pub mod ipmi_driver;
 pub mod redfish;
 
-use crate::inventory::{Bmc, BmcKind};
+use crate::inventory::{Bmc, BmcKind, SecretRef};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -371,6 +371,21 @@ impl PowerDriver for FakePower {
             self.record(bmc, "get-bootdev".into())?;
             Ok(self.entry(&bmc.address).1)
         })
+    }
+}
+
+impl SecretRef {
+    /// Read the secret at use (trailing newline trimmed). The error never
+    /// contains it. (Here, not in `inventory`, which does no I/O.)
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretRef::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read password file {}: {e}", p.display())),
+            SecretRef::Env(v) => {
+                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
+            }
+        }
     }
 }
 

@@ -361,3 +361,81 @@ fn phase_names_round_trip() {
     }
     assert_eq!(Phase::parse("stage:x"), None);
 }
+
+/// Every observation kind × every phase: the event the engine feeds `step`.
+/// Columns: the kind, its UI name, the event in `Reboot`, the event in any
+/// other phase.
+#[test]
+fn event_for_every_observation_and_phase() {
+    use Observed as O;
+    let table: &[(Observed, &str, Option<Event>, Option<Event>)] = &[
+        (
+            O::Dhcp,
+            "dhcp",
+            Some(Event::RebootSeen),
+            Some(Event::DhcpSeen),
+        ),
+        (O::Nak, "nak", None, None),
+        (O::Tftp, "tftp", None, None),
+        (O::Script, "script", None, None),
+        (
+            O::LocalScript,
+            "local-script",
+            Some(Event::RebootSeen),
+            None,
+        ),
+        (
+            O::Kernel,
+            "kernel",
+            Some(Event::KernelServed),
+            Some(Event::KernelServed),
+        ),
+        (
+            O::Config,
+            "config",
+            Some(Event::ConfigServed),
+            Some(Event::ConfigServed),
+        ),
+        (O::Done, "done", None, None),
+        (O::File, "file", None, None),
+    ];
+    let kinds: Vec<Observed> = table.iter().map(|r| r.0).collect();
+    assert_eq!(
+        kinds,
+        Observed::ALL,
+        "the table covers every kind, in order"
+    );
+    let phases = [
+        Phase::Queued,
+        Phase::Locked,
+        Phase::BootDev,
+        Phase::Power,
+        Phase::Dhcp,
+        Phase::Kernel,
+        Phase::Config,
+        Phase::Install,
+        Phase::Reboot,
+        Phase::Ports,
+        Phase::Stage(0),
+        Phase::Stage(3),
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Cancelled,
+        Phase::TimedOut,
+    ];
+    for (seen, name, in_reboot, elsewhere) in table {
+        assert_eq!(seen.as_str(), *name);
+        for phase in phases {
+            let want = if phase == Phase::Reboot {
+                in_reboot
+            } else {
+                elsewhere
+            };
+            assert_eq!(
+                event_for(*seen, phase).as_ref(),
+                want.as_ref(),
+                "{name} in {phase}"
+            );
+        }
+    }
+}

@@ -15,3 +15,4 @@ mod power_redfish;
 mod render;
 mod runs;
 mod tftp;
+mod tidy;

@@ -1,0 +1,218 @@
+//! The DHCP adapter's policy: [`DhcpPolicy`] over the live inventory
+//! snapshot. The decision (which system, which loader) is `boot::netboot`,
+//! pure; this module encodes it into an [`Answer`], runs the pool for
+//! clients outside the inventory, and reads the clock for it.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::leases::{Durable, PoolLeases};
+use super::{Answer, BootFile, DhcpPolicy, DhcpRequest, LeaseEvent, Reply};
+use crate::boot::{self, Loader};
+use crate::config::DhcpMode;
+use crate::inventory::Inventory;
+use crate::model::Mac;
+
+/// DHCP settings the policy needs (from `config::DhcpSettings`).
+#[derive(Debug, Clone)]
+pub struct DhcpPolicySettings {
+    pub mode: DhcpMode,
+    pub server: Ipv4Addr,
+    pub lease_secs: u32,
+    pub efi_x64_file: String,
+}
+
+/// The DHCP answer for a request: pure. `None` = not ours (no reply).
+/// Reservations: inventory MACs get their fixed address and a loader.
+/// Proxy: inventory MACs get the loader only (no address).
+pub fn dhcp_answer(inv: &Inventory, cfg: &DhcpPolicySettings, req: &DhcpRequest) -> Option<Answer> {
+    let nb = boot::netboot(inv, &req.mac, req.arch, req.ipxe, &cfg.efi_x64_file)?;
+    let (filename, http_client) = match nb.loader {
+        Loader::Tftp(f) => (f, false),
+        Loader::HttpBoot(u) => (u, true),
+        Loader::IpxeScript(u) => (u, false),
+    };
+    let boot = Some(BootFile {
+        next_server: cfg.server,
+        filename,
+        http_client,
+        ipxe: req.ipxe,
+    });
+    let s = nb.system;
+    match cfg.mode {
+        DhcpMode::Off => None,
+        DhcpMode::Proxy => Some(Answer {
+            yiaddr: None,
+            subnet_mask: None,
+            router: None,
+            dns: vec![],
+            domain: None,
+            hostname: None,
+            lease_secs: 0,
+            boot,
+        }),
+        DhcpMode::Reservations | DhcpMode::Pool => Some(Answer {
+            yiaddr: Some(s.ip),
+            subnet_mask: Some(s.netmask),
+            router: s.gateway,
+            dns: s.dns.clone(),
+            domain: s.domain.clone(),
+            hostname: Some(s.hostname.clone()),
+            lease_secs: cfg.lease_secs,
+            boot,
+        }),
+    }
+}
+
+/// [`DhcpPolicy`] over the live inventory snapshot. In pool mode (`pool`
+/// set), MACs that are not in the inventory get an address from the pool and
+/// no boot file; inventory addresses are never handed out from it.
+pub struct InventoryDhcpPolicy {
+    pub inventory: watch::Receiver<Arc<Inventory>>,
+    pub cfg: DhcpPolicySettings,
+    pub pool: Option<Arc<PoolLeases>>,
+}
+
+impl InventoryDhcpPolicy {
+    fn pool_for(&self, mac: &Mac) -> Option<(Arc<Inventory>, &PoolLeases)> {
+        let pool = self.pool.as_deref()?;
+        let inv = self.inventory.borrow().clone();
+        if inv.by_mac(mac).is_some() {
+            return None;
+        }
+        // Reservations follow reloads: re-applied once per inventory generation.
+        pool.sync_reserved(inv.generation(), || {
+            inv.systems().iter().map(|s| s.ip).collect::<Vec<_>>()
+        });
+        Some((inv, pool))
+    }
+}
+
+impl DhcpPolicy for InventoryDhcpPolicy {
+    fn answer(&self, req: &DhcpRequest) -> Option<Answer> {
+        let inv = self.inventory.borrow().clone();
+        if let Some(a) = dhcp_answer(&inv, &self.cfg, req) {
+            return Some(a);
+        }
+        drop(inv);
+        let (_inv, pool) = self.pool_for(&req.mac)?;
+        pool.answer(req, crate::store::now_ms())
+    }
+
+    fn lease_event(&self, req: &DhcpRequest, ev: &LeaseEvent) {
+        if let Some((_inv, pool)) = self.pool_for(&req.mac) {
+            pool.event(ev, crate::store::now_ms());
+        }
+    }
+
+    fn commit(&self, req: &DhcpRequest, reply: &Reply) -> Option<Durable> {
+        let (_inv, pool) = self.pool_for(&req.mac)?;
+        pool.commit(req, reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::classify;
+    use crate::dhcp::leases::{LeaseCommitter, PoolAnswer, PoolStats};
+    use crate::dhcp::pool::{Pool, PoolConfig};
+    use crate::inventory::System;
+    use crate::render::{Templates, Urls};
+    use dhcproto::v4::{DhcpOption, Message, MessageType};
+    use dhcproto::Encodable;
+    use std::collections::BTreeMap;
+
+    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+    fn inventory(systems: Vec<System>, generation: u64) -> Inventory {
+        let urls = Urls {
+            base: "http://10.0.0.1:8080".into(),
+            address: SERVER,
+        };
+        let mut inv = Inventory::new(systems, BTreeMap::new(), Templates::empty(), urls);
+        inv.set_generation(generation);
+        inv
+    }
+
+    fn system(name: &str, mac: Mac, ip: Ipv4Addr) -> System {
+        System {
+            name: name.into(),
+            hostname: name.into(),
+            macs: vec![mac],
+            ip,
+            netmask: Ipv4Addr::new(255, 255, 255, 0),
+            gateway: None,
+            dns: vec![],
+            domain: None,
+            profile: "p".into(),
+            bmc: None,
+            vars: BTreeMap::new(),
+        }
+    }
+
+    fn discover(mac: Mac) -> DhcpRequest {
+        let z = Ipv4Addr::UNSPECIFIED;
+        let mut m = Message::new_with_id(7, z, z, z, z, &mac.0);
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Discover));
+        classify(&m.to_vec().unwrap()).unwrap()
+    }
+
+    /// Reservations are re-applied per generation. A new snapshot at the
+    /// *same address* as the last one the pool saw (what an allocator does
+    /// after a quiet reload) still has its system's address held back.
+    #[tokio::test]
+    async fn reservations_follow_the_generation_not_the_snapshot_address() {
+        let stats = Arc::new(PoolStats::default());
+        let store = crate::store::Store::memory().await.unwrap();
+        let (committer, _writer) = LeaseCommitter::start(store, stats.clone());
+        let (lo, hi) = (Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 0, 11));
+        let pool = PoolLeases::new(
+            Pool::new(PoolConfig::new(lo, hi, 600)),
+            committer,
+            PoolAnswer {
+                server_id: SERVER,
+                subnet_mask: Ipv4Addr::new(255, 255, 255, 0),
+                router: None,
+                dns: vec![],
+                domain: None,
+                lease_secs: 600,
+            },
+            stats,
+        );
+        let (tx, rx) = watch::channel(Arc::new(inventory(vec![], 1)));
+        let policy = InventoryDhcpPolicy {
+            inventory: rx,
+            cfg: DhcpPolicySettings {
+                mode: DhcpMode::Pool,
+                server: SERVER,
+                lease_secs: 600,
+                efi_x64_file: "ipxe.efi".into(),
+            },
+            pool: Some(Arc::new(pool)),
+        };
+        let client = |n: u8| Mac([2, 0, 0, 0, 0, n]);
+
+        // Generation 1, nothing reserved: the first pool client gets `lo`.
+        let a = policy.answer(&discover(client(1))).expect("an offer");
+        assert_eq!(a.yiaddr, Some(lo));
+
+        // Generation 2 replaces the snapshot in place (same address) and adds
+        // a system at `hi`.
+        let before = Arc::as_ptr(&tx.borrow());
+        let node = Mac([0x52, 0x54, 0, 0, 0, 1]);
+        tx.send_modify(|inv| {
+            *Arc::get_mut(inv).expect("sole owner") = inventory(vec![system("node", node, hi)], 2);
+        });
+        assert_eq!(Arc::as_ptr(&tx.borrow()), before);
+
+        // `hi` is reserved: a second pool client gets nothing, the system
+        // gets its own address.
+        assert_eq!(policy.answer(&discover(client(2))), None);
+        let n = policy.answer(&discover(node)).expect("the system's answer");
+        assert_eq!(n.yiaddr, Some(hi));
+    }
+}
