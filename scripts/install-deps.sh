@@ -36,6 +36,8 @@ PKGS=(
   syslinux syslinux-common mtools dosfstools fdisk systemd-boot-efi
   # TFTP clients for tests, python venv for pykickstart, cloud-init for `cloud-init schema`
   tftp-hpa atftp python3-venv cloud-init
+  # headless browser for the web UI tests (tests/it/browser.rs, WebDriver)
+  chromium chromium-driver
 )
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 

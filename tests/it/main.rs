@@ -4,6 +4,7 @@ mod harness;
 
 mod admin;
 mod bench_runs;
+mod browser;
 mod config;
 mod daemon;
 mod dhcp;
