@@ -44,6 +44,27 @@ pub struct Store {
     opts: Option<SqliteConnectOptions>,
 }
 
+/// One event of the operator feed, as stored (`data` is JSON text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedRow {
+    pub id: i64,
+    pub at: i64,
+    pub kind: String,
+    pub system: Option<String>,
+    pub run_id: Option<String>,
+    pub data: String,
+}
+
+/// A feed event to store; the store gives it its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFeed {
+    pub at: i64,
+    pub kind: String,
+    pub system: Option<String>,
+    pub run_id: Option<String>,
+    pub data: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRow {
     pub id: String,
@@ -366,6 +387,89 @@ impl Store {
             .collect())
     }
 
+    // ---- the operator feed ----
+
+    /// Store feed events in one transaction; returns their ids, in order.
+    pub async fn append_feed(&self, events: &[NewFeed]) -> Result<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(events.len());
+        for e in events {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO feed (at, kind, system, run_id, data) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            )
+            .bind(e.at)
+            .bind(&e.kind)
+            .bind(&e.system)
+            .bind(&e.run_id)
+            .bind(&e.data)
+            .fetch_one(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Feed events after `after` (exclusive), oldest first, at most `limit`.
+    pub async fn feed_since(&self, after: i64, limit: u32) -> Result<Vec<FeedRow>> {
+        let rows = sqlx::query(
+            "SELECT id, at, kind, system, run_id, data FROM feed WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(feed_from_row).collect())
+    }
+
+    /// A system's feed events before `before` (exclusive; `None`: the
+    /// newest), newest first, at most `limit`.
+    pub async fn feed_of_system(
+        &self,
+        system: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<FeedRow>> {
+        let rows = sqlx::query(
+            "SELECT id, at, kind, system, run_id, data FROM feed \
+             WHERE system = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(system)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(feed_from_row).collect())
+    }
+
+    /// The newest feed id (0 when empty).
+    pub async fn feed_head(&self) -> Result<i64> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM feed")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(id.unwrap_or(0))
+    }
+
+    /// Drop feed events older than `older_than` (ms), and all but the newest
+    /// `keep_per_system` events of each system. Returns how many went.
+    pub async fn prune_feed(&self, older_than: i64, keep_per_system: u32) -> Result<u64> {
+        let mut n = sqlx::query("DELETE FROM feed WHERE at < ?1")
+            .bind(older_than)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        n += sqlx::query(
+            "DELETE FROM feed WHERE system IS NOT NULL AND id IN ( \
+               SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY system ORDER BY id DESC) AS rn \
+                               FROM feed WHERE system IS NOT NULL) WHERE rn > ?1)",
+        )
+        .bind(i64::from(keep_per_system))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
     // ---- stages and artifacts ----
 
     pub async fn upsert_stage(&self, s: &StageRow) -> Result<()> {
@@ -583,6 +687,17 @@ impl Store {
                 token: r.get("token"),
             })
             .collect())
+    }
+}
+
+fn feed_from_row(r: &sqlx::sqlite::SqliteRow) -> FeedRow {
+    FeedRow {
+        id: r.get("id"),
+        at: r.get("at"),
+        kind: r.get("kind"),
+        system: r.get("system"),
+        run_id: r.get("run_id"),
+        data: r.get("data"),
     }
 }
 
