@@ -24,6 +24,7 @@ pub mod inventory;
 pub mod model;
 pub mod observe;
 pub mod power;
+pub mod reload;
 pub mod render;
 pub mod store;
 pub mod tftp;

@@ -4,10 +4,10 @@
 
 use crate::boot::BootTable;
 use crate::config::ConfigErrors;
-use crate::daemon::Reloader;
 use crate::engine::EngineHandle;
 use crate::http::boot::HttpStats;
 use crate::inventory::{Inventory, Profile, System};
+use crate::reload::Reloader;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
