@@ -701,7 +701,7 @@ fn power_states(settings: &Settings, inv: &Inventory) -> HashMap<String, String>
                     } else {
                         match c.get(&format!("/api/v1/systems/{}/power", s.name)) {
                             Ok(r) if r.ok() => {
-                                r.json()["power"].as_str().unwrap_or("?").to_string()
+                                r.value()["power"].as_str().unwrap_or("?").to_string()
                             }
                             Ok(r) => format!("error: {}", r.error_message()),
                             Err(e) => format!("error: {e}"),
@@ -1001,17 +1001,8 @@ pub enum DaemonReply {
 
 fn api_addr(settings: &Settings) -> SocketAddr {
     // `--api` / RACKBOOT_API wins, as for the other daemon commands.
-    if let Some(a) = std::env::var("RACKBOOT_API")
-        .ok()
-        .and_then(|v| v.parse::<SocketAddr>().ok())
-    {
-        return a;
-    }
-    let mut a = settings.api_listen;
-    if a.ip().is_unspecified() {
-        a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    a
+    let env = std::env::var("RACKBOOT_API").ok();
+    crate::client::api_addr(env.as_deref(), Some(settings)).unwrap_or(settings.api_listen)
 }
 
 impl DaemonReply {
@@ -1068,16 +1059,14 @@ impl DaemonReply {
 /// `POST /api/v1/reload` on the daemon at the settings' `api_listen`.
 pub fn ask_reload(settings: &Settings) -> DaemonReply {
     let c = crate::client::Client::new(api_addr(settings), crate::client::api_token(settings));
-    let r = match c.request("POST", "/api/v1/reload", None) {
+    let r = match c.request("POST", "/api/v1/reload", &[], None) {
         Ok(r) => r,
-        Err(crate::client::ClientError::Unreachable(_, e))
-            if e.contains("refused") || e.contains("timed out") =>
-        {
-            return DaemonReply::NotRunning
-        }
+        Err(crate::client::ClientError::Unreachable {
+            listening: false, ..
+        }) => return DaemonReply::NotRunning,
         Err(e) => return DaemonReply::Failed(e.to_string()),
     };
-    let v = r.json();
+    let v = r.value();
     if r.status == 200 {
         return DaemonReply::Reloaded {
             generation: v["generation"].as_u64().unwrap_or(0),

@@ -95,7 +95,7 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 
 fn client_error(e: ClientError) -> ExitCode {
     match e {
-        ClientError::Unreachable(..) => fail(EXIT_UNREACHABLE, e),
+        ClientError::Unreachable { .. } => fail(EXIT_UNREACHABLE, e),
         ClientError::Config(_) => fail(EXIT_USAGE, e),
         ClientError::Protocol(_) => fail(EXIT_FAILED, e),
     }
@@ -122,7 +122,7 @@ pub fn reimage(dir: &Path, api: Option<&str>, a: ReimageArgs) -> ExitCode {
     if !r.ok() {
         return fail(EXIT_FAILED, format!("refused: {}", r.error_message()));
     }
-    let runs: Vec<(String, String)> = r.json()["runs"]
+    let runs: Vec<(String, String)> = r.value()["runs"]
         .as_array()
         .map(|a| {
             a.iter()
@@ -142,7 +142,7 @@ pub fn reimage(dir: &Path, api: Option<&str>, a: ReimageArgs) -> ExitCode {
     }
     if !a.wait && a.junit.is_none() {
         if a.json {
-            println!("{}", r.json());
+            println!("{}", r.value());
         }
         return ExitCode::SUCCESS;
     }
@@ -187,7 +187,7 @@ pub fn wait_runs(
             if !r.ok() {
                 return fail(EXIT_FAILED, r.error_message());
             }
-            let v = r.json();
+            let v = r.value();
             let state = v["state"].as_str().unwrap_or("?").to_string();
             if last.get(id) != Some(&state) {
                 let detail = v["timeline"]
@@ -319,7 +319,7 @@ pub fn runs(dir: &Path, api: Option<&str>, cmd: RunsCmd) -> ExitCode {
             if !r.ok() {
                 return fail(EXIT_FAILED, r.error_message());
             }
-            let v = r.json();
+            let v = r.value();
             if json {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 return ExitCode::SUCCESS;
@@ -350,7 +350,7 @@ pub fn runs(dir: &Path, api: Option<&str>, cmd: RunsCmd) -> ExitCode {
             if !r.ok() {
                 return fail(EXIT_FAILED, r.error_message());
             }
-            let v = r.json();
+            let v = r.value();
             if json {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 return ExitCode::SUCCESS;
@@ -390,7 +390,7 @@ pub fn runs(dir: &Path, api: Option<&str>, cmd: RunsCmd) -> ExitCode {
             if !r.ok() {
                 return fail(EXIT_FAILED, r.error_message());
             }
-            let v = r.json();
+            let v = r.value();
             let stages = v["stages"].as_array().cloned().unwrap_or_default();
             let st = match &stage {
                 None => stages.last(),
@@ -430,7 +430,7 @@ pub fn runs(dir: &Path, api: Option<&str>, cmd: RunsCmd) -> ExitCode {
                 if !r.ok() {
                     return fail(EXIT_FAILED, r.error_message());
                 }
-                let sys = r.json()["system"].as_str().unwrap_or("").to_string();
+                let sys = r.value()["system"].as_str().unwrap_or("").to_string();
                 runs.push((id, sys));
             }
             wait_runs(&c, &runs, timeout, junit.as_deref(), false)
@@ -448,7 +448,7 @@ pub fn runs(dir: &Path, api: Option<&str>, cmd: RunsCmd) -> ExitCode {
             if !r.ok() {
                 return fail(EXIT_FAILED, r.error_message());
             }
-            let v = r.json();
+            let v = r.value();
             let runs: Vec<(String, String)> = v["runs"]
                 .as_array()
                 .into_iter()
@@ -558,14 +558,14 @@ fn report(
     let w = systems.iter().map(|s| s.len()).max().unwrap_or(8);
     for (s, r) in systems.iter().zip(results) {
         match r {
-            Ok(r) if r.ok() => println!("{s:<w$}  {}", ok_line(&r.json())),
+            Ok(r) if r.ok() => println!("{s:<w$}  {}", ok_line(&r.value())),
             Ok(r) => {
                 println!("{s:<w$}  FAILED: {}", r.error_message());
                 code = ExitCode::from(EXIT_FAILED);
             }
             Err(e) => {
                 println!("{s:<w$}  FAILED: {e}");
-                code = ExitCode::from(if matches!(e, ClientError::Unreachable(..)) {
+                code = ExitCode::from(if matches!(e, ClientError::Unreachable { .. }) {
                     EXIT_UNREACHABLE
                 } else {
                     EXIT_FAILED

@@ -10,6 +10,7 @@
 //! - `store`: the SQL facade. `daemon`: the composition root. `cli`: commands.
 
 pub mod admin;
+pub mod api;
 pub mod boot;
 pub mod cli;
 pub mod cli_admin;
