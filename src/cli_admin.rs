@@ -448,7 +448,7 @@ pub fn run_profiles(dir: &Path, cmd: ProfilesCmd) -> ExitCode {
                 let v: Vec<Value> = inv
                     .profiles()
                     .values()
-                    .map(crate::http::api::profile_json)
+                    .map(|p| json!(crate::api::Profile::from(p)))
                     .collect();
                 println!("{}", pretty(&Value::Array(v)));
             } else {
@@ -462,7 +462,7 @@ pub fn run_profiles(dir: &Path, cmd: ProfilesCmd) -> ExitCode {
                 return ExitCode::from(REFUSED);
             };
             if json {
-                let mut v = crate::http::api::profile_json(p);
+                let mut v = json!(crate::api::Profile::from(p));
                 v["vars_origin"] = json!(vars_origin(inv, p));
                 v["systems"] = json!(inv
                     .systems()
@@ -606,7 +606,7 @@ fn finish(
                 v["profile"] = o
                     .inventory
                     .profile(n)
-                    .map(crate::http::api::profile_json)
+                    .map(|p| json!(crate::api::Profile::from(p)))
                     .unwrap_or(Value::Null)
             }
         }
@@ -643,20 +643,12 @@ fn finish(
 // Output
 
 fn system_out_json(s: &System) -> Value {
-    let mut v = crate::http::api::system_json(s, &crate::boot::BootTable::new());
-    if let Some(o) = v.as_object_mut() {
-        // The CLI reads files, not the daemon's run state.
-        o.remove("netboot");
-        o.remove("run_id");
+    // The CLI reads files, not the daemon's run state.
+    let mut v = crate::api::System::from(s);
+    if let (Some(b), Some(bj)) = (&s.bmc, v.bmc.as_mut()) {
+        bj.password_source = Some(crate::api::convert::password_source(&b.password));
     }
-    if let (Some(b), Some(bj)) = (&s.bmc, v.get_mut("bmc")) {
-        // Where the password is kept (never the password).
-        bj["password_source"] = match &b.password {
-            SecretRef::File(p) => json!({"file": p.display().to_string()}),
-            SecretRef::Env(e) => json!({"env": e}),
-        };
-    }
-    v
+    json!(v)
 }
 
 /// NAME PARENT INSTALLER KERNEL TEMPLATE: the first columns of a profiles table.
