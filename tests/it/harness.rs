@@ -129,7 +129,6 @@ impl HttpResponse {
     }
 
     /// The body as one of the `rackboot::api` types.
-    #[allow(dead_code)]
     pub fn typed<T: serde::de::DeserializeOwned>(&self) -> T {
         self.0
             .json()
