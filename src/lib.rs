@@ -13,8 +13,6 @@ pub mod admin;
 pub mod api;
 pub mod boot;
 pub mod cli;
-pub mod cli_admin;
-pub mod cli_runs;
 pub mod client;
 pub mod config;
 pub mod daemon;
