@@ -7,7 +7,10 @@
 //! - `boot`: the one pure boot decision ("what does MAC X get now?").
 //! - `http`: the machine-facing boot server and the operator API.
 //! - `engine`: the only writer of machine intent and run state.
-//! - `store`: the SQL facade. `daemon`: the composition root. `cli`: commands.
+//! - `store`: the SQL facade. `daemon`: the composition root. `reload`: the
+//!   one `Reloader` (SIGHUP and the API).
+//! - `api`: the operator API's JSON types. `client`: its one client.
+//!   `cli`: commands.
 
 pub mod admin;
 pub mod api;
