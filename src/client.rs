@@ -1,192 +1,376 @@
-//! The CLI's client of the operator API: a small blocking HTTP/1.1 client
-//! (the CLI makes a handful of requests; no HTTP client crate needed).
-//! Where: `--api ADDR` / `RACKBOOT_API`, else `api.listen` of the config.
-//! Token: `RACKBOOT_TOKEN`, else `data_dir/api-token` of the config.
+//! The one client of the operator API, for the CLI and the integration tests:
+//! blocking HTTP/1.1 over `ureq` 3 (already here for Redfish).
+//! Where: [`api_addr`] (`--api ADDR` / `RACKBOOT_API`, else `api.listen` of
+//! the config). Token: [`api_token`] (`RACKBOOT_TOKEN`, else the configured
+//! token sources, else `data_dir/api-token`).
 
-use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use crate::config::Settings;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no daemon answering at {0}: {1}")]
-    Unreachable(String, String),
+    /// Nothing answered. `listening` is false when the address refused the
+    /// connection or the connect timed out: no daemon runs there.
+    #[error("no daemon answering at {addr}: {reason}")]
+    Unreachable {
+        addr: String,
+        reason: String,
+        listening: bool,
+    },
     #[error("{0}")]
     Config(String),
     #[error("bad response from the daemon: {0}")]
     Protocol(String),
 }
 
+/// Where the operator API is: `api` (`--api ADDR`, which clap also fills from
+/// `RACKBOOT_API`), else `api.listen` of the settings. An unspecified listen
+/// address (`0.0.0.0`, `::`) is reached on loopback.
+pub fn api_addr(api: Option<&str>, settings: Option<&Settings>) -> Result<SocketAddr, ClientError> {
+    let mut addr = match (api, settings) {
+        (Some(a), _) => a
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| ClientError::Config(format!("bad API address {a:?}")))?,
+        (None, Some(s)) => s.api_listen,
+        (None, None) => {
+            return Err(ClientError::Config(
+                "no API address: pass --api ADDR".into(),
+            ))
+        }
+    };
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => addr.set_ip(Ipv4Addr::LOCALHOST.into()),
+        IpAddr::V6(ip) if ip.is_unspecified() => addr.set_ip(Ipv6Addr::LOCALHOST.into()),
+        _ => {}
+    }
+    Ok(addr)
+}
+
+/// The agent configuration of every client: no proxy from the environment
+/// (the API is local or on a management net), statuses as values, no
+/// redirects, `read_timeout` per read (a followed log may pause between reads).
+pub fn agent_config(read_timeout: Duration) -> ureq::config::Config {
+    ureq::Agent::config_builder()
+        .proxy(None)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("rackboot/", env!("CARGO_PKG_VERSION")))
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_per_read(Some(read_timeout))
+        .timeout_per_write(Some(read_timeout))
+        .build()
+}
+
 pub struct Client {
     pub addr: SocketAddr,
     token: Option<String>,
+    agent: ureq::Agent,
 }
 
+/// A whole response.
+#[derive(Debug)]
 pub struct Response {
     pub status: u16,
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Response {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
-    /// The API's error message, or the body.
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as untyped JSON (`Null` when it is not JSON).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The body as one of the `api` types.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ClientError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ClientError::Protocol(format!(
+                "HTTP {}: {e}: {}",
+                self.status,
+                self.text().chars().take(200).collect::<String>()
+            ))
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The API's error message with its per-file reasons, or the status and body.
     pub fn error_message(&self) -> String {
-        let v = self.json();
-        match v["error"]["message"].as_str() {
-            Some(m) => {
-                let mut s = m.to_string();
-                if let Some(errs) = v["error"]["errors"].as_array() {
-                    for e in errs {
-                        s.push_str(&format!(
-                            "\n  {}: {}: {}",
-                            e["file"].as_str().unwrap_or(""),
-                            e["key"].as_str().unwrap_or(""),
-                            e["reason"].as_str().unwrap_or("")
-                        ));
-                    }
+        match serde_json::from_slice::<crate::api::ErrorBody>(&self.body) {
+            Ok(b) => {
+                let mut s = b.error.message;
+                for e in b.error.errors.iter().flatten() {
+                    s.push_str(&format!("\n  {}: {}: {}", e.file, e.key, e.reason));
                 }
                 s
             }
-            None => format!("HTTP {}: {}", self.status, self.text().trim()),
+            Err(_) => format!("HTTP {}: {}", self.status, self.text().trim()),
         }
+    }
+}
+
+/// A response whose body is read as it arrives (a followed log, the event stream).
+pub struct Streaming {
+    pub status: u16,
+    body: ureq::BodyReader<'static>,
+}
+
+impl Streaming {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+impl Read for Streaming {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.body.read(buf)
     }
 }
 
 impl Client {
+    /// The CLI's client: 120 s per read.
     pub fn new(addr: SocketAddr, token: Option<String>) -> Client {
-        Client { addr, token }
+        let agent = ureq::Agent::new_with_config(agent_config(Duration::from_secs(120)));
+        Client::with_agent(addr, token, agent)
     }
 
+    /// A client on a given agent (tests: a shorter timeout, a source address).
+    pub fn with_agent(addr: SocketAddr, token: Option<String>, agent: ureq::Agent) -> Client {
+        Client { addr, token, agent }
+    }
+
+    /// The API of the daemon configured in `dir` (or at `api`), with the CLI's token.
     pub fn from_config(dir: &Path, api: Option<&str>) -> Result<Client, ClientError> {
         let settings = crate::config::load_settings(dir).ok();
-        let addr_s = match (api, &settings) {
-            (Some(a), _) => a.to_string(),
-            (None, Some(s)) => s.api_listen.to_string(),
-            (None, None) => {
-                return Err(ClientError::Config(format!(
-                    "cannot read {}/rackboot.toml to find the API; pass --api ADDR",
-                    dir.display()
-                )))
-            }
-        };
-        let addr = addr_s
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| ClientError::Config(format!("bad API address {addr_s:?}")))?;
+        if api.is_none() && settings.is_none() {
+            return Err(ClientError::Config(format!(
+                "cannot read {}/rackboot.toml to find the API; pass --api ADDR",
+                dir.display()
+            )));
+        }
+        let addr = api_addr(api, settings.as_ref())?;
         let token = match &settings {
             Some(s) => api_token(s),
             None => std::env::var("RACKBOOT_TOKEN").ok(),
         };
-        Ok(Client { addr, token })
+        Ok(Client::new(addr, token))
     }
 
     pub fn get(&self, path: &str) -> Result<Response, ClientError> {
-        self.request("GET", path, None)
+        self.request("GET", path, &[], None)
     }
 
-    pub fn post(&self, path: &str, body: &Value) -> Result<Response, ClientError> {
-        self.request("POST", path, Some(body))
+    pub fn post(&self, path: &str, body: &impl Serialize) -> Result<Response, ClientError> {
+        self.send_json("POST", path, body)
     }
 
-    pub fn put(&self, path: &str, body: &Value) -> Result<Response, ClientError> {
-        self.request("PUT", path, Some(body))
+    pub fn put(&self, path: &str, body: &impl Serialize) -> Result<Response, ClientError> {
+        self.send_json("PUT", path, body)
     }
 
+    pub fn delete(&self, path: &str) -> Result<Response, ClientError> {
+        self.request("DELETE", path, &[], None)
+    }
+
+    /// `method path` with `body` as JSON.
+    pub fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<Response, ClientError> {
+        let b = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.request(method, path, &[], Some(&b))
+    }
+
+    /// Any request; a body is sent as `application/json`. Headers given here
+    /// come after (and so override) the client's `Authorization`.
     pub fn request(
         &self,
         method: &str,
         path: &str,
-        body: Option<&Value>,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
     ) -> Result<Response, ClientError> {
-        let unreachable =
-            |e: std::io::Error| ClientError::Unreachable(self.addr.to_string(), e.to_string());
-        let mut s =
-            TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).map_err(unreachable)?;
-        s.set_read_timeout(Some(Duration::from_secs(120)))
-            .map_err(unreachable)?;
-        let body = body.map(|b| b.to_string());
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
+        let mut r = self.call(method, path, headers, body)?;
+        let status = r.status().as_u16();
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        r.body_mut()
+            .as_reader()
+            .read_to_end(&mut body)
+            .map_err(|e| self.io_error(e))?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// A GET whose body is read as it arrives.
+    pub fn stream(&self, path: &str) -> Result<Streaming, ClientError> {
+        let r = self.call("GET", path, &[], None)?;
+        Ok(Streaming {
+            status: r.status().as_u16(),
+            body: r.into_body().into_reader(),
+        })
+    }
+
+    /// GET `path` as an `api` type; a refusal is its message.
+    pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
+        let r = self.get(path)?;
+        if !r.ok() {
+            return Err(ApiFailure::Refused(r));
+        }
+        Ok(r.json()?)
+    }
+
+    /// `method path` with a JSON body, the answer as an `api` type.
+    pub fn call_json<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ApiFailure> {
+        let r = self.send_json(method, path, body)?;
+        if !r.ok() {
+            return Err(ApiFailure::Refused(r));
+        }
+        Ok(r.json()?)
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        let mut b = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
         if let Some(t) = &self.token {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+            b = b.header("Authorization", format!("Bearer {t}"));
         }
-        if let Some(b) = &body {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
         }
-        req.push_str("\r\n");
-        if let Some(b) = &body {
-            req.push_str(b);
+        let r = match body {
+            Some(body) => {
+                let req = b
+                    .header("Content-Type", "application/json")
+                    .body(body.to_vec())
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                self.agent.run(req)
+            }
+            None => {
+                let req = b
+                    .body(())
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                self.agent.run(req)
+            }
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    fn io_error(&self, e: std::io::Error) -> ClientError {
+        // ureq wraps its own errors in io::Error while a body is read.
+        if e.get_ref().is_some_and(|i| i.is::<ureq::Error>()) {
+            if let Some(Ok(u)) = e.into_inner().map(|i| i.downcast::<ureq::Error>()) {
+                return self.error(*u);
+            }
+            return self.unreachable("body read failed".into(), true);
         }
-        s.write_all(req.as_bytes()).map_err(unreachable)?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(unreachable)?;
-        parse_response(&raw)
+        self.unreachable(e.to_string(), true)
+    }
+
+    fn unreachable(&self, reason: String, listening: bool) -> ClientError {
+        ClientError::Unreachable {
+            addr: self.addr.to_string(),
+            reason,
+            listening,
+        }
+    }
+
+    fn error(&self, e: ureq::Error) -> ClientError {
+        use std::io::ErrorKind;
+        match e {
+            ureq::Error::Io(io) => {
+                let listening = !matches!(
+                    io.kind(),
+                    ErrorKind::ConnectionRefused | ErrorKind::TimedOut
+                );
+                self.unreachable(io.to_string(), listening)
+            }
+            ureq::Error::Timeout(t) => {
+                let connect = matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve);
+                self.unreachable(format!("timed out ({t})"), !connect)
+            }
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                self.unreachable(e.to_string(), false)
+            }
+            other => ClientError::Protocol(other.to_string()),
+        }
     }
 }
 
-fn parse_response(raw: &[u8]) -> Result<Response, ClientError> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| ClientError::Protocol("no header end".into()))?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let status: u16 = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ClientError::Protocol("no status line".into()))?;
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.contains("chunked"));
-    let mut body = raw[split + 4..].to_vec();
-    if chunked {
-        body = dechunk(&body);
-    }
-    Ok(Response { status, body })
+/// A typed call that did not give its answer.
+#[derive(Debug)]
+pub enum ApiFailure {
+    /// No answer, or not the expected one.
+    Client(ClientError),
+    /// The daemon answered with a non-2xx status.
+    Refused(Response),
 }
 
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&b[..nl])
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
-        if size == 0 || b.len() < nl + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
-        b = &b[(nl + 4 + size).min(b.len())..];
+impl From<ClientError> for ApiFailure {
+    fn from(e: ClientError) -> Self {
+        ApiFailure::Client(e)
     }
-    out
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiFailure::Client(e) => e.fmt(f),
+            ApiFailure::Refused(r) => f.write_str(&r.error_message()),
+        }
+    }
 }
 
 /// The token the CLI presents: `RACKBOOT_TOKEN`, then the configured
 /// `api.token_env`, then the first token of `api.tokens_file`, then the one
 /// the daemon generated into `data_dir/api-token`.
-pub fn api_token(settings: &crate::config::Settings) -> Option<String> {
+pub fn api_token(settings: &Settings) -> Option<String> {
     let env = |v: &str| {
         std::env::var(v)
             .ok()

@@ -7,14 +7,15 @@
 //! - `boot`: the one pure boot decision ("what does MAC X get now?").
 //! - `http`: the machine-facing boot server and the operator API.
 //! - `engine`: the only writer of machine intent and run state.
-//! - `store`: the SQL facade. `daemon`: the composition root. `cli`: commands.
+//! - `store`: the SQL facade. `daemon`: the composition root. `reload`: the
+//!   one `Reloader` (SIGHUP and the API).
+//! - `api`: the operator API's JSON types. `client`: its one client.
+//!   `cli`: commands.
 
 pub mod admin;
 pub mod api;
 pub mod boot;
 pub mod cli;
-pub mod cli_admin;
-pub mod cli_runs;
 pub mod client;
 pub mod config;
 pub mod daemon;
@@ -25,6 +26,7 @@ pub mod inventory;
 pub mod model;
 pub mod observe;
 pub mod power;
+pub mod reload;
 pub mod render;
 pub mod store;
 pub mod tftp;

@@ -1,3 +1,118 @@
-//! The operator API's wire types (JSON), shared by the server, the CLI and the tests.
+//! The operator API's JSON contract (`/api/v1`): the request and response
+//! bodies, as serde types shared by the server (`http::api*`), the client
+//! (`client`, the CLI) and the tests. Field names here are the wire names.
+//!
+//! The types import nothing from the rest of the crate: they are plain data
+//! (strings, numbers, maps). Internal types (`inventory`, `store`, `engine`)
+//! do not derive serde; they are converted into these at the edge.
+
+use serde::{Deserialize, Serialize};
 
 pub mod changes;
+
+/// Every refusal: `{"error": {"code", "message", "errors"?}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Stable: `not_found`, `bad_request`, `unauthorized`, `invalid_config`, …
+    pub code: String,
+    pub message: String,
+    /// One per problem, where the refusal is about files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+/// One configuration problem: the file, the key in it, why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub file: String,
+    pub key: String,
+    pub reason: String,
+    /// Admin edits: the problem was already in the files before the edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preexisting: Option<bool>,
+}
+
+impl ErrorBody {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            error: ApiError {
+                code: code.into(),
+                message: message.into(),
+                errors: None,
+            },
+        }
+    }
+}
+
+pub mod files;
+pub mod profiles;
+pub mod runs;
+pub mod systems;
+
+pub mod convert;
+
+pub use files::{
+    CheckProfile, CheckSummary, CheckSystem, DaemonReport, EditReport, ProfileShow, Refusal,
+    SystemRow,
+};
+pub use profiles::{Profile, Stage, Timeouts};
+pub use runs::{
+    Artifact, Cancelled, CreateRuns, QueuedRun, Run, RunDetail, RunsCreated, StageResult,
+    TimelineEntry,
+};
+pub use systems::{
+    Bmc, BootDev, BootDevRequest, Netboot, NetbootRequest, NetbootState, PasswordSource, PowerDone,
+    PowerRequest, PowerState, System,
+};
+
+/// `GET /api/v1/status`. The counters are the subsystems' own snapshots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub systems: usize,
+    pub profiles: usize,
+    /// The inventory's generation: 1 at start, +1 per successful reload.
+    pub generation: u64,
+    pub netboot_pending: usize,
+    pub http: serde_json::Value,
+    pub protocols: serde_json::Value,
+    pub engine: serde_json::Value,
+}
+
+/// The answer to `POST /api/v1/reload` (422 with an [`ErrorBody`] otherwise).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reloaded {
+    pub reloaded: bool,
+    pub generation: u64,
+    pub systems: usize,
+    pub profiles: usize,
+}
+
+/// The answer to the admin API's changes (`POST|PUT|DELETE /api/v1/systems…`,
+/// `…/profiles…`): 201 when created, else 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edit {
+    /// Something was written.
+    pub changed: bool,
+    /// The daemon's inventory generation after the change.
+    pub generation: u64,
+    /// The files are written, yet the daemon kept its previous inventory: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_error: Option<ApiError>,
+    #[serde(flatten)]
+    pub object: Edited,
+}
+
+/// What an edit was about: `"system": {…}|null`, `"profile": {…}|null` or
+/// `"removed": NAME`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Edited {
+    System(Option<System>),
+    Profile(Option<Profile>),
+    Removed(String),
+}

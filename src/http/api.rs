@@ -2,18 +2,18 @@
 //! changes go through the engine or the reloader. Anything that changes state
 //! needs `Authorization: Bearer <token>`. Secrets never appear in responses.
 
+use crate::api;
 use crate::boot::BootTable;
-use crate::config::ConfigErrors;
-use crate::daemon::Reloader;
 use crate::engine::EngineHandle;
 use crate::http::boot::HttpStats;
 use crate::inventory::{Inventory, Profile, System};
+use crate::reload::Reloader;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -56,11 +56,13 @@ pub fn router(ctx: ApiContext) -> Router {
 
 /// A JSON error body with a stable code.
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({ "error": { "code": code, "message": message.into() } })),
-    )
-        .into_response()
+    (status, Json(api::ErrorBody::new(code, message))).into_response()
+}
+
+/// A JSON body of one of the `api` request types; anything else is a 400
+/// saying what was `expected`.
+pub fn parse<T: serde::de::DeserializeOwned>(v: Value, expected: &str) -> Result<T, Response> {
+    serde_json::from_value(v).map_err(|_| error(StatusCode::BAD_REQUEST, "bad_request", expected))
 }
 
 impl ApiContext {
@@ -108,99 +110,46 @@ impl ApiContext {
     }
 }
 
-pub fn system_json(s: &System, table: &BootTable) -> Value {
+/// A system as the daemon has it: the files' view and its run state.
+pub fn system(s: &System, table: &BootTable) -> api::System {
     let run = table.get(&s.name);
-    json!({
-        "name": s.name,
-        "hostname": s.hostname,
-        "macs": s.macs.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
-        "ip": s.ip.to_string(),
-        "netmask": s.netmask.to_string(),
-        "gateway": s.gateway.map(|g| g.to_string()),
-        "dns": s.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-        "domain": s.domain,
-        "profile": s.profile,
-        // Never the password, nor where it is kept.
-        "bmc": s.bmc.as_ref().map(|b| json!({
-            "kind": b.kind.as_str(),
-            "address": b.address,
-            "username": b.username,
-        })),
-        "vars": serde_json::to_value(&s.vars).unwrap_or_default(),
-        "netboot": run.is_some(),
-        "run_id": run.map(|r| r.id.clone()),
-    })
+    api::System {
+        netboot: Some(api::Netboot {
+            netboot: run.is_some(),
+            run_id: run.map(|r| r.id.clone()),
+        }),
+        ..api::System::from(s)
+    }
 }
 
-pub fn profile_json(p: &Profile) -> Value {
-    json!({
-        "name": p.name,
-        "description": p.description,
-        "parent": p.parent,
-        "abstract": p.is_abstract,
-        "kernel": p.kernel,
-        "initrd": p.initrd,
-        "kernel_args": p.kernel_args,
-        "installer": p.installer.as_str(),
-        "template": p.template,
-        "user_data": p.user_data,
-        "meta_data": p.meta_data,
-        "vendor_data": p.vendor_data,
-        "wait_ports": p.wait_ports,
-        "stages": p.stages.iter().map(|s| json!({
-            "name": s.name, "kind": s.kind.as_str(), "command": s.command,
-            "timeout_secs": s.timeout.as_secs(), "keep_going": s.keep_going,
-        })).collect::<Vec<_>>(),
-        "timeouts_secs": {
-            "power": p.timeouts.power.as_secs(), "dhcp": p.timeouts.dhcp.as_secs(),
-            "kernel": p.timeouts.kernel.as_secs(), "config": p.timeouts.config.as_secs(),
-            "install": p.timeouts.install.as_secs(), "reboot": p.timeouts.reboot.as_secs(),
-            "ssh": p.timeouts.ssh.as_secs(),
-        },
-        "vars": serde_json::to_value(&p.vars).unwrap_or_default(),
-        "origin": p.origin,
-    })
+pub fn profile(p: &Profile) -> api::Profile {
+    api::Profile::from(p)
 }
 
-pub fn config_errors_json(e: &ConfigErrors) -> Value {
-    json!({
-        "error": {
-            "code": "invalid_config",
-            "message": format!("{} configuration error(s)", e.0.len()),
-            "errors": e.0.iter().map(|c| json!({"file": c.file, "key": c.key, "reason": c.reason})).collect::<Vec<_>>(),
-        }
-    })
-}
-
-async fn status(State(ctx): State<ApiContext>) -> Json<Value> {
+async fn status(State(ctx): State<ApiContext>) -> Json<api::Status> {
     let inv = ctx.inventory.borrow().clone();
-    Json(json!({
-        "systems": inv.systems().len(),
-        "profiles": inv.profiles().len(),
-        "generation": ctx.reloader.generation(),
-        "netboot_pending": ctx.table.borrow().len(),
-        "http": ctx.http_stats.snapshot(),
-        "protocols": (ctx.extra_stats)(),
-        "engine": ctx.engine.metrics.snapshot(),
-    }))
+    Json(api::Status {
+        systems: inv.systems().len(),
+        profiles: inv.profiles().len(),
+        generation: ctx.reloader.generation(),
+        netboot_pending: ctx.table.borrow().len(),
+        http: ctx.http_stats.snapshot(),
+        protocols: (ctx.extra_stats)(),
+        engine: ctx.engine.metrics.snapshot(),
+    })
 }
 
-async fn list_systems(State(ctx): State<ApiContext>) -> Json<Value> {
+async fn list_systems(State(ctx): State<ApiContext>) -> Json<Vec<api::System>> {
     let inv = ctx.inventory.borrow().clone();
     let table = ctx.table.borrow().clone();
-    Json(Value::Array(
-        inv.systems()
-            .iter()
-            .map(|s| system_json(s, &table))
-            .collect(),
-    ))
+    Json(inv.systems().iter().map(|s| system(s, &table)).collect())
 }
 
 async fn get_system(State(ctx): State<ApiContext>, Path(name): Path<String>) -> Response {
     let inv = ctx.inventory.borrow().clone();
     let table = ctx.table.borrow().clone();
     match inv.system(&name) {
-        Some(s) => Json(system_json(s, &table)).into_response(),
+        Some(s) => Json(system(s, &table)).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -209,17 +158,15 @@ async fn get_system(State(ctx): State<ApiContext>, Path(name): Path<String>) -> 
     }
 }
 
-async fn list_profiles(State(ctx): State<ApiContext>) -> Json<Value> {
+async fn list_profiles(State(ctx): State<ApiContext>) -> Json<Vec<api::Profile>> {
     let inv = ctx.inventory.borrow().clone();
-    Json(Value::Array(
-        inv.profiles().values().map(profile_json).collect(),
-    ))
+    Json(inv.profiles().values().map(profile).collect())
 }
 
 async fn get_profile(State(ctx): State<ApiContext>, Path(name): Path<String>) -> Response {
     let inv = ctx.inventory.borrow().clone();
     match inv.profile(&name) {
-        Some(p) => Json(profile_json(p)).into_response(),
+        Some(p) => Json(profile(p)).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -242,12 +189,9 @@ async fn set_netboot(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let Some(on) = body.get("enabled").and_then(Value::as_bool) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "expected {\"enabled\": true|false}",
-        );
+    let on = match parse::<api::NetbootRequest>(body, "expected {\"enabled\": true|false}") {
+        Ok(b) => b.enabled,
+        Err(r) => return r,
     };
     if ctx.inventory.borrow().system(&name).is_none() {
         return error(
@@ -257,8 +201,12 @@ async fn set_netboot(
         );
     }
     match ctx.engine.set_netboot(&name, on).await {
-        Ok(st) => Json(json!({"system": st.system, "netboot": st.enabled, "run_id": st.run_id}))
-            .into_response(),
+        Ok(st) => Json(api::NetbootState {
+            system: st.system,
+            netboot: st.enabled,
+            run_id: st.run_id,
+        })
+        .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e),
     }
 }
@@ -269,16 +217,16 @@ async fn reload(State(ctx): State<ApiContext>, headers: HeaderMap) -> Response {
     }
     let reloader = ctx.reloader.clone();
     match tokio::task::spawn_blocking(move || reloader.reload()).await {
-        Ok(Ok(r)) => Json(json!({
-            "reloaded": true,
-            "generation": r.generation,
-            "systems": r.systems,
-            "profiles": r.profiles,
-        }))
+        Ok(Ok(r)) => Json(api::Reloaded {
+            reloaded: true,
+            generation: r.generation,
+            systems: r.systems,
+            profiles: r.profiles,
+        })
         .into_response(),
         Ok(Err(e)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(config_errors_json(&e)),
+            Json(api::ErrorBody::from(&e)),
         )
             .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
@@ -316,7 +264,11 @@ async fn power_status(State(ctx): State<ApiContext>, Path(name): Path<String>) -
         Err(r) => return r,
     };
     match ctx.power.status(&bmc).await {
-        Ok(st) => Json(json!({"system": name, "power": st.as_str()})).into_response(),
+        Ok(st) => Json(api::PowerState {
+            system: name,
+            power: st.as_str().to_string(),
+        })
+        .into_response(),
         Err(e) => power_error(e),
     }
 }
@@ -331,10 +283,8 @@ async fn power_op(
         return r;
     }
     let op = body
-        .as_ref()
-        .and_then(|b| b.get("op"))
-        .and_then(Value::as_str)
-        .and_then(crate::power::PowerOp::parse);
+        .and_then(|Json(b)| serde_json::from_value::<api::PowerRequest>(b).ok())
+        .and_then(|b| crate::power::PowerOp::parse(&b.op));
     let Some(op) = op else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -347,14 +297,27 @@ async fn power_op(
         Err(r) => return r,
     };
     match ctx.power.power(&bmc, op).await {
-        Ok(()) => Json(json!({"system": name, "op": op.as_str(), "ok": true})).into_response(),
+        Ok(()) => Json(api::PowerDone {
+            system: name,
+            op: op.as_str().to_string(),
+            ok: true,
+        })
+        .into_response(),
         Err(e) => power_error(e),
     }
 }
 
-fn bootspec_json(name: &str, b: &crate::power::BootSpec) -> Value {
-    json!({"system": name, "device": match b.dev { crate::power::BootDev::Pxe => "pxe", crate::power::BootDev::Disk => "disk" },
-           "persistent": b.persistent, "uefi": b.efi})
+fn bootdev(name: &str, b: &crate::power::BootSpec) -> api::BootDev {
+    let device = match b.dev {
+        crate::power::BootDev::Pxe => "pxe",
+        crate::power::BootDev::Disk => "disk",
+    };
+    api::BootDev {
+        system: name.to_string(),
+        device: device.to_string(),
+        persistent: b.persistent,
+        uefi: b.efi,
+    }
 }
 
 async fn bootdev_get(State(ctx): State<ApiContext>, Path(name): Path<String>) -> Response {
@@ -363,7 +326,7 @@ async fn bootdev_get(State(ctx): State<ApiContext>, Path(name): Path<String>) ->
         Err(r) => return r,
     };
     match ctx.power.get_boot(&bmc).await {
-        Ok(b) => Json(bootspec_json(&name, &b)).into_response(),
+        Ok(b) => Json(bootdev(&name, &b)).into_response(),
         Err(e) => power_error(e),
     }
 }
@@ -374,17 +337,18 @@ async fn bootdev_set(
     Path(name): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
-    let b = match ctx.authorized_body(
-        &headers,
-        body,
-        "expected {\"device\": \"pxe|disk\", \"persistent\": bool, \"uefi\": bool}",
-    ) {
+    const EXPECTED: &str =
+        "expected {\"device\": \"pxe|disk\", \"persistent\": bool, \"uefi\": bool}";
+    let b = match ctx
+        .authorized_body(&headers, body, EXPECTED)
+        .and_then(|b| parse::<api::BootDevRequest>(b, EXPECTED))
+    {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let dev = match b.get("device").and_then(Value::as_str) {
-        Some("pxe") => crate::power::BootDev::Pxe,
-        Some("disk") => crate::power::BootDev::Disk,
+    let dev = match b.device.as_str() {
+        "pxe" => crate::power::BootDev::Pxe,
+        "disk" => crate::power::BootDev::Disk,
         _ => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -395,18 +359,15 @@ async fn bootdev_set(
     };
     let spec = crate::power::BootSpec {
         dev,
-        persistent: b
-            .get("persistent")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        efi: b.get("uefi").and_then(Value::as_bool).unwrap_or(false),
+        persistent: b.persistent,
+        efi: b.uefi,
     };
     let bmc = match bmc_of(&ctx, &name) {
         Ok(b) => b,
         Err(r) => return r,
     };
     match ctx.power.set_boot(&bmc, spec).await {
-        Ok(()) => Json(bootspec_json(&name, &spec)).into_response(),
+        Ok(()) => Json(bootdev(&name, &spec)).into_response(),
         Err(e) => power_error(e),
     }
 }

@@ -17,14 +17,14 @@
 //! 400 (malformed body); every one with `{file, key, reason}` per problem.
 
 use crate::admin::{self, AdminError, Outcome, ProfileChange, SystemChange};
-use crate::http::api::{error, profile_json, system_json, ApiContext};
+use crate::api;
+use crate::http::api::{error, profile, system, ApiContext};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
-use serde_json::{json, Value};
 
 pub fn router(ctx: ApiContext) -> Router {
     Router::new()
@@ -88,40 +88,39 @@ async fn edit(
         Ok(Err(e)) => return refusal(&e),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     };
-    let mut v = json!({
-        "changed": !outcome.written.is_empty(),
-        "generation": ctx.reloader.generation(),
-    });
-    if let Some(Err(e)) = &reload {
-        // The files are written and valid by the editor's checks, yet the
-        // daemon kept its previous inventory: say so, with the reasons.
-        v["reload_error"] = crate::http::api::config_errors_json(e)["error"].clone();
-    }
+    // The object as the daemon now has it (as written, where the reload failed).
     let inv = ctx.inventory.borrow().clone();
     let table = ctx.table.borrow().clone();
-    match what {
-        Made::System(n) => {
-            v["system"] = inv
-                .system(&n)
+    let object = match what {
+        Made::System(n) => api::Edited::System(
+            inv.system(&n)
                 .or_else(|| outcome.inventory.system(&n))
-                .map(|s| system_json(s, &table))
-                .unwrap_or(Value::Null);
-        }
-        Made::Profile(n) => {
-            v["profile"] = inv
-                .profile(&n)
+                .map(|s| system(s, &table)),
+        ),
+        Made::Profile(n) => api::Edited::Profile(
+            inv.profile(&n)
                 .or_else(|| outcome.inventory.profile(&n))
-                .map(profile_json)
-                .unwrap_or(Value::Null);
-        }
-        Made::Removed(n) => v["removed"] = json!(n),
-    }
+                .map(profile),
+        ),
+        Made::Removed(n) => api::Edited::Removed(n),
+    };
+    let answer = api::Edit {
+        changed: !outcome.written.is_empty(),
+        generation: ctx.reloader.generation(),
+        // The files are written and valid by the editor's checks, yet the
+        // daemon kept its previous inventory: say so, with the reasons.
+        reload_error: match &reload {
+            Some(Err(e)) => Some(api::ApiError::from(e)),
+            _ => None,
+        },
+        object,
+    };
     let status = if created && !outcome.written.is_empty() {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    (status, Json(v)).into_response()
+    (status, Json(answer)).into_response()
 }
 
 type Op<T> = fn(&crate::config::Settings, &str, &T) -> Result<Outcome, AdminError>;

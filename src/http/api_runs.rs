@@ -2,7 +2,8 @@
 //! stored), list, detail with timeline, cancel, retry, JUnit, stage logs
 //! (followable), artifacts, and a server-sent event stream.
 
-use super::api::{error, ApiContext};
+use super::api::{error, parse, ApiContext};
+use crate::api;
 use crate::engine::{junit, stage, CreateError};
 use crate::store::{RunFilter, RunRow};
 use axum::body::Body;
@@ -12,7 +13,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -30,14 +31,35 @@ pub fn router(ctx: ApiContext) -> Router {
         .with_state(ctx)
 }
 
-pub fn run_json(r: &RunRow) -> Value {
-    json!({
-        "id": r.id, "system": r.system, "profile": r.profile, "state": r.state,
-        "reason": r.reason, "requested_by": r.requested_by, "retry_of": r.retry_of,
-        "created_at": r.created_at, "updated_at": r.updated_at, "finished_at": r.finished_at,
-        "terminal": r.finished_at.is_some(),
-        "elapsed_s": (r.finished_at.unwrap_or(crate::store::now_ms()) - r.created_at) as f64 / 1000.0,
-    })
+pub fn run(r: &RunRow) -> api::Run {
+    api::Run {
+        id: r.id.clone(),
+        system: r.system.clone(),
+        profile: r.profile.clone(),
+        state: r.state.clone(),
+        reason: r.reason.clone(),
+        requested_by: r.requested_by.clone(),
+        retry_of: r.retry_of.clone(),
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        finished_at: r.finished_at,
+        terminal: r.finished_at.is_some(),
+        elapsed_s: (r.finished_at.unwrap_or(crate::store::now_ms()) - r.created_at) as f64 / 1000.0,
+    }
+}
+
+/// 201 with the runs just queued.
+fn created(runs: &[crate::engine::RunInfo]) -> Response {
+    let runs = runs
+        .iter()
+        .map(|r| api::QueuedRun {
+            id: r.id.clone(),
+            system: r.system.clone(),
+            profile: r.profile.clone(),
+            state: "queued".into(),
+        })
+        .collect();
+    (StatusCode::CREATED, Json(api::RunsCreated { runs })).into_response()
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
@@ -65,33 +87,16 @@ async fn create(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let systems: Vec<String> = match body.get("systems").and_then(Value::as_array) {
-        Some(a) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect(),
-        None => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "\"systems\" must be a list of names",
-            )
-        }
+    let req = match parse::<api::CreateRuns>(body, "\"systems\" must be a list of names") {
+        Ok(r) => r,
+        Err(r) => return r,
     };
-    let profile = body
-        .get("profile")
-        .and_then(Value::as_str)
-        .map(String::from);
-    let by = body
-        .get("requested_by")
-        .and_then(Value::as_str)
-        .map(String::from);
-    match ctx.engine.create_runs(systems, profile, by, None).await {
-        Ok(runs) => (
-            StatusCode::CREATED,
-            Json(json!({"runs": runs.iter().map(|r| json!({"id": r.id, "system": r.system, "profile": r.profile, "state": "queued"})).collect::<Vec<_>>()})),
-        )
-            .into_response(),
+    match ctx
+        .engine
+        .create_runs(req.systems, req.profile, req.requested_by, None)
+        .await
+    {
+        Ok(runs) => created(&runs),
         Err(e) => create_error(e),
     }
 }
@@ -107,13 +112,13 @@ async fn list(State(ctx): State<ApiContext>, Query(q): Query<HashMap<String, Str
         limit: q.get("limit").and_then(|l| l.parse().ok()),
     };
     match ctx.store.list_runs(&f).await {
-        Ok(rows) => Json(Value::Array(rows.iter().map(run_json).collect())).into_response(),
+        Ok(rows) => Json(rows.iter().map(run).collect::<Vec<_>>()).into_response(),
         Err(e) => internal(e),
     }
 }
 
 async fn show(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Response {
-    let run = match ctx.store.get_run(&id).await {
+    let row = match ctx.store.get_run(&id).await {
         Ok(Some(r)) => r,
         Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", format!("no run {id:?}")),
         Err(e) => return internal(e),
@@ -126,32 +131,43 @@ async fn show(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Response
         (Ok(e), Ok(s), Ok(a)) => (e, s, a),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return internal(e),
     };
-    let mut v = run_json(&run);
-    v["timeline"] = Value::Array(
-        junit::timeline(&run, &events)
-            .into_iter()
-            .map(|(t, s, d)| json!({"t": (t * 10.0).round() / 10.0, "state": s, "detail": d}))
-            .collect(),
-    );
-    v["stages"] = Value::Array(
-        stages
-            .iter()
-            .map(|s| {
-                json!({"seq": s.seq, "name": s.name, "kind": s.kind, "status": s.status,
-                "exit_code": s.exit_code, "started_at": s.started_at, "finished_at": s.finished_at,
-                "log": format!("/api/v1/runs/{id}/stages/{}/log", s.seq)})
-            })
-            .collect(),
-    );
-    v["artifacts"] = Value::Array(
-        arts.iter()
-            .map(|a| {
-                json!({"path": a.path, "size": a.size, "sha256": a.sha256,
-                "url": format!("/api/v1/runs/{id}/artifacts/{}", a.path)})
-            })
-            .collect(),
-    );
-    Json(v).into_response()
+    let timeline = junit::timeline(&row, &events)
+        .into_iter()
+        .map(|(t, state, detail)| api::TimelineEntry {
+            t: (t * 10.0).round() / 10.0,
+            state,
+            detail,
+        })
+        .collect();
+    let stages = stages
+        .into_iter()
+        .map(|s| api::StageResult {
+            log: format!("/api/v1/runs/{id}/stages/{}/log", s.seq),
+            seq: s.seq,
+            name: s.name,
+            kind: s.kind,
+            status: s.status,
+            exit_code: s.exit_code,
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+        })
+        .collect();
+    let artifacts = arts
+        .into_iter()
+        .map(|a| api::Artifact {
+            url: format!("/api/v1/runs/{id}/artifacts/{}", a.path),
+            path: a.path,
+            size: a.size,
+            sha256: a.sha256,
+        })
+        .collect();
+    Json(api::RunDetail {
+        run: run(&row),
+        timeline,
+        stages,
+        artifacts,
+    })
+    .into_response()
 }
 
 async fn cancel(
@@ -163,7 +179,7 @@ async fn cancel(
         return r;
     }
     match ctx.engine.cancel(&id, "by request").await {
-        Ok(()) => Json(json!({"cancelled": id})).into_response(),
+        Ok(()) => Json(api::Cancelled { cancelled: id }).into_response(),
         Err(e) => error(StatusCode::CONFLICT, "not_active", e),
     }
 }
@@ -190,10 +206,15 @@ async fn retry(
     }
     match ctx
         .engine
-        .create_runs(vec![run.system.clone()], Some(run.profile.clone()), run.requested_by.clone(), Some(id))
+        .create_runs(
+            vec![run.system.clone()],
+            Some(run.profile.clone()),
+            run.requested_by.clone(),
+            Some(id),
+        )
         .await
     {
-        Ok(runs) => (StatusCode::CREATED, Json(json!({"runs": runs.iter().map(|r| json!({"id": r.id, "system": r.system, "profile": r.profile, "state": "queued"})).collect::<Vec<_>>()}))).into_response(),
+        Ok(runs) => created(&runs),
         Err(e) => create_error(e),
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::harness::{free_port, http, ConfigDir};
 use rackboot::admin::{self, AdminError, SystemChange};
+use rackboot::api;
 use rackboot::daemon::{self, Listeners};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -1396,10 +1397,13 @@ async fn api_edits_write_files_and_reload() {
         .api("POST", "/api/v1/systems", Some(new.clone()), true)
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    let v = r.json();
-    assert_eq!(v["system"]["name"], "node67");
-    assert_eq!(v["system"]["bmc"]["username"], "admin");
-    assert_eq!(v["generation"], 2);
+    let v: api::Edit = r.typed();
+    let api::Edited::System(Some(sys)) = &v.object else {
+        panic!("not a system: {}", r.text())
+    };
+    assert_eq!(sys.name, "node67");
+    assert_eq!(sys.bmc.as_ref().unwrap().username, "admin");
+    assert_eq!(v.generation, 2);
     assert!(!r.text().contains("bmc-password"), "{}", r.text());
     let after = l.c.read("systems.toml");
     assert!(after.starts_with(&before));
@@ -1429,9 +1433,9 @@ async fn api_edits_write_files_and_reload() {
         .api("POST", "/api/v1/systems", Some(dup.clone()), true)
         .await;
     assert_eq!(r.status, 409, "{}", r.text());
-    let e = &r.json()["error"]["errors"][0];
-    assert_eq!(e["key"], "systems.node68.ip");
-    assert!(e["reason"].as_str().unwrap().contains("\"node67\""));
+    let e = &r.typed::<api::ErrorBody>().error.errors.unwrap()[0];
+    assert_eq!(e.key, "systems.node68.ip");
+    assert!(e.reason.contains("\"node67\""));
     dup["ip"] = json!("10.77.0.68");
     dup["profile"] = json!("nope");
     let r = l
@@ -1439,7 +1443,7 @@ async fn api_edits_write_files_and_reload() {
         .await;
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(
-        r.json()["error"]["errors"][0]["key"],
+        r.typed::<api::ErrorBody>().error.errors.unwrap()[0].key,
         "systems.node68.profile"
     );
     dup["profile"] = json!("lab");
@@ -1480,7 +1484,10 @@ async fn api_edits_write_files_and_reload() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["system"]["ip"], "10.77.0.167");
+    match r.typed::<api::Edit>().object {
+        api::Edited::System(Some(s)) => assert_eq!(s.ip, "10.77.0.167"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
         l.offer("52:54:00:77:00:67").await,
         Some(std::net::Ipv4Addr::new(10, 77, 0, 167))
@@ -1496,7 +1503,12 @@ async fn api_edits_write_files_and_reload() {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
+    // Wire names, then the typed answer.
     assert_eq!(r.json()["profile"]["origin"]["kernel"], "lab-base");
+    let api::Edited::Profile(Some(p)) = r.typed::<api::Edit>().object else {
+        panic!("not a profile: {}", r.text())
+    };
+    assert_eq!(p.parent.as_deref(), Some("lab"));
     let r = l
         .api(
             "PUT",
@@ -1515,7 +1527,10 @@ async fn api_edits_write_files_and_reload() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["profile"]["description"], "via API");
+    match r.typed::<api::Edit>().object {
+        api::Edited::Profile(Some(p)) => assert_eq!(p.description, "via API"),
+        other => panic!("{other:?}"),
+    }
     let r = l
         .api("DELETE", "/api/v1/profiles/lab-api", None, true)
         .await;
@@ -1523,6 +1538,10 @@ async fn api_edits_write_files_and_reload() {
     assert!(r.text().contains("node67"));
     let r = l.api("DELETE", "/api/v1/systems/node67", None, true).await;
     assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.typed::<api::Edit>().object,
+        api::Edited::Removed("node67".into())
+    );
     assert!(l.offer("52:54:00:77:00:67").await.is_none());
     let r = l
         .api("DELETE", "/api/v1/profiles/lab-api", None, true)
@@ -1530,7 +1549,7 @@ async fn api_edits_write_files_and_reload() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(!l.c.path().join("profiles/lab-api.toml").exists());
     let r = l.api("GET", "/api/v1/systems", None, false).await;
-    assert_eq!(r.json().as_array().unwrap().len(), 7);
+    assert_eq!(r.typed::<Vec<api::System>>().len(), 7);
     assert!(l.c.load().is_ok());
     l.d.stop().await;
 }

@@ -6,6 +6,7 @@
 
 use crate::harness::{http, http_from, ConfigDir};
 use dhcproto::{Encodable, Encoder};
+use rackboot::api;
 use rackboot::daemon::{self, Listeners};
 use rackboot::model::Mac;
 use rackboot::power::{FakePower, Power, PowerConfig, PowerOp};
@@ -178,21 +179,21 @@ async fn bench_200_reimages_of_50_machines() {
         })
         .await
         .unwrap();
-        let id = r.json()["runs"][0]["id"].as_str().unwrap().to_string();
+        let id = r.typed::<api::RunsCreated>().runs[0].id.clone();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let id2 = id.clone();
-            let v = tokio::task::spawn_blocking(move || {
-                http(api, "GET", &format!("/api/v1/runs/{id2}"), &[], None).json()
+            let v: api::RunDetail = tokio::task::spawn_blocking(move || {
+                http(api, "GET", &format!("/api/v1/runs/{id2}"), &[], None).typed()
             })
             .await
             .unwrap();
-            if v["terminal"] == true {
-                assert_eq!(v["state"], "succeeded", "{v}");
-                solo.push(v["elapsed_s"].as_f64().unwrap() * 1000.0);
+            if v.run.terminal {
+                assert_eq!(v.run.state, "succeeded", "{v:?}");
+                solo.push(v.run.elapsed_s * 1000.0);
                 break;
             }
-            assert!(Instant::now() < deadline, "solo run stuck: {v}");
+            assert!(Instant::now() < deadline, "solo run stuck: {v:?}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -216,21 +217,21 @@ async fn bench_200_reimages_of_50_machines() {
         .await
         .unwrap();
         assert_eq!(r.status, 201, "{}", r.text());
-        let round: Vec<String> = r.json()["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_string())
+        let round: Vec<String> = r
+            .typed::<api::RunsCreated>()
+            .runs
+            .into_iter()
+            .map(|r| r.id)
             .collect();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let v = tokio::task::spawn_blocking(move || {
-                http(api, "GET", "/api/v1/runs?active=true&limit=500", &[], None).json()
+            let v: Vec<api::Run> = tokio::task::spawn_blocking(move || {
+                http(api, "GET", "/api/v1/runs?active=true&limit=500", &[], None).typed()
             })
             .await
             .unwrap();
             peak_rss = peak_rss.max(rss_kib());
-            if v.as_array().map(|a| a.is_empty()).unwrap_or(false) {
+            if v.is_empty() {
                 break;
             }
             if Instant::now() > deadline {
@@ -239,7 +240,7 @@ async fn bench_200_reimages_of_50_machines() {
                 })
                 .await
                 .unwrap();
-                let id = v[0]["id"].as_str().unwrap().to_string();
+                let id = v[0].id.clone();
                 let one = tokio::task::spawn_blocking(move || {
                     http(api, "GET", &format!("/api/v1/runs/{id}"), &[], None).json()
                 })
@@ -255,21 +256,14 @@ async fn bench_200_reimages_of_50_machines() {
         ids.extend(round);
     }
     let wall = t0.elapsed();
-    let runs = tokio::task::spawn_blocking(move || {
-        http(api, "GET", "/api/v1/runs?limit=500", &[], None).json()
+    let runs: Vec<api::Run> = tokio::task::spawn_blocking(move || {
+        http(api, "GET", "/api/v1/runs?limit=500", &[], None).typed()
     })
     .await
     .unwrap();
-    let runs = runs.as_array().unwrap();
-    let runs: Vec<&serde_json::Value> = runs
-        .iter()
-        .filter(|r| ids.contains(&r["id"].as_str().unwrap().to_string()))
-        .collect();
-    let ok = runs.iter().filter(|r| r["state"] == "succeeded").count();
-    let mut durs: Vec<f64> = runs
-        .iter()
-        .map(|r| r["elapsed_s"].as_f64().unwrap() * 1000.0)
-        .collect();
+    let runs: Vec<&api::Run> = runs.iter().filter(|r| ids.contains(&r.id)).collect();
+    let ok = runs.iter().filter(|r| r.state == "succeeded").count();
+    let mut durs: Vec<f64> = runs.iter().map(|r| r.elapsed_s * 1000.0).collect();
     durs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let q = |f: f64| durs[((durs.len() as f64 - 1.0) * f).round() as usize];
     let status =

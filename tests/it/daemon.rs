@@ -2,6 +2,7 @@
 //! under SIGHUP / SIGTERM.
 
 use crate::harness::{free_port, http, ConfigDir};
+use rackboot::api;
 use rackboot::daemon::{self, Listeners};
 use std::time::{Duration, Instant};
 
@@ -50,21 +51,19 @@ async fn serves_api_and_netboot_switch() {
 
     let r = call(d.api_addr, "GET", "/api/v1/systems", vec![], None).await;
     assert_eq!(r.status, 200);
-    let v = r.json();
-    assert_eq!(v.as_array().unwrap().len(), 7);
+    let v: Vec<api::System> = r.typed();
+    assert_eq!(v.len(), 7);
     let text = r.text();
     assert!(
         !text.contains("rigpass") && !text.contains("bmc-password"),
         "secret leaked: {text}"
     );
-    let node50 = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "node50")
-        .unwrap();
-    assert_eq!(node50["bmc"]["kind"], "ipmi");
-    assert_eq!(node50["netboot"], false);
+    let node50 = v.iter().find(|s| s.name == "node50").unwrap();
+    assert_eq!(node50.bmc.as_ref().unwrap().kind, "ipmi");
+    assert_eq!(node50.netboot.as_ref().map(|n| n.netboot), Some(false));
+    // The run state is on the wire under its own names.
+    assert_eq!(r.json()[0]["netboot"], false);
+    assert!(r.json()[0]["run_id"].is_null());
 
     // Changing state needs the token.
     let r = call(
@@ -86,7 +85,8 @@ async fn serves_api_and_netboot_switch() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["netboot"], true);
+    let st: api::NetbootState = r.typed();
+    assert!(st.netboot && st.run_id.is_some(), "{st:?}");
 
     // The boot server now hands node50 its installer, with a run token in the done URL.
     let r = call(d.http_addr, "GET", "/ipxe/52-54-00-77-00-50", vec![], None).await;
@@ -156,7 +156,7 @@ async fn netboot_survives_restart() {
     d.stop().await;
     let d = start(&c).await;
     let r = call(d.api_addr, "GET", "/api/v1/systems/node52", vec![], None).await;
-    assert_eq!(r.json()["netboot"], true);
+    assert!(r.typed::<api::System>().netboot.unwrap().netboot);
     d.stop().await;
 }
 
@@ -179,12 +179,14 @@ async fn api_reload_keeps_last_good_inventory() {
     )
     .await;
     assert_eq!(r.status, 422, "{}", r.text());
-    let e = &r.json()["error"]["errors"][0];
-    assert_eq!(e["file"], "systems.toml");
-    assert_eq!(e["key"], "systems.node99.macs[0]");
+    let e = r.typed::<api::ErrorBody>().error;
+    assert_eq!(e.code, "invalid_config");
+    let e = &e.errors.unwrap()[0];
+    assert_eq!(e.file, "systems.toml");
+    assert_eq!(e.key, "systems.node99.macs[0]");
     // Still serving the old inventory, and nothing was written for the bad config.
     let r = call(d.api_addr, "GET", "/api/v1/systems", vec![], None).await;
-    assert_eq!(r.json().as_array().unwrap().len(), 7);
+    assert_eq!(r.typed::<Vec<api::System>>().len(), 7);
     assert_eq!(
         std::fs::read_to_string(c.path().join(".lab/data/rackboot.db")).ok(),
         before
@@ -204,7 +206,7 @@ async fn api_reload_keeps_last_good_inventory() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["systems"], 8);
+    assert_eq!(r.typed::<api::Reloaded>().systems, 8);
     let r = call(d.http_addr, "GET", "/ipxe/52-54-00-77-00-99", vec![], None).await;
     assert_eq!(r.status, 200);
     d.stop().await;

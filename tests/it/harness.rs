@@ -1,8 +1,7 @@
-//! Shared test harness: a copy of the sample lab config in a temp dir, a tiny
-//! HTTP/1.1 client, and helpers for external tools.
+//! Shared test harness: a copy of the sample lab config in a temp dir, HTTP
+//! requests through the crate's one client, and helpers for external tools.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -112,25 +111,41 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-#[allow(dead_code)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+/// A response of the one client (`rackboot::client`); `json()` here panics
+/// on a body that is not JSON, with the body in the message.
+pub struct HttpResponse(pub rackboot::client::Response);
+
+impl std::ops::Deref for HttpResponse {
+    type Target = rackboot::client::Response;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl HttpResponse {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
+
+    /// The body as one of the `rackboot::api` types.
+    pub fn typed<T: serde::de::DeserializeOwned>(&self) -> T {
+        self.0
+            .json()
+            .unwrap_or_else(|e| panic!("HTTP {}: {e}", self.status))
+    }
 }
 
-/// A minimal blocking HTTP/1.1 client (Connection: close), bounded by a timeout.
+/// A client of `addr` with the tests' timeout (10 s per read), no token.
+pub fn client(addr: SocketAddr) -> rackboot::client::Client {
+    let agent = ureq::Agent::new_with_config(rackboot::client::agent_config(READ_TIMEOUT));
+    rackboot::client::Client::with_agent(addr, None, agent)
+}
+
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One request through the one client, bounded by a timeout; panics when
+/// nothing answers.
 pub fn http(
     addr: SocketAddr,
     method: &str,
@@ -150,86 +165,86 @@ pub fn http_from(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> HttpResponse {
-    let mut s: TcpStream = match local {
-        None => TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap(),
+    let c = match local {
+        None => client(addr),
         Some(ip) => {
-            let sock =
-                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            sock.bind(&SocketAddr::new(ip, 0).into()).unwrap();
-            sock.connect_timeout(&addr.into(), Duration::from_secs(5))
-                .unwrap();
-            sock.into()
+            let agent = ureq::Agent::with_parts(
+                rackboot::client::agent_config(READ_TIMEOUT),
+                bound::BoundConnector(ip),
+                ureq::unversioned::resolver::DefaultResolver::default(),
+            );
+            rackboot::client::Client::with_agent(addr, None, agent)
         }
     };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
-    }
-    req.push_str("\r\n");
-    if let Some(b) = body {
-        req.push_str(b);
-    }
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("no header end");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    if chunked {
-        body = dechunk(&body);
-    }
-    HttpResponse {
-        status,
-        headers,
-        body,
-    }
+    let r = c
+        .request(method, path, headers, body.map(str::as_bytes))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    HttpResponse(r)
 }
 
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&b[..nl])
-                .split(';')
-                .next()
-                .unwrap()
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
-        b = &b[nl + 2 + size + 2..];
+/// A ureq transport from a chosen source address (ureq connects from the
+/// default one): a plain TCP socket bound before it connects.
+mod bound {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, SocketAddr, TcpStream};
+    use std::time::Duration;
+    use ureq::unversioned::transport::{
+        Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, Transport,
+    };
+
+    #[derive(Debug)]
+    pub struct BoundConnector(pub IpAddr);
+
+    #[derive(Debug)]
+    pub struct BoundTransport {
+        stream: TcpStream,
+        buffers: LazyBuffers,
     }
-    out
+
+    impl Connector<()> for BoundConnector {
+        type Out = BoundTransport;
+
+        fn connect(
+            &self,
+            details: &ConnectionDetails,
+            _chained: Option<()>,
+        ) -> Result<Option<BoundTransport>, ureq::Error> {
+            let to = details.addrs[0];
+            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            sock.bind(&SocketAddr::new(self.0, 0).into())?;
+            sock.connect_timeout(&to.into(), Duration::from_secs(5))?;
+            let stream: TcpStream = sock.into();
+            stream.set_read_timeout(Some(super::READ_TIMEOUT))?;
+            stream.set_write_timeout(Some(super::READ_TIMEOUT))?;
+            let c = details.config;
+            Ok(Some(BoundTransport {
+                stream,
+                buffers: LazyBuffers::new(c.input_buffer_size(), c.output_buffer_size()),
+            }))
+        }
+    }
+
+    impl Transport for BoundTransport {
+        fn buffers(&mut self) -> &mut dyn Buffers {
+            &mut self.buffers
+        }
+
+        fn transmit_output(&mut self, amount: usize, _: NextTimeout) -> Result<(), ureq::Error> {
+            let out = &self.buffers.output()[..amount];
+            self.stream.write_all(out)?;
+            Ok(())
+        }
+
+        fn await_input(&mut self, _: NextTimeout) -> Result<bool, ureq::Error> {
+            let n = self.stream.read(self.buffers.input_append_buf())?;
+            self.buffers.input_appended(n);
+            Ok(n > 0)
+        }
+
+        fn is_open(&mut self) -> bool {
+            false
+        }
+    }
 }
 
 /// Find an external tool. Missing under CI is a failure (CI installs it);

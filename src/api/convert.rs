@@ -1,0 +1,122 @@
+//! The internal types → the API's types, in one place for the server and
+//! the CLI. (The types themselves import nothing from the crate.)
+
+use super::{
+    ApiError, Bmc, ErrorBody, FieldError, PasswordSource, Profile, Stage, System, Timeouts,
+};
+use crate::config::ConfigErrors;
+use crate::inventory::{self, SecretRef};
+use std::collections::BTreeMap;
+
+fn vars(v: &BTreeMap<String, toml::Value>) -> BTreeMap<String, serde_json::Value> {
+    v.iter()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+        .collect()
+}
+
+impl From<&inventory::System> for System {
+    /// Without run state (`netboot`) and without where the BMC password is kept.
+    fn from(s: &inventory::System) -> System {
+        System {
+            name: s.name.clone(),
+            hostname: s.hostname.clone(),
+            macs: s.macs.iter().map(|m| m.to_string()).collect(),
+            ip: s.ip.to_string(),
+            netmask: s.netmask.to_string(),
+            gateway: s.gateway.map(|g| g.to_string()),
+            dns: s.dns.iter().map(|d| d.to_string()).collect(),
+            domain: s.domain.clone(),
+            profile: s.profile.clone(),
+            // Never the password.
+            bmc: s.bmc.as_ref().map(|b| Bmc {
+                kind: b.kind.as_str().to_string(),
+                address: b.address.clone(),
+                username: b.username.clone(),
+                password_source: None,
+            }),
+            vars: vars(&s.vars),
+            netboot: None,
+        }
+    }
+}
+
+/// Where a BMC password is kept (never the password).
+pub fn password_source(s: &SecretRef) -> PasswordSource {
+    match s {
+        SecretRef::File(p) => PasswordSource::File(p.display().to_string()),
+        SecretRef::Env(e) => PasswordSource::Env(e.clone()),
+    }
+}
+
+impl From<&inventory::Profile> for Profile {
+    fn from(p: &inventory::Profile) -> Profile {
+        let t = &p.timeouts;
+        Profile {
+            name: p.name.clone(),
+            description: p.description.clone(),
+            parent: p.parent.clone(),
+            is_abstract: p.is_abstract,
+            kernel: p.kernel.clone(),
+            initrd: p.initrd.clone(),
+            kernel_args: p.kernel_args.clone(),
+            installer: p.installer.as_str().to_string(),
+            template: p.template.clone(),
+            user_data: p.user_data.clone(),
+            meta_data: p.meta_data.clone(),
+            vendor_data: p.vendor_data.clone(),
+            wait_ports: p.wait_ports.clone(),
+            stages: p
+                .stages
+                .iter()
+                .map(|s| Stage {
+                    name: s.name.clone(),
+                    kind: s.kind.as_str().to_string(),
+                    command: s.command.clone(),
+                    timeout_secs: s.timeout.as_secs(),
+                    keep_going: s.keep_going,
+                })
+                .collect(),
+            timeouts_secs: Timeouts {
+                power: t.power.as_secs(),
+                dhcp: t.dhcp.as_secs(),
+                kernel: t.kernel.as_secs(),
+                config: t.config.as_secs(),
+                install: t.install.as_secs(),
+                reboot: t.reboot.as_secs(),
+                ssh: t.ssh.as_secs(),
+            },
+            vars: vars(&p.vars),
+            origin: p
+                .origin
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl From<&ConfigErrors> for ApiError {
+    /// `invalid_config`, with every error.
+    fn from(e: &ConfigErrors) -> ApiError {
+        ApiError {
+            code: "invalid_config".into(),
+            message: format!("{} configuration error(s)", e.0.len()),
+            errors: Some(
+                e.0.iter()
+                    .map(|c| FieldError {
+                        file: c.file.clone(),
+                        key: c.key.clone(),
+                        reason: c.reason.clone(),
+                        preexisting: None,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl From<&ConfigErrors> for ErrorBody {
+    fn from(e: &ConfigErrors) -> ErrorBody {
+        ErrorBody { error: e.into() }
+    }
+}

@@ -1,0 +1,50 @@
+//! Profiles as the API shows them, inheritance resolved.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `GET /api/v1/profiles[/{name}]`, the admin answers, `profiles list --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub parent: Option<String>,
+    #[serde(rename = "abstract")]
+    pub is_abstract: bool,
+    pub kernel: String,
+    pub initrd: Vec<String>,
+    pub kernel_args: String,
+    pub installer: String,
+    pub template: Option<String>,
+    pub user_data: Option<String>,
+    pub meta_data: Option<String>,
+    pub vendor_data: Option<String>,
+    pub wait_ports: Vec<u16>,
+    pub stages: Vec<Stage>,
+    pub timeouts_secs: Timeouts,
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Field → the profile in the chain that set it.
+    pub origin: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    pub name: String,
+    /// `config` or `test`.
+    pub kind: String,
+    pub command: String,
+    pub timeout_secs: u64,
+    pub keep_going: bool,
+}
+
+/// Phase deadlines, in seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timeouts {
+    pub power: u64,
+    pub dhcp: u64,
+    pub kernel: u64,
+    pub config: u64,
+    pub install: u64,
+    pub reboot: u64,
+    pub ssh: u64,
+}

@@ -1,0 +1,143 @@
+//! The command line: clap definitions and dispatch. `check` and `render` work
+//! on the local files (like `dora-cfg`); `serve` runs the daemon; `systems`
+//! and `profiles` edit the files and ask the daemon to reload; `reimage`,
+//! `runs`, `power`, `bootdev` drive the daemon through its API (`client`).
+//!
+//! The children import from `output` (tables, exit codes) and each other,
+//! never from here.
+
+mod admin;
+mod bench;
+mod check;
+mod completions;
+mod output;
+mod power;
+mod reload;
+mod runs;
+mod serve;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rackboot",
+    version,
+    about = "Bare-metal provisioning: netboot, templates, BMC power, reimage runs"
+)]
+pub struct Cli {
+    /// Configuration directory (rackboot.toml, systems.toml, profiles/, kickstarts/).
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "RACKBOOT_CONFIG",
+        default_value = "."
+    )]
+    pub config: PathBuf,
+    /// Operator API address (default: api.listen of the config; env RACKBOOT_API).
+    #[arg(long, global = true, env = "RACKBOOT_API")]
+    pub api: Option<String>,
+    /// Log format for the daemon: text or json.
+    #[arg(long, global = true, default_value = "text")]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Validate the configuration: every error (exit 1) or a summary (exit 0).
+    Check {
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print exactly what a machine would be served.
+    Render {
+        /// System name (or one of its MACs).
+        system: String,
+        /// ipxe, kickstart|config, user-data, meta-data, vendor-data, kernel-args.
+        #[arg(long, short = 'k', default_value = "config")]
+        kind: String,
+        /// Run id to render with (default: a preview run).
+        #[arg(long)]
+        run_id: Option<String>,
+    },
+    /// Run the daemon.
+    Serve,
+    /// A stand-alone TFTP server on one root (for bench/tftp-bench.sh).
+    #[command(hide = true)]
+    TftpServe {
+        addr: std::net::SocketAddr,
+        root: PathBuf,
+    },
+    /// Reimage systems: PXE, install, reboot, SSH, config and test stages.
+    Reimage(runs::ReimageArgs),
+    /// Reimage runs: list, show, logs, cancel, retry.
+    #[command(subcommand)]
+    Runs(runs::RunsCmd),
+    /// Power control through the BMC: status|on|off|cycle|reset|soft.
+    Power {
+        /// Systems, then the operation (last).
+        #[arg(required = true, num_args = 2..)]
+        args: Vec<String>,
+    },
+    /// Next boot device through the BMC: pxe|disk|show.
+    Bootdev {
+        /// Systems, then the device (last).
+        #[arg(required = true, num_args = 2..)]
+        args: Vec<String>,
+        /// Keep it for all future boots (default: next boot only).
+        #[arg(long)]
+        persistent: bool,
+        /// UEFI boot (default: legacy).
+        #[arg(long)]
+        uefi: bool,
+    },
+    /// Add, change, remove, list and show systems (systems.toml).
+    Systems {
+        #[command(subcommand)]
+        cmd: admin::SystemsCmd,
+    },
+    /// Add, change, remove, list and show profiles (profiles/NAME.toml).
+    Profiles {
+        #[command(subcommand)]
+        cmd: admin::ProfilesCmd,
+    },
+    /// Print shell completions (bash or zsh).
+    Completions { shell: completions::CompletionShell },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let api = cli.api.as_deref();
+    match cli.cmd {
+        Cmd::Check { json } => check::check(&cli.config, json),
+        Cmd::Render {
+            ref system,
+            ref kind,
+            ref run_id,
+        } => check::render(&cli.config, system, kind, run_id.as_deref()),
+        Cmd::Serve => serve::serve(&cli.config, &cli.log_format),
+        Cmd::TftpServe { addr, root } => serve::tftp_serve(addr, root, &cli.log_format),
+        Cmd::Reimage(a) => runs::reimage(&cli.config, api, a),
+        Cmd::Runs(r) => runs::runs(&cli.config, api, r),
+        Cmd::Power { args } => {
+            let (op, systems) = args.split_last().expect("clap: at least 2");
+            power::power(&cli.config, api, systems, op)
+        }
+        Cmd::Bootdev {
+            args,
+            persistent,
+            uefi,
+        } => {
+            let (dev, systems) = args.split_last().expect("clap: at least 2");
+            power::bootdev(&cli.config, api, systems, dev, persistent, uefi)
+        }
+        Cmd::Systems { cmd } => admin::run_systems(&cli.config, api, cmd),
+        Cmd::Profiles { cmd } => admin::run_profiles(&cli.config, api, cmd),
+        Cmd::Completions { shell } => completions::run(shell, Cli::command()),
+    }
+}
