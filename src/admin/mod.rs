@@ -37,7 +37,7 @@ mod systems;
 mod validated;
 mod write;
 
-pub use crate::api::changes::{BmcChange, ProfileChange, SystemChange};
+use crate::api::changes::{ProfileChange, SystemChange};
 use cache::*;
 use check::*;
 pub use check::{load_for_reading, load_for_serving};

@@ -65,6 +65,7 @@ impl From<&inventory::Profile> for Profile {
             meta_data: p.meta_data.clone(),
             vendor_data: p.vendor_data.clone(),
             wait_ports: p.wait_ports.clone(),
+            reboots: p.reboots,
             stages: p
                 .stages
                 .iter()

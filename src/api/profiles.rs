@@ -20,6 +20,8 @@ pub struct Profile {
     pub meta_data: Option<String>,
     pub vendor_data: Option<String>,
     pub wait_ports: Vec<u16>,
+    /// The installer reboots into the installed system after its callback.
+    pub reboots: bool,
     pub stages: Vec<Stage>,
     pub timeouts_secs: Timeouts,
     pub vars: BTreeMap<String, serde_json::Value>,

@@ -11,10 +11,13 @@ use super::output::{
     vars_origin, EXIT_FAILED, EXIT_USAGE,
 };
 use super::reload;
-use crate::admin::{self, AdminError, BmcChange, Outcome, ProfileChange, SystemChange};
+use crate::admin::{self, AdminError, Outcome};
 use crate::api;
+use crate::api::changes::{BmcChange, ProfileChange, SystemChange};
+use crate::config::fields;
 use crate::config::{self, Settings};
 use crate::inventory::{Inventory, System};
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -140,6 +143,15 @@ pub struct SystemCommon {
     /// Environment variable holding the BMC password (read by the daemon).
     #[arg(long, value_name = "VAR")]
     pub bmc_password_env: Option<String>,
+    /// IPMI cipher suite to try, in preference order (repeat; default 17 then 3).
+    #[arg(long = "bmc-cipher-suite", value_name = "N", value_parser = ["3", "17"])]
+    pub bmc_cipher_suites: Vec<String>,
+    /// Redfish: accept the BMC's self-signed certificate (`--bmc-insecure-tls=false` to clear).
+    #[arg(long = "bmc-insecure-tls", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub bmc_insecure_tls: Option<bool>,
+    /// Redfish system id (default: discovered from /redfish/v1/Systems).
+    #[arg(long = "bmc-system-id", value_name = "ID")]
+    pub bmc_system_id: Option<String>,
     /// Template variable (repeat for more).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_kv)]
     pub vars: Vec<(String, String)>,
@@ -185,7 +197,7 @@ pub struct SystemEditArgs {
     #[arg(long = "unset-var", value_name = "KEY")]
     pub unset_vars: Vec<String>,
     /// Remove an optional key, back to its default.
-    #[arg(long, value_name = "KEY", value_parser = ["hostname", "netmask", "gateway", "dns", "domain", "bmc"])]
+    #[arg(long, value_name = "KEY", value_parser = PossibleValuesParser::new(fields::SYSTEM_UNSETTABLE))]
     pub unset: Vec<String>,
     #[command(flatten)]
     pub out: OutArgs,
@@ -229,6 +241,10 @@ pub struct ProfileFields {
     /// Port to wait for after the install (repeat for more; replaces the list).
     #[arg(long = "wait-port", value_name = "PORT")]
     pub wait_ports: Vec<u16>,
+    /// Whether the installer reboots into the installed system after its
+    /// callback (default true); false: its ports are probed at once.
+    #[arg(long, value_name = "BOOL")]
+    pub reboots: Option<bool>,
     #[arg(long, value_parser = ["rerun", "fail"])]
     pub on_interrupted_stage: Option<String>,
     /// Phase deadline, e.g. install=30m (repeat for more).
@@ -254,7 +270,7 @@ pub struct ProfileEditArgs {
     #[command(flatten)]
     pub fields: ProfileFields,
     /// Remove a key (back to the inherited or default value).
-    #[arg(long, value_name = "KEY")]
+    #[arg(long, value_name = "KEY", value_parser = PossibleValuesParser::new(fields::profile_keys()))]
     pub unset: Vec<String>,
     /// Remove a template variable.
     #[arg(long = "unset-var", value_name = "KEY")]
@@ -289,6 +305,9 @@ fn system_change(common: &SystemCommon) -> SystemChange {
         || common.bmc_user.is_some()
         || common.bmc_password_file.is_some()
         || common.bmc_password_env.is_some()
+        || !common.bmc_cipher_suites.is_empty()
+        || common.bmc_insecure_tls.is_some()
+        || common.bmc_system_id.is_some()
     {
         Some(BmcChange {
             kind: common.bmc_kind.clone(),
@@ -296,6 +315,15 @@ fn system_change(common: &SystemCommon) -> SystemChange {
             username: common.bmc_user.clone(),
             password_file: common.bmc_password_file.clone(),
             password_env: common.bmc_password_env.clone(),
+            cipher_suites: (!common.bmc_cipher_suites.is_empty()).then(|| {
+                common
+                    .bmc_cipher_suites
+                    .iter()
+                    .filter_map(|c| c.parse().ok())
+                    .collect()
+            }),
+            insecure_tls: common.bmc_insecure_tls,
+            system_id: common.bmc_system_id.clone(),
             ..BmcChange::default()
         })
     } else {
@@ -328,6 +356,7 @@ fn profile_change(f: &ProfileFields) -> ProfileChange {
         vendor_data: f.vendor_data.clone(),
         ipxe_template: f.ipxe_template.clone(),
         wait_ports: (!f.wait_ports.is_empty()).then(|| f.wait_ports.clone()),
+        reboots: f.reboots,
         on_interrupted_stage: f.on_interrupted_stage.clone(),
         timeouts: f.timeouts.iter().cloned().collect(),
         vars: vars_json(&f.vars),

@@ -2,7 +2,8 @@
 //! added one after another through `admin`, timed.
 
 use super::output::EXIT_FAILED;
-use crate::admin::{self, SystemChange};
+use crate::admin;
+use crate::api::changes::SystemChange;
 use crate::config::Settings;
 use std::process::ExitCode;
 use std::time::Instant;

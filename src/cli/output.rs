@@ -274,6 +274,7 @@ pub fn print_profile(inv: &Inventory, p: &Profile) {
             .join(", "),
         from("wait_ports"),
     );
+    row("reboots", p.reboots.to_string(), from("reboots"));
     let t = &p.timeouts;
     for (name, d) in [
         ("power", t.power),

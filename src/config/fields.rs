@@ -108,6 +108,10 @@ pub fn profile_keys() -> impl Iterator<Item = &'static str> {
     PROFILE.iter().map(|f| f.key)
 }
 
+/// The optional keys of a system that `unset` removes (back to the
+/// `[dhcp]` defaults, or no BMC).
+pub const SYSTEM_UNSETTABLE: &[&str] = &["hostname", "netmask", "gateway", "dns", "domain", "bmc"];
+
 /// One key of a system's `[bmc]` table.
 pub struct BmcField {
     pub key: &'static str,

@@ -16,8 +16,9 @@
 //! in use), 422 (invalid result, or the files on disk already invalid), 404,
 //! 400 (malformed body); every one with `{file, key, reason}` per problem.
 
-use crate::admin::{self, AdminError, Outcome, ProfileChange, SystemChange};
+use crate::admin::{self, AdminError, Outcome};
 use crate::api;
+use crate::api::changes::{ProfileChange, SystemChange};
 use crate::http::api::{error, profile, system, ApiContext};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};

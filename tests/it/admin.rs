@@ -3,8 +3,9 @@
 //! daemon picking the change up without a restart.
 
 use crate::harness::{free_port, http, ConfigDir};
-use rackboot::admin::{self, AdminError, SystemChange};
+use rackboot::admin::{self, AdminError};
 use rackboot::api;
+use rackboot::api::changes::SystemChange;
 use rackboot::daemon::{self, Listeners};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -642,7 +643,7 @@ rack = \"r2\"   # rack comment\n\
     admin::edit_profile(
         &settings(&c),
         "lab",
-        &rackboot::admin::ProfileChange {
+        &rackboot::api::changes::ProfileChange {
             description: Some("diskless lab machine".into()),
             ..Default::default()
         },
@@ -891,7 +892,7 @@ fn edits_render_only_what_changed() {
     let o = admin::edit_profile(
         &s,
         "lab",
-        &rackboot::admin::ProfileChange {
+        &rackboot::api::changes::ProfileChange {
             vars: BTreeMap::from([("k".to_string(), serde_json::json!("v"))]),
             ..Default::default()
         },
@@ -1144,7 +1145,7 @@ fn add_fast_path_agrees_with_full_check() {
     admin::edit_profile(
         &s,
         "lab",
-        &rackboot::admin::ProfileChange {
+        &rackboot::api::changes::ProfileChange {
             vars: BTreeMap::from([("k".to_string(), serde_json::json!("v"))]),
             ..Default::default()
         },
@@ -1531,6 +1532,26 @@ async fn api_edits_write_files_and_reload() {
         api::Edited::Profile(Some(p)) => assert_eq!(p.description, "via API"),
         other => panic!("{other:?}"),
     }
+    // `reboots` is set and unset through the API like every other key.
+    for (body, want, origin) in [
+        (json!({"reboots": true}), true, Some("lab-api")),
+        // Unset: inherited again from its parent `lab` (reboots = false).
+        (json!({"unset": ["reboots"]}), false, Some("lab")),
+    ] {
+        let r = l
+            .api("PUT", "/api/v1/profiles/lab-api", Some(body), true)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        match r.typed::<api::Edit>().object {
+            api::Edited::Profile(Some(p)) => {
+                assert_eq!(p.reboots, want);
+                assert_eq!(p.origin.get("reboots").map(String::as_str), origin);
+            }
+            other => panic!("{other:?}"),
+        }
+        let file = l.c.read("profiles/lab-api.toml");
+        assert_eq!(file.contains("reboots = true"), want, "{file}");
+    }
     let r = l
         .api("DELETE", "/api/v1/profiles/lab-api", None, true)
         .await;
@@ -1552,4 +1573,46 @@ async fn api_edits_write_files_and_reload() {
     assert_eq!(r.typed::<Vec<api::System>>().len(), 7);
     assert!(l.c.load().is_ok());
     l.d.stop().await;
+}
+
+#[test]
+fn profiles_edit_sets_and_unsets_reboots_and_bmc_keys() {
+    let c = sample();
+    // The sample's `lab` has `reboots = false`.
+    let r = rb(&c, &["profiles", "edit", "lab", "--reboots", "true"]);
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    assert!(c.read("profiles/lab.toml").contains("reboots = true\n"));
+    let r = rb(&c, &["profiles", "show", "lab", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!(v["reboots"], true);
+    assert_eq!(v["origin"]["reboots"], "lab");
+    let r = rb(&c, &["profiles", "edit", "lab", "--unset", "reboots"]);
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    assert!(!c.read("profiles/lab.toml").contains("reboots"));
+    // `--unset` offers exactly the field table's keys.
+    let r = rb(&c, &["profiles", "edit", "lab", "--unset", "nope"]);
+    assert_eq!(r.code, 2, "{}", r.err);
+    assert!(r.err.contains("reboots"), "{}", r.err);
+
+    // The BMC keys the CLI could not set before.
+    let r = rb(
+        &c,
+        &[
+            "systems",
+            "edit",
+            "node50",
+            "--bmc-cipher-suite",
+            "3",
+            "--bmc-cipher-suite",
+            "17",
+            "--bmc-system-id",
+            "sys-1",
+            "--bmc-insecure-tls",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let t = c.read("systems.toml");
+    assert!(t.contains("cipher_suites = [3, 17]"), "{t}");
+    assert!(t.contains("system_id = \"sys-1\""), "{t}");
+    assert!(t.contains("insecure_tls = true"), "{t}");
 }
