@@ -238,7 +238,16 @@ impl Client {
 
     /// A GET whose body is read as it arrives.
     pub fn stream(&self, path: &str) -> Result<Streaming, ClientError> {
-        let r = self.call("GET", path, &[], None)?;
+        self.stream_with(path, &[])
+    }
+
+    /// [`Client::stream`] with extra request headers (e.g. `Last-Event-ID`).
+    pub fn stream_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Streaming, ClientError> {
+        let r = self.call("GET", path, headers, None)?;
         Ok(Streaming {
             status: r.status().as_u16(),
             body: r.into_body().into_reader(),

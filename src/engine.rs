@@ -7,6 +7,7 @@
 //! loop never waits on a BMC, a socket or a stage.
 
 use crate::boot::BootTable;
+use crate::feed::Feed;
 use crate::inventory::{Inventory, Profile};
 use crate::model::Mac;
 use crate::observe::{DhcpKind, HttpServed, Observation};
@@ -22,7 +23,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub mod junit;
@@ -128,7 +129,7 @@ impl EngineMetrics {
 #[derive(Clone, Debug)]
 pub struct EngineHandle {
     tx: mpsc::Sender<Command>,
-    events: broadcast::Sender<String>,
+    feed: Arc<Feed>,
     pub metrics: Arc<EngineMetrics>,
 }
 
@@ -187,8 +188,9 @@ impl EngineHandle {
     }
 
     /// Live events (JSON lines): run transitions and boot observations.
-    pub fn subscribe(&self) -> broadcast::Receiver<String> {
-        self.events.subscribe()
+    /// The operator feed the engine publishes to (live and stored events).
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
     }
 }
 
@@ -282,7 +284,7 @@ pub struct Engine {
     by_system: HashMap<String, String>,
     queue: VecDeque<String>,
     internal_tx: mpsc::UnboundedSender<(String, Event)>,
-    events: broadcast::Sender<String>,
+    feed: Arc<Feed>,
     shutdown: CancellationToken,
     stage_sem: Arc<Semaphore>,
     metrics: Arc<EngineMetrics>,
@@ -298,7 +300,7 @@ impl Engine {
         let (table_tx, table_rx) = watch::channel(Arc::new(BootTable::new()));
         let (tx, mut rx) = mpsc::channel::<Command>(256);
         let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
-        let (events, _) = broadcast::channel(1024);
+        let feed = Feed::start(d.store.clone(), shutdown.clone());
         let stage_sem = Arc::new(Semaphore::new(d.max_parallel_stages.max(1)));
         let mut e = Engine {
             d,
@@ -308,7 +310,7 @@ impl Engine {
             by_system: HashMap::new(),
             queue: VecDeque::new(),
             internal_tx,
-            events: events.clone(),
+            feed: feed.clone(),
             shutdown: shutdown.clone(),
             stage_sem,
             metrics: Arc::new(EngineMetrics::default()),
@@ -329,14 +331,7 @@ impl Engine {
             }
             tracing::debug!("engine stopped");
         });
-        Ok((
-            EngineHandle {
-                tx,
-                events,
-                metrics,
-            },
-            table_rx,
-        ))
+        Ok((EngineHandle { tx, feed, metrics }, table_rx))
     }
 
     /// Rebuild the boot table and resume every non-terminal run.
@@ -440,7 +435,7 @@ impl Engine {
     }
 
     fn emit(&self, v: serde_json::Value) {
-        let _ = self.events.send(v.to_string());
+        self.feed.publish(v);
     }
 
     async fn command(&mut self, c: Command) {

@@ -21,6 +21,7 @@ pub mod config;
 pub mod daemon;
 pub mod dhcp;
 pub mod engine;
+pub mod feed;
 pub mod http;
 pub mod inventory;
 pub mod model;

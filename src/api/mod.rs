@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod changes;
+pub mod feed;
 
 /// Every refusal: `{"error": {"code", "message", "errors"?}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

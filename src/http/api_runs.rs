@@ -28,6 +28,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/runs/{id}/stages/{seq}/log", get(stage_log))
         .route("/api/v1/runs/{id}/artifacts/{*path}", get(artifact))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/systems/{name}/history", get(history))
         .with_state(ctx)
 }
 
@@ -325,17 +326,142 @@ async fn artifact(
     }
 }
 
-async fn events(State(ctx): State<ApiContext>) -> impl IntoResponse {
-    let rx = ctx.engine.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        let ev = match rx.recv().await {
-            Ok(line) => SseEvent::default().data(line),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => SseEvent::default()
-                .event("lagged")
-                .data(format!("{{\"dropped\":{n}}}")),
-            Err(_) => return None,
-        };
-        Some((Ok::<_, Infallible>(ev), rx))
+/// Events read from the store per query while replaying.
+const REPLAY_PAGE: u32 = 1000;
+
+/// The event stream. A client that gives `Last-Event-ID` (or `?since=ID`)
+/// first gets every stored event after that id, then the live ones; a
+/// subscriber that falls behind the live channel catches up from the store
+/// instead of losing events.
+async fn events(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let given = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("?").to_string())
+        .or_else(|| q.get("since").cloned());
+    let since = match given.as_deref().map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(id)) if id >= 0 => Some(id),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Last-Event-ID / since must be an event id (a non-negative integer)",
+            )
+        }
+    };
+    let feed = ctx.engine.feed().clone();
+    // Subscribe before reading the store, so nothing falls between the two.
+    let rx = feed.subscribe();
+    struct St {
+        feed: std::sync::Arc<crate::feed::Feed>,
+        rx: tokio::sync::broadcast::Receiver<std::sync::Arc<api::feed::FeedEvent>>,
+        pending: std::collections::VecDeque<api::feed::FeedEvent>,
+        last: i64,
+        catching_up: bool,
+    }
+    let st = St {
+        feed,
+        rx,
+        pending: Default::default(),
+        last: since.unwrap_or(0),
+        catching_up: since.is_some(),
+    };
+    let stream = futures_util::stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(ev) = st.pending.pop_front() {
+                st.last = ev.id;
+                return Some((Ok::<_, Infallible>(sse_event(&ev)), st));
+            }
+            if st.catching_up {
+                match st.feed.since(st.last, REPLAY_PAGE).await {
+                    Ok(page) => {
+                        st.catching_up = page.len() == REPLAY_PAGE as usize;
+                        st.pending.extend(page);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event replay failed");
+                        st.catching_up = false;
+                    }
+                }
+                continue;
+            }
+            match st.rx.recv().await {
+                Ok(ev) if ev.id > st.last => st.pending.push_back((*ev).clone()),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => st.catching_up = true,
+                Err(_) => return None,
+            }
+        }
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// `id: N`, and the event's JSON with `"id"` added as the data.
+fn sse_event(ev: &api::feed::FeedEvent) -> SseEvent {
+    let mut data = ev.data.clone();
+    if let Value::Object(m) = &mut data {
+        m.insert("id".into(), ev.id.into());
+    }
+    SseEvent::default()
+        .id(ev.id.to_string())
+        .data(data.to_string())
+}
+
+/// `GET /api/v1/systems/{name}/history?before=ID&limit=N` (default 100, at
+/// most 1000): the system's stored events, newest first.
+async fn history(
+    State(ctx): State<ApiContext>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if ctx.inventory.borrow().system(&name).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no system {name:?}"),
+        );
+    }
+    let num = |k: &str| q.get(k).map(|v| v.parse::<i64>());
+    let before = match num("before") {
+        None => None,
+        Some(Ok(b)) if b > 0 => Some(b),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "before must be an event id",
+            )
+        }
+    };
+    let limit = match num("limit") {
+        None => 100,
+        Some(Ok(l)) if (1..=1000).contains(&l) => l as u32,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "limit must be 1..=1000",
+            )
+        }
+    };
+    match ctx.engine.feed().history(&name, before, limit).await {
+        Ok(events) => {
+            let next_before = (events.len() == limit as usize)
+                .then(|| events.last().map(|e| e.id))
+                .flatten();
+            Json(api::feed::History {
+                system: name,
+                events,
+                next_before,
+            })
+            .into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
 }

@@ -2,15 +2,13 @@
 //! library under concurrency, comment preservation, and the API, with the
 //! daemon picking the change up without a restart.
 
-use crate::harness::{free_port, http, ConfigDir};
+use crate::harness::{free_port, lab, ConfigDir};
 use rackboot::admin::{self, AdminError};
 use rackboot::api;
 use rackboot::api::changes::SystemChange;
-use rackboot::daemon::{self, Listeners};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 struct Run {
     code: i32,
@@ -1204,101 +1202,6 @@ fn reload_renders_what_changed_and_still_refuses_failures() {
 
 // ---------------------------------------------------------------------------
 // With a running daemon
-
-fn token(c: &ConfigDir) -> String {
-    std::fs::read_to_string(c.path().join(".lab/data/api-token"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-struct Lab {
-    c: ConfigDir,
-    d: daemon::Running,
-    client: tokio::net::UdpSocket,
-    server: std::net::SocketAddr,
-}
-
-/// The in-process daemon, with its API on the port rackboot.toml names (so
-/// the CLI finds it) and a DHCP socket on loopback.
-async fn lab() -> Lab {
-    let c = ConfigDir::sample();
-    let api_port = free_port();
-    c.use_loopback(free_port(), api_port);
-    let cfg = c.load().unwrap();
-    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let server_addr = server.local_addr().unwrap();
-    let mut params =
-        rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
-    params.client_port = client.local_addr().unwrap().port();
-    params.broadcast = client.local_addr().unwrap();
-    let listeners = Listeners {
-        http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        api: tokio::net::TcpListener::bind(("127.0.0.1", api_port))
-            .await
-            .unwrap(),
-        dhcp: vec![(server, params)],
-        tftp: None,
-    };
-    let d = daemon::start(cfg, listeners).await.unwrap();
-    Lab {
-        c,
-        d,
-        client,
-        server: server_addr,
-    }
-}
-
-impl Lab {
-    /// The yiaddr of the daemon's OFFER to an iPXE DISCOVER from `mac`, if any.
-    async fn offer(&self, mac: &str) -> Option<std::net::Ipv4Addr> {
-        use dhcproto::{Decodable, Decoder, Encodable, Encoder};
-        let m = crate::dhcp::ipxe_discover(mac.parse().unwrap(), 9);
-        let mut buf = Vec::new();
-        m.encode(&mut Encoder::new(&mut buf)).unwrap();
-        self.client.send_to(&buf, self.server).await.unwrap();
-        let mut b = vec![0u8; 1500];
-        match tokio::time::timeout(Duration::from_millis(500), self.client.recv_from(&mut b)).await
-        {
-            Ok(Ok((n, _))) => Some(
-                dhcproto::v4::Message::decode(&mut Decoder::new(&b[..n]))
-                    .unwrap()
-                    .yiaddr(),
-            ),
-            _ => None,
-        }
-    }
-
-    async fn get(&self, addr: std::net::SocketAddr, path: &str) -> crate::harness::HttpResponse {
-        let path = path.to_string();
-        tokio::task::spawn_blocking(move || http(addr, "GET", &path, &[], None))
-            .await
-            .unwrap()
-    }
-
-    async fn api(
-        &self,
-        method: &'static str,
-        path: &str,
-        body: Option<serde_json::Value>,
-        auth: bool,
-    ) -> crate::harness::HttpResponse {
-        let (addr, path) = (self.d.api_addr, path.to_string());
-        let tok = format!("Bearer {}", token(&self.c));
-        tokio::task::spawn_blocking(move || {
-            let h: Vec<(&str, &str)> = if auth {
-                vec![("Authorization", tok.as_str())]
-            } else {
-                vec![]
-            };
-            let b = body.map(|b| b.to_string());
-            http(addr, method, &path, &h, b.as_deref())
-        })
-        .await
-        .unwrap()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_add_is_served_by_running_daemon() {

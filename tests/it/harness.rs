@@ -276,3 +276,102 @@ pub fn tool(candidates: &[&str]) -> Option<PathBuf> {
     eprintln!("SKIP: tool not found: {candidates:?} (run scripts/install-deps.sh)");
     None
 }
+
+pub fn token(c: &ConfigDir) -> String {
+    std::fs::read_to_string(c.path().join(".lab/data/api-token"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+pub struct Lab {
+    pub c: ConfigDir,
+    pub d: rackboot::daemon::Running,
+    pub client: tokio::net::UdpSocket,
+    pub server: std::net::SocketAddr,
+}
+
+/// The in-process daemon, with its API on the port rackboot.toml names (so
+/// the CLI finds it) and a DHCP socket on loopback.
+pub async fn lab() -> Lab {
+    lab_in(ConfigDir::sample()).await
+}
+
+/// [`lab`] on a given config dir (a restart keeps its data dir).
+pub async fn lab_in(c: ConfigDir) -> Lab {
+    let api_port = free_port();
+    c.use_loopback(free_port(), api_port);
+    let cfg = c.load().unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server_addr = server.local_addr().unwrap();
+    let mut params =
+        rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
+    params.client_port = client.local_addr().unwrap().port();
+    params.broadcast = client.local_addr().unwrap();
+    let listeners = rackboot::daemon::Listeners {
+        http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        api: tokio::net::TcpListener::bind(("127.0.0.1", api_port))
+            .await
+            .unwrap(),
+        dhcp: vec![(server, params)],
+        tftp: None,
+    };
+    let d = rackboot::daemon::start(cfg, listeners).await.unwrap();
+    Lab {
+        c,
+        d,
+        client,
+        server: server_addr,
+    }
+}
+
+impl Lab {
+    /// The yiaddr of the daemon's OFFER to an iPXE DISCOVER from `mac`, if any.
+    pub async fn offer(&self, mac: &str) -> Option<std::net::Ipv4Addr> {
+        use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+        let m = crate::dhcp::ipxe_discover(mac.parse().unwrap(), 9);
+        let mut buf = Vec::new();
+        m.encode(&mut Encoder::new(&mut buf)).unwrap();
+        self.client.send_to(&buf, self.server).await.unwrap();
+        let mut b = vec![0u8; 1500];
+        match tokio::time::timeout(Duration::from_millis(500), self.client.recv_from(&mut b)).await
+        {
+            Ok(Ok((n, _))) => Some(
+                dhcproto::v4::Message::decode(&mut Decoder::new(&b[..n]))
+                    .unwrap()
+                    .yiaddr(),
+            ),
+            _ => None,
+        }
+    }
+
+    pub async fn get(&self, addr: std::net::SocketAddr, path: &str) -> HttpResponse {
+        let path = path.to_string();
+        tokio::task::spawn_blocking(move || http(addr, "GET", &path, &[], None))
+            .await
+            .unwrap()
+    }
+
+    pub async fn api(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<serde_json::Value>,
+        auth: bool,
+    ) -> HttpResponse {
+        let (addr, path) = (self.d.api_addr, path.to_string());
+        let tok = format!("Bearer {}", token(&self.c));
+        tokio::task::spawn_blocking(move || {
+            let h: Vec<(&str, &str)> = if auth {
+                vec![("Authorization", tok.as_str())]
+            } else {
+                vec![]
+            };
+            let b = body.map(|b| b.to_string());
+            http(addr, method, &path, &h, b.as_deref())
+        })
+        .await
+        .unwrap()
+    }
+}

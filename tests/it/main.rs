@@ -9,6 +9,7 @@ mod config;
 mod daemon;
 mod dhcp;
 mod dhcp_pool;
+mod feed;
 mod fields;
 mod http_boot;
 mod power_ipmi;
