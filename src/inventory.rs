@@ -2,7 +2,7 @@
 //! templates. Immutable once built; the daemon swaps whole snapshots on reload.
 
 use crate::model::Mac;
-use crate::render::{RenderKind, Templates, Urls};
+use crate::template::{RenderKind, Templates, Urls};
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

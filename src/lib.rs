@@ -30,5 +30,6 @@ pub mod power;
 pub mod reload;
 pub mod render;
 pub mod store;
+pub mod template;
 pub mod tftp;
 pub mod workflow;

@@ -123,6 +123,7 @@ fn core_files() -> Vec<PathBuf> {
         "workflow.rs",
         "boot.rs",
         "render.rs",
+        "template.rs",
         "inventory.rs",
     ]
     .iter()
@@ -156,7 +157,7 @@ fn core_modules_do_no_io_and_use_no_adapter() {
     }
     assert!(
         found.is_empty(),
-        "the pure core (model, workflow, boot, render, inventory) must do no I/O \
+        "the pure core (model, workflow, boot, template, render, inventory) must do no I/O \
          and use no adapter (ARCHITECTURE.md, Invariants):\n{}",
         found.join("\n")
     );
@@ -204,4 +205,132 @@ let storehouse = crate::storehouse::x(); // not crate::store
         "use crate::model::{Arch, Mac};\nuse crate::inventory::Inventory;\nuse std::net::Ipv4Addr;\n"
     )
     .is_empty());
+}
+
+/// `crate::X` references of each top-level module of `src/` (a module is
+/// `src/X.rs` with `src/X/`), in the module's own files.
+fn module_graph() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let src = repo().join("src");
+    let mut g: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&src, &mut files);
+    for f in files {
+        let rel = f.strip_prefix(&src).unwrap();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        let top = first.trim_end_matches(".rs").to_string();
+        if top == "main" || top == "lib" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        let edges = g.entry(top.clone()).or_default();
+        for (i, _) in text.match_indices("crate::") {
+            let name: String = text[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != top {
+                edges.insert(name);
+            }
+        }
+    }
+    g
+}
+
+/// A cycle in `g`, if there is one.
+fn find_cycle(
+    g: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Option<Vec<String>> {
+    fn dfs(
+        v: &str,
+        g: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        state: &mut std::collections::HashMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        state.insert(v.to_string(), 1);
+        path.push(v.to_string());
+        for w in g.get(v).into_iter().flatten() {
+            match state.get(w.as_str()) {
+                Some(1) => {
+                    let at = path.iter().position(|p| p == w).unwrap();
+                    let mut c = path[at..].to_vec();
+                    c.push(w.clone());
+                    return Some(c);
+                }
+                None => {
+                    if let Some(c) = dfs(w, g, state, path) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        path.pop();
+        state.insert(v.to_string(), 2);
+        None
+    }
+    let mut state = std::collections::HashMap::new();
+    for v in g.keys() {
+        if !state.contains_key(v.as_str()) {
+            if let Some(c) = dfs(v, g, &mut state, &mut Vec::new()) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn find_cycle_finds_one() {
+    let g = |edges: &[(&str, &str)]| {
+        let mut g: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+            Default::default();
+        for (a, b) in edges {
+            g.entry(a.to_string()).or_default().insert(b.to_string());
+        }
+        g
+    };
+    assert_eq!(find_cycle(&g(&[("a", "b"), ("b", "c")])), None);
+    assert_eq!(
+        find_cycle(&g(&[("a", "b"), ("b", "c"), ("c", "b")])),
+        Some(vec!["b".to_string(), "c".into(), "b".into()])
+    );
+}
+
+#[test]
+fn top_level_modules_import_no_circle() {
+    let g = module_graph();
+    // The layering the architecture names: the core below the adapters.
+    for (from, to) in [
+        ("inventory", "config"),
+        ("inventory", "render"),
+        ("render", "config"),
+        ("http", "daemon"),
+        ("boot", "dhcp"),
+        ("api", "http"),
+        ("api", "cli"),
+    ] {
+        assert!(
+            !g.get(from).is_some_and(|e| e.contains(to)),
+            "{from} must not import {to}"
+        );
+    }
+    if let Some(c) = find_cycle(&g) {
+        panic!("import circle among src/'s modules: {}", c.join(" -> "));
+    }
 }

@@ -1,0 +1,239 @@
+//! Compiled templates and the types every renderer shares: which kind of
+//! file (`RenderKind`), the machine-facing URLs (`Urls`), a run's context
+//! (`RunCtx`), the compiled set (`Templates`: minijinja, strict undefined, no
+//! auto-escape, trailing newline kept). A leaf of the pure core: the config
+//! loader (`config::templates`) reads the files and hands their (name,
+//! source) pairs to [`Templates::add`]; `inventory` holds the compiled set,
+//! `render` builds each system's context and renders. No I/O.
+
+use crate::model::Mac;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use std::collections::BTreeSet;
+/// The built-in iPXE script that boots a profile's installer.
+pub const BUILTIN_IPXE: &str = "builtin/ipxe-install.ipxe";
+const BUILTIN_IPXE_SRC: &str = "#!ipxe
+echo rackboot: {{ system.name }} ({{ system.mac }}) profile {{ profile.name }} run {{ run.id }}
+kernel {{ urls.kernel }}{% for n in profile.initrd_names %} initrd={{ n }}{% endfor %} {{ kernel_args }}
+{% for u in urls.initrd %}initrd {{ u }}
+{% endfor %}boot
+";
+
+/// What to render for a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RenderKind {
+    /// The per-MAC iPXE script that boots the installer.
+    Ipxe,
+    /// The installer config: kickstart, preseed or script.
+    Config,
+    UserData,
+    MetaData,
+    VendorData,
+    /// The rendered kernel command line.
+    KernelArgs,
+}
+
+impl RenderKind {
+    pub const ALL: &'static [RenderKind] = &[
+        RenderKind::Ipxe,
+        RenderKind::Config,
+        RenderKind::UserData,
+        RenderKind::MetaData,
+        RenderKind::VendorData,
+        RenderKind::KernelArgs,
+    ];
+
+    pub fn parse(s: &str) -> Option<RenderKind> {
+        Some(match s {
+            "ipxe" => RenderKind::Ipxe,
+            "config" | "kickstart" | "ks" | "preseed" | "script" | "autoinstall" => {
+                RenderKind::Config
+            }
+            "user-data" => RenderKind::UserData,
+            "meta-data" => RenderKind::MetaData,
+            "vendor-data" => RenderKind::VendorData,
+            "kernel-args" | "cmdline" => RenderKind::KernelArgs,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RenderKind::Ipxe => "ipxe",
+            RenderKind::Config => "config",
+            RenderKind::UserData => "user-data",
+            RenderKind::MetaData => "meta-data",
+            RenderKind::VendorData => "vendor-data",
+            RenderKind::KernelArgs => "kernel-args",
+        }
+    }
+}
+
+/// A template failure: which template, why (with line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{template}: {message}")]
+pub struct RenderError {
+    pub template: String,
+    pub message: String,
+}
+
+/// Machine-facing URLs. Stable: they are baked into scripts and installers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Urls {
+    pub base: String,
+    pub address: std::net::Ipv4Addr,
+}
+
+impl Urls {
+    /// `base`: the HTTP base URL (`http://10.77.0.1:8080`); `address`: the
+    /// server's own address. (`Urls::from(&Settings)` lives in `config`.)
+    pub fn new(base: impl Into<String>, address: std::net::Ipv4Addr) -> Urls {
+        Urls {
+            base: base.into(),
+            address,
+        }
+    }
+
+    pub fn boot_ipxe(&self) -> String {
+        format!("{}/boot.ipxe", self.base)
+    }
+    pub fn ipxe(&self, mac: &Mac) -> String {
+        format!("{}/ipxe/{}", self.base, mac.hyphenated())
+    }
+    pub fn config(&self, mac: &Mac) -> String {
+        format!("{}/ks/{}", self.base, mac.hyphenated())
+    }
+    pub fn nocloud(&self, mac: &Mac) -> String {
+        format!("{}/nocloud/{}/", self.base, mac.hyphenated())
+    }
+    pub fn file(&self, path: &str) -> String {
+        format!("{}/boot/{}", self.base, path)
+    }
+    pub fn done(&self, mac: &Mac, token: &str) -> String {
+        format!("{}/done/{}?token={}", self.base, mac.hyphenated(), token)
+    }
+}
+
+/// Run facts visible to templates. At `check`/`render` time a preview run is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCtx {
+    pub id: String,
+    pub token: String,
+    /// A profile override for this run (default: the system's profile).
+    pub profile: Option<String>,
+}
+
+impl RunCtx {
+    pub fn preview() -> RunCtx {
+        RunCtx {
+            id: "preview".into(),
+            token: "preview".into(),
+            profile: None,
+        }
+    }
+}
+
+/// All templates of the templates dir, compiled, plus the built-ins.
+pub struct Templates {
+    env: Environment<'static>,
+    names: BTreeSet<String>,
+}
+
+fn new_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Installer configs are not HTML: never escape (minijinja would JSON-escape *.yaml).
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("static syntax config"),
+    );
+    env.add_filter("mac_dashes", |s: String| s.replace(':', "-"));
+    env
+}
+
+impl Templates {
+    pub fn empty() -> Templates {
+        let mut env = new_env();
+        env.add_template_owned(BUILTIN_IPXE, BUILTIN_IPXE_SRC)
+            .expect("builtin template compiles");
+        Templates {
+            env,
+            names: BTreeSet::new(),
+        }
+    }
+
+    /// Compile one template under `name` (its path in the templates dir).
+    pub fn add(&mut self, name: String, src: String) -> Result<(), SyntaxError> {
+        match self.env.add_template_owned(name.clone(), src) {
+            Ok(()) => {
+                self.names.insert(name);
+                Ok(())
+            }
+            Err(e) => Err(SyntaxError {
+                line: e.line(),
+                detail: e.detail().unwrap_or("").to_string(),
+            }),
+        }
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|s| s.as_str())
+    }
+
+    /// Syntax-check an inline template (kernel args, stage commands).
+    pub fn check_inline(&self, src: &str) -> Result<(), String> {
+        self.env
+            .template_from_str(src)
+            .map(|_| ())
+            .map_err(|e| format!("template syntax error: {}", e.detail().unwrap_or("")))
+    }
+
+    pub(crate) fn render(&self, name: &str, ctx: &minijinja::Value) -> Result<String, RenderError> {
+        let t = self.env.get_template(name).map_err(|e| RenderError {
+            template: name.to_string(),
+            message: e.to_string(),
+        })?;
+        t.render(ctx).map_err(|e| RenderError {
+            template: name.to_string(),
+            message: describe(&e),
+        })
+    }
+
+    pub fn render_inline(
+        &self,
+        what: &str,
+        src: &str,
+        ctx: &minijinja::Value,
+    ) -> Result<String, RenderError> {
+        self.env.render_str(src, ctx).map_err(|e| RenderError {
+            template: what.to_string(),
+            message: describe(&e),
+        })
+    }
+}
+
+/// A template that does not compile: where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template syntax error: {detail}")]
+pub struct SyntaxError {
+    pub line: Option<usize>,
+    pub detail: String,
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut s = format!("{}", e.kind());
+    if let Some(d) = e.detail() {
+        s.push_str(": ");
+        s.push_str(d);
+    }
+    if let Some(l) = e.line() {
+        s.push_str(&format!(" (line {l})"));
+    }
+    s
+}
