@@ -20,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dhcp;
+pub mod diagnose;
 pub mod engine;
 pub mod feed;
 pub mod http;

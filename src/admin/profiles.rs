@@ -23,8 +23,8 @@ pub(super) fn apply_profile(
             )));
         }
     }
-    // The change as JSON: one field per `Edit::Value` key, by the same name.
-    let given = serde_json::to_value(ch).map_err(|e| AdminError::Usage(e.to_string()))?;
+    // The keys to set, as JSON by their file names.
+    let given = serde_json::to_value(&ch.set).map_err(|e| AdminError::Usage(e.to_string()))?;
     let root: &mut dyn TableLike = doc.as_table_mut();
     // Keys in the file order of the field table (matters for new files; edits keep their place).
     for f in fields::PROFILE {

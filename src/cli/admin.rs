@@ -15,6 +15,7 @@ use crate::admin::{self, AdminError, Outcome};
 use crate::api;
 use crate::api::changes::{BmcChange, ProfileChange, SystemChange};
 use crate::config::fields;
+use crate::config::wire::ProfileWire;
 use crate::config::{self, Settings};
 use crate::inventory::{Inventory, System};
 use clap::builder::PossibleValuesParser;
@@ -343,21 +344,24 @@ fn system_change(common: &SystemCommon) -> SystemChange {
 
 fn profile_change(f: &ProfileFields) -> ProfileChange {
     ProfileChange {
-        parent: f.parent.clone(),
-        r#abstract: f.is_abstract,
-        description: f.description.clone(),
-        kernel: f.kernel.clone(),
-        initrd: (!f.initrd.is_empty()).then(|| f.initrd.clone()),
-        kernel_args: f.kernel_args.clone(),
-        installer: f.installer.clone(),
-        template: f.template.clone(),
-        user_data: f.user_data.clone(),
-        meta_data: f.meta_data.clone(),
-        vendor_data: f.vendor_data.clone(),
-        ipxe_template: f.ipxe_template.clone(),
-        wait_ports: (!f.wait_ports.is_empty()).then(|| f.wait_ports.clone()),
-        reboots: f.reboots,
-        on_interrupted_stage: f.on_interrupted_stage.clone(),
+        set: ProfileWire {
+            parent: f.parent.clone(),
+            r#abstract: f.is_abstract,
+            description: f.description.clone(),
+            kernel: f.kernel.clone(),
+            initrd: (!f.initrd.is_empty()).then(|| f.initrd.clone()),
+            kernel_args: f.kernel_args.clone(),
+            installer: f.installer.clone(),
+            template: f.template.clone(),
+            user_data: f.user_data.clone(),
+            meta_data: f.meta_data.clone(),
+            vendor_data: f.vendor_data.clone(),
+            ipxe_template: f.ipxe_template.clone(),
+            wait_ports: (!f.wait_ports.is_empty()).then(|| f.wait_ports.clone()),
+            reboots: f.reboots,
+            on_interrupted_stage: f.on_interrupted_stage.clone(),
+            ..ProfileWire::default()
+        },
         timeouts: f.timeouts.iter().cloned().collect(),
         vars: vars_json(&f.vars),
         ..ProfileChange::default()

@@ -43,13 +43,9 @@ pub struct ProfileField {
     pub key: &'static str,
     pub inherit: Inherit,
     pub edit: Edit,
-    /// For `Inherit::Override`: copy the key from `from` into `to` when
-    /// `from` sets it; returns whether it did.
-    pub take: fn(to: &mut ProfileWire, from: &ProfileWire) -> bool,
-}
-
-fn never(_: &mut ProfileWire, _: &ProfileWire) -> bool {
-    false
+    /// Copy the key from `from` into `to` when `from` sets it; returns
+    /// whether it did (inheritance of `Override` keys, and an API change).
+    pub copy: fn(to: &mut ProfileWire, from: &ProfileWire) -> bool,
 }
 
 macro_rules! profile_fields {
@@ -60,22 +56,16 @@ macro_rules! profile_fields {
                 key: $key,
                 inherit: Inherit::$inherit,
                 edit: $edit,
-                take: profile_fields!(@take $inherit, $f),
+                copy: |to: &mut ProfileWire, from: &ProfileWire| {
+                    if from.$f.is_some() {
+                        to.$f = from.$f.clone();
+                        true
+                    } else {
+                        false
+                    }
+                },
             },
         )*];
-    };
-    (@take Override, $f:ident) => {
-        |to: &mut ProfileWire, from: &ProfileWire| {
-            if from.$f.is_some() {
-                to.$f = from.$f.clone();
-                true
-            } else {
-                false
-            }
-        }
-    };
-    (@take $other:ident, $f:ident) => {
-        never
     };
 }
 

@@ -122,7 +122,7 @@ pub(super) fn resolve_profiles(
         for pname in chain.iter().rev() {
             let p = &raw[*pname].1;
             for f in fields::PROFILE {
-                if f.inherit == fields::Inherit::Override && (f.take)(&mut merged, p) {
+                if f.inherit == fields::Inherit::Override && (f.copy)(&mut merged, p) {
                     origin.insert(f.key, pname.to_string());
                 }
             }

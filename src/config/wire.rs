@@ -3,7 +3,7 @@
 //! templates) is checked in `config::validate`. Nothing outside `config`
 //! sees these types.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// `rackboot.toml`: daemon settings (restart-only, except where noted).
@@ -151,8 +151,9 @@ pub struct BmcWire {
     pub system_id: Option<String>,
 }
 
-/// `profiles/NAME.toml`.
-#[derive(Debug, Default, Deserialize, Clone)]
+/// `profiles/NAME.toml`. Also the typed keys of an API profile change
+/// (`api::changes::ProfileChange::set`), so it serializes too.
+#[derive(Debug, Default, Deserialize, Serialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileWire {
     pub description: Option<String>,
@@ -184,7 +185,7 @@ pub struct ProfileWire {
     pub vars: Option<BTreeMap<String, toml::Value>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StageWire {
     pub name: String,

@@ -642,7 +642,10 @@ rack = \"r2\"   # rack comment\n\
         &settings(&c),
         "lab",
         &rackboot::api::changes::ProfileChange {
-            description: Some("diskless lab machine".into()),
+            set: rackboot::config::wire::ProfileWire {
+                description: Some("diskless lab machine".into()),
+                ..Default::default()
+            },
             ..Default::default()
         },
     )

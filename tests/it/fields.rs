@@ -131,7 +131,7 @@ fn every_profile_key_is_editable_by_cli_and_api_or_says_why_not() {
 }
 
 #[test]
-fn every_inherited_key_is_taken_from_the_parent() {
+fn every_key_is_copied_by_its_own_entry() {
     // A profile that sets every key.
     let full: ProfileWire = toml::from_str(
         r#"
@@ -156,20 +156,32 @@ fn every_inherited_key_is_taken_from_the_parent() {
         "#,
     )
     .unwrap();
+    let mut rebuilt = ProfileWire::default();
     for f in fields::PROFILE {
-        let mut child = ProfileWire::default();
-        let took = (f.take)(&mut child, &full);
-        assert_eq!(
-            took,
-            f.inherit == Inherit::Override,
-            "{:?}: take() and the table's inherit disagree",
+        let mut one = ProfileWire::default();
+        assert!(
+            (f.copy)(&mut one, &full),
+            "{:?}: copy() took nothing",
             f.key
         );
-        if took {
-            // Taking it again from an empty parent changes nothing.
-            assert!(!(f.take)(&mut child, &ProfileWire::default()), "{}", f.key);
-        }
+        // It copied its own key: exactly one key of `one` is set, and it is f.key.
+        let v = toml::Value::try_from(&one).unwrap();
+        let keys: Vec<&String> = v.as_table().unwrap().keys().collect();
+        assert_eq!(keys, [f.key], "{:?}: copy() set other keys", f.key);
+        // Copying from an empty profile changes nothing.
+        assert!(!(f.copy)(&mut one, &ProfileWire::default()), "{}", f.key);
+        (f.copy)(&mut rebuilt, &full);
     }
+    // Every key together rebuilds the whole profile.
+    assert_eq!(rebuilt, full);
+    // Which keys a child inherits.
+    let inherited: Vec<&str> = fields::PROFILE
+        .iter()
+        .filter(|f| f.inherit != Inherit::No)
+        .map(|f| f.key)
+        .collect();
+    assert!(!inherited.contains(&"parent") && !inherited.contains(&"abstract"));
+    assert!(inherited.contains(&"reboots") && inherited.contains(&"vars"));
 }
 
 #[test]
@@ -194,4 +206,46 @@ fn bmc_table_is_the_file_format_and_editable() {
             }
         }
     }
+}
+
+#[test]
+fn profile_change_wire_is_flat_typed_and_names_bad_keys() {
+    use serde_json::json;
+    let body = json!({
+        "name": "p", "kernel": "k", "reboots": false, "wait_ports": [22],
+        "timeouts": {"install": "1m"}, "vars": {"a": 1, "b": null},
+        "unset": ["template"], "unset_vars": ["c"],
+    });
+    let ch: ProfileChange = serde_json::from_value(body).unwrap();
+    assert_eq!(ch.name.as_deref(), Some("p"));
+    assert_eq!(ch.set.kernel.as_deref(), Some("k"));
+    assert_eq!(ch.set.reboots, Some(false));
+    assert_eq!(ch.set.wait_ports, Some(vec![22]));
+    assert_eq!(ch.timeouts["install"], "1m");
+    assert!(ch.vars["b"].is_null());
+    assert_eq!(ch.unset, ["template"]);
+    // What the CLI sends is what the server reads.
+    let back: ProfileChange = serde_json::from_value(serde_json::to_value(&ch).unwrap()).unwrap();
+    assert_eq!(back, ch);
+    let err = |v: serde_json::Value| {
+        serde_json::from_value::<ProfileChange>(v)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err(json!({"reboots": "yes"}));
+    assert!(
+        e.starts_with("reboots: invalid type: string \"yes\", expected a boolean"),
+        "{e}"
+    );
+    let e = err(json!({"stages": []}));
+    assert!(
+        e.contains("unknown field `stages` (stages are a list of tables"),
+        "{e}"
+    );
+    let e = err(json!({"kernal": "k"}));
+    assert!(
+        e.starts_with("unknown field `kernal`, expected one of"),
+        "{e}"
+    );
+    assert!(e.contains("`kernel`") && e.contains("`unset_vars`"), "{e}");
 }

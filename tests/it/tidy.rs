@@ -124,6 +124,7 @@ fn core_files() -> Vec<PathBuf> {
         "boot.rs",
         "render.rs",
         "template.rs",
+        "diagnose.rs",
         "inventory.rs",
     ]
     .iter()
