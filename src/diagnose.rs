@@ -188,7 +188,9 @@ pub fn diagnose(events: &[(i64, Evidence<'_>)]) -> Diagnosis {
         }
         if let Evidence::Transition { to, reason } = e {
             if TERMINAL.contains(to) {
+                // The run is over: what its machine did after is not its evidence.
                 ended = Some((to.to_string(), reason.map(String::from)));
+                break;
             }
         }
     }
@@ -231,106 +233,53 @@ mod tests {
     #[test]
     fn first_missing_step_by_table() {
         use Step::*;
-        // (evidence in order, first missing step)
-        let cases: Vec<(Vec<Evidence>, Option<Step>)> = vec![
-            (
-                vec![tr("queued"), tr("locked"), tr("bootdev"), tr("power")],
-                Some(Power),
-            ),
-            (vec![tr("queued"), tr("power"), tr("dhcp")], Some(Dhcp)),
-            (
-                vec![tr("queued"), tr("dhcp"), ob("dhcp"), tr("kernel")],
-                Some(Script),
-            ),
-            (
-                vec![tr("queued"), tr("dhcp"), ob("dhcp"), ob("script")],
-                Some(Kernel),
-            ),
-            (
-                vec![
-                    tr("queued"),
-                    tr("dhcp"),
-                    ob("dhcp"),
-                    ob("script"),
-                    ob("kernel"),
-                    tr("config"),
-                ],
-                Some(Config),
-            ),
-            (
-                vec![
-                    tr("queued"),
-                    tr("dhcp"),
-                    ob("dhcp"),
-                    ob("script"),
-                    ob("kernel"),
-                    ob("config"),
-                    tr("install"),
-                ],
-                Some(Done),
-            ),
-            (
-                vec![
-                    tr("queued"),
-                    tr("dhcp"),
-                    ob("dhcp"),
-                    ob("script"),
-                    ob("kernel"),
-                    ob("config"),
-                    ob("done"),
-                    tr("reboot"),
-                ],
-                Some(LocalBoot),
-            ),
-            (
-                vec![
-                    tr("queued"),
-                    tr("dhcp"),
-                    ob("dhcp"),
-                    ob("script"),
-                    ob("kernel"),
-                    ob("config"),
-                    ob("done"),
-                    tr("reboot"),
-                    ob("local-script"),
-                    tr("ports"),
-                ],
-                Some(Ports),
-            ),
-            (
-                vec![
-                    tr("queued"),
-                    tr("dhcp"),
-                    ob("dhcp"),
-                    ob("script"),
-                    ob("kernel"),
-                    ob("config"),
-                    ob("done"),
-                    tr("reboot"),
-                    tr("ports"),
-                    tr("stage:0"),
-                    tr("succeeded"),
-                ],
-                None,
-            ),
-            // Transitions alone prove the steps (observations dropped or pruned).
-            (
-                vec![
-                    tr("queued"),
-                    tr("dhcp"),
-                    tr("kernel"),
-                    tr("config"),
-                    tr("install"),
-                    tr("reboot"),
-                    tr("ports"),
-                    tr("succeeded"),
-                ],
-                None,
-            ),
-            // No run: a netboot seen on its own has no power step.
-            (vec![ob("dhcp")], Some(Script)),
-            (vec![], Some(Dhcp)),
+        // A whole successful reimage, cut after N pieces of evidence: the
+        // first step still missing at each cut.
+        let full = [
+            tr("queued"),
+            tr("locked"),
+            tr("power"),
+            tr("dhcp"),
+            ob("dhcp"),
+            tr("kernel"),
+            ob("script"),
+            ob("kernel"),
+            tr("config"),
+            ob("config"),
+            tr("install"),
+            ob("done"),
+            tr("reboot"),
+            ob("local-script"),
+            tr("ports"),
+            tr("stage:0"),
+            tr("succeeded"),
         ];
+        let cuts: [(usize, Option<Step>); 10] = [
+            (3, Some(Power)),
+            (4, Some(Dhcp)),
+            (6, Some(Script)),
+            (7, Some(Kernel)),
+            (9, Some(Config)),
+            (11, Some(Done)),
+            (13, Some(LocalBoot)),
+            (14, Some(Ports)),
+            (15, Some(Ports)),
+            (17, None),
+        ];
+        let mut cases: Vec<(Vec<Evidence>, Option<Step>)> = cuts
+            .iter()
+            .map(|(n, want)| (full[..*n].to_vec(), *want))
+            .collect();
+        // Transitions alone prove the steps (observations dropped or pruned).
+        let transitions: Vec<Evidence> = full
+            .iter()
+            .copied()
+            .filter(|e| matches!(e, Evidence::Transition { .. }))
+            .collect();
+        cases.push((transitions, None));
+        // No run: a netboot seen on its own has no power step.
+        cases.push((vec![ob("dhcp")], Some(Script)));
+        cases.push((vec![], Some(Dhcp)));
         for (i, (ev, want)) in cases.iter().enumerate() {
             let timed: Vec<(i64, Evidence)> = ev
                 .iter()
@@ -363,6 +312,9 @@ mod tests {
                     reason: Some("power: BMC unreachable"),
                 },
             ),
+            // After the run: someone booted it by hand. Not the run's evidence.
+            (30, ob("dhcp")),
+            (31, ob("local-script")),
         ];
         let d = diagnose(&ev);
         assert_eq!(d.since, Some(10));

@@ -319,14 +319,20 @@ impl Engine {
         e.load().await?;
         tokio::spawn(async move {
             loop {
+                // Biased, in causal order: an effect's result (the BMC call
+                // returned) comes before what the machine did next, and an
+                // observation queued by an adapter (config served) before a
+                // command that followed it (the install-done callback the
+                // installer sent after it got its config).
                 tokio::select! {
+                    biased;
                     _ = shutdown.cancelled() => break,
+                    Some((id, ev)) = internal_rx.recv() => { e.apply(&id, ev).await; }
+                    Some(o) = obs_rx.recv() => e.observe(o).await,
                     c = rx.recv() => match c {
                         Some(c) => e.command(c).await,
                         None => break,
                     },
-                    Some((id, ev)) = internal_rx.recv() => { e.apply(&id, ev).await; }
-                    Some(o) = obs_rx.recv() => e.observe(o).await,
                 }
             }
             tracing::debug!("engine stopped");

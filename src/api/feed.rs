@@ -27,3 +27,33 @@ pub struct History {
     /// Pass as `before` for the next (older) page; absent on the last page.
     pub next_before: Option<i64>,
 }
+
+/// `GET /api/v1/systems/{name}/diagnosis`: why the last attempt did not boot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    pub system: String,
+    /// When the attempt began (ms since the epoch), if anything was seen.
+    pub since: Option<i64>,
+    /// Whether the attempt is a reimage run (false: a netboot without one).
+    pub run: bool,
+    pub chain: Vec<DiagnosisStep>,
+    /// The first step that never happened (`None`: all did).
+    pub first_missing: Option<String>,
+    pub cause: Option<String>,
+    /// The run's final phase and reason, if it ended.
+    pub ended: Option<RunEnd>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiagnosisStep {
+    pub step: String,
+    pub label: String,
+    /// When it was first seen in the attempt.
+    pub at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEnd {
+    pub state: String,
+    pub reason: Option<String>,
+}

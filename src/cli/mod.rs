@@ -15,6 +15,7 @@ mod power;
 mod reload;
 mod runs;
 mod serve;
+mod why;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
@@ -106,6 +107,13 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: admin::ProfilesCmd,
     },
+    /// Why didn't it boot? The last attempt's boot steps, the first missing one and its likely cause.
+    Why {
+        system: String,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print shell completions (bash or zsh).
     Completions { shell: completions::CompletionShell },
 }
@@ -138,6 +146,7 @@ pub fn main() -> ExitCode {
         }
         Cmd::Systems { cmd } => admin::run_systems(&cli.config, api, cmd),
         Cmd::Profiles { cmd } => admin::run_profiles(&cli.config, api, cmd),
+        Cmd::Why { ref system, json } => why::why(&cli.config, api, system, json),
         Cmd::Completions { shell } => completions::run(shell, Cli::command()),
     }
 }

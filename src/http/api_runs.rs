@@ -29,6 +29,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/runs/{id}/artifacts/{*path}", get(artifact))
         .route("/api/v1/events", get(events))
         .route("/api/v1/systems/{name}/history", get(history))
+        .route("/api/v1/systems/{name}/diagnosis", get(diagnosis))
         .with_state(ctx)
 }
 
@@ -463,5 +464,75 @@ async fn history(
             .into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+}
+
+/// Feed events read for a diagnosis: enough for a reimage's last attempt.
+const DIAGNOSIS_EVENTS: u32 = 500;
+
+/// `GET /api/v1/systems/{name}/diagnosis`: the last attempt's chain of
+/// steps, the first missing one and its likely cause (`diagnose`).
+async fn diagnosis(State(ctx): State<ApiContext>, Path(name): Path<String>) -> Response {
+    if ctx.inventory.borrow().system(&name).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no system {name:?}"),
+        );
+    }
+    let mut events = match ctx
+        .engine
+        .feed()
+        .history(&name, None, DIAGNOSIS_EVENTS)
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    };
+    events.reverse();
+    Json(diagnosis_of(&name, &events)).into_response()
+}
+
+/// The feed events (oldest first) as evidence, diagnosed.
+pub fn diagnosis_of(system: &str, events: &[api::feed::FeedEvent]) -> api::feed::Diagnosis {
+    use crate::diagnose::{diagnose, Evidence};
+    fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+        v.get(k).and_then(Value::as_str)
+    }
+    let evidence: Vec<(i64, Evidence)> = events
+        .iter()
+        .filter_map(|e| {
+            let ev = match e.kind.as_str() {
+                "transition" => Evidence::Transition {
+                    to: s(&e.data, "to")?,
+                    reason: s(&e.data, "reason"),
+                },
+                "observation" => Evidence::Observed {
+                    what: s(&e.data, "what")?,
+                },
+                _ => return None,
+            };
+            Some((e.at, ev))
+        })
+        .collect();
+    let d = diagnose(&evidence);
+    api::feed::Diagnosis {
+        system: system.to_string(),
+        since: d.since,
+        run: d.run,
+        chain: d
+            .chain
+            .iter()
+            .map(|c| api::feed::DiagnosisStep {
+                step: c.step.as_str().into(),
+                label: c.step.label().into(),
+                at: c.at,
+            })
+            .collect(),
+        first_missing: d.first_missing.map(|s| s.as_str().to_string()),
+        cause: d.cause.map(String::from),
+        ended: d
+            .ended
+            .map(|(state, reason)| api::feed::RunEnd { state, reason }),
     }
 }

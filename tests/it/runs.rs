@@ -327,6 +327,9 @@ async fn reimage_succeeds_with_timeline_junit_and_artifacts() {
     play_machine(&sim, MAC1.parse().unwrap()).await;
     let v = sim.wait_terminal(&id, 20).await;
     assert_eq!(v["state"], "succeeded", "{v:#}");
+    let d = wait_diagnosis(&sim, "sim1", |d| d.ended.is_some()).await;
+    assert_eq!(d.first_missing, None, "{d:#?}");
+    assert!(d.chain.iter().all(|c| c.at.is_some()), "{d:#?}");
     let states: Vec<&str> = v["timeline"]
         .as_array()
         .unwrap()
@@ -460,6 +463,52 @@ async fn deadline_times_out_the_phase() {
         script.contains("\nexit\n"),
         "netboot is off after the run: {script}"
     );
+    // Why didn't it boot? The BMC power-cycled it; no DHCP was ever seen.
+    let d: rackboot::api::feed::Diagnosis =
+        wait_diagnosis(&sim, "sim1", |d| d.ended.is_some()).await;
+    assert!(d.run);
+    assert_eq!(d.first_missing.as_deref(), Some("dhcp"), "{d:#?}");
+    assert!(d.chain[0].at.is_some(), "power step seen: {d:#?}");
+    assert!(d.cause.as_deref().unwrap().contains("boot order"), "{d:#?}");
+    assert_eq!(d.ended.as_ref().unwrap().state, "timed_out");
+    let (code, out, err) = finish(cli(&sim, &["why", "sim1"])).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("sim1: the last reimage stopped before: DHCP answered"),
+        "{out}"
+    );
+    assert!(
+        out.contains("likely cause: no DHCP answer went to this machine"),
+        "{out}"
+    );
+    assert!(
+        out.contains("run ended: timed_out (timed out in phase dhcp"),
+        "{out}"
+    );
+}
+
+/// The daemon's diagnosis of `system`, once `done` holds (bounded wait: the
+/// feed stores events asynchronously).
+async fn wait_diagnosis(
+    sim: &Sim,
+    system: &str,
+    done: impl Fn(&rackboot::api::feed::Diagnosis) -> bool,
+) -> rackboot::api::feed::Diagnosis {
+    let addr = sim.d().api_addr;
+    let path = format!("/api/v1/systems/{system}/diagnosis");
+    let t0 = Instant::now();
+    loop {
+        let p = path.clone();
+        let r = tokio::task::spawn_blocking(move || http(addr, "GET", &p, &[], None))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let d: rackboot::api::feed::Diagnosis = r.typed();
+        if done(&d) || t0.elapsed() > Duration::from_secs(5) {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
