@@ -204,6 +204,13 @@ pub async fn start_with(
         shutdown.child_token(),
     )
     .await?;
+    let webhooks = crate::webhooks::Webhooks::start(
+        &settings,
+        engine.feed().clone(),
+        store.clone(),
+        shutdown.child_token(),
+    )
+    .await?;
 
     let dhcp_stats = Arc::new(crate::dhcp::DhcpStats::default());
     let pool_stats = Arc::new(crate::dhcp::leases::PoolStats::default());
@@ -284,6 +291,7 @@ pub async fn start_with(
         table: table_rx.clone(),
         engine: engine.clone(),
         reloader: reloader.clone(),
+        webhooks,
         tokens: Arc::new(tokens),
         http_stats: http_stats.clone(),
         extra_stats: {

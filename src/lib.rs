@@ -33,4 +33,5 @@ pub mod render;
 pub mod store;
 pub mod template;
 pub mod tftp;
+pub mod webhooks;
 pub mod workflow;

@@ -57,3 +57,24 @@ pub struct RunEnd {
     pub state: String,
     pub reason: Option<String>,
 }
+
+/// `GET /api/v1/webhooks`: each webhook's delivery state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookStatus {
+    pub name: String,
+    /// The URL, user info hidden.
+    pub url: String,
+    /// Event kinds delivered (empty: all).
+    pub events: Vec<String>,
+    /// The last event id the receiver acknowledged.
+    pub delivered_through: i64,
+    /// The newest event id the webhook has seen in the feed.
+    pub feed_head: i64,
+    /// Events delivered since the webhook was added.
+    pub delivered: i64,
+    /// Failed attempts at the next event (0: nothing pending or it is going fine).
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<i64>,
+    pub next_attempt_at: Option<i64>,
+}

@@ -43,7 +43,21 @@ pub struct Settings {
     pub max_parallel_bmc: usize,
     pub max_parallel_stages: usize,
     pub ssh_key: Option<PathBuf>,
+    pub webhooks: Vec<WebhookSettings>,
 }
+
+/// A validated `[[webhooks]]` entry. The secret is read at start, never logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSettings {
+    pub name: String,
+    pub url: String,
+    /// Event kinds to deliver; empty: all.
+    pub events: Vec<String>,
+    pub secret_file: PathBuf,
+}
+
+/// The event kinds the feed publishes (what `[[webhooks]] events` may name).
+pub const EVENT_KINDS: &[&str] = &["transition", "observation"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DhcpSettings {
@@ -208,6 +222,45 @@ pub(super) fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Opti
     if !(1..=256).contains(&max_transfers) {
         e.push("tftp.max_transfers", "must be between 1 and 256");
     }
+    let mut webhooks: Vec<WebhookSettings> = Vec::new();
+    for (i, h) in w.webhooks.iter().enumerate() {
+        let key = |k: &str| format!("webhooks[{i}].{k}");
+        if !valid_name(&h.name) {
+            e.push(key("name"), "use letters, digits, '-', '_' and '.'");
+        } else if webhooks.iter().any(|o| o.name == h.name) {
+            e.push(key("name"), format!("duplicate webhook name {:?}", h.name));
+        }
+        if !(h.url.starts_with("http://") || h.url.starts_with("https://"))
+            || h.url.len() < "http://x".len()
+        {
+            e.push(key("url"), "expected an http:// or https:// URL");
+        }
+        let events = h.events.clone().unwrap_or_default();
+        for ev in &events {
+            if !EVENT_KINDS.contains(&ev.as_str()) {
+                e.push(
+                    key("events"),
+                    format!(
+                        "unknown event kind {ev:?}: one of {}",
+                        EVENT_KINDS.join(", ")
+                    ),
+                );
+            }
+        }
+        let secret_file = rel(dir, &h.secret_file);
+        if let Err(err) = std::fs::File::open(&secret_file) {
+            e.push(
+                key("secret_file"),
+                format!("cannot read {}: {err}", secret_file.display()),
+            );
+        }
+        webhooks.push(WebhookSettings {
+            name: h.name.clone(),
+            url: h.url.clone(),
+            events,
+            secret_file,
+        });
+    }
     Some(Settings {
         config_dir: dir.to_path_buf(),
         interface: w.server.interface.clone(),
@@ -254,5 +307,6 @@ pub(super) fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Opti
         max_parallel_bmc: w.limits.max_parallel_bmc.unwrap_or(8).max(1),
         max_parallel_stages: w.limits.max_parallel_stages.unwrap_or(4).max(1),
         ssh_key: w.runs.ssh_key.as_deref().map(|k| rel(dir, k)),
+        webhooks,
     })
 }

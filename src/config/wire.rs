@@ -22,6 +22,23 @@ pub struct DaemonFile {
     pub limits: LimitsWire,
     #[serde(default)]
     pub runs: RunsWire,
+    /// `[[webhooks]]`: event deliveries to HTTP receivers.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookWire>,
+}
+
+/// One `[[webhooks]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookWire {
+    /// Names the webhook in the API and the logs (letters, digits, `-_.`).
+    pub name: String,
+    /// `http://` or `https://` URL the events are POSTed to.
+    pub url: String,
+    /// Event kinds to deliver (`transition`, `observation`); default: all.
+    pub events: Option<Vec<String>>,
+    /// File holding the HMAC-SHA256 secret (relative to the config dir).
+    pub secret_file: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

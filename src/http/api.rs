@@ -26,6 +26,7 @@ pub struct ApiContext {
     pub table: watch::Receiver<Arc<BootTable>>,
     pub engine: EngineHandle,
     pub reloader: Arc<Reloader>,
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     pub tokens: Arc<Vec<String>>,
     pub http_stats: Arc<HttpStats>,
     pub extra_stats: Arc<dyn Fn() -> Value + Send + Sync>,

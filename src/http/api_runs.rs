@@ -30,6 +30,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/systems/{name}/history", get(history))
         .route("/api/v1/systems/{name}/diagnosis", get(diagnosis))
+        .route("/api/v1/webhooks", get(webhooks))
         .with_state(ctx)
 }
 
@@ -535,4 +536,9 @@ pub fn diagnosis_of(system: &str, events: &[api::feed::FeedEvent]) -> api::feed:
             .ended
             .map(|(state, reason)| api::feed::RunEnd { state, reason }),
     }
+}
+
+/// `GET /api/v1/webhooks`: each webhook's delivery state.
+async fn webhooks(State(ctx): State<ApiContext>) -> Json<Vec<api::feed::WebhookStatus>> {
+    Json(ctx.webhooks.status())
 }

@@ -55,6 +55,21 @@ pub struct FeedRow {
     pub data: String,
 }
 
+/// A webhook's delivery state (see `webhooks`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WebhookRow {
+    pub name: String,
+    /// The last event id the receiver acknowledged.
+    pub delivered_through: i64,
+    /// Failed attempts at the next event.
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<i64>,
+    pub next_attempt_at: Option<i64>,
+    /// Events delivered in all.
+    pub delivered: i64,
+}
+
 /// A feed event to store; the store gives it its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewFeed {
@@ -468,6 +483,47 @@ impl Store {
         .await?
         .rows_affected();
         Ok(n)
+    }
+
+    pub async fn webhook_state(&self, name: &str) -> Result<Option<WebhookRow>> {
+        let r = sqlx::query(
+            "SELECT name, delivered_through, attempts, last_error, last_attempt_at, \
+             next_attempt_at, delivered FROM webhook_state WHERE name = ?1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.map(|r| WebhookRow {
+            name: r.get("name"),
+            delivered_through: r.get("delivered_through"),
+            attempts: r.get("attempts"),
+            last_error: r.get("last_error"),
+            last_attempt_at: r.get("last_attempt_at"),
+            next_attempt_at: r.get("next_attempt_at"),
+            delivered: r.get("delivered"),
+        }))
+    }
+
+    pub async fn save_webhook_state(&self, w: &WebhookRow, at: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO webhook_state (name, delivered_through, attempts, last_error, \
+             last_attempt_at, next_attempt_at, delivered, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT(name) DO UPDATE SET delivered_through = ?2, attempts = ?3, \
+             last_error = ?4, last_attempt_at = ?5, next_attempt_at = ?6, delivered = ?7, \
+             updated_at = ?8",
+        )
+        .bind(&w.name)
+        .bind(w.delivered_through)
+        .bind(w.attempts)
+        .bind(&w.last_error)
+        .bind(w.last_attempt_at)
+        .bind(w.next_attempt_at)
+        .bind(w.delivered)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     // ---- stages and artifacts ----
