@@ -38,6 +38,9 @@ PKGS=(
   tftp-hpa atftp python3-venv cloud-init
   # headless browser for the web UI tests (tests/it/browser.rs, WebDriver)
   chromium chromium-driver
+  # MQTT broker and its client for tests/it/mqtt.rs (on a systemd host the
+  # mosquitto package also enables a broker service on port 1883)
+  mosquitto mosquitto-clients
 )
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 

@@ -204,6 +204,18 @@ pub async fn start_with(
         shutdown.child_token(),
     )
     .await?;
+    let mqtt = match &settings.mqtt {
+        Some(m) => Some(
+            crate::mqtt::MqttPublisher::start(
+                m,
+                engine.feed().clone(),
+                store.clone(),
+                shutdown.child_token(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let webhooks = crate::webhooks::Webhooks::start(
         &settings,
         engine.feed().clone(),
@@ -292,6 +304,7 @@ pub async fn start_with(
         engine: engine.clone(),
         reloader: reloader.clone(),
         webhooks,
+        mqtt,
         tokens: Arc::new(tokens),
         http_stats: http_stats.clone(),
         extra_stats: {

@@ -26,6 +26,7 @@ pub mod feed;
 pub mod http;
 pub mod inventory;
 pub mod model;
+pub mod mqtt;
 pub mod observe;
 pub mod power;
 pub mod reload;

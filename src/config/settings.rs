@@ -44,6 +44,18 @@ pub struct Settings {
     pub max_parallel_stages: usize,
     pub ssh_key: Option<PathBuf>,
     pub webhooks: Vec<WebhookSettings>,
+    pub mqtt: Option<MqttSettings>,
+}
+
+/// A validated `[mqtt]` table. The password is read at start, never logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    pub topic_prefix: String,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
 }
 
 /// A validated `[[webhooks]]` entry. The secret is read at start, never logged.
@@ -261,6 +273,51 @@ pub(super) fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Opti
             secret_file,
         });
     }
+    let mqtt = w.mqtt.as_ref().and_then(|m| {
+        let hostport = m.url.strip_prefix("mqtt://").unwrap_or("");
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().ok()),
+            None => (hostport, Some(1883)),
+        };
+        if host.is_empty() || hostport.contains('/') {
+            e.push("mqtt.url", "expected mqtt://host[:port]");
+            return None;
+        }
+        let Some(port) = port else {
+            e.push("mqtt.url", "the port is not a number");
+            return None;
+        };
+        let topic_prefix = m.topic_prefix.clone().unwrap_or_else(|| "rackboot".into());
+        if topic_prefix.is_empty()
+            || topic_prefix.ends_with('/')
+            || topic_prefix.contains(['+', '#'])
+        {
+            e.push(
+                "mqtt.topic_prefix",
+                "a topic level path without wildcards or a trailing '/'",
+            );
+        }
+        let password_file = m.password_file.as_deref().map(|f| rel(dir, f));
+        if let Some(f) = &password_file {
+            if let Err(err) = std::fs::File::open(f) {
+                e.push(
+                    "mqtt.password_file",
+                    format!("cannot read {}: {err}", f.display()),
+                );
+            }
+        }
+        Some(MqttSettings {
+            host: host.to_string(),
+            port,
+            topic_prefix,
+            client_id: m
+                .client_id
+                .clone()
+                .unwrap_or_else(|| format!("rackboot-{address}")),
+            username: m.username.clone(),
+            password_file,
+        })
+    });
     Some(Settings {
         config_dir: dir.to_path_buf(),
         interface: w.server.interface.clone(),
@@ -308,5 +365,6 @@ pub(super) fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Opti
         max_parallel_stages: w.limits.max_parallel_stages.unwrap_or(4).max(1),
         ssh_key: w.runs.ssh_key.as_deref().map(|k| rel(dir, k)),
         webhooks,
+        mqtt,
     })
 }

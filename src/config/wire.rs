@@ -25,6 +25,22 @@ pub struct DaemonFile {
     /// `[[webhooks]]`: event deliveries to HTTP receivers.
     #[serde(default)]
     pub webhooks: Vec<WebhookWire>,
+    /// `[mqtt]`: publish the event feed to an MQTT broker.
+    pub mqtt: Option<MqttWire>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttWire {
+    /// `mqtt://host[:port]` (default port 1883).
+    pub url: String,
+    /// Topics: `PREFIX/systems/NAME/events`, `PREFIX/runs/ID/events` (default "rackboot").
+    pub topic_prefix: Option<String>,
+    /// Default "rackboot-" + the server address.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    /// File holding the broker password (relative to the config dir).
+    pub password_file: Option<String>,
 }
 
 /// One `[[webhooks]]` entry.

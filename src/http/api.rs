@@ -27,6 +27,7 @@ pub struct ApiContext {
     pub engine: EngineHandle,
     pub reloader: Arc<Reloader>,
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    pub mqtt: Option<Arc<crate::mqtt::MqttPublisher>>,
     pub tokens: Arc<Vec<String>>,
     pub http_stats: Arc<HttpStats>,
     pub extra_stats: Arc<dyn Fn() -> Value + Send + Sync>,

@@ -538,7 +538,10 @@ pub fn diagnosis_of(system: &str, events: &[api::feed::FeedEvent]) -> api::feed:
     }
 }
 
-/// `GET /api/v1/webhooks`: each webhook's delivery state.
+/// `GET /api/v1/webhooks`: each webhook's delivery state (and the MQTT
+/// publisher's, named `@mqtt`, when one is configured).
 async fn webhooks(State(ctx): State<ApiContext>) -> Json<Vec<api::feed::WebhookStatus>> {
-    Json(ctx.webhooks.status())
+    let mut all = ctx.webhooks.status();
+    all.extend(ctx.mqtt.as_ref().map(|m| m.status()));
+    Json(all)
 }
