@@ -89,7 +89,7 @@ async fn broker_down_then_up_gets_every_event_at_qos1() {
         "-h",
         "127.0.0.1",
         "-p",
-        &p,
+        p,
         "-i",
         "rb-test",
         "-c",
