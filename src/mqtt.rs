@@ -12,9 +12,10 @@
 use crate::api::feed::{FeedEvent, WebhookStatus};
 use crate::config::MqttSettings;
 use crate::feed::Feed;
-use crate::store::{self, Store, WebhookRow};
+use crate::store::{self, Store};
+use crate::webhooks::Cursor;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -23,12 +24,10 @@ const CURSOR: &str = "@mqtt";
 const PAGE: u32 = 100;
 /// Time for a connection or an acknowledgement.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub struct MqttPublisher {
     cfg: MqttSettings,
-    state: Mutex<WebhookRow>,
+    cursor: Cursor,
 }
 
 /// The topics an event goes to.
@@ -61,72 +60,17 @@ impl MqttPublisher {
             ),
             None => None,
         };
-        let state = match store.webhook_state(CURSOR).await? {
-            Some(s) => s,
-            None => {
-                let s = WebhookRow {
-                    name: CURSOR.into(),
-                    delivered_through: store.feed_head().await?,
-                    ..WebhookRow::default()
-                };
-                store.save_webhook_state(&s, store::now_ms()).await?;
-                s
-            }
-        };
         let p = Arc::new(MqttPublisher {
             cfg: cfg.clone(),
-            state: Mutex::new(state),
+            cursor: Cursor::load(&store, CURSOR).await?,
         });
         tokio::spawn(run(p.clone(), password, feed, store, shutdown));
         Ok(p)
     }
 
     pub fn status(&self) -> WebhookStatus {
-        let s = self.snapshot();
-        WebhookStatus {
-            name: CURSOR.into(),
-            url: format!("mqtt://{}:{}", self.cfg.host, self.cfg.port),
-            events: Vec::new(),
-            delivered_through: s.delivered_through,
-            feed_head: s.delivered_through,
-            delivered: s.delivered,
-            attempts: s.attempts,
-            last_error: s.last_error,
-            last_attempt_at: s.last_attempt_at,
-            next_attempt_at: s.next_attempt_at,
-        }
-    }
-
-    fn snapshot(&self) -> WebhookRow {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    async fn save(&self, store: &Store, f: impl FnOnce(&mut WebhookRow)) {
-        let row = {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut s);
-            s.clone()
-        };
-        if let Err(e) = store.save_webhook_state(&row, store::now_ms()).await {
-            tracing::warn!(error = %e, "mqtt cursor not stored");
-        }
-    }
-
-    async fn failed(&self, store: &Store, why: String) -> Duration {
-        let attempts = self.snapshot().attempts + 1;
-        let wait = FIRST_BACKOFF
-            .saturating_mul(1 << (attempts - 1).clamp(0, 16) as u32)
-            .min(MAX_BACKOFF);
-        tracing::warn!(attempts, retry_in_ms = wait.as_millis() as u64, error = %why, "mqtt publish failed");
-        let now = store::now_ms();
-        self.save(store, |s| {
-            s.attempts = attempts;
-            s.last_error = Some(why);
-            s.last_attempt_at = Some(now);
-            s.next_attempt_at = Some(now + wait.as_millis() as i64);
-        })
-        .await;
-        wait
+        let url = format!("mqtt://{}:{}", self.cfg.host, self.cfg.port);
+        self.cursor.status(url, Vec::new(), 0)
     }
 }
 
@@ -200,7 +144,7 @@ async fn run(
         }
         let (client, mut el) = AsyncClient::new(opts, 16);
         if let Err(why) = connected(&mut el).await {
-            let wait = p.failed(&store, why).await;
+            let wait = p.cursor.failed(&store, why).await;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(wait) => continue 'connect,
@@ -208,7 +152,7 @@ async fn run(
         }
         tracing::info!(host = %p.cfg.host, port = p.cfg.port, "mqtt connected");
         loop {
-            let cursor = p.snapshot().delivered_through;
+            let cursor = p.cursor.snapshot().delivered_through;
             let page = match feed.since(cursor, PAGE).await {
                 Ok(page) => page,
                 Err(e) => {
@@ -227,7 +171,7 @@ async fn run(
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                     r = el.poll() => {
                         if let Err(e) = r {
-                            p.failed(&store, format!("connection: {e}")).await;
+                            p.cursor.failed(&store, format!("connection: {e}")).await;
                             continue 'connect;
                         }
                     }
@@ -237,19 +181,9 @@ async fn run(
             for ev in page {
                 let now = store::now_ms();
                 match publish(&client, &mut el, &p.cfg.topic_prefix, &ev).await {
-                    Ok(()) => {
-                        p.save(&store, |s| {
-                            s.delivered_through = ev.id;
-                            s.attempts = 0;
-                            s.last_error = None;
-                            s.last_attempt_at = Some(now);
-                            s.next_attempt_at = None;
-                            s.delivered += 1;
-                        })
-                        .await;
-                    }
+                    Ok(()) => p.cursor.delivered(&store, ev.id, now).await,
                     Err(why) => {
-                        let wait = p.failed(&store, why).await;
+                        let wait = p.cursor.failed(&store, why).await;
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
                             _ = tokio::time::sleep(wait) => continue 'connect,

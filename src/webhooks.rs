@@ -38,6 +38,99 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
+/// A delivery cursor over the feed (a webhook's, the MQTT publisher's): the
+/// stored `webhook_state` row, its in-memory copy for the API, and the
+/// backoff after failures. Shared by `webhooks` and `mqtt`.
+pub(crate) struct Cursor {
+    state: Mutex<WebhookRow>,
+}
+
+impl Cursor {
+    /// The stored cursor `name`, or a new one at the feed's head.
+    pub(crate) async fn load(store: &Store, name: &str) -> Result<Cursor, store::StoreError> {
+        let state = match store.webhook_state(name).await? {
+            Some(s) => s,
+            None => {
+                let s = WebhookRow {
+                    name: name.to_string(),
+                    delivered_through: store.feed_head().await?,
+                    ..WebhookRow::default()
+                };
+                store.save_webhook_state(&s, store::now_ms()).await?;
+                s
+            }
+        };
+        Ok(Cursor {
+            state: Mutex::new(state),
+        })
+    }
+
+    pub(crate) fn snapshot(&self) -> WebhookRow {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) async fn save(&self, store: &Store, f: impl FnOnce(&mut WebhookRow)) {
+        let row = {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut s);
+            s.clone()
+        };
+        if let Err(e) = store.save_webhook_state(&row, store::now_ms()).await {
+            tracing::warn!(cursor = %row.name, error = %e, "delivery state not stored");
+        }
+    }
+
+    /// Event `id` acknowledged at `now`.
+    pub(crate) async fn delivered(&self, store: &Store, id: i64, now: i64) {
+        self.save(store, |s| {
+            s.delivered_through = id;
+            s.attempts = 0;
+            s.last_error = None;
+            s.last_attempt_at = Some(now);
+            s.next_attempt_at = None;
+            s.delivered += 1;
+        })
+        .await;
+    }
+
+    /// An attempt failed: record why; returns how long to wait (0.5 s
+    /// doubling to 30 s).
+    pub(crate) async fn failed(&self, store: &Store, why: String) -> Duration {
+        let attempts = self.snapshot().attempts + 1;
+        let wait = FIRST_BACKOFF
+            .saturating_mul(1 << (attempts - 1).clamp(0, 16) as u32)
+            .min(MAX_BACKOFF);
+        let name = self.snapshot().name;
+        tracing::warn!(cursor = %name, attempts, retry_in_ms = wait.as_millis() as u64, error = %why, "delivery failed");
+        let now = store::now_ms();
+        self.save(store, |s| {
+            s.attempts = attempts;
+            s.last_error = Some(why);
+            s.last_attempt_at = Some(now);
+            s.next_attempt_at = Some(now + wait.as_millis() as i64);
+        })
+        .await;
+        wait
+    }
+
+    /// The API's view of it.
+    pub(crate) fn status(&self, url: String, events: Vec<String>, feed_head: i64) -> WebhookStatus {
+        let s = self.snapshot();
+        WebhookStatus {
+            name: s.name,
+            url,
+            events,
+            delivered_through: s.delivered_through,
+            feed_head: feed_head.max(s.delivered_through),
+            delivered: s.delivered,
+            attempts: s.attempts,
+            last_error: s.last_error,
+            last_attempt_at: s.last_attempt_at,
+            next_attempt_at: s.next_attempt_at,
+        }
+    }
+}
+
 /// The running webhooks (for the API's status).
 pub struct Webhooks {
     hooks: Vec<Arc<Hook>>,
@@ -46,7 +139,7 @@ pub struct Webhooks {
 struct Hook {
     cfg: WebhookSettings,
     secret: Vec<u8>,
-    state: Mutex<WebhookRow>,
+    cursor: Cursor,
     feed_head: std::sync::atomic::AtomicI64,
 }
 
@@ -104,22 +197,11 @@ impl Webhooks {
                     cfg.secret_file.display()
                 );
             }
-            let state = match store.webhook_state(&cfg.name).await? {
-                Some(s) => s,
-                None => {
-                    let s = WebhookRow {
-                        name: cfg.name.clone(),
-                        delivered_through: store.feed_head().await?,
-                        ..WebhookRow::default()
-                    };
-                    store.save_webhook_state(&s, store::now_ms()).await?;
-                    s
-                }
-            };
+            let cursor = Cursor::load(&store, &cfg.name).await?;
             let hook = Arc::new(Hook {
                 cfg: cfg.clone(),
                 secret,
-                state: Mutex::new(state),
+                cursor,
                 feed_head: std::sync::atomic::AtomicI64::new(0),
             });
             tokio::spawn(deliver(
@@ -138,22 +220,11 @@ impl Webhooks {
         self.hooks
             .iter()
             .map(|h| {
-                let s = h.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                WebhookStatus {
-                    name: h.cfg.name.clone(),
-                    url: shown_url(&h.cfg.url),
-                    events: h.cfg.events.clone(),
-                    delivered_through: s.delivered_through,
-                    feed_head: h
-                        .feed_head
-                        .load(std::sync::atomic::Ordering::Relaxed)
-                        .max(s.delivered_through),
-                    delivered: s.delivered,
-                    attempts: s.attempts,
-                    last_error: s.last_error,
-                    last_attempt_at: s.last_attempt_at,
-                    next_attempt_at: s.next_attempt_at,
-                }
+                h.cursor.status(
+                    shown_url(&h.cfg.url),
+                    h.cfg.events.clone(),
+                    h.feed_head.load(std::sync::atomic::Ordering::Relaxed),
+                )
             })
             .collect()
     }
@@ -162,21 +233,6 @@ impl Webhooks {
 impl Hook {
     fn wants(&self, kind: &str) -> bool {
         self.cfg.events.is_empty() || self.cfg.events.iter().any(|k| k == kind)
-    }
-
-    fn snapshot(&self) -> WebhookRow {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    async fn save(&self, store: &Store, f: impl FnOnce(&mut WebhookRow)) {
-        let row = {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut s);
-            s.clone()
-        };
-        if let Err(e) = store.save_webhook_state(&row, store::now_ms()).await {
-            tracing::warn!(webhook = %self.cfg.name, error = %e, "webhook state not stored");
-        }
     }
 }
 
@@ -187,7 +243,7 @@ async fn deliver(hook: Arc<Hook>, feed: Arc<Feed>, store: Store, shutdown: Cance
         if shutdown.is_cancelled() {
             return;
         }
-        let cursor = hook.snapshot().delivered_through;
+        let cursor = hook.cursor.snapshot().delivered_through;
         let page = match feed.since(cursor, PAGE).await {
             Ok(p) => p,
             Err(e) => {
@@ -215,7 +271,7 @@ async fn deliver(hook: Arc<Hook>, feed: Arc<Feed>, store: Store, shutdown: Cance
                 continue;
             }
             if let Some(id) = skipped_to.take() {
-                hook.save(&store, |s| s.delivered_through = id).await;
+                hook.cursor.save(&store, |s| s.delivered_through = id).await;
             }
             // This event until its receiver takes it.
             loop {
@@ -223,38 +279,12 @@ async fn deliver(hook: Arc<Hook>, feed: Arc<Feed>, store: Store, shutdown: Cance
                 let r = post(&agent, &hook, &ev).await;
                 match r {
                     Ok(()) => {
-                        hook.save(&store, |s| {
-                            s.delivered_through = ev.id;
-                            s.attempts = 0;
-                            s.last_error = None;
-                            s.last_attempt_at = Some(now);
-                            s.next_attempt_at = None;
-                            s.delivered += 1;
-                        })
-                        .await;
+                        hook.cursor.delivered(&store, ev.id, now).await;
                         tracing::debug!(webhook = %hook.cfg.name, event = ev.id, "delivered");
                         break;
                     }
                     Err(why) => {
-                        let attempts = hook.snapshot().attempts + 1;
-                        let wait = FIRST_BACKOFF
-                            .saturating_mul(1 << (attempts - 1).clamp(0, 16) as u32)
-                            .min(MAX_BACKOFF);
-                        tracing::warn!(
-                            webhook = %hook.cfg.name,
-                            event = ev.id,
-                            attempts,
-                            retry_in_ms = wait.as_millis() as u64,
-                            error = %why,
-                            "delivery failed"
-                        );
-                        hook.save(&store, |s| {
-                            s.attempts = attempts;
-                            s.last_error = Some(why);
-                            s.last_attempt_at = Some(now);
-                            s.next_attempt_at = Some(now + wait.as_millis() as i64);
-                        })
-                        .await;
+                        let wait = hook.cursor.failed(&store, why).await;
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
                             _ = tokio::time::sleep(wait) => {}
@@ -264,7 +294,7 @@ async fn deliver(hook: Arc<Hook>, feed: Arc<Feed>, store: Store, shutdown: Cance
             }
         }
         if let Some(id) = skipped_to {
-            hook.save(&store, |s| s.delivered_through = id).await;
+            hook.cursor.save(&store, |s| s.delivered_through = id).await;
         }
     }
 }
