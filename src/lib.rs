@@ -32,4 +32,5 @@ pub mod render;
 pub mod store;
 pub mod template;
 pub mod tftp;
+pub mod ui;
 pub mod workflow;

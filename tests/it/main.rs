@@ -18,3 +18,4 @@ mod render;
 mod runs;
 mod tftp;
 mod tidy;
+mod ui;
