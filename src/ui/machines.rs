@@ -319,7 +319,14 @@ pub async fn page(State(ui): S, headers: HeaderMap, ext: Extensions, q: QueryArg
         Err(m) => return ui.error(StatusCode::BAD_REQUEST, "Bad request", &m),
     };
     let req = Req::new(&ui, &headers, &ext);
-    render(&ui, &req, &f).await
+    let t0 = std::time::Instant::now();
+    let mut r = render(&ui, &req, &f).await;
+    // The server's time for this page (bench/ui-bench.sh reads it).
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("render;dur={ms:.1}")) {
+        r.headers_mut().insert("server-timing", v);
+    }
+    r
 }
 
 /// `POST /ui/actions`: `action` (reimage, cycle, cancel), `system` (one or

@@ -526,3 +526,143 @@ async fn browser_reimage_from_the_page_live_phase_and_log() {
     });
     println!("screenshots written to {}", shots.display());
 }
+
+/// `bench/ui-bench.sh`: the machines page of a 5,000-system inventory
+/// (two finished runs each, every power state polled): the server's render
+/// time (its `Server-Timing`) and the process's RSS after rendering it
+/// repeatedly. Prints the figures; asserts only that the pages render.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn ui_bench_5000_systems() {
+    use rackboot::power::{FakePower, Power, PowerConfig};
+    use std::fmt::Write;
+    use std::sync::Arc;
+    const N: usize = 5000;
+    let c = crate::harness::ConfigDir::sample();
+    c.replace("rackboot.toml", "[api]\n", "[api]\npower_poll_secs = 0\n");
+    let mut systems = String::new();
+    for i in 0..N {
+        let (a, b) = (i / 250, i % 250);
+        let _ = write!(
+            systems,
+            "\n[systems.n{i:05}]\nmacs = [\"52:55:{:02x}:{:02x}:{b:02x}:01\"]\nip = \"10.{}.{}.{}\"\n\
+             profile = \"{}\"\n[systems.n{i:05}.bmc]\nkind = \"ipmi\"\naddress = \"10.200.{}.{}\"\n\
+             username = \"admin\"\npassword_file = \"tests/lab/bmc-password\"\n",
+            a >> 8, a & 255, 100 + a / 256, a % 256, b + 1,
+            ["lab", "lab-disk"][i % 2], a % 256, b + 1
+        );
+    }
+    c.append("systems.toml", &systems);
+    let t = Instant::now();
+    let cfg = c.load().unwrap_or_else(|e| panic!("{e}"));
+    let db = cfg.settings.database_url.clone();
+    let fake = Arc::new(FakePower::default());
+    let power = Arc::new(Power::new(
+        fake.clone(),
+        None,
+        PowerConfig {
+            min_interval: Duration::ZERO,
+            max_parallel: 64,
+            ..Default::default()
+        },
+    ));
+    let listeners = rackboot::daemon::Listeners {
+        http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        dhcp: vec![],
+        tftp: None,
+    };
+    let d = rackboot::daemon::start_with(cfg, listeners, power.clone())
+        .await
+        .unwrap();
+    println!(
+        "== ui bench: {N} systems loaded and daemon started in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    // History: two finished runs per system, straight into the store.
+    let t = Instant::now();
+    let store = rackboot::store::Store::open(&db).await.unwrap();
+    for i in 0..N {
+        for k in 0..2 {
+            let id = format!("run-bench-{i:05}-{k}");
+            let at = 1_700_000_000_000 + (i * 2 + k) as i64;
+            let r = rackboot::store::NewRun {
+                id: &id,
+                system: &format!("n{i:05}"),
+                profile: "lab",
+                state: "queued",
+                data: "{}",
+                requested_by: Some("bench"),
+                overrides: "{}",
+                retry_of: None,
+            };
+            store.create_run(&r, at).await.unwrap();
+            let to = if (i + k) % 7 == 0 {
+                "failed"
+            } else {
+                "succeeded"
+            };
+            assert!(store
+                .transition(&id, "queued", to, "{}", None, true, "bench", at + 1)
+                .await
+                .unwrap());
+        }
+    }
+    let inv = d.inventory.borrow().clone();
+    rackboot::power::poll::poll_once(&power, &inv).await;
+    fake.calls.lock().unwrap().clear();
+    println!(
+        "== ui bench: {} runs stored, {N} power states polled in {:.1} s",
+        2 * N,
+        t.elapsed().as_secs_f64()
+    );
+    let addr = d.api_addr;
+    let rss = || {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    let rss0 = rss();
+    for (what, path, n) in [
+        ("machines page 1", "/", 30),
+        ("sorted by last result, descending", "/?sort=-result", 30),
+        (
+            "filtered: state=failed, page 2",
+            "/?state=failed&page=2",
+            30,
+        ),
+        ("text filter q=n049", "/?q=n049", 30),
+        ("page 50", "/?page=50", 30),
+    ] {
+        let mut server = Vec::new();
+        let mut total = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..n {
+            let t = Instant::now();
+            let r = blocking(move || req(addr, "GET", path, "", None)).await;
+            total.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(r.status, 200, "{path}");
+            let st = r.header("server-timing").unwrap();
+            server.push(st.trim_start_matches("render;dur=").parse::<f64>().unwrap());
+            bytes = r.body.len();
+        }
+        server.sort_by(f64::total_cmp);
+        total.sort_by(f64::total_cmp);
+        println!(
+            "== {what} ({path}): server render median {:.1} ms (max {:.1}), request median {:.1} ms, {} KiB",
+            server[n / 2], server[n - 1], total[n / 2], bytes / 1024
+        );
+    }
+    let rss1 = rss();
+    for _ in 0..200 {
+        let r = blocking(move || req(addr, "GET", "/", "", None)).await;
+        assert_eq!(r.status, 200);
+    }
+    println!(
+        "== RSS of the process (daemon in-process + test): {rss0} before rendering, {rss1} after 150 renders, {} after 350",
+        rss()
+    );
+    d.stop().await;
+}
