@@ -359,9 +359,12 @@ pub async fn start_with(
         &tracker,
         &shutdown,
         listeners.api,
-        api::router(api_ctx),
+        api::router(api_ctx.clone()).merge(crate::ui::router(api_ctx)),
         "api",
     );
+    let poll = std::time::Duration::from_secs(settings.power_poll_secs);
+    let poller = crate::power::poll::run(power, inv_rx.clone(), poll, shutdown.child_token());
+    tracker.spawn(poller);
     tracing::info!(%http_addr, %api_addr, dhcp = settings.dhcp.mode.as_str(), "rackboot serving");
 
     Ok(Running {

@@ -34,5 +34,6 @@ pub mod render;
 pub mod store;
 pub mod template;
 pub mod tftp;
+pub mod ui;
 pub mod webhooks;
 pub mod workflow;

@@ -129,6 +129,8 @@ pub struct ApiWire {
     pub tokens_file: Option<String>,
     /// Environment variable holding a token.
     pub token_env: Option<String>,
+    /// Seconds between power-state polls of every BMC (web UI); 0 = off.
+    pub power_poll_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

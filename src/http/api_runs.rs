@@ -1,6 +1,6 @@
 //! Runs through the operator API: create (all or nothing; acknowledged once
 //! stored), list, detail with timeline, cancel, retry, JUnit, stage logs
-//! (followable), artifacts, and a server-sent event stream.
+//! (followable, or from a byte offset), artifacts, and a server-sent event stream.
 
 use super::api::{error, parse, ApiContext};
 use crate::api;
@@ -255,11 +255,51 @@ async fn stage_log(
         .get("follow")
         .map(|v| v == "1" || v == "true")
         .unwrap_or(false);
-    if !follow || st.status != "running" {
-        return match tokio::fs::read(&path).await {
-            Ok(b) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], b).into_response(),
-            Err(e) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+    let offset = match q.get("offset").map(|v| v.parse::<u64>()) {
+        None => None,
+        Some(Ok(o)) => Some(o),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "offset must be a byte offset (a non-negative integer)",
+            )
+        }
+    };
+    if !follow || st.status != "running" || offset.is_some() {
+        // Jenkins' progressive text: the bytes from `offset`, the log's size
+        // (the next offset) and whether more may come (the stage still runs).
+        let b = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            // A running stage that has not written yet.
+            Err(_) if st.status == "running" => Vec::new(),
+            Err(e) => return error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
         };
+        let size = b.len();
+        let from = (offset.unwrap_or(0).min(size as u64)) as usize;
+        let more = if st.status == "running" {
+            "true"
+        } else {
+            "false"
+        };
+        return (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "text/plain; charset=utf-8".to_string(),
+                ),
+                (
+                    header::HeaderName::from_static("x-text-size"),
+                    size.to_string(),
+                ),
+                (
+                    header::HeaderName::from_static("x-more-data"),
+                    more.to_string(),
+                ),
+            ],
+            b[from..].to_vec(),
+        )
+            .into_response();
     }
     // Follow: stream what is there, then what is appended, until the stage ends.
     let store = ctx.store.clone();

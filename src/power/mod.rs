@@ -6,6 +6,7 @@
 
 pub mod ipmi;
 pub mod ipmi_driver;
+pub mod poll;
 pub mod redfish;
 
 use crate::inventory::{Bmc, BmcKind, SecretRef};
@@ -165,6 +166,8 @@ pub struct Power {
     cfg: PowerConfig,
     global: Semaphore,
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<BmcSlot>>>>,
+    /// Last polled state per system (`poll`): what pages show.
+    polled: poll::PowerCache,
 }
 
 impl Power {
@@ -179,7 +182,13 @@ impl Power {
             global: Semaphore::new(cfg.max_parallel.max(1)),
             cfg,
             slots: Mutex::new(HashMap::new()),
+            polled: poll::PowerCache::default(),
         }
+    }
+
+    /// The power states the poller last read, per system.
+    pub fn polled(&self) -> &poll::PowerCache {
+        &self.polled
     }
 
     /// The production drivers.

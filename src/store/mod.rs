@@ -354,6 +354,38 @@ impl Store {
         Ok(rows.iter().map(run_from_row).collect())
     }
 
+    /// The last `per_system` finished runs of every system, newest first
+    /// within a system: `(system, run id, state)` (the web UI's streaks).
+    pub async fn recent_results(&self, per_system: u32) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT system, id, state FROM (
+               SELECT system, id, state, created_at,
+                      ROW_NUMBER() OVER (PARTITION BY system ORDER BY created_at DESC, id DESC) AS rn
+               FROM runs WHERE finished_at IS NOT NULL)
+             WHERE rn <= ?1 ORDER BY system, created_at DESC, id DESC",
+        )
+        .bind(i64::from(per_system))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("system"), r.get("id"), r.get("state")))
+            .collect())
+    }
+
+    /// The last `limit` runs that failed or timed out, newest first.
+    pub async fn recent_failures(&self, limit: u32) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "SELECT {RUN_COLS} FROM runs WHERE state IN ('failed', 'timed_out')
+             ORDER BY finished_at DESC, id DESC LIMIT ?1"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(run_from_row).collect())
+    }
+
     /// Runs that have not finished (resumed at start-up), oldest first.
     pub async fn active_runs(&self) -> Result<Vec<RunRow>> {
         let q = format!(

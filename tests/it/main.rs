@@ -19,4 +19,5 @@ mod render;
 mod runs;
 mod tftp;
 mod tidy;
+mod ui;
 mod webhooks;
