@@ -6,6 +6,7 @@ use crate::config::{self, ConfigErrors, Settings};
 use crate::engine::{Engine, EngineDeps, EngineHandle};
 use crate::http::{api, boot};
 use crate::inventory::Inventory;
+use crate::metrics::{Exporter, Metrics, Sources};
 use crate::observe::{Observation, ObservationSink};
 use crate::store::Store;
 use anyhow::Context;
@@ -271,6 +272,9 @@ pub async fn start_with(
     let (inv_tx, inv_rx) = watch::channel(Arc::new(inventory));
     let reloader = Arc::new(Reloader::new(settings.clone(), inv_tx));
 
+    let metrics = Arc::new(Metrics::new(settings.metrics_per_system));
+    power.set_observer(metrics.clone());
+
     // Observations: adapters try_send; the engine consumes them.
     let (obs_tx, obs_rx) = mpsc::channel::<Observation>(4096);
     let obs = ObservationSink::new(obs_tx);
@@ -283,6 +287,7 @@ pub async fn start_with(
             ssh_key: settings.ssh_key.clone(),
             max_parallel_runs: settings.max_parallel_runs,
             max_parallel_stages: settings.max_parallel_stages,
+            metrics: metrics.clone(),
         },
         obs_rx,
         shutdown.child_token(),
@@ -305,7 +310,7 @@ pub async fn start_with(
             lease_secs: settings.dhcp.lease_secs,
             efi_x64_file: settings.dhcp.efi_x64_file.clone(),
         },
-        pool,
+        pool: pool.clone(),
     });
     for (sock, params) in listeners.dhcp {
         let (policy, stats, obs, sd) = (
@@ -359,6 +364,18 @@ pub async fn start_with(
             config::DhcpMode::Reservations | config::DhcpMode::Pool
         ),
     };
+    let exporter = Arc::new(Exporter {
+        metrics,
+        sources: Sources {
+            dhcp: dhcp_stats.clone(),
+            tftp: tftp_stats.clone(),
+            http: http_stats.clone(),
+            pool,
+            engine: engine.metrics.clone(),
+            obs: obs.clone(),
+            inventory: inv_rx.clone(),
+        },
+    });
     let tokens = api_tokens(&settings)?;
     let api_ctx = api::ApiContext {
         power: power.clone(),
@@ -422,7 +439,8 @@ pub async fn start_with(
         &tracker,
         &shutdown,
         listeners.api,
-        api::router(api_ctx),
+        // `/metrics` is merged here, beside the API routes (no token: it carries counts only).
+        api::router(api_ctx).merge(crate::http::metrics::router(exporter)),
         "api",
     );
     tracing::info!(%http_addr, %api_addr, dhcp = settings.dhcp.mode.as_str(), "rackboot serving");

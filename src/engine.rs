@@ -88,6 +88,9 @@ pub enum CreateError {
 pub struct EngineMetrics {
     pub transitions: std::sync::atomic::AtomicU64,
     pub ignored: std::sync::atomic::AtomicU64,
+    /// Runs waiting for a slot / started and not finished (set after each scheduling pass).
+    pub queued: std::sync::atomic::AtomicU64,
+    pub active: std::sync::atomic::AtomicU64,
     latencies_us: std::sync::Mutex<VecDeque<u32>>,
 }
 
@@ -262,6 +265,8 @@ pub struct EngineDeps {
     pub ssh_key: Option<PathBuf>,
     pub max_parallel_runs: usize,
     pub max_parallel_stages: usize,
+    /// Phase and run duration histograms (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 struct Active {
@@ -638,22 +643,24 @@ impl Engine {
         Ok(out)
     }
 
+    fn running(&self) -> usize {
+        self.runs
+            .values()
+            .filter(|a| !a.state.phase.is_terminal() && a.state.phase != Phase::Queued)
+            .count()
+    }
+
     /// Start queued runs while there are free slots.
     async fn schedule(&mut self) {
-        loop {
-            let running = self
-                .runs
-                .values()
-                .filter(|a| !a.state.phase.is_terminal() && a.state.phase != Phase::Queued)
-                .count();
-            if running >= self.d.max_parallel_runs {
-                return;
-            }
+        while self.running() < self.d.max_parallel_runs {
             let Some(id) = self.queue.pop_front() else {
-                return;
+                break;
             };
             Box::pin(self.apply(&id, Event::Start)).await;
         }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.queued.store(self.queue.len() as u64, Relaxed);
+        self.metrics.active.store(self.running() as u64, Relaxed);
     }
 
     /// Map a boot observation to the event of the run it belongs to
@@ -732,6 +739,15 @@ impl Engine {
             }
             let a = self.runs.get_mut(&id).expect("present");
             let elapsed = (now - a.started_ms) as f64 / 1000.0;
+            if a.state.phase != t.state.phase {
+                let secs = (now - a.state.since) as f64 / 1000.0;
+                self.d.metrics.phase_left(a.state.phase, secs);
+            }
+            if terminal {
+                self.d
+                    .metrics
+                    .run_finished(&a.system, t.state.phase, elapsed);
+            }
             tracing::info!(run = %id, system = %a.system, %from, %to, elapsed = format!("+{elapsed:.1}s"), "{}", t.detail);
             a.state = t.state.clone();
             let system = a.system.clone();

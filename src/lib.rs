@@ -7,6 +7,7 @@
 //! - `boot`: the one pure boot decision ("what does MAC X get now?").
 //! - `http`: the machine-facing boot server and the operator API.
 //! - `engine`: the only writer of machine intent and run state.
+//! - `metrics`: Prometheus `/metrics` (mirrors the adapters' counters).
 //! - `store`: the SQL facade. `daemon`: the composition root. `cli`: commands.
 
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod dhcp;
 pub mod engine;
 pub mod http;
 pub mod inventory;
+pub mod metrics;
 pub mod model;
 pub mod observe;
 pub mod power;

@@ -39,6 +39,8 @@ pub struct Settings {
     pub tftp: TftpSettings,
     pub api_listen: SocketAddr,
     pub api_tokens: TokenSource,
+    /// `/metrics` adds per-system series (small labs only: one per system).
+    pub metrics_per_system: bool,
     pub max_parallel_runs: usize,
     pub max_parallel_bmc: usize,
     pub max_parallel_stages: usize,
@@ -250,6 +252,7 @@ pub(super) fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Opti
             file: w.api.tokens_file.as_deref().map(|f| rel(dir, f)),
             env: w.api.token_env.clone(),
         },
+        metrics_per_system: w.api.metrics_per_system.unwrap_or(false),
         max_parallel_runs: w.limits.max_parallel_runs.unwrap_or(8).max(1),
         max_parallel_bmc: w.limits.max_parallel_bmc.unwrap_or(8).max(1),
         max_parallel_stages: w.limits.max_parallel_stages.unwrap_or(4).max(1),

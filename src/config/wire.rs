@@ -96,6 +96,8 @@ pub struct ApiWire {
     pub tokens_file: Option<String>,
     /// Environment variable holding a token.
     pub token_env: Option<String>,
+    /// `/metrics`: add per-system series (`rackboot_system_runs_total`).
+    pub metrics_per_system: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
