@@ -38,6 +38,8 @@ PKGS=(
   tftp-hpa atftp python3-venv cloud-init
   # headless browser for the web UI tests (tests/it/browser.rs, WebDriver)
   chromium chromium-driver
+  # promtool for `promtool check metrics` on /metrics (tests/it/metrics.rs); the server is not used
+  prometheus
 )
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 

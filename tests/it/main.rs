@@ -11,6 +11,7 @@ mod dhcp;
 mod dhcp_pool;
 mod fields;
 mod http_boot;
+mod metrics;
 mod power_ipmi;
 mod power_redfish;
 mod render;

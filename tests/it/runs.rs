@@ -51,6 +51,11 @@ timeout = "10s"
 }
 
 pub async fn sim(stage2: &str) -> Sim {
+    sim_with(stage2, |_| {}).await
+}
+
+/// [`sim`], with `edit` applied to the config before the daemon starts.
+pub async fn sim_with(stage2: &str, edit: impl FnOnce(&ConfigDir)) -> Sim {
     // A listener that answers like sshd: the machine's service port.
     let ssh = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ssh_port = ssh.local_addr().unwrap().port();
@@ -86,6 +91,7 @@ username = "admin"
 password_file = "tests/lab/bmc-password"
 "#,
     );
+    edit(&c);
     start_sim(c, ssh_task).await
 }
 
@@ -294,7 +300,7 @@ fn rand_xid(mac: &Mac) -> u32 {
 const MAC1: &str = "52:54:00:aa:00:01";
 
 /// Play a whole machine: netboot, installer, callback, reboot (DHCP again).
-async fn play_machine(sim: &Sim, mac: Mac) {
+pub async fn play_machine(sim: &Sim, mac: Mac) {
     let done = sim.netboot_to_install(mac).await;
     let (s, body) = sim.boot_http("POST", &done).await;
     assert_eq!(s, 200, "{body}");
