@@ -41,6 +41,8 @@ PKGS=(
   # MQTT broker and its client for tests/it/mqtt.rs (on a systemd host the
   # mosquitto package also enables a broker service on port 1883)
   mosquitto mosquitto-clients
+  # promtool for `promtool check metrics` on /metrics (tests/it/metrics.rs); the server is not used
+  prometheus
 )
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 

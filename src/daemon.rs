@@ -6,6 +6,7 @@ use crate::config::{self, Settings};
 use crate::engine::{Engine, EngineDeps, EngineHandle};
 use crate::http::{api, boot};
 use crate::inventory::Inventory;
+use crate::metrics::{Exporter, Metrics, Sources};
 use crate::observe::{Observation, ObservationSink};
 use crate::reload::{Reloader, FIRST_GENERATION};
 use crate::store::Store;
@@ -187,6 +188,9 @@ pub async fn start_with(
     let (inv_tx, inv_rx) = watch::channel(Arc::new(inventory));
     let reloader = Arc::new(Reloader::new(settings.clone(), inv_tx));
 
+    let metrics = Arc::new(Metrics::new(settings.metrics_per_system));
+    power.set_observer(metrics.clone());
+
     // Observations: adapters try_send; the engine consumes them.
     let (obs_tx, obs_rx) = mpsc::channel::<Observation>(4096);
     let obs = ObservationSink::new(obs_tx);
@@ -199,6 +203,7 @@ pub async fn start_with(
             ssh_key: settings.ssh_key.clone(),
             max_parallel_runs: settings.max_parallel_runs,
             max_parallel_stages: settings.max_parallel_stages,
+            metrics: metrics.clone(),
         },
         obs_rx,
         shutdown.child_token(),
@@ -240,7 +245,7 @@ pub async fn start_with(
             lease_secs: settings.dhcp.lease_secs,
             efi_x64_file: settings.dhcp.efi_x64_file.clone(),
         },
-        pool,
+        pool: pool.clone(),
     });
     for (sock, params) in listeners.dhcp {
         let (policy, stats, obs, sd) = (
@@ -294,6 +299,18 @@ pub async fn start_with(
             config::DhcpMode::Reservations | config::DhcpMode::Pool
         ),
     };
+    let exporter = Arc::new(Exporter {
+        metrics,
+        sources: Sources {
+            dhcp: dhcp_stats.clone(),
+            tftp: tftp_stats.clone(),
+            http: http_stats.clone(),
+            pool,
+            engine: engine.metrics.clone(),
+            obs: obs.clone(),
+            inventory: inv_rx.clone(),
+        },
+    });
     let tokens = api_tokens(&settings)?;
     let api_ctx = api::ApiContext {
         power: power.clone(),
@@ -359,7 +376,10 @@ pub async fn start_with(
         &tracker,
         &shutdown,
         listeners.api,
-        api::router(api_ctx.clone()).merge(crate::ui::router(api_ctx)),
+        // `/metrics` is merged here, beside the API routes and the UI (no token: it carries counts only).
+        api::router(api_ctx.clone())
+            .merge(crate::ui::router(api_ctx))
+            .merge(crate::metrics::router(exporter)),
         "api",
     );
     let poll = std::time::Duration::from_secs(settings.power_poll_secs);
@@ -436,13 +456,15 @@ fn serve_http(
 
 /// `rackboot serve`: run until SIGTERM/SIGINT; SIGHUP reloads.
 pub async fn run(config_dir: &std::path::Path) -> anyhow::Result<()> {
-    let cfg = config::load(config_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let listeners = Listeners::bind(&cfg.settings).await?;
-    let running = start(cfg, listeners).await?;
+    // Handlers first: a SIGHUP that arrives once the API answers must
+    // reload, not kill the process (the default action).
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let cfg = config::load(config_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listeners = Listeners::bind(&cfg.settings).await?;
+    let running = start(cfg, listeners).await?;
     loop {
         tokio::select! {
             _ = hup.recv() => {

@@ -83,12 +83,24 @@ pub enum CreateError {
     Store(String),
 }
 
+/// What the engine reports as runs move (implemented by `metrics::Metrics`;
+/// the engine knows nothing of Prometheus).
+pub trait RunObserver: Send + Sync {
+    /// A run left `phase` after `secs` (on a persisted transition).
+    fn phase_left(&self, phase: Phase, secs: f64);
+    /// A run ended in `result` (a terminal phase) `secs` after it was created.
+    fn run_finished(&self, system: &str, result: Phase, secs: f64);
+}
+
 /// Transition latency inside the daemon: from taking an event to the
 /// transition being persisted and published (the last 10,000, in µs).
 #[derive(Debug, Default)]
 pub struct EngineMetrics {
     pub transitions: std::sync::atomic::AtomicU64,
     pub ignored: std::sync::atomic::AtomicU64,
+    /// Runs waiting for a slot / started and not finished (set after each scheduling pass).
+    pub queued: std::sync::atomic::AtomicU64,
+    pub active: std::sync::atomic::AtomicU64,
     latencies_us: std::sync::Mutex<VecDeque<u32>>,
 }
 
@@ -264,6 +276,9 @@ pub struct EngineDeps {
     pub ssh_key: Option<PathBuf>,
     pub max_parallel_runs: usize,
     pub max_parallel_stages: usize,
+    /// Phase and run duration histograms (`/metrics`).
+    /// Told how long each phase and each run took (the daemon's `/metrics`).
+    pub metrics: Arc<dyn RunObserver>,
 }
 
 struct Active {
@@ -639,22 +654,24 @@ impl Engine {
         Ok(out)
     }
 
+    fn running(&self) -> usize {
+        self.runs
+            .values()
+            .filter(|a| !a.state.phase.is_terminal() && a.state.phase != Phase::Queued)
+            .count()
+    }
+
     /// Start queued runs while there are free slots.
     async fn schedule(&mut self) {
-        loop {
-            let running = self
-                .runs
-                .values()
-                .filter(|a| !a.state.phase.is_terminal() && a.state.phase != Phase::Queued)
-                .count();
-            if running >= self.d.max_parallel_runs {
-                return;
-            }
+        while self.running() < self.d.max_parallel_runs {
             let Some(id) = self.queue.pop_front() else {
-                return;
+                break;
             };
             Box::pin(self.apply(&id, Event::Start)).await;
         }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.queued.store(self.queue.len() as u64, Relaxed);
+        self.metrics.active.store(self.running() as u64, Relaxed);
     }
 
     /// Map a boot observation to the event of the run it belongs to
@@ -733,6 +750,15 @@ impl Engine {
             }
             let a = self.runs.get_mut(&id).expect("present");
             let elapsed = (now - a.started_ms) as f64 / 1000.0;
+            if a.state.phase != t.state.phase {
+                let secs = (now - a.state.since) as f64 / 1000.0;
+                self.d.metrics.phase_left(a.state.phase, secs);
+            }
+            if terminal {
+                self.d
+                    .metrics
+                    .run_finished(&a.system, t.state.phase, elapsed);
+            }
             tracing::info!(run = %id, system = %a.system, %from, %to, elapsed = format!("+{elapsed:.1}s"), "{}", t.detail);
             a.state = t.state.clone();
             let system = a.system.clone();

@@ -7,6 +7,7 @@
 //! - `boot`: the one pure boot decision ("what does MAC X get now?").
 //! - `http`: the machine-facing boot server and the operator API.
 //! - `engine`: the only writer of machine intent and run state.
+//! - `metrics`: Prometheus `/metrics` (mirrors the adapters' counters).
 //! - `store`: the SQL facade. `daemon`: the composition root. `reload`: the
 //!   one `Reloader` (SIGHUP and the API).
 //! - `api`: the operator API's JSON types. `client`: its one client.
@@ -25,6 +26,7 @@ pub mod engine;
 pub mod feed;
 pub mod http;
 pub mod inventory;
+pub mod metrics;
 pub mod model;
 pub mod mqtt;
 pub mod observe;

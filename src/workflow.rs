@@ -50,7 +50,8 @@ impl Phase {
         }
     }
 
-    fn simple_name(self) -> &'static str {
+    /// The name without a stage's index (`stage`): a bounded label set.
+    pub fn simple_name(self) -> &'static str {
         match self {
             Phase::Queued => "queued",
             Phase::Locked => "locked",

@@ -41,6 +41,8 @@ pub struct Settings {
     pub api_tokens: TokenSource,
     /// Seconds between power-state polls for the web UI (0: off).
     pub power_poll_secs: u64,
+    /// `/metrics` adds per-system series (small labs only: one per system).
+    pub metrics_per_system: bool,
     pub max_parallel_runs: usize,
     pub max_parallel_bmc: usize,
     pub max_parallel_stages: usize,
@@ -363,6 +365,7 @@ pub(super) fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Opti
             env: w.api.token_env.clone(),
         },
         power_poll_secs: w.api.power_poll_secs.unwrap_or(60),
+        metrics_per_system: w.api.metrics_per_system.unwrap_or(false),
         max_parallel_runs: w.limits.max_parallel_runs.unwrap_or(8).max(1),
         max_parallel_bmc: w.limits.max_parallel_bmc.unwrap_or(8).max(1),
         max_parallel_stages: w.limits.max_parallel_stages.unwrap_or(4).max(1),

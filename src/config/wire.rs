@@ -131,6 +131,8 @@ pub struct ApiWire {
     pub token_env: Option<String>,
     /// Seconds between power-state polls of every BMC (web UI); 0 = off.
     pub power_poll_secs: Option<u64>,
+    /// `/metrics`: add per-system series (`rackboot_system_runs_total`).
+    pub metrics_per_system: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -39,6 +39,27 @@ pub enum ClientMessage {
 }
 
 impl ClientMessage {
+    pub const COUNT: usize = 5;
+    /// In declaration order: `ALL[m as usize] == m`.
+    pub const ALL: [ClientMessage; Self::COUNT] = [
+        ClientMessage::Discover,
+        ClientMessage::Request,
+        ClientMessage::Decline,
+        ClientMessage::Release,
+        ClientMessage::Inform,
+    ];
+
+    /// Lower-case name (metric labels).
+    pub fn label(self) -> &'static str {
+        match self {
+            ClientMessage::Discover => "discover",
+            ClientMessage::Request => "request",
+            ClientMessage::Decline => "decline",
+            ClientMessage::Release => "release",
+            ClientMessage::Inform => "inform",
+        }
+    }
+
     pub fn from_code(c: u8) -> Option<ClientMessage> {
         Some(match c {
             1 => ClientMessage::Discover,

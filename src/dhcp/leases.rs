@@ -249,6 +249,12 @@ impl PoolLeases {
         }
     }
 
+    /// `(active leases, free addresses)` at `now` (metrics gauges).
+    pub fn usage(&self, now: i64) -> (usize, usize) {
+        let g = self.lock();
+        (g.pool.active_leases(now), g.pool.free(now))
+    }
+
     /// Run `f` on the allocator (tests, status).
     pub fn with_pool<T>(&self, f: impl FnOnce(&mut Pool) -> T) -> T {
         f(&mut self.lock().pool)

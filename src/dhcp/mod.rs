@@ -93,6 +93,15 @@ pub struct DhcpStats {
     pub held: AtomicU64,
     /// Held replies not sent: the commit failed or the hold queue was full.
     pub unsent_uncommitted: AtomicU64,
+    /// Well-formed requests by message type (indexed by `ClientMessage as usize`).
+    requests: [AtomicU64; ClientMessage::COUNT],
+    /// Replies sent by kind (indexed by `ReplyKind as usize`).
+    replies: [AtomicU64; ReplyKind::COUNT],
+    /// `ignored`, by reason (indexed by `IgnoreReason as usize`); the rest
+    /// of `ignored` is `policy_panics`.
+    ignored_by: [AtomicU64; IgnoreReason::COUNT],
+    /// Requests ignored because the policy panicked (answer or commit).
+    pub policy_panics: AtomicU64,
 }
 
 /// A plain copy of [`DhcpStats`].
@@ -111,6 +120,13 @@ pub struct DhcpStatsSnapshot {
     pub send_errors: u64,
     pub held: u64,
     pub unsent_uncommitted: u64,
+    /// Indexed by `ClientMessage as usize`.
+    pub requests: [u64; ClientMessage::COUNT],
+    /// Indexed by `ReplyKind as usize`.
+    pub replies: [u64; ReplyKind::COUNT],
+    /// Indexed by `IgnoreReason as usize`.
+    pub ignored_by: [u64; IgnoreReason::COUNT],
+    pub policy_panics: u64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -124,6 +140,18 @@ impl DhcpStats {
 
     pub fn malformed(&self, class: MalformedClass) -> u64 {
         self.malformed[class as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn requests(&self, msg: ClientMessage) -> u64 {
+        self.requests[msg as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn replies(&self, kind: ReplyKind) -> u64 {
+        self.replies[kind as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn ignored_by(&self, why: IgnoreReason) -> u64 {
+        self.ignored_by[why as usize].load(Ordering::Relaxed)
     }
 
     pub fn malformed_total(&self) -> u64 {
@@ -148,6 +176,10 @@ impl DhcpStats {
             send_errors: l(&self.send_errors),
             held: l(&self.held),
             unsent_uncommitted: l(&self.unsent_uncommitted),
+            requests: std::array::from_fn(|i| l(&self.requests[i])),
+            replies: std::array::from_fn(|i| l(&self.replies[i])),
+            ignored_by: std::array::from_fn(|i| l(&self.ignored_by[i])),
+            policy_panics: l(&self.policy_panics),
         }
     }
 }
@@ -365,6 +397,7 @@ async fn handle(
     };
     req.src = Some(src);
     req.boot_server_port = boot_server_port;
+    inc(&stats.requests[req.msg_type as usize]);
 
     let ans = match req.msg_type {
         ClientMessage::Release | ClientMessage::Decline => None,
@@ -373,6 +406,7 @@ async fn handle(
             Err(_) => {
                 // A policy bug must not take DHCP down for every machine.
                 inc(&stats.ignored);
+                inc(&stats.policy_panics);
                 tracing::error!(target: TARGET, mac = %req.mac, xid = req.xid, "DHCP policy panicked");
                 return;
             }
@@ -382,6 +416,7 @@ async fn handle(
     match respond(&req, ans.as_ref(), srv) {
         Outcome::Ignore(why) => {
             inc(&stats.ignored);
+            inc(&stats.ignored_by[why as usize]);
             tracing::debug!(
                 target: TARGET,
                 mac = %req.mac,
@@ -417,6 +452,7 @@ async fn handle(
                 Ok(d) => d,
                 Err(_) => {
                     inc(&stats.ignored);
+                    inc(&stats.policy_panics);
                     tracing::error!(target: TARGET, mac = %req.mac, xid = req.xid, "DHCP policy panicked in commit");
                     return;
                 }
@@ -449,6 +485,7 @@ async fn send(sock: &UdpSocket, rep: Reply, m: Meta, stats: &DhcpStats, obs: &Ob
         );
         return;
     }
+    inc(&stats.replies[rep.kind as usize]);
     let kind = match rep.kind {
         ReplyKind::Offer => {
             inc(&stats.offers);
@@ -490,4 +527,25 @@ async fn send(sock: &UdpSocket, rep: Reply, m: Meta, stats: &DhcpStats, obs: &Ob
         ipxe: m.ipxe,
         kind,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_tables_are_indexed_by_discriminant() {
+        for (i, m) in ClientMessage::ALL.iter().enumerate() {
+            assert_eq!(*m as usize, i);
+        }
+        for (i, k) in ReplyKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+        }
+        for (i, r) in IgnoreReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        for (i, c) in MalformedClass::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
 }

@@ -169,6 +169,17 @@ impl Pool {
             .count()
     }
 
+    /// Addresses that could be offered now: the range less the reserved
+    /// ones and those held (offered, leased or declined) past `now`.
+    pub fn free(&self, now: i64) -> usize {
+        let held = self
+            .entries
+            .iter()
+            .filter(|(ip, e)| !e.available(now) && !self.reserved.contains(ip))
+            .count();
+        self.capacity().saturating_sub(held)
+    }
+
     /// A lease from the store (at start). Expired ones are remembered as free
     /// so the client gets its address back. Out of range: ignored (`false`).
     pub fn load(&mut self, mac: Mac, ip: Ipv4Addr, expires_at: i64, now: i64) -> bool {
@@ -413,6 +424,20 @@ mod tests {
                 Expire(now, n) => assert_eq!(p.expire(now).len(), n, "{name} step {i}"),
             }
         }
+    }
+
+    #[test]
+    fn free_counts_held_addresses_outside_reservations() {
+        let mut p = pool(10, 14);
+        assert_eq!(p.free(0), 5);
+        p.set_reserved([ip(14)]);
+        assert_eq!(p.free(0), 4);
+        assert_eq!(p.offer(mac(1), None, 0), Some(ip(10)));
+        p.ack(mac(1), ip(10), 0).unwrap();
+        assert_eq!(p.offer(mac(2), None, 0), Some(ip(11)));
+        assert_eq!((p.active_leases(1), p.free(1)), (1, 2));
+        // The offer's hold (10 ms) lapses; the lease (100 s) does not.
+        assert_eq!((p.active_leases(20), p.free(20)), (1, 3));
     }
 
     #[test]

@@ -118,6 +118,27 @@ pub enum ReplyKind {
 }
 
 impl ReplyKind {
+    pub const COUNT: usize = 5;
+    /// In declaration order: `ALL[k as usize] == k`.
+    pub const ALL: [ReplyKind; Self::COUNT] = [
+        ReplyKind::Offer,
+        ReplyKind::Ack,
+        ReplyKind::Nak,
+        ReplyKind::ProxyOffer,
+        ReplyKind::ProxyAck,
+    ];
+
+    /// snake_case name (metric labels).
+    pub fn label(self) -> &'static str {
+        match self {
+            ReplyKind::Offer => "offer",
+            ReplyKind::Ack => "ack",
+            ReplyKind::Nak => "nak",
+            ReplyKind::ProxyOffer => "proxy_offer",
+            ReplyKind::ProxyAck => "proxy_ack",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReplyKind::Offer => "OFFER",
@@ -169,6 +190,18 @@ pub enum IgnoreReason {
 }
 
 impl IgnoreReason {
+    pub const COUNT: usize = 7;
+    /// In declaration order: `ALL[r as usize] == r`.
+    pub const ALL: [IgnoreReason; Self::COUNT] = [
+        IgnoreReason::NoAnswer,
+        IgnoreReason::OtherServer,
+        IgnoreReason::NoRequestedAddress,
+        IgnoreReason::NotBootClient,
+        IgnoreReason::ProxyInform,
+        IgnoreReason::TooBig,
+        IgnoreReason::Encode,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             IgnoreReason::NoAnswer => "no_answer",

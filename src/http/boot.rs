@@ -22,6 +22,23 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+/// The boot router's route templates, as `MatchedPath` reports them (the
+/// metrics' `route` label: never a concrete path, so no MAC). A request that
+/// matches none (404 fallback) is counted under [`UNMATCHED`].
+pub const ROUTES: [&str; 8] = [
+    "/healthz",
+    "/boot.ipxe",
+    "/ipxe/{mac}",
+    "/ks/{mac}",
+    "/nocloud/{mac}/{doc}",
+    "/boot/{*path}",
+    "/firmware/{*path}",
+    "/done/{mac}",
+];
+pub const UNMATCHED: &str = "unmatched";
+/// Status classes counted per route; 1xx is counted as 2xx (never final here).
+pub const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
 /// Counters of the boot HTTP server.
 #[derive(Debug, Default)]
 pub struct HttpStats {
@@ -30,10 +47,46 @@ pub struct HttpStats {
     pub not_found: AtomicU64,
     pub forbidden: AtomicU64,
     pub render_errors: AtomicU64,
+    /// Install-done callbacks with a valid token (before the engine takes them).
     pub callbacks: AtomicU64,
+    /// Callbacks the engine took (200).
+    pub callbacks_accepted: AtomicU64,
+    /// Callbacks refused here: bad or unknown MAC, wrong token, no run pending.
+    pub callbacks_refused: AtomicU64,
+    /// Callbacks with a valid token the engine did not take (503; the installer retries).
+    pub callbacks_not_taken: AtomicU64,
+    /// Responses by route (`ROUTES` index, then `UNMATCHED`) and status class.
+    responses: [[AtomicU64; STATUS_CLASSES.len()]; ROUTES.len() + 1],
 }
 
 impl HttpStats {
+    /// Responses for route template `route` (an entry of [`ROUTES`] or
+    /// [`UNMATCHED`]) in status class `class` (an entry of [`STATUS_CLASSES`]).
+    pub fn responses(&self, route: &str, class: &str) -> u64 {
+        let r = ROUTES
+            .iter()
+            .position(|x| *x == route)
+            .unwrap_or(ROUTES.len());
+        STATUS_CLASSES
+            .iter()
+            .position(|c| *c == class)
+            .map(|c| self.responses[r][c].load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    fn count_response(&self, route: Option<&str>, status: StatusCode) {
+        let r = route
+            .and_then(|m| ROUTES.iter().position(|x| *x == m))
+            .unwrap_or(ROUTES.len());
+        let c = match status.as_u16() {
+            0..=299 => 0,
+            300..=399 => 1,
+            400..=499 => 2,
+            _ => 3,
+        };
+        self.responses[r][c].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> serde_json::Value {
         serde_json::json!({
             "requests": self.requests.load(Ordering::Relaxed),
@@ -71,7 +124,27 @@ pub fn router(ctx: BootContext) -> Router {
         .route("/boot/{*path}", get(boot_file))
         .route("/firmware/{*path}", get(firmware_file))
         .route("/done/{mac}", get(done).post(done))
-        .with_state(ctx)
+        .with_state(ctx.clone())
+        // `layer` (not `route_layer`): the 404 fallback is counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.stats,
+            count_responses,
+        ))
+}
+
+/// Counts every response by route template and status class.
+async fn count_responses(
+    State(stats): State<Arc<HttpStats>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let res = next.run(req).await;
+    stats.count_response(route.as_deref(), res.status());
+    res
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
@@ -350,15 +423,19 @@ async fn done(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let refused = |r: Response| {
+        ctx.stats.callbacks_refused.fetch_add(1, Ordering::Relaxed);
+        r
+    };
     let mac = match ctx.parse_mac(&mac) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return refused(r),
     };
     let peer = peer_ip(&ci);
     let inv = ctx.inventory.borrow().clone();
     let table = ctx.table.borrow().clone();
     let Some(system) = inv.by_mac(&mac) else {
-        return ctx.not_found(format!("{mac} is not in the inventory"));
+        return refused(ctx.not_found(format!("{mac} is not in the inventory")));
     };
     let token = q.get("token").map(String::as_str).unwrap_or("");
     let run = match table.get(&system.name) {
@@ -369,11 +446,11 @@ async fn done(
         }
         Some(_) => {
             tracing::warn!(%mac, %peer, system = %system.name, "install-done callback with a wrong token: refused");
-            return ctx.forbidden("wrong or stale token".into());
+            return refused(ctx.forbidden("wrong or stale token".into()));
         }
         None => {
             tracing::warn!(%mac, %peer, system = %system.name, "install-done callback with no run pending: refused");
-            return ctx.forbidden(format!("{} has no reimage pending", system.name));
+            return refused(ctx.forbidden(format!("{} has no reimage pending", system.name)));
         }
     };
     ctx.stats.callbacks.fetch_add(1, Ordering::Relaxed);
@@ -388,9 +465,13 @@ async fn done(
     if let Some(engine) = &ctx.engine {
         if let Err(e) = engine.install_done(&system.name, &run.id).await {
             tracing::error!(%mac, error = %e, "engine did not take the callback");
+            ctx.stats
+                .callbacks_not_taken
+                .fetch_add(1, Ordering::Relaxed);
             return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
         }
     }
+    ctx.stats.callbacks_accepted.fetch_add(1, Ordering::Relaxed);
     text(StatusCode::OK, "ok\n")
 }
 

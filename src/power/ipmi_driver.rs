@@ -68,6 +68,10 @@ async fn finish<T>(c: IpmiClient, r: Result<T, IpmiError>) -> Result<T, PowerErr
 }
 
 impl PowerDriver for IpmiDriver {
+    fn name(&self) -> &'static str {
+        "ipmi"
+    }
+
     fn status<'a>(&'a self, bmc: &'a Bmc) -> BoxFut<'a, Result<PowerState, PowerError>> {
         Box::pin(async move {
             let mut c = self.session(bmc).await?;

@@ -102,8 +102,42 @@ pub enum PowerError {
     Other(String),
 }
 
+impl PowerError {
+    /// The variant's name in snake_case (metric labels: never the message).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PowerError::Unreachable(_) => "unreachable",
+            PowerError::Auth(_) => "auth",
+            PowerError::Rejected(_) => "rejected",
+            PowerError::NotApplied(_) => "not_applied",
+            PowerError::Unsupported(_) => "unsupported",
+            PowerError::NoBmc(_) => "no_bmc",
+            PowerError::Secret(_) => "secret",
+            PowerError::CircuitOpen(_) => "circuit_open",
+            PowerError::Other(_) => "other",
+        }
+    }
+}
+
+/// Told about every call through [`Power`] (the metrics): `driver` is
+/// [`PowerDriver::name`] (the BMC kind when no driver was found), `op` the
+/// call (`status`, `on`, `off`, `cycle`, `reset`, `soft`, `set_bootdev`,
+/// `get_bootdev`). `elapsed` is the driver call's time, `None` when no call
+/// was made (circuit open, no driver).
+pub trait PowerObserver: Send + Sync {
+    fn call(
+        &self,
+        driver: &'static str,
+        op: &'static str,
+        elapsed: Option<Duration>,
+        error: Option<&PowerError>,
+    );
+}
+
 /// One implementation per BMC protocol.
 pub trait PowerDriver: Send + Sync {
+    /// Short name for metrics: `ipmi`, `redfish`, `fake`.
+    fn name(&self) -> &'static str;
     fn status<'a>(&'a self, bmc: &'a Bmc) -> BoxFut<'a, Result<PowerState, PowerError>>;
     fn power<'a>(&'a self, bmc: &'a Bmc, op: PowerOp) -> BoxFut<'a, Result<(), PowerError>>;
     /// Set the next boot device and read it back (a BMC that ignores it is an error).
@@ -168,6 +202,7 @@ pub struct Power {
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<BmcSlot>>>>,
     /// Last polled state per system (`poll`): what pages show.
     polled: poll::PowerCache,
+    observer: Mutex<Option<Arc<dyn PowerObserver>>>,
 }
 
 impl Power {
@@ -183,6 +218,29 @@ impl Power {
             cfg,
             slots: Mutex::new(HashMap::new()),
             polled: poll::PowerCache::default(),
+            observer: Mutex::new(None),
+        }
+    }
+
+    /// Report every call to `o` (the daemon's metrics); replaces an earlier one.
+    pub fn set_observer(&self, o: Arc<dyn PowerObserver>) {
+        *self.observer.lock().unwrap_or_else(|p| p.into_inner()) = Some(o);
+    }
+
+    fn observe<T>(
+        &self,
+        driver: &'static str,
+        op: &'static str,
+        elapsed: Option<Duration>,
+        r: &Result<T, PowerError>,
+    ) {
+        let o = self
+            .observer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(o) = o {
+            o.call(driver, op, elapsed, r.as_ref().err());
         }
     }
 
@@ -210,29 +268,55 @@ impl Power {
         }
     }
 
-    async fn with_slot<T, F>(&self, bmc: &Bmc, f: F) -> Result<T, PowerError>
+    async fn with_slot<T, F>(&self, bmc: &Bmc, op: &'static str, f: F) -> Result<T, PowerError>
     where
         F: for<'a> FnOnce(&'a dyn PowerDriver, &'a Bmc) -> BoxFut<'a, Result<T, PowerError>>,
     {
-        let driver = self.driver(bmc)?.clone();
+        let driver = match self.driver(bmc) {
+            Ok(d) => d.clone(),
+            Err(e) => {
+                let r = Err(e);
+                self.observe(bmc.kind.as_str(), op, None, &r);
+                return r;
+            }
+        };
+        let name = driver.name();
+        let r = self.paced(bmc, driver, f).await;
+        self.observe(name, op, r.1, &r.0);
+        r.0
+    }
+
+    /// The call itself, paced and guarded; with the driver call's duration
+    /// when one was made.
+    async fn paced<T, F>(
+        &self,
+        bmc: &Bmc,
+        driver: Arc<dyn PowerDriver>,
+        f: F,
+    ) -> (Result<T, PowerError>, Option<Duration>)
+    where
+        F: for<'a> FnOnce(&'a dyn PowerDriver, &'a Bmc) -> BoxFut<'a, Result<T, PowerError>>,
+    {
         let slot = {
             let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             m.entry(bmc.address.clone()).or_default().clone()
         };
-        let _permit = self
-            .global
-            .acquire()
-            .await
-            .map_err(|_| PowerError::Other("power subsystem closed".into()))?;
+        let Ok(_permit) = self.global.acquire().await else {
+            return (
+                Err(PowerError::Other("power subsystem closed".into())),
+                None,
+            );
+        };
         let mut slot = slot.lock().await;
         if let Some(until) = slot.open_until {
             if Instant::now() < until {
-                return Err(PowerError::CircuitOpen(format!(
+                let e = PowerError::CircuitOpen(format!(
                     "{} timed out {} times; retrying after {} s",
                     bmc.address,
                     slot.timeouts,
                     until.saturating_duration_since(Instant::now()).as_secs()
-                )));
+                ));
+                return (Err(e), None);
             }
             slot.open_until = None;
         }
@@ -242,7 +326,9 @@ impl Power {
                 tokio::time::sleep(self.cfg.min_interval - since).await;
             }
         }
+        let t0 = Instant::now();
         let r = f(driver.as_ref(), bmc).await;
+        let elapsed = t0.elapsed();
         slot.last = Some(Instant::now());
         match &r {
             Err(PowerError::Unreachable(_)) => {
@@ -254,23 +340,26 @@ impl Power {
             }
             _ => slot.timeouts = 0,
         }
-        r
+        (r, Some(elapsed))
     }
 
     pub async fn status(&self, bmc: &Bmc) -> Result<PowerState, PowerError> {
-        self.with_slot(bmc, |d, b| d.status(b)).await
+        self.with_slot(bmc, "status", |d, b| d.status(b)).await
     }
 
     pub async fn power(&self, bmc: &Bmc, op: PowerOp) -> Result<(), PowerError> {
-        self.with_slot(bmc, move |d, b| d.power(b, op)).await
+        self.with_slot(bmc, op.as_str(), move |d, b| d.power(b, op))
+            .await
     }
 
     pub async fn set_boot(&self, bmc: &Bmc, spec: BootSpec) -> Result<(), PowerError> {
-        self.with_slot(bmc, move |d, b| d.set_boot(b, spec)).await
+        self.with_slot(bmc, "set_bootdev", move |d, b| d.set_boot(b, spec))
+            .await
     }
 
     pub async fn get_boot(&self, bmc: &Bmc) -> Result<BootSpec, PowerError> {
-        self.with_slot(bmc, |d, b| d.get_boot(b)).await
+        self.with_slot(bmc, "get_bootdev", |d, b| d.get_boot(b))
+            .await
     }
 
     /// Power on if off, power cycle if on: "start the machine afresh".
@@ -337,6 +426,10 @@ impl FakePower {
 }
 
 impl PowerDriver for FakePower {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
     fn status<'a>(&'a self, bmc: &'a Bmc) -> BoxFut<'a, Result<PowerState, PowerError>> {
         Box::pin(async move {
             tokio::time::sleep(self.delay).await;
@@ -468,6 +561,60 @@ mod tests {
         // The open circuit did not call the BMC again, and other BMCs are unaffected.
         assert_eq!(fake.calls.lock().unwrap().len(), 2);
         assert!(p.status(&bmc("10.0.0.2")).await.is_ok());
+    }
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+    impl PowerObserver for Seen {
+        fn call(
+            &self,
+            driver: &'static str,
+            op: &'static str,
+            elapsed: Option<Duration>,
+            error: Option<&PowerError>,
+        ) {
+            self.0.lock().unwrap().push(format!(
+                "{driver} {op} {} {}",
+                elapsed.is_some(),
+                error.map(|e| e.kind()).unwrap_or("ok")
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn observer_sees_each_call_with_driver_op_and_error_kind() {
+        let fake = Arc::new(FakePower::default());
+        fake.fail.lock().unwrap().insert(
+            "10.0.0.9".into(),
+            PowerError::Unreachable("no answer".into()),
+        );
+        let p = Power::new(
+            fake.clone(),
+            None,
+            PowerConfig {
+                min_interval: Duration::ZERO,
+                breaker_threshold: 1,
+                ..Default::default()
+            },
+        );
+        let seen = Arc::new(Seen::default());
+        p.set_observer(seen.clone());
+        p.on_or_cycle(&bmc("10.0.0.1")).await.unwrap();
+        let _ = p.status(&bmc("10.0.0.9")).await;
+        let _ = p.status(&bmc("10.0.0.9")).await;
+        let mut redfish = bmc("10.0.0.3");
+        redfish.kind = BmcKind::Redfish;
+        let _ = p.get_boot(&redfish).await;
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            [
+                "fake status true ok",
+                "fake on true ok",
+                "fake status true unreachable",
+                "fake status false circuit_open",
+                "redfish get_bootdev false unsupported",
+            ]
+        );
     }
 
     #[tokio::test]

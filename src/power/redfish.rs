@@ -608,6 +608,10 @@ fn check_boot(boot: &Value, want: BootSpec) -> Result<(), String> {
 }
 
 impl PowerDriver for RedfishDriver {
+    fn name(&self) -> &'static str {
+        "redfish"
+    }
+
     fn status<'a>(&'a self, bmc: &'a Bmc) -> BoxFut<'a, Result<PowerState, PowerError>> {
         Box::pin(async move {
             let c = self.ctx(bmc)?;

@@ -250,6 +250,20 @@ async fn pool_dora_reserved_release_exhaustion_restart() {
     let late = unknown_mac(7);
     assert!(client.dora(late, 700).await.is_none());
     assert_eq!(pool_status(d.api_addr).await["exhausted"], 1);
+    // The same on /metrics, with the pool's gauges: six leases, nothing free.
+    let api = d.api_addr;
+    let m = tokio::task::spawn_blocking(move || http(api, "GET", "/metrics", &[], None).text())
+        .await
+        .unwrap();
+    for line in [
+        "rackboot_dhcp_pool_exhausted_total 1",
+        "rackboot_dhcp_pool_addresses{state=\"used\"} 6",
+        "rackboot_dhcp_pool_addresses{state=\"free\"} 0",
+        "rackboot_dhcp_replies_held_total 6",
+        "rackboot_dhcp_replies_total{kind=\"ack\"} 7",
+    ] {
+        assert!(m.lines().any(|l| l == line), "no {line:?} in\n{m}");
+    }
 
     // RELEASE frees: the seventh client now gets the released address.
     let gone = unknown_mac(2);

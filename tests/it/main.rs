@@ -12,6 +12,7 @@ mod dhcp_pool;
 mod feed;
 mod fields;
 mod http_boot;
+mod metrics;
 mod mqtt;
 mod power_ipmi;
 mod power_redfish;
