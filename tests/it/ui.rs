@@ -666,3 +666,246 @@ async fn ui_bench_5000_systems() {
     );
     d.stop().await;
 }
+
+/// The text of an auto-escaped template value (minijinja's HTML escapes).
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&#47;", "/")
+        .replace("&amp;", "&")
+}
+
+/// The inner HTML of the first element with this id.
+fn by_id<'a>(body: &'a str, id: &str) -> &'a str {
+    let at = body
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the page"));
+    let start = at + body[at..].find('>').unwrap() + 1;
+    let tag = body[..at]
+        .rsplit('<')
+        .next()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let end = start + body[start..].find(&format!("</{tag}>")).unwrap();
+    &body[start..end]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ui_machine_and_profile_pages() {
+    let sim = lab("echo checked").await;
+    let addr = sim.d().api_addr;
+    let get = |path: String| blocking(move || req(addr, "GET", &path, "", None));
+
+    // Before anything happened: the page says so.
+    let r = get("/ui/machines/sim1".into()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for want in [
+        "<h1>sim1",
+        "52:54:00:aa:00:01",
+        "127.0.0.1",
+        "href=\"/ui/profiles/sim\"",
+        "ipmi",
+        "Why didn't it boot?",
+        "Nothing recorded for this machine yet",
+        "No finished run yet.",
+        "data-feed-system=\"sim1\"",
+    ] {
+        assert!(r.body.contains(want), "machine page lacks {want:?}");
+    }
+    // The BMC's address, never its user or password file.
+    assert!(r.body.contains("127.0.0.1:1"));
+    assert!(!r.body.contains("bmc-password") && !r.body.contains("admin"));
+
+    // A whole successful reimage.
+    let (_, v) = sim.create(&["sim1"]).await;
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id, "dhcp", 5).await;
+    play_machine(&sim, MAC1.parse().unwrap()).await;
+    let v = sim.wait_terminal(&id, 30).await;
+    assert_eq!(v["state"], "succeeded", "{v}");
+
+    let r = get("/ui/machines/sim1".into()).await;
+    assert_eq!(r.status, 200);
+    let chain = by_id(&r.body, "diagnosis");
+    for label in [
+        "DHCP answered",
+        "iPXE script fetched",
+        "kernel and initrd fetched",
+        "SSH and service ports up",
+    ] {
+        assert!(chain.contains(label), "chain lacks {label:?}");
+    }
+    assert!(!chain.contains("class=\"step missing\""), "{chain}");
+    assert!(chain.contains("Every step happened."), "{chain}");
+    assert!(chain.contains("succeeded"), "how the run ended");
+    // The sparkline: one bar for the run, green, linking it; the streak.
+    let spark = by_id(&r.body, "durations");
+    assert!(spark.contains("<svg class=\"spark\""), "{spark}");
+    assert_eq!(spark.matches("<rect class=\"ok\"").count(), 1, "{spark}");
+    assert!(spark.contains(&format!("/ui/runs/{id}")));
+    assert!(r.body.contains("1 pass in a row"), "the streak");
+    // What happened: transitions, observations and stage results, newest first.
+    let events = by_id(&r.body, "events");
+    for want in [
+        "ev-transition",
+        "ev-observation",
+        "ev-stage",
+        "queued",
+        "configure (config), exit 0",
+        "check (test), exit 0",
+    ] {
+        assert!(events.contains(want), "history lacks {want:?}");
+    }
+    let pos = |s: &str| events.find(s).unwrap_or_else(|| panic!("{s}"));
+    assert!(
+        pos("succeeded") < pos(">queued<"),
+        "newest first: the end above the start"
+    );
+    // Paging: the events before an id, with a way back; malformed ids are 400s.
+    let (_, h) = sim
+        .api("GET", "/api/v1/systems/sim1/history?limit=3", None)
+        .await;
+    let before = h["next_before"].as_i64().expect("more than 3 events");
+    let r = get(format!("/ui/machines/sim1?before={before}")).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("back to the newest"));
+    assert!(
+        !r.body.contains("data-feed-system"),
+        "an old page is not live"
+    );
+    let older = by_id(&r.body, "events");
+    assert!(older.contains(">queued<") && !older.contains(">stage:1 → succeeded<"));
+    for bad in ["/ui/machines/sim1?before=x", "/ui/machines/sim1?before=0"] {
+        let r = get(bad.into()).await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    let r = get("/ui/machines/nope".into()).await;
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("There is no machine"));
+    // Every page links machine names to their page.
+    for page in ["/", &format!("/ui/runs/{id}")] {
+        let r = get(page.to_string()).await;
+        assert!(
+            r.body.contains("href=\"/ui/machines/sim1\""),
+            "{page} does not link the machine page"
+        );
+    }
+
+    // Machine-page actions: CSRF first, then they act and come back here.
+    let (cookie, csrf) = blocking(move || session(addr)).await;
+    let post = |body: String| {
+        let c = cookie.clone();
+        blocking(move || req(addr, "POST", "/ui/actions", &c, Some(&body)))
+    };
+    let back = "back=%2Fui%2Fmachines%2Fsim1";
+    let r = post(format!("action=netboot-on&system=sim1&{back}")).await;
+    assert_eq!(r.status, 403, "no CSRF token: {}", r.body);
+    let r = post(format!("csrf=nope&action=netboot-on&system=sim1&{back}")).await;
+    assert_eq!(r.status, 403);
+    let (_, s) = sim.api("GET", "/api/v1/systems/sim1", None).await;
+    assert_eq!(s["netboot"], false, "a refused POST changed it");
+    let r = post(format!("csrf={csrf}&action=netboot-on&system=sim1&{back}")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), Some("/ui/machines/sim1"));
+    let (_, s) = sim.api("GET", "/api/v1/systems/sim1", None).await;
+    assert_eq!(s["netboot"], true);
+    let r = get("/ui/machines/sim1".into()).await;
+    assert!(
+        r.body.contains("id=\"act-netboot-off\""),
+        "the button flips"
+    );
+    assert!(by_id(&r.body, "netboot").contains("netboot"));
+    let r = post(format!("csrf={csrf}&action=netboot-off&system=sim1&{back}")).await;
+    assert_eq!(r.status, 303);
+    let (_, s) = sim.api("GET", "/api/v1/systems/sim1", None).await;
+    assert_eq!(s["netboot"], false);
+    let r = post(format!("csrf={csrf}&action=cycle&system=sim1&{back}")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+
+    // Profiles: the list, then one with where each field came from.
+    let r = get("/ui/profiles".into()).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("aria-current=\"page\">Profiles"));
+    for want in [
+        "id=\"p-sim\"",
+        "id=\"p-rhel9-web\"",
+        "href=\"/ui/profiles/lab-base\"",
+        "kickstart",
+    ] {
+        assert!(r.body.contains(want), "profiles page lacks {want:?}");
+    }
+    let r = get("/ui/profiles/rhel9-web".into()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cfg = sim.c.load().unwrap();
+    let inv = &cfg.inventory;
+    let p = inv.profile("rhel9-web").unwrap();
+    let fields = rackboot::api::convert::profile_fields(inv, p);
+    let table = by_id(&r.body, "fields");
+    for [field, _, from] in &fields {
+        let row = table
+            .split(&format!("data-field=\"{field}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no row for {field}"));
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(
+            row.contains(from.as_str()),
+            "{field}: not from {from}: {row}"
+        );
+    }
+    let origin = |f: &str| {
+        fields
+            .iter()
+            .find(|r| r[0] == f)
+            .map(|r| r[2].clone())
+            .unwrap()
+    };
+    assert_eq!(origin("template"), "rhel9");
+    assert_eq!(origin("wait_ports"), "rhel9-web");
+    assert!(by_id(&r.body, "chain").contains("rhel9-web</a> ← <a href=\"/ui/profiles/rhel9\""));
+    assert!(by_id(&r.body, "stages").contains("http-check"));
+    // The rendered kickstart is what `rackboot render web70 config` prints.
+    let r = get("/ui/profiles/rhel9-web?system=web70&kind=config".into()).await;
+    assert_eq!(r.status, 200);
+    let want = inv
+        .render(
+            inv.system("web70").unwrap(),
+            rackboot::template::RenderKind::Config,
+            &rackboot::template::RunCtx::preview(),
+        )
+        .unwrap()
+        .unwrap();
+    assert!(want.contains("%packages"), "a kickstart: {want}");
+    assert_eq!(unescape(by_id(&r.body, "rendered")), want);
+    // iPXE and the kernel line too; the default kind is the config.
+    for kind in ["ipxe", "kernel-args"] {
+        let r = get(format!("/ui/profiles/rhel9-web?system=web70&kind={kind}")).await;
+        let want = inv
+            .render(
+                inv.system("web70").unwrap(),
+                rackboot::template::RenderKind::parse(kind).unwrap(),
+                &rackboot::template::RunCtx::preview(),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(unescape(by_id(&r.body, "rendered")), want, "{kind}");
+    }
+    let r = get("/ui/profiles/rhel9-web".into()).await;
+    assert_eq!(unescape(by_id(&r.body, "rendered")), want);
+    // Unknown profile or system, a system of another profile: 404; a bad kind: 400.
+    for (path, status) in [
+        ("/ui/profiles/nope", 404),
+        ("/ui/profiles/rhel9-web?system=nope", 404),
+        ("/ui/profiles/rhel9-web?system=sim1", 404),
+        ("/ui/profiles/rhel9-web?system=web70&kind=bogus", 400),
+    ] {
+        let r = get(path.into()).await;
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        assert!(r.body.contains("<html"), "{path}: an HTML page");
+    }
+}
