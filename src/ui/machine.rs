@@ -109,7 +109,7 @@ fn event_row(e: &FeedEvent) -> Value {
                 format!("{from} → {to}")
             };
             let mut d = s("detail").to_string();
-            if !s("reason").is_empty() {
+            if !s("reason").is_empty() && s("reason") != d {
                 if !d.is_empty() {
                     d.push_str(": ");
                 }
@@ -368,6 +368,9 @@ pub async fn render(ui: &Ui, req: &Req, name: &str, before: Option<i64>) -> Resp
             "spark": (!spark.is_empty()).then(|| sparkline(&spark)),
             "spark_n": spark.len(),
             "median": median.map(fmt_dur),
+            "last": spark.last().map(|s| json!({
+                "state": s.state, "class": phase_class(s.state), "took": fmt_dur(s.ms),
+            })),
             "streak": streak,
             "feed_head": head,
         }),

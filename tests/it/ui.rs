@@ -909,3 +909,133 @@ async fn ui_machine_and_profile_pages() {
         assert!(r.body.contains("<html"), "{path}: an HTML page");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn browser_machine_page_why_no_boot_and_profile() {
+    let sim = lab("echo ok").await;
+    let Some(b) = Browser::start() else { return };
+    let addr = sim.d().api_addr;
+    let shots = screenshot_dir();
+    // sim1 is power-cycled but never asks for DHCP: the dhcp phase (5 s) times out.
+    let (s, v) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    let v = sim.wait_terminal(&id, 30).await;
+    assert_eq!(v["state"], "timed_out", "{v}");
+
+    on(|| {
+        b.goto(&format!("http://{addr}/"));
+        b.click("#m-sim1 td.name a");
+        b.wait_for(Until::Present("#diagnosis"), Duration::from_secs(5))
+            .unwrap();
+        assert!(b.url().ends_with("/ui/machines/sim1"), "{}", b.url());
+        let missing = b.text("#first-missing");
+        assert!(missing.contains("DHCP answered"), "{missing}");
+        assert!(missing.contains("first missing step"), "{missing}");
+        // Power went through; what comes after DHCP was never reached.
+        assert!(b.exists("li.step.seen[data-step=\"power\"]"));
+        assert!(b.exists("li.step.unreached[data-step=\"script\"]"));
+        let cause = b.text("#cause");
+        assert!(
+            cause.contains("no DHCP answer went to this machine"),
+            "{cause}"
+        );
+        assert!(
+            b.text("#ended").contains("timed_out"),
+            "{}",
+            b.text("#ended")
+        );
+        // The failure is in the sparkline (red) and the streak.
+        assert!(b.exists("#durations svg.spark rect.bad"));
+        assert!(b.text("#streak").contains("1 failure in a row"));
+        b.screenshot(&shots.join("ui-machine-no-dhcp.png"));
+        b.exec("window.__marker = 5;", &[]);
+        b.wait_for(
+            Until::Js("window.__rackboot && window.__rackboot.es && window.__rackboot.es.readyState === 1"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    });
+    // Live: a new run's events go on top of "what happened" without a reload.
+    let (_, v) = sim.create(&["sim1"]).await;
+    let id2 = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id2, "dhcp", 5).await;
+    on(|| {
+        b.wait_for(
+            Until::Js(&format!(
+                "document.querySelector('#events li.new a.run-link') && \
+                 document.querySelector('#events li').textContent.includes('{id2}')"
+            )),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        b.wait_for(
+            Until::Js("document.querySelector('#events li .pill').textContent.includes('dhcp')"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(b.exec("return window.__marker;", &[]), serde_json::json!(5));
+        // The header's phase follows too.
+        b.wait_for(
+            Until::Text("h1 [data-phase-system=\"sim1\"]", "dhcp"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        // Nothing twice: each event id once in the list.
+        let dup = b.exec(
+            "const ids = Array.from(document.querySelectorAll('#events li[data-id]')).map(l => l.dataset.id); \
+             return ids.length - new Set(ids).size;",
+            &[],
+        );
+        assert_eq!(dup, serde_json::json!(0));
+        assert!(b.exists("#diagnosis .stale"), "the panel says it is stale");
+        b.exec("document.querySelector('#events').scrollIntoView();", &[]);
+        b.screenshot(&shots.join("ui-machine-live.png"));
+        // Cancel it from the machine page's form (a fresh page has the
+        // button): back to the machine page.
+        b.goto(&format!("http://{addr}/ui/machines/sim1"));
+        assert!(b.text("#ended").contains("still in progress"));
+        b.click("#act-cancel");
+        b.wait_for(Until::Present("#flash"), Duration::from_secs(10))
+            .unwrap();
+        assert!(b.url().ends_with("/ui/machines/sim1"), "{}", b.url());
+        assert!(b.text("#flash").contains("Cancelled"));
+    });
+    sim.wait_terminal(&id2, 10).await;
+    on(|| {
+        // The queue page links the failed machine to its page.
+        b.goto(&format!("http://{addr}/ui/queue"));
+        assert!(b.exists("#failures a[href=\"/ui/machines/sim1\"]"));
+        // Profiles: the list, then a kickstart rendered for one of its machines.
+        b.goto(&format!("http://{addr}/ui/profiles"));
+        assert!(b.exists("#p-rhel9-web"));
+        b.screenshot(&shots.join("ui-profiles.png"));
+        b.click("#p-rhel9-web td.name a");
+        b.wait_for(Until::Present("#rendered"), Duration::from_secs(5))
+            .unwrap();
+        assert!(b.text("#rendered").contains("%packages"));
+        assert!(b
+            .text("tr[data-field=\"template\"] td.origin")
+            .contains("rhel9"));
+        b.screenshot(&shots.join("ui-profile.png"));
+        b.exec("document.querySelector('#rendered').scrollIntoView();", &[]);
+        b.screenshot(&shots.join("ui-profile-kickstart.png"));
+        // The select + GET form: the iPXE script of the same machine.
+        b.exec(
+            "document.querySelector('select[name=kind]').value = 'ipxe';",
+            &[],
+        );
+        b.click("#render");
+        b.wait_for(
+            Until::Js("location.search.includes('kind=ipxe')"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(
+            b.text("#rendered").starts_with("#!ipxe"),
+            "{}",
+            b.text("#rendered")
+        );
+    });
+    println!("screenshots written to {}", shots.display());
+}

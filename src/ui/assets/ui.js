@@ -87,7 +87,7 @@
       if (ev.type === "transition") {
         what = ev.from ? ev.from + " \u2192 " + ev.to : ev.to;
         pc = cls(ev.to);
-        full = [ev.detail, ev.reason].filter(Boolean).join(": ");
+        full = [...new Set([ev.detail, ev.reason].filter(Boolean))].join(": ");
       } else if (ev.type === "observation") {
         what = ev.what;
         full = ev.detail || "";
@@ -114,6 +114,18 @@
         a.textContent = ev.run;
         a.href = "/ui/runs/" + encodeURIComponent(ev.run);
         links.append(a);
+      }
+      // A new attempt: the "why didn't it boot?" panel shows the previous one.
+      const diag = document.getElementById("diagnosis");
+      if (ev.type === "transition" && ev.to === "queued" && diag && !diag.querySelector(".stale")) {
+        const p = document.createElement("p");
+        p.className = "stale";
+        p.append("A new run started: ");
+        const a = document.createElement("a");
+        a.href = location.pathname;
+        a.textContent = "reload";
+        p.append(a, " for its diagnosis.");
+        diag.querySelector("h2").after(p);
       }
       const empty = list.querySelector("li.empty");
       if (empty) empty.remove();
