@@ -516,6 +516,11 @@ async fn browser_reimage_from_the_page_live_phase_and_log() {
         b.goto(&format!("http://{addr}/"));
         assert!(b.exists("#m-sim1 .sq.ok"), "the streak shows the success");
         b.screenshot(&shots.join("ui-machines-after.png"));
+        // The machine page of a reimage that went all the way.
+        b.goto(&format!("http://{addr}/ui/machines/sim1"));
+        assert!(b.text("#cause").contains("Every step happened."));
+        assert!(b.exists("#events li.ev-stage"));
+        b.screenshot(&shots.join("ui-machine-ok.png"));
         b.goto(&format!("http://{addr}/ui/queue"));
         b.screenshot(&shots.join("ui-queue.png"));
         b.goto(&format!("http://{addr}/ui/login"));
