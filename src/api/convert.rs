@@ -121,3 +121,126 @@ impl From<&ConfigErrors> for ErrorBody {
         ErrorBody { error: e.into() }
     }
 }
+
+/// A TOML value as people write it (strings without quotes).
+pub fn toml_show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// For each of a profile's variables, the profile in its chain that set the value.
+pub fn vars_origin(inv: &inventory::Inventory, p: &inventory::Profile) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in &p.vars {
+        let mut cur = p;
+        loop {
+            match cur.parent.as_deref().and_then(|n| inv.profile(n)) {
+                Some(parent) if parent.vars.get(k) == Some(v) => cur = parent,
+                _ => break,
+            }
+        }
+        out.insert(k.clone(), cur.name.clone());
+    }
+    out
+}
+
+/// Each field of a resolved profile: its name, value, and the profile it came
+/// from (`(default)`: not set anywhere in the chain), as `profiles show` prints
+/// them (and the web UI's profile page).
+pub fn profile_fields(inv: &inventory::Inventory, p: &inventory::Profile) -> Vec<[String; 3]> {
+    let from = |field: &str| {
+        p.origin
+            .get(field)
+            .cloned()
+            .unwrap_or_else(|| "(default)".into())
+    };
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let mut rows = Vec::new();
+    let mut row = |f: &str, v: String, src: String| rows.push([f.to_string(), v, src]);
+    row("name", p.name.clone(), p.name.clone());
+    row(
+        "parent",
+        p.parent.clone().unwrap_or_else(|| "-".into()),
+        p.name.clone(),
+    );
+    row(
+        "abstract",
+        p.is_abstract.to_string(),
+        if p.is_abstract {
+            p.name.clone()
+        } else {
+            "(default)".into()
+        },
+    );
+    row("description", p.description.clone(), from("description"));
+    row("kernel", p.kernel.clone(), from("kernel"));
+    row("initrd", p.initrd.join(", "), from("initrd"));
+    row("kernel_args", p.kernel_args.clone(), from("kernel_args"));
+    row("installer", p.installer.as_str().into(), from("installer"));
+    row("template", opt(&p.template), from("template"));
+    row("user_data", opt(&p.user_data), from("user_data"));
+    row("meta_data", opt(&p.meta_data), from("meta_data"));
+    row("vendor_data", opt(&p.vendor_data), from("vendor_data"));
+    row(
+        "ipxe_template",
+        p.ipxe_template
+            .clone()
+            .unwrap_or_else(|| "(built in)".into()),
+        from("ipxe_template"),
+    );
+    row(
+        "wait_ports",
+        p.wait_ports
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        from("wait_ports"),
+    );
+    row("reboots", p.reboots.to_string(), from("reboots"));
+    let t = &p.timeouts;
+    for (name, d) in [
+        ("power", t.power),
+        ("dhcp", t.dhcp),
+        ("kernel", t.kernel),
+        ("config", t.config),
+        ("install", t.install),
+        ("reboot", t.reboot),
+        ("ssh", t.ssh),
+    ] {
+        row(
+            &format!("timeouts.{name}"),
+            format!("{}s", d.as_secs()),
+            from("timeouts"),
+        );
+    }
+    row(
+        "stages",
+        if p.stages.is_empty() {
+            "-".into()
+        } else {
+            p.stages
+                .iter()
+                .map(|s| format!("{} ({})", s.name, s.kind.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        from("stages"),
+    );
+    row(
+        "on_interrupted_stage",
+        if p.rerun_interrupted { "rerun" } else { "fail" }.into(),
+        from("on_interrupted_stage"),
+    );
+    let vo = vars_origin(inv, p);
+    for (k, v) in &p.vars {
+        row(
+            &format!("vars.{k}"),
+            toml_show(v),
+            vo.get(k).cloned().unwrap_or_default(),
+        );
+    }
+    rows
+}

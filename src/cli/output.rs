@@ -1,8 +1,10 @@
 //! What the CLI prints: aligned tables, systems and profiles from the files,
 //! pretty JSON, and the exit codes with the one way to fail.
 
+pub use crate::api::convert::vars_origin;
+use crate::api::convert::{profile_fields, toml_show};
 use crate::inventory::{Inventory, Profile, SecretRef, System};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 /// A run failed, or a request or an edit was refused.
@@ -131,13 +133,6 @@ pub fn print_systems_with<'a>(
     print_table(&rows);
 }
 
-fn toml_show(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 pub fn print_system(s: &System) {
     let opt = |o: Option<String>| o.unwrap_or_else(|| "-".into());
     let mut rows = vec![
@@ -208,115 +203,9 @@ pub fn print_profiles(inv: &Inventory) {
     print_table(&rows);
 }
 
-/// For each of a profile's variables, the profile in its chain that set the value.
-pub fn vars_origin(inv: &Inventory, p: &Profile) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for (k, v) in &p.vars {
-        let mut cur = p;
-        loop {
-            match cur.parent.as_deref().and_then(|n| inv.profile(n)) {
-                Some(parent) if parent.vars.get(k) == Some(v) => cur = parent,
-                _ => break,
-            }
-        }
-        out.insert(k.clone(), cur.name.clone());
-    }
-    out
-}
-
 pub fn print_profile(inv: &Inventory, p: &Profile) {
-    let from = |field: &str| {
-        p.origin
-            .get(field)
-            .cloned()
-            .unwrap_or_else(|| "(default)".into())
-    };
-    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
     let mut rows = vec![vec!["FIELD".to_string(), "VALUE".into(), "FROM".into()]];
-    let mut row = |f: &str, v: String, src: String| rows.push(vec![f.to_string(), v, src]);
-    row("name", p.name.clone(), p.name.clone());
-    row(
-        "parent",
-        p.parent.clone().unwrap_or_else(|| "-".into()),
-        p.name.clone(),
-    );
-    row(
-        "abstract",
-        p.is_abstract.to_string(),
-        if p.is_abstract {
-            p.name.clone()
-        } else {
-            "(default)".into()
-        },
-    );
-    row("description", p.description.clone(), from("description"));
-    row("kernel", p.kernel.clone(), from("kernel"));
-    row("initrd", p.initrd.join(", "), from("initrd"));
-    row("kernel_args", p.kernel_args.clone(), from("kernel_args"));
-    row("installer", p.installer.as_str().into(), from("installer"));
-    row("template", opt(&p.template), from("template"));
-    row("user_data", opt(&p.user_data), from("user_data"));
-    row("meta_data", opt(&p.meta_data), from("meta_data"));
-    row("vendor_data", opt(&p.vendor_data), from("vendor_data"));
-    row(
-        "ipxe_template",
-        p.ipxe_template
-            .clone()
-            .unwrap_or_else(|| "(built in)".into()),
-        from("ipxe_template"),
-    );
-    row(
-        "wait_ports",
-        p.wait_ports
-            .iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        from("wait_ports"),
-    );
-    row("reboots", p.reboots.to_string(), from("reboots"));
-    let t = &p.timeouts;
-    for (name, d) in [
-        ("power", t.power),
-        ("dhcp", t.dhcp),
-        ("kernel", t.kernel),
-        ("config", t.config),
-        ("install", t.install),
-        ("reboot", t.reboot),
-        ("ssh", t.ssh),
-    ] {
-        row(
-            &format!("timeouts.{name}"),
-            format!("{}s", d.as_secs()),
-            from("timeouts"),
-        );
-    }
-    row(
-        "stages",
-        if p.stages.is_empty() {
-            "-".into()
-        } else {
-            p.stages
-                .iter()
-                .map(|s| format!("{} ({})", s.name, s.kind.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
-        from("stages"),
-    );
-    row(
-        "on_interrupted_stage",
-        if p.rerun_interrupted { "rerun" } else { "fail" }.into(),
-        from("on_interrupted_stage"),
-    );
-    let vo = vars_origin(inv, p);
-    for (k, v) in &p.vars {
-        row(
-            &format!("vars.{k}"),
-            toml_show(v),
-            vo.get(k).cloned().unwrap_or_default(),
-        );
-    }
+    rows.extend(profile_fields(inv, p).into_iter().map(Vec::from));
     print_table(&rows);
     let users: Vec<&str> = inv
         .systems()

@@ -509,7 +509,7 @@ async fn history(
 }
 
 /// Feed events read for a diagnosis: enough for a reimage's last attempt.
-const DIAGNOSIS_EVENTS: u32 = 500;
+pub const DIAGNOSIS_EVENTS: u32 = 500;
 
 /// `GET /api/v1/systems/{name}/diagnosis`: the last attempt's chain of
 /// steps, the first missing one and its likely cause (`diagnose`).

@@ -1,7 +1,8 @@
 //! The machines page (`/`): every system with its power state (the poller's
 //! cache), netboot flag, current run and phase with the time left, last
 //! result and streak; filter, sort and page in the query string; bulk
-//! reimage / power-cycle / cancel (`POST /ui/actions`).
+//! reimage / power-cycle / cancel / netboot on-off (`POST /ui/actions`, also
+//! what the machine page's buttons post).
 
 use super::{
     due_of, field, fmt_dur, form_or_400, phase_class, query_or_400, redirect_with, FormBody,
@@ -329,7 +330,8 @@ pub async fn page(State(ui): S, headers: HeaderMap, ext: Extensions, q: QueryArg
     r
 }
 
-/// `POST /ui/actions`: `action` (reimage, cycle, cancel), `system` (one or
+/// `POST /ui/actions`: `action` (reimage, cycle, cancel, netboot-on,
+/// netboot-off), `system` (one or
 /// more), `back` (where to return), `csrf`.
 pub async fn action(State(ui): S, headers: HeaderMap, ext: Extensions, form: FormBody) -> Response {
     let form = match form_or_400(&ui, form) {
@@ -483,10 +485,37 @@ pub async fn action(State(ui): S, headers: HeaderMap, ext: Extensions, form: For
                 redirect_with(back, &format!("Cancel failed: {}.", failed.join("; ")))
             }
         }
+        act @ ("netboot-on" | "netboot-off") => {
+            // The engine's manual netboot (as `PUT /api/v1/systems/{name}/netboot`).
+            let on = act == "netboot-on";
+            let mut failed = Vec::new();
+            for s in &systems {
+                if let Err(e) = ui.ctx.engine.set_netboot(s, on).await {
+                    failed.push(format!("{s}: {e}"));
+                }
+            }
+            if failed.is_empty() {
+                let what = if on {
+                    "netboots on its next boot"
+                } else {
+                    "boots from its disk"
+                };
+                redirect_with(
+                    back,
+                    &format!("Netboot {}: {list} {what}.", if on { "on" } else { "off" }),
+                )
+            } else {
+                ui.error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Netboot change failed",
+                    &failed.join("; "),
+                )
+            }
+        }
         other => ui.error(
             StatusCode::BAD_REQUEST,
             "Bad request",
-            &format!("unknown action {other:?} (reimage, cycle, cancel)"),
+            &format!("unknown action {other:?} (reimage, cycle, cancel, netboot-on, netboot-off)"),
         ),
     }
 }

@@ -12,13 +12,16 @@
 //! lasts until the daemon restarts). With no API token configured at all,
 //! the UI changes nothing, like the API.
 //!
-//! Routes: `/` machines, `/ui/runs/{id}`, `/ui/queue`, `/ui/login`, the
+//! Routes: `/` machines, `/ui/machines/{name}`, `/ui/runs/{id}`,
+//! `/ui/queue`, `/ui/profiles`, `/ui/profiles/{name}`, `/ui/login`, the
 //! actions under `/ui/…` (POST) and `/ui/assets/…`.
 
 // Handlers return `Result<_, Response>` to short-circuit with a ready page.
 #![allow(clippy::result_large_err)]
 
+mod machine;
 mod machines;
+mod profiles;
 mod queue;
 mod run;
 
@@ -47,6 +50,9 @@ const FLASH: &str = "rb_flash";
 const TEMPLATES: &[(&str, &str)] = &[
     ("layout.html", include_str!("assets/layout.html")),
     ("machines.html", include_str!("assets/machines.html")),
+    ("machine.html", include_str!("assets/machine.html")),
+    ("profiles.html", include_str!("assets/profiles.html")),
+    ("profile.html", include_str!("assets/profile.html")),
     ("run.html", include_str!("assets/run.html")),
     ("queue.html", include_str!("assets/queue.html")),
     ("error.html", include_str!("assets/error.html")),
@@ -69,6 +75,9 @@ pub fn router(ctx: ApiContext) -> Router {
     Router::new()
         .route("/", get(machines::page))
         .route("/ui/actions", post(machines::action))
+        .route("/ui/machines/{name}", get(machine::page))
+        .route("/ui/profiles", get(profiles::list))
+        .route("/ui/profiles/{name}", get(profiles::page))
         .route("/ui/runs/{id}", get(run::page))
         .route("/ui/runs/{id}/live", get(run::live))
         .route("/ui/runs/{id}/cancel", post(run::cancel))

@@ -516,6 +516,11 @@ async fn browser_reimage_from_the_page_live_phase_and_log() {
         b.goto(&format!("http://{addr}/"));
         assert!(b.exists("#m-sim1 .sq.ok"), "the streak shows the success");
         b.screenshot(&shots.join("ui-machines-after.png"));
+        // The machine page of a reimage that went all the way.
+        b.goto(&format!("http://{addr}/ui/machines/sim1"));
+        assert!(b.text("#cause").contains("Every step happened."));
+        assert!(b.exists("#events li.ev-stage"));
+        b.screenshot(&shots.join("ui-machine-ok.png"));
         b.goto(&format!("http://{addr}/ui/queue"));
         b.screenshot(&shots.join("ui-queue.png"));
         b.goto(&format!("http://{addr}/ui/login"));
@@ -665,4 +670,377 @@ async fn ui_bench_5000_systems() {
         rss()
     );
     d.stop().await;
+}
+
+/// The text of an auto-escaped template value (minijinja's HTML escapes).
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&#47;", "/")
+        .replace("&amp;", "&")
+}
+
+/// The inner HTML of the first element with this id.
+fn by_id<'a>(body: &'a str, id: &str) -> &'a str {
+    let at = body
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the page"));
+    let start = at + body[at..].find('>').unwrap() + 1;
+    let tag = body[..at]
+        .rsplit('<')
+        .next()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let end = start + body[start..].find(&format!("</{tag}>")).unwrap();
+    &body[start..end]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ui_machine_and_profile_pages() {
+    let sim = lab("echo checked").await;
+    let addr = sim.d().api_addr;
+    let get = |path: String| blocking(move || req(addr, "GET", &path, "", None));
+
+    // Before anything happened: the page says so.
+    let r = get("/ui/machines/sim1".into()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for want in [
+        "<h1>sim1",
+        "52:54:00:aa:00:01",
+        "127.0.0.1",
+        "href=\"/ui/profiles/sim\"",
+        "ipmi",
+        "Why didn't it boot?",
+        "Nothing recorded for this machine yet",
+        "No finished run yet.",
+        "data-feed-system=\"sim1\"",
+    ] {
+        assert!(r.body.contains(want), "machine page lacks {want:?}");
+    }
+    // The BMC's address, never its user or password file.
+    assert!(r.body.contains("127.0.0.1:1"));
+    assert!(!r.body.contains("bmc-password") && !r.body.contains("admin"));
+
+    // A whole successful reimage.
+    let (_, v) = sim.create(&["sim1"]).await;
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id, "dhcp", 5).await;
+    play_machine(&sim, MAC1.parse().unwrap()).await;
+    let v = sim.wait_terminal(&id, 30).await;
+    assert_eq!(v["state"], "succeeded", "{v}");
+
+    let r = get("/ui/machines/sim1".into()).await;
+    assert_eq!(r.status, 200);
+    let chain = by_id(&r.body, "diagnosis");
+    for label in [
+        "DHCP answered",
+        "iPXE script fetched",
+        "kernel and initrd fetched",
+        "SSH and service ports up",
+    ] {
+        assert!(chain.contains(label), "chain lacks {label:?}");
+    }
+    assert!(!chain.contains("class=\"step missing\""), "{chain}");
+    assert!(chain.contains("Every step happened."), "{chain}");
+    assert!(chain.contains("succeeded"), "how the run ended");
+    // The sparkline: one bar for the run, green, linking it; the streak.
+    let spark = by_id(&r.body, "durations");
+    assert!(spark.contains("<svg class=\"spark\""), "{spark}");
+    assert_eq!(spark.matches("<rect class=\"ok\"").count(), 1, "{spark}");
+    assert!(spark.contains(&format!("/ui/runs/{id}")));
+    assert!(r.body.contains("1 pass in a row"), "the streak");
+    // What happened: transitions, observations and stage results, newest first.
+    let events = by_id(&r.body, "events");
+    for want in [
+        "ev-transition",
+        "ev-observation",
+        "ev-stage",
+        "queued",
+        "configure (config), exit 0",
+        "check (test), exit 0",
+    ] {
+        assert!(events.contains(want), "history lacks {want:?}");
+    }
+    let pos = |s: &str| events.find(s).unwrap_or_else(|| panic!("{s}"));
+    assert!(
+        pos("succeeded") < pos(">queued<"),
+        "newest first: the end above the start"
+    );
+    // Paging: the events before an id, with a way back; malformed ids are 400s.
+    let (_, h) = sim
+        .api("GET", "/api/v1/systems/sim1/history?limit=3", None)
+        .await;
+    let before = h["next_before"].as_i64().expect("more than 3 events");
+    let r = get(format!("/ui/machines/sim1?before={before}")).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("back to the newest"));
+    assert!(
+        !r.body.contains("data-feed-system"),
+        "an old page is not live"
+    );
+    let older = by_id(&r.body, "events");
+    assert!(older.contains(">queued<") && !older.contains(">stage:1 → succeeded<"));
+    for bad in ["/ui/machines/sim1?before=x", "/ui/machines/sim1?before=0"] {
+        let r = get(bad.into()).await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    let r = get("/ui/machines/nope".into()).await;
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("There is no machine"));
+    // Every page links machine names to their page.
+    for page in ["/", &format!("/ui/runs/{id}")] {
+        let r = get(page.to_string()).await;
+        assert!(
+            r.body.contains("href=\"/ui/machines/sim1\""),
+            "{page} does not link the machine page"
+        );
+    }
+
+    // Machine-page actions: CSRF first, then they act and come back here.
+    let (cookie, csrf) = blocking(move || session(addr)).await;
+    let post = |body: String| {
+        let c = cookie.clone();
+        blocking(move || req(addr, "POST", "/ui/actions", &c, Some(&body)))
+    };
+    let back = "back=%2Fui%2Fmachines%2Fsim1";
+    let r = post(format!("action=netboot-on&system=sim1&{back}")).await;
+    assert_eq!(r.status, 403, "no CSRF token: {}", r.body);
+    let r = post(format!("csrf=nope&action=netboot-on&system=sim1&{back}")).await;
+    assert_eq!(r.status, 403);
+    let (_, s) = sim.api("GET", "/api/v1/systems/sim1", None).await;
+    assert_eq!(s["netboot"], false, "a refused POST changed it");
+    let r = post(format!("csrf={csrf}&action=netboot-on&system=sim1&{back}")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), Some("/ui/machines/sim1"));
+    let (_, s) = sim.api("GET", "/api/v1/systems/sim1", None).await;
+    assert_eq!(s["netboot"], true);
+    let r = get("/ui/machines/sim1".into()).await;
+    assert!(
+        r.body.contains("id=\"act-netboot-off\""),
+        "the button flips"
+    );
+    assert!(by_id(&r.body, "netboot").contains("netboot"));
+    let r = post(format!("csrf={csrf}&action=netboot-off&system=sim1&{back}")).await;
+    assert_eq!(r.status, 303);
+    let (_, s) = sim.api("GET", "/api/v1/systems/sim1", None).await;
+    assert_eq!(s["netboot"], false);
+    let r = post(format!("csrf={csrf}&action=cycle&system=sim1&{back}")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+
+    // Profiles: the list, then one with where each field came from.
+    let r = get("/ui/profiles".into()).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("aria-current=\"page\">Profiles"));
+    for want in [
+        "id=\"p-sim\"",
+        "id=\"p-rhel9-web\"",
+        "href=\"/ui/profiles/lab-base\"",
+        "kickstart",
+    ] {
+        assert!(r.body.contains(want), "profiles page lacks {want:?}");
+    }
+    let r = get("/ui/profiles/rhel9-web".into()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cfg = sim.c.load().unwrap();
+    let inv = &cfg.inventory;
+    let p = inv.profile("rhel9-web").unwrap();
+    let fields = rackboot::api::convert::profile_fields(inv, p);
+    let table = by_id(&r.body, "fields");
+    for [field, _, from] in &fields {
+        let row = table
+            .split(&format!("data-field=\"{field}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no row for {field}"));
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(
+            row.contains(from.as_str()),
+            "{field}: not from {from}: {row}"
+        );
+    }
+    let origin = |f: &str| {
+        fields
+            .iter()
+            .find(|r| r[0] == f)
+            .map(|r| r[2].clone())
+            .unwrap()
+    };
+    assert_eq!(origin("template"), "rhel9");
+    assert_eq!(origin("wait_ports"), "rhel9-web");
+    assert!(by_id(&r.body, "chain").contains("rhel9-web</a> ← <a href=\"/ui/profiles/rhel9\""));
+    assert!(by_id(&r.body, "stages").contains("http-check"));
+    // The rendered kickstart is what `rackboot render web70 config` prints.
+    let r = get("/ui/profiles/rhel9-web?system=web70&kind=config".into()).await;
+    assert_eq!(r.status, 200);
+    let want = inv
+        .render(
+            inv.system("web70").unwrap(),
+            rackboot::template::RenderKind::Config,
+            &rackboot::template::RunCtx::preview(),
+        )
+        .unwrap()
+        .unwrap();
+    assert!(want.contains("%packages"), "a kickstart: {want}");
+    assert_eq!(unescape(by_id(&r.body, "rendered")), want);
+    // iPXE and the kernel line too; the default kind is the config.
+    for kind in ["ipxe", "kernel-args"] {
+        let r = get(format!("/ui/profiles/rhel9-web?system=web70&kind={kind}")).await;
+        let want = inv
+            .render(
+                inv.system("web70").unwrap(),
+                rackboot::template::RenderKind::parse(kind).unwrap(),
+                &rackboot::template::RunCtx::preview(),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(unescape(by_id(&r.body, "rendered")), want, "{kind}");
+    }
+    let r = get("/ui/profiles/rhel9-web".into()).await;
+    assert_eq!(unescape(by_id(&r.body, "rendered")), want);
+    // Unknown profile or system, a system of another profile: 404; a bad kind: 400.
+    for (path, status) in [
+        ("/ui/profiles/nope", 404),
+        ("/ui/profiles/rhel9-web?system=nope", 404),
+        ("/ui/profiles/rhel9-web?system=sim1", 404),
+        ("/ui/profiles/rhel9-web?system=web70&kind=bogus", 400),
+    ] {
+        let r = get(path.into()).await;
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        assert!(r.body.contains("<html"), "{path}: an HTML page");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn browser_machine_page_why_no_boot_and_profile() {
+    let sim = lab("echo ok").await;
+    let Some(b) = Browser::start() else { return };
+    let addr = sim.d().api_addr;
+    let shots = screenshot_dir();
+    // sim1 is power-cycled but never asks for DHCP: the dhcp phase (5 s) times out.
+    let (s, v) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    let v = sim.wait_terminal(&id, 30).await;
+    assert_eq!(v["state"], "timed_out", "{v}");
+
+    on(|| {
+        b.goto(&format!("http://{addr}/"));
+        b.click("#m-sim1 td.name a");
+        b.wait_for(Until::Present("#diagnosis"), Duration::from_secs(5))
+            .unwrap();
+        assert!(b.url().ends_with("/ui/machines/sim1"), "{}", b.url());
+        let missing = b.text("#first-missing");
+        assert!(missing.contains("DHCP answered"), "{missing}");
+        assert!(missing.contains("first missing step"), "{missing}");
+        // Power went through; what comes after DHCP was never reached.
+        assert!(b.exists("li.step.seen[data-step=\"power\"]"));
+        assert!(b.exists("li.step.unreached[data-step=\"script\"]"));
+        let cause = b.text("#cause");
+        assert!(
+            cause.contains("no DHCP answer went to this machine"),
+            "{cause}"
+        );
+        assert!(
+            b.text("#ended").contains("timed_out"),
+            "{}",
+            b.text("#ended")
+        );
+        // The failure is in the sparkline (red) and the streak.
+        assert!(b.exists("#durations svg.spark rect.bad"));
+        assert!(b.text("#streak").contains("1 failure in a row"));
+        b.screenshot(&shots.join("ui-machine-no-dhcp.png"));
+        b.exec("window.__marker = 5;", &[]);
+        b.wait_for(
+            Until::Js("window.__rackboot && window.__rackboot.es && window.__rackboot.es.readyState === 1"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    });
+    // Live: a new run's events go on top of "what happened" without a reload.
+    let (_, v) = sim.create(&["sim1"]).await;
+    let id2 = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id2, "dhcp", 5).await;
+    on(|| {
+        b.wait_for(
+            Until::Js(&format!(
+                "document.querySelector('#events li.new a.run-link') && \
+                 document.querySelector('#events li').textContent.includes('{id2}')"
+            )),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        b.wait_for(
+            Until::Js("document.querySelector('#events li .pill').textContent.includes('dhcp')"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(b.exec("return window.__marker;", &[]), serde_json::json!(5));
+        // The header's phase follows too.
+        b.wait_for(
+            Until::Text("h1 [data-phase-system=\"sim1\"]", "dhcp"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        // Nothing twice: each event id once in the list.
+        let dup = b.exec(
+            "const ids = Array.from(document.querySelectorAll('#events li[data-id]')).map(l => l.dataset.id); \
+             return ids.length - new Set(ids).size;",
+            &[],
+        );
+        assert_eq!(dup, serde_json::json!(0));
+        assert!(b.exists("#diagnosis .stale"), "the panel says it is stale");
+        b.exec("document.querySelector('#events').scrollIntoView();", &[]);
+        b.screenshot(&shots.join("ui-machine-live.png"));
+        // Cancel it from the machine page's form (a fresh page has the
+        // button): back to the machine page.
+        b.goto(&format!("http://{addr}/ui/machines/sim1"));
+        assert!(b.text("#ended").contains("still in progress"));
+        b.click("#act-cancel");
+        b.wait_for(Until::Present("#flash"), Duration::from_secs(10))
+            .unwrap();
+        assert!(b.url().ends_with("/ui/machines/sim1"), "{}", b.url());
+        assert!(b.text("#flash").contains("Cancelled"));
+    });
+    sim.wait_terminal(&id2, 10).await;
+    on(|| {
+        // The queue page links the failed machine to its page.
+        b.goto(&format!("http://{addr}/ui/queue"));
+        assert!(b.exists("#failures a[href=\"/ui/machines/sim1\"]"));
+        // Profiles: the list, then a kickstart rendered for one of its machines.
+        b.goto(&format!("http://{addr}/ui/profiles"));
+        assert!(b.exists("#p-rhel9-web"));
+        b.screenshot(&shots.join("ui-profiles.png"));
+        b.click("#p-rhel9-web td.name a");
+        b.wait_for(Until::Present("#rendered"), Duration::from_secs(5))
+            .unwrap();
+        assert!(b.text("#rendered").contains("%packages"));
+        assert!(b
+            .text("tr[data-field=\"template\"] td.origin")
+            .contains("rhel9"));
+        b.screenshot(&shots.join("ui-profile.png"));
+        b.exec("document.querySelector('#rendered').scrollIntoView();", &[]);
+        b.screenshot(&shots.join("ui-profile-kickstart.png"));
+        // The select + GET form: the iPXE script of the same machine.
+        b.exec(
+            "document.querySelector('select[name=kind]').value = 'ipxe';",
+            &[],
+        );
+        b.click("#render");
+        b.wait_for(
+            Until::Js("location.search.includes('kind=ipxe')"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(
+            b.text("#rendered").starts_with("#!ipxe"),
+            "{}",
+            b.text("#rendered")
+        );
+    });
+    println!("screenshots written to {}", shots.display());
 }

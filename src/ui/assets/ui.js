@@ -73,6 +73,67 @@
     if (document.querySelector('[data-left-run="' + esc(ev.run) + '"], [data-phase-run="' + esc(ev.run) + '"]')) refresh(ev.run);
   }
 
+  // The machine page's "what happened" list: a new event of its machine
+  // goes on top (once: the stream may replay what the page already shows).
+  const utc = (ms) => new Date(ms).toISOString().slice(0, 19).replace("T", " ") + " UTC";
+  const compact = (s, max) => {
+    const one = String(s || "").split(/\s+/).filter(Boolean).join(" ");
+    return one.length <= max ? one : one.slice(0, max) + "\u2026";
+  };
+  function onFeedEvent(ev) {
+    for (const list of $$('[data-feed-system="' + esc(ev.system) + '"]')) {
+      if (ev.id !== undefined && list.querySelector('[data-id="' + ev.id + '"]')) continue;
+      let what = ev.type, pc = "off", full = "";
+      if (ev.type === "transition") {
+        what = ev.from ? ev.from + " \u2192 " + ev.to : ev.to;
+        pc = cls(ev.to);
+        full = [...new Set([ev.detail, ev.reason].filter(Boolean))].join(": ");
+      } else if (ev.type === "observation") {
+        what = ev.what;
+        full = ev.detail || "";
+      }
+      const li = document.createElement("li");
+      li.className = "ev ev-" + ev.type + " new";
+      if (ev.id !== undefined) li.dataset.id = ev.id;
+      const at = ev.at || Date.now() - skew;
+      const add = (tag, className, text) => {
+        const el = document.createElement(tag);
+        if (className) el.className = className;
+        el.textContent = text;
+        li.append(el, " ");
+        return el;
+      };
+      add("time", "", utc(at)).title = utc(at);
+      add("span", "kind", ev.type);
+      add("span", "pill " + pc, what);
+      add("span", "detail", compact(full, 160)).title = full;
+      const links = add("span", "links", "");
+      if (ev.run) {
+        const a = document.createElement("a");
+        a.className = "mono run-link";
+        a.textContent = ev.run;
+        a.href = "/ui/runs/" + encodeURIComponent(ev.run);
+        links.append(a);
+      }
+      // A new attempt: the "why didn't it boot?" panel shows the previous one.
+      const diag = document.getElementById("diagnosis");
+      if (ev.type === "transition" && ev.to === "queued" && diag && !diag.querySelector(".stale")) {
+        const p = document.createElement("p");
+        p.className = "stale";
+        p.append("A new run started: ");
+        const a = document.createElement("a");
+        a.href = location.pathname;
+        a.textContent = "reload";
+        p.append(a, " for its diagnosis.");
+        diag.querySelector("h2").after(p);
+      }
+      const empty = list.querySelector("li.empty");
+      if (empty) empty.remove();
+      list.prepend(li);
+      state.feed = (state.feed || 0) + 1;
+    }
+  }
+
   // Live updates, from the feed position the page was rendered at.
   if (body.dataset.feedHead !== undefined) {
     const es = (state.es = new EventSource("/api/v1/events?since=" + body.dataset.feedHead));
@@ -83,6 +144,7 @@
       let ev;
       try { ev = JSON.parse(m.data); } catch (e) { return; }
       if (ev.type === "transition" && ev.run) onTransition(ev);
+      if (ev.system) onFeedEvent(ev);
     };
   }
 
