@@ -310,7 +310,7 @@ pub async fn render(ui: &Ui, req: &Req, name: &str, before: Option<i64>) -> Resp
                 0,
                 json!({
                     "id": null, "at": at, "time": fmt_time(at), "kind": "stage",
-                    "what": s.status, "class": stage_class(&s.status),
+                    "what": s.status, "class": super::run::stage_class(&s.status),
                     "detail": detail, "full": detail, "run": r.id,
                     "log": format!("/api/v1/runs/{}/stages/{}/log", r.id, s.seq),
                 }),
@@ -375,15 +375,6 @@ pub async fn render(ui: &Ui, req: &Req, name: &str, before: Option<i64>) -> Resp
             "feed_head": head,
         }),
     )
-}
-
-fn stage_class(status: &str) -> &'static str {
-    match status {
-        "passed" => "ok",
-        "running" => "run",
-        "failed" | "timed_out" | "timeout" => "bad",
-        _ => "off",
-    }
 }
 
 #[cfg(test)]

@@ -244,7 +244,7 @@ pub async fn page(
     )
 }
 
-fn stage_class(status: &str) -> &'static str {
+pub(super) fn stage_class(status: &str) -> &'static str {
     match status {
         "passed" => "ok",
         "running" => "run",
