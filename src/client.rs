@@ -72,6 +72,8 @@ pub struct Client {
     pub addr: SocketAddr,
     token: Option<String>,
     agent: ureq::Agent,
+    /// Sent as `X-Rackboot-Client` (the audit trail's `via`).
+    via: Option<&'static str>,
 }
 
 /// A whole response.
@@ -151,12 +153,20 @@ impl Client {
     /// The CLI's client: 120 s per read.
     pub fn new(addr: SocketAddr, token: Option<String>) -> Client {
         let agent = ureq::Agent::new_with_config(agent_config(Duration::from_secs(120)));
-        Client::with_agent(addr, token, agent)
+        Client {
+            via: Some("cli"),
+            ..Client::with_agent(addr, token, agent)
+        }
     }
 
     /// A client on a given agent (tests: a shorter timeout, a source address).
     pub fn with_agent(addr: SocketAddr, token: Option<String>, agent: ureq::Agent) -> Client {
-        Client { addr, token, agent }
+        Client {
+            addr,
+            token,
+            agent,
+            via: None,
+        }
     }
 
     /// The API of the daemon configured in `dir` (or at `api`), with the CLI's token.
@@ -290,6 +300,9 @@ impl Client {
         if let Some(t) = &self.token {
             b = b.header("Authorization", format!("Bearer {t}"));
         }
+        if let Some(v) = self.via {
+            b = b.header(crate::http::guard::CLIENT_HEADER, v);
+        }
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
@@ -377,7 +390,7 @@ impl std::fmt::Display for ApiFailure {
 }
 
 /// The token the CLI presents: `RACKBOOT_TOKEN`, then the configured
-/// `api.token_env`, then the first token of `api.tokens_file`, then the one
+/// `api.token_env`, then the strongest token of `api.tokens_file`, then the one
 /// the daemon generated into `data_dir/api-token`.
 pub fn api_token(settings: &Settings) -> Option<String> {
     let env = |v: &str| {
@@ -393,13 +406,15 @@ pub fn api_token(settings: &Settings) -> Option<String> {
         return Some(t);
     }
     if let Some(f) = &settings.api_tokens.file {
-        if let Ok(text) = std::fs::read_to_string(f) {
-            if let Some(l) = text
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty() && !l.starts_with('#'))
+        // The strongest token of the file (the first of that scope).
+        if let Ok(tokens) = std::fs::read_to_string(f).map(|t| crate::auth::parse_tokens(&t)) {
+            if let Some(t) = tokens
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .max_by_key(|t| t.scope)
             {
-                return Some(l.to_string());
+                return Some(t.secret().to_string());
             }
         }
     }

@@ -18,40 +18,41 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Read API tokens (file lines and/or env var). With neither configured, a
-/// token is generated once into `data_dir/api-token` (mode 0600), like
-/// Jenkins' initial admin password, so the local CLI works with zero set-up.
-pub fn api_tokens(s: &Settings) -> anyhow::Result<Vec<String>> {
+/// Read the API tokens (`auth` has the file format) from the tokens file
+/// and/or the variable (an `admin` token named after it). With neither
+/// configured, an `admin` token named `default` is generated once into
+/// `data_dir/api-token` (mode 0600, the daemon's user only), like Jenkins'
+/// initial admin password, so the local CLI works with zero set-up.
+pub fn api_tokens(s: &Settings) -> anyhow::Result<Vec<crate::auth::Token>> {
+    use crate::auth::{parse_tokens, Scope, Token};
     let mut tokens = Vec::new();
     if let Some(f) = &s.api_tokens.file {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("reading API tokens file {}", f.display()))?;
-        tokens.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(String::from),
-        );
+        tokens = parse_tokens(&text).map_err(|e| {
+            anyhow::anyhow!("{}, line {}: {}", f.display(), e.line, e.reason)
+        })?;
     }
     if let Some(v) = &s.api_tokens.env {
         if let Ok(t) = std::env::var(v) {
             if !t.trim().is_empty() {
-                tokens.push(t.trim().to_string());
+                tokens.push(Token::new(v.clone(), Scope::Admin, t.trim()));
             }
         }
     }
     if s.api_tokens.file.is_none() && s.api_tokens.env.is_none() {
         let path = s.data_dir.join("api-token");
-        match std::fs::read_to_string(&path) {
-            Ok(t) if !t.trim().is_empty() => tokens.push(t.trim().to_string()),
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
             _ => {
                 std::fs::create_dir_all(&s.data_dir)?;
                 let t = crate::engine::random_token();
                 write_private(&path, &t)?;
-                tracing::info!(path = %path.display(), "generated an API token");
-                tokens.push(t);
+                tracing::info!(path = %path.display(), "generated an admin API token");
+                t
             }
-        }
+        };
+        tokens.push(Token::new("default", Scope::Admin, secret));
     }
     Ok(tokens)
 }
@@ -299,6 +300,10 @@ pub async fn start_with(
             config::DhcpMode::Reservations | config::DhcpMode::Pool
         ),
     };
+    let auth = Arc::new(crate::auth::Auth::new(
+        api_tokens(&settings)?,
+        crate::engine::random_token().into_bytes(),
+    ));
     let exporter = Arc::new(Exporter {
         metrics,
         sources: Sources {
@@ -309,9 +314,9 @@ pub async fn start_with(
             engine: engine.metrics.clone(),
             obs: obs.clone(),
             inventory: inv_rx.clone(),
+            auth: auth.clone(),
         },
     });
-    let tokens = api_tokens(&settings)?;
     let api_ctx = api::ApiContext {
         power: power.clone(),
         store: store.clone(),
@@ -322,7 +327,7 @@ pub async fn start_with(
         reloader: reloader.clone(),
         webhooks,
         mqtt,
-        tokens: Arc::new(tokens),
+        auth: auth.clone(),
         http_stats: http_stats.clone(),
         extra_stats: {
             let (d, t, p) = (dhcp_stats.clone(), tftp_stats.clone(), pool_stats.clone());
@@ -376,10 +381,12 @@ pub async fn start_with(
         &tracker,
         &shutdown,
         listeners.api,
-        // `/metrics` is merged here, beside the API routes and the UI (no token: it carries counts only).
+        // One guard over the API, the UI and `/metrics`: each route's scope
+        // is declared where it is added (`http::guard::Routes`).
         api::router(api_ctx.clone())
             .merge(crate::ui::router(api_ctx))
-            .merge(crate::metrics::router(exporter)),
+            .merge(crate::metrics::router(exporter))
+            .guard(auth, Some(store.clone())),
         "api",
     );
     let poll = std::time::Duration::from_secs(settings.power_poll_secs);

@@ -10,11 +10,13 @@
 //! - `metrics`: Prometheus `/metrics` (mirrors the adapters' counters).
 //! - `store`: the SQL facade. `daemon`: the composition root. `reload`: the
 //!   one `Reloader` (SIGHUP and the API).
+//! - `auth`: named, scoped API tokens; `http::guard` enforces them per route.
 //! - `api`: the operator API's JSON types. `client`: its one client.
 //!   `cli`: commands.
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod boot;
 pub mod cli;
 pub mod client;

@@ -64,6 +64,7 @@ pub struct Metrics {
     dhcp_replies: IntCounterVec,
     dhcp_ignored: IntCounterVec,
     dhcp_malformed: IntCounterVec,
+    api_auth_failures: IntCounterVec,
     dhcp_lease_events: IntCounterVec,
     dhcp_send_errors: IntCounter,
     dhcp_held: IntCounter,
@@ -164,6 +165,12 @@ impl Metrics {
                 &r,
                 "rackboot_dhcp_ignored_total",
                 "Well-formed DHCP requests that got no reply, by reason.",
+                &["reason"],
+            ),
+            api_auth_failures: counter_vec(
+                &r,
+                "rackboot_api_auth_failures_total",
+                "Operator API and UI requests refused: no token (missing), a wrong one (invalid), or a scope too weak (forbidden).",
                 &["reason"],
             ),
             dhcp_malformed: counter_vec(
@@ -365,6 +372,9 @@ impl Metrics {
     }
 
     fn mirror(&self, src: &Sources) {
+        for (reason, n) in src.auth.stats.snapshot() {
+            mirror(&self.api_auth_failures.with_label_values(&[reason]), n);
+        }
         let d = src.dhcp.snapshot();
         mirror(&self.dhcp_received, d.received);
         for m in ClientMessage::ALL {
@@ -498,6 +508,8 @@ pub struct Sources {
     pub engine: Arc<EngineMetrics>,
     pub obs: ObservationSink,
     pub inventory: watch::Receiver<Arc<Inventory>>,
+    /// Failed-token counts.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 /// The metrics and their sources: what `GET /metrics` renders.
@@ -512,12 +524,13 @@ impl Exporter {
     }
 }
 
-/// `GET /metrics` on the API listener (merged into the API router in
-/// `daemon`). No token for now: it carries counts, never secrets nor (by
-/// default) per-machine labels; scoped tokens will cover it later.
-pub fn router(exporter: Arc<Exporter>) -> axum::Router {
-    axum::Router::new()
-        .route("/metrics", axum::routing::get(scrape))
+/// `GET /metrics` on the API listener (merged into the API's routes in
+/// `daemon`, behind the guard: a `read` token; Prometheus sends it with
+/// `authorization: {credentials_file: ...}`). It carries counts, never
+/// secrets nor (by default) per-machine labels.
+pub fn router(exporter: Arc<Exporter>) -> crate::http::guard::Guarded {
+    crate::http::guard::Routes::new()
+        .get("/metrics", scrape)
         .with_state(exporter)
 }
 

@@ -25,6 +25,9 @@ pub struct ReloadResult {
     pub generation: u64,
     pub systems: usize,
     pub profiles: usize,
+    /// What this reload changed, system by system and profile by profile
+    /// (for the audit trail).
+    pub changes: Vec<crate::api::ConfigChange>,
 }
 
 impl Reloader {
@@ -62,10 +65,12 @@ impl Reloader {
         }
         match crate::admin::load_for_serving(&self.settings) {
             Ok(mut inv) => {
+                let changes = changes(&self.tx.borrow(), &inv);
                 let r = ReloadResult {
                     generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
                     systems: inv.systems().len(),
                     profiles: inv.profiles().len(),
+                    changes,
                 };
                 inv.set_generation(r.generation);
                 self.tx.send_replace(Arc::new(inv));
@@ -90,4 +95,63 @@ impl Reloader {
             }
         }
     }
+}
+
+/// The systems and profiles that differ between two inventories, as the API
+/// shows them (never a password): added (`before` null), removed (`after`
+/// null) or changed. Compares the inventory's own values first, so an
+/// unchanged system costs no serialisation.
+pub fn changes(old: &Inventory, new: &Inventory) -> Vec<crate::api::ConfigChange> {
+    use crate::api::{self, ConfigChange};
+    use std::collections::BTreeMap;
+    fn json<T: serde::Serialize>(v: T) -> Option<serde_json::Value> {
+        serde_json::to_value(v).ok()
+    }
+    let mut out = Vec::new();
+    let old_s: BTreeMap<&str, _> = old.systems().iter().map(|s| (s.name.as_str(), s)).collect();
+    let new_s: BTreeMap<&str, _> = new.systems().iter().map(|s| (s.name.as_str(), s)).collect();
+    for (name, o) in &old_s {
+        match new_s.get(name) {
+            Some(n) if n == o => {}
+            n => out.push(ConfigChange {
+                kind: "system".into(),
+                name: name.to_string(),
+                before: json(api::System::from(*o)),
+                after: n.and_then(|n| json(api::System::from(*n))),
+            }),
+        }
+    }
+    for (name, n) in &new_s {
+        if !old_s.contains_key(name) {
+            out.push(ConfigChange {
+                kind: "system".into(),
+                name: name.to_string(),
+                before: None,
+                after: json(api::System::from(*n)),
+            });
+        }
+    }
+    let (op, np) = (old.profiles(), new.profiles());
+    for (name, o) in op {
+        match np.get(name) {
+            Some(n) if n == o => {}
+            n => out.push(ConfigChange {
+                kind: "profile".into(),
+                name: name.clone(),
+                before: json(api::Profile::from(o)),
+                after: n.and_then(|n| json(api::Profile::from(n))),
+            }),
+        }
+    }
+    for (name, n) in np {
+        if !op.contains_key(name) {
+            out.push(ConfigChange {
+                kind: "profile".into(),
+                name: name.clone(),
+                before: None,
+                after: json(api::Profile::from(n)),
+            });
+        }
+    }
+    out
 }

@@ -117,3 +117,48 @@ pub enum Edited {
     Profile(Option<Profile>),
     Removed(String),
 }
+
+/// One entry of the audit trail (`GET /api/v1/audit`, `rackboot audit`): a
+/// change made through the API, the CLI or the UI, or a reload by signal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// The token's name (`SIGHUP` for a reload by signal).
+    pub actor: String,
+    /// The token's scope.
+    pub scope: String,
+    /// `api`, `cli`, `ui` or `signal`.
+    pub via: String,
+    /// The client's address ("" when there is none).
+    pub remote: String,
+    /// Method and route template, e.g. `PUT /api/v1/systems/{name}`.
+    pub action: String,
+    /// The request's path, e.g. `/api/v1/systems/node7`.
+    pub path: String,
+    /// What it acted on (a system, a run, ...), "" when the handler did not say.
+    pub target: String,
+    /// The answer's HTTP status (refusals are recorded too).
+    pub status: u16,
+    /// What changed: `{"changes": [{"kind", "name", "before", "after"}]}` for
+    /// edits and reloads, the request's outcome for runs and power.
+    pub detail: serde_json::Value,
+}
+
+/// `GET /api/v1/audit`: newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+}
+
+/// One system or profile a reload changed (audit detail): `before` null for
+/// an addition, `after` null for a removal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    /// `system` or `profile`.
+    pub kind: String,
+    pub name: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}

@@ -9,10 +9,12 @@ use crate::http::boot::HttpStats;
 use crate::inventory::{Inventory, Profile, System};
 use crate::reload::Reloader;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use crate::auth::Scope;
+use crate::http::guard::{AuditNote, Guarded, Routes};
+use axum::http::Method;
+use axum::Json;
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -28,32 +30,35 @@ pub struct ApiContext {
     pub reloader: Arc<Reloader>,
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     pub mqtt: Option<Arc<crate::mqtt::MqttPublisher>>,
-    pub tokens: Arc<Vec<String>>,
+    pub auth: Arc<crate::auth::Auth>,
     pub http_stats: Arc<HttpStats>,
     pub extra_stats: Arc<dyn Fn() -> Value + Send + Sync>,
 }
 
-pub fn router(ctx: ApiContext) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/systems", get(list_systems))
-        .route("/api/v1/systems/{name}", get(get_system))
-        .route("/api/v1/systems/{name}/netboot", put(set_netboot))
-        .route("/api/v1/profiles", get(list_profiles))
-        .route("/api/v1/profiles/{name}", get(get_profile))
-        .route("/api/v1/reload", post(reload))
-        .route(
-            "/api/v1/systems/{name}/power",
-            get(power_status).post(power_op),
-        )
-        .route(
-            "/api/v1/systems/{name}/bootdev",
-            get(bootdev_get).put(bootdev_set),
-        )
-        .with_state(ctx.clone())
-        .merge(super::api_runs::router(ctx.clone()))
-        .merge(crate::http::api_admin::router(ctx))
+/// The operator API's routes, with the scope each needs (see `guard`).
+/// Every GET needs `read`; runs, power, boot device and netboot `operate`;
+/// edits and reload `admin`.
+pub fn routes() -> Routes<ApiContext> {
+    let r = Routes::new()
+        .public(Method::GET, "/healthz", || async { "ok\n" })
+        .get("/api/v1/status", status)
+        .get("/api/v1/systems", list_systems)
+        .get("/api/v1/systems/{name}", get_system)
+        .put("/api/v1/systems/{name}/netboot", Scope::Operate, set_netboot)
+        .get("/api/v1/profiles", list_profiles)
+        .get("/api/v1/profiles/{name}", get_profile)
+        .post("/api/v1/reload", Scope::Admin, reload)
+        .get("/api/v1/systems/{name}/power", power_status)
+        .post("/api/v1/systems/{name}/power", Scope::Operate, power_op)
+        .get("/api/v1/systems/{name}/bootdev", bootdev_get)
+        .put("/api/v1/systems/{name}/bootdev", Scope::Operate, bootdev_set)
+        .get("/api/v1/audit", audit);
+    let r = super::api_runs::routes(r);
+    crate::http::api_admin::routes(r)
+}
+
+pub fn router(ctx: ApiContext) -> Guarded {
+    routes().with_state(ctx)
 }
 
 /// A JSON error body with a stable code.
@@ -68,45 +73,9 @@ pub fn parse<T: serde::de::DeserializeOwned>(v: Value, expected: &str) -> Result
 }
 
 impl ApiContext {
-    /// Check the bearer token. No configured token = every change refused.
-    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
-        let given = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if self.tokens.is_empty() {
-            return Err(error(
-                StatusCode::FORBIDDEN,
-                "no_token_configured",
-                "no API token is configured: changes are refused",
-            ));
-        }
-        let ok = !given.is_empty()
-            && self
-                .tokens
-                .iter()
-                .any(|t| super::boot::constant_time_eq(t.as_bytes(), given.as_bytes()));
-        if ok {
-            Ok(())
-        } else {
-            Err(error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or wrong bearer token",
-            ))
-        }
-    }
-
-    /// The bearer token, then a JSON body; a missing or malformed body is a
-    /// 400 saying what was `expected`.
-    pub fn authorized_body(
-        &self,
-        headers: &HeaderMap,
-        body: Option<Json<Value>>,
-        expected: &str,
-    ) -> Result<Value, Response> {
-        self.authorize(headers)?;
+    /// A JSON body; a missing or malformed one is a 400 saying what was
+    /// `expected`. (Who may call is the guard's business, before this.)
+    pub fn body_or(&self, body: Option<Json<Value>>, expected: &str) -> Result<Value, Response> {
         body.map(|Json(v)| v)
             .ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad_request", expected))
     }
@@ -179,13 +148,10 @@ async fn get_profile(State(ctx): State<ApiContext>, Path(name): Path<String>) ->
 
 async fn set_netboot(
     State(ctx): State<ApiContext>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
-    let body = match ctx.authorized_body(
-        &headers,
-        body,
+    let body = match ctx.body_or(body,
         "expected a JSON body {\"enabled\": true|false}",
     ) {
         Ok(b) => b,
@@ -213,19 +179,26 @@ async fn set_netboot(
     }
 }
 
-async fn reload(State(ctx): State<ApiContext>, headers: HeaderMap) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
+async fn reload(State(ctx): State<ApiContext>) -> Response {
     let reloader = ctx.reloader.clone();
     match tokio::task::spawn_blocking(move || reloader.reload()).await {
-        Ok(Ok(r)) => Json(api::Reloaded {
-            reloaded: true,
-            generation: r.generation,
-            systems: r.systems,
-            profiles: r.profiles,
-        })
-        .into_response(),
+        Ok(Ok(r)) => {
+            let target = r
+                .changes
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            let detail =
+                serde_json::json!({ "generation": r.generation, "changes": r.changes });
+            let answer = Json(api::Reloaded {
+                reloaded: true,
+                generation: r.generation,
+                systems: r.systems,
+                profiles: r.profiles,
+            });
+            AuditNote::attach(answer.into_response(), target, detail)
+        }
         Ok(Err(e)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(api::ErrorBody::from(&e)),
@@ -277,13 +250,9 @@ async fn power_status(State(ctx): State<ApiContext>, Path(name): Path<String>) -
 
 async fn power_op(
     State(ctx): State<ApiContext>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
     let op = body
         .and_then(|Json(b)| serde_json::from_value::<api::PowerRequest>(b).ok())
         .and_then(|b| crate::power::PowerOp::parse(&b.op));
@@ -335,14 +304,12 @@ async fn bootdev_get(State(ctx): State<ApiContext>, Path(name): Path<String>) ->
 
 async fn bootdev_set(
     State(ctx): State<ApiContext>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
     const EXPECTED: &str =
         "expected {\"device\": \"pxe|disk\", \"persistent\": bool, \"uefi\": bool}";
-    let b = match ctx
-        .authorized_body(&headers, body, EXPECTED)
+    let b = match ctx.body_or(body, EXPECTED)
         .and_then(|b| parse::<api::BootDevRequest>(b, EXPECTED))
     {
         Ok(b) => b,
@@ -371,5 +338,24 @@ async fn bootdev_set(
     match ctx.power.set_boot(&bmc, spec).await {
         Ok(()) => Json(bootdev(&name, &spec)).into_response(),
         Err(e) => power_error(e),
+    }
+}
+
+/// `GET /api/v1/audit?limit=N&before=ID&target=NAME`: the audit trail,
+/// newest first (`before`: page on from an entry's id).
+async fn audit(
+    State(ctx): State<ApiContext>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok());
+    let limit = num("limit").unwrap_or(100).clamp(1, 1000) as u32;
+    let before = num("before").unwrap_or(0);
+    match ctx
+        .store
+        .audit(before, limit, q.get("target").map(String::as_str))
+        .await
+    {
+        Ok(entries) => Json(api::AuditPage { entries }).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
 }

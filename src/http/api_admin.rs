@@ -22,24 +22,20 @@ use crate::api::changes::{ProfileChange, SystemChange};
 use crate::http::api::{error, profile, system, ApiContext};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
-use axum::{Json, Router};
+use crate::auth::Scope;
+use crate::http::guard::AuditNote;
+use crate::http::guard::Routes;
+use axum::Json;
 
-pub fn router(ctx: ApiContext) -> Router {
-    Router::new()
-        .route("/api/v1/systems", post(create_system))
-        .route(
-            "/api/v1/systems/{name}",
-            put(update_system).delete(delete_system),
-        )
-        .route("/api/v1/profiles", post(create_profile))
-        .route(
-            "/api/v1/profiles/{name}",
-            put(update_profile).delete(delete_profile),
-        )
-        .with_state(ctx)
+pub fn routes(r: Routes<ApiContext>) -> Routes<ApiContext> {
+    r.post("/api/v1/systems", Scope::Admin, create_system)
+        .put("/api/v1/systems/{name}", Scope::Admin, update_system)
+        .delete("/api/v1/systems/{name}", Scope::Admin, delete_system)
+        .post("/api/v1/profiles", Scope::Admin, create_profile)
+        .put("/api/v1/profiles/{name}", Scope::Admin, update_profile)
+        .delete("/api/v1/profiles/{name}", Scope::Admin, delete_profile)
 }
 
 fn refusal(e: &AdminError) -> Response {
@@ -92,6 +88,9 @@ async fn edit(
     // The object as the daemon now has it (as written, where the reload failed).
     let inv = ctx.inventory.borrow().clone();
     let table = ctx.table.borrow().clone();
+    let target = match &what {
+        Made::System(n) | Made::Profile(n) | Made::Removed(n) => n.clone(),
+    };
     let object = match what {
         Made::System(n) => api::Edited::System(
             inv.system(&n)
@@ -121,7 +120,12 @@ async fn edit(
     } else {
         StatusCode::OK
     };
-    (status, Json(answer)).into_response()
+    let detail = match &reload {
+        Some(Ok(r)) => serde_json::json!({ "generation": r.generation, "changes": r.changes }),
+        Some(Err(e)) => serde_json::json!({ "reload_error": api::ApiError::from(e) }),
+        None => serde_json::json!({ "changes": [] }),
+    };
+    AuditNote::attach((status, Json(answer)).into_response(), target, detail)
 }
 
 type Op<T> = fn(&crate::config::Settings, &str, &T) -> Result<Outcome, AdminError>;
@@ -130,16 +134,12 @@ type Op<T> = fn(&crate::config::Settings, &str, &T) -> Result<Outcome, AdminErro
 /// a profile: the token, the body, then the edit.
 async fn upsert<T: Send + 'static>(
     ctx: ApiContext,
-    headers: HeaderMap,
     path_name: Option<String>,
     b: Result<Json<T>, JsonRejection>,
     body_name: fn(&T) -> Option<String>,
     made: fn(String) -> Made,
     op: Op<T>,
 ) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
     let ch = match body(b) {
         Ok(c) => c,
         Err(r) => return r,
@@ -159,36 +159,29 @@ async fn upsert<T: Send + 'static>(
 /// DELETE of a system or a profile.
 async fn delete(
     ctx: ApiContext,
-    headers: HeaderMap,
     name: String,
     op: fn(&crate::config::Settings, &str) -> Result<Outcome, AdminError>,
 ) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
     let n = name.clone();
     edit(ctx, false, Made::Removed(name), move |s| op(s, &n)).await
 }
 
 async fn create_system(
     State(ctx): State<ApiContext>,
-    headers: HeaderMap,
     b: Result<Json<SystemChange>, JsonRejection>,
 ) -> Response {
     let name = |c: &SystemChange| c.name.clone();
-    upsert(ctx, headers, None, b, name, Made::System, admin::add_system).await
+    upsert(ctx, None, b, name, Made::System, admin::add_system).await
 }
 
 async fn update_system(
     State(ctx): State<ApiContext>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     b: Result<Json<SystemChange>, JsonRejection>,
 ) -> Response {
     let none = |_: &SystemChange| None;
     upsert(
         ctx,
-        headers,
         Some(name),
         b,
         none,
@@ -200,21 +193,18 @@ async fn update_system(
 
 async fn delete_system(
     State(ctx): State<ApiContext>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    delete(ctx, headers, name, admin::remove_system).await
+    delete(ctx, name, admin::remove_system).await
 }
 
 async fn create_profile(
     State(ctx): State<ApiContext>,
-    headers: HeaderMap,
     b: Result<Json<ProfileChange>, JsonRejection>,
 ) -> Response {
     let name = |c: &ProfileChange| c.name.clone();
     upsert(
         ctx,
-        headers,
         None,
         b,
         name,
@@ -226,14 +216,12 @@ async fn create_profile(
 
 async fn update_profile(
     State(ctx): State<ApiContext>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     b: Result<Json<ProfileChange>, JsonRejection>,
 ) -> Response {
     let none = |_: &ProfileChange| None;
     upsert(
         ctx,
-        headers,
         Some(name),
         b,
         none,
@@ -245,8 +233,7 @@ async fn update_profile(
 
 async fn delete_profile(
     State(ctx): State<ApiContext>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    delete(ctx, headers, name, admin::remove_profile).await
+    delete(ctx, name, admin::remove_profile).await
 }

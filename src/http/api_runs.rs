@@ -11,27 +11,29 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use crate::auth::Scope;
+use crate::http::guard::Routes;
+use crate::auth::Principal;
+use crate::http::guard::AuditNote;
+use axum::{Extension, Json};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-pub fn router(ctx: ApiContext) -> Router {
-    Router::new()
-        .route("/api/v1/runs", get(list).post(create))
-        .route("/api/v1/runs/{id}", get(show))
-        .route("/api/v1/runs/{id}/cancel", post(cancel))
-        .route("/api/v1/runs/{id}/retry", post(retry))
-        .route("/api/v1/runs/{id}/junit", get(junit_xml))
-        .route("/api/v1/runs/{id}/stages/{seq}/log", get(stage_log))
-        .route("/api/v1/runs/{id}/artifacts/{*path}", get(artifact))
-        .route("/api/v1/events", get(events))
-        .route("/api/v1/systems/{name}/history", get(history))
-        .route("/api/v1/systems/{name}/diagnosis", get(diagnosis))
-        .route("/api/v1/webhooks", get(webhooks))
-        .with_state(ctx)
+pub fn routes(r: Routes<ApiContext>) -> Routes<ApiContext> {
+    r.get("/api/v1/runs", list)
+        .post("/api/v1/runs", Scope::Operate, create)
+        .get("/api/v1/runs/{id}", show)
+        .post("/api/v1/runs/{id}/cancel", Scope::Operate, cancel)
+        .post("/api/v1/runs/{id}/retry", Scope::Operate, retry)
+        .get("/api/v1/runs/{id}/junit", junit_xml)
+        .get("/api/v1/runs/{id}/stages/{seq}/log", stage_log)
+        .get("/api/v1/runs/{id}/artifacts/{*path}", artifact)
+        .get("/api/v1/events", events)
+        .get("/api/v1/systems/{name}/history", history)
+        .get("/api/v1/systems/{name}/diagnosis", diagnosis)
+        .get("/api/v1/webhooks", webhooks)
 }
 
 pub fn run(r: &RunRow) -> api::Run {
@@ -53,7 +55,7 @@ pub fn run(r: &RunRow) -> api::Run {
 
 /// 201 with the runs just queued.
 fn created(runs: &[crate::engine::RunInfo]) -> Response {
-    let runs = runs
+    let runs: Vec<api::QueuedRun> = runs
         .iter()
         .map(|r| api::QueuedRun {
             id: r.id.clone(),
@@ -62,7 +64,17 @@ fn created(runs: &[crate::engine::RunInfo]) -> Response {
             state: "queued".into(),
         })
         .collect();
-    (StatusCode::CREATED, Json(api::RunsCreated { runs })).into_response()
+    let target = runs
+        .iter()
+        .map(|r| r.system.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let detail = serde_json::json!({ "runs": runs });
+    AuditNote::attach(
+        (StatusCode::CREATED, Json(api::RunsCreated { runs })).into_response(),
+        target,
+        detail,
+    )
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
@@ -79,12 +91,10 @@ fn create_error(e: CreateError) -> Response {
 
 async fn create(
     State(ctx): State<ApiContext>,
-    headers: HeaderMap,
+    Extension(who): Extension<Principal>,
     body: Option<Json<Value>>,
 ) -> Response {
-    let body = match ctx.authorized_body(
-        &headers,
-        body,
+    let body = match ctx.body_or(body,
         "expected JSON {\"systems\": [...], \"profile\": optional}",
     ) {
         Ok(b) => b,
@@ -96,7 +106,12 @@ async fn create(
     };
     match ctx
         .engine
-        .create_runs(req.systems, req.profile, req.requested_by, None)
+        .create_runs(
+            req.systems,
+            req.profile,
+            req.requested_by.or(Some(who.name)),
+            None,
+        )
         .await
     {
         Ok(runs) => created(&runs),
@@ -175,13 +190,14 @@ async fn show(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Response
 
 async fn cancel(
     State(ctx): State<ApiContext>,
-    headers: HeaderMap,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
-    match ctx.engine.cancel(&id, "by request").await {
+    match ctx
+        .engine
+        .cancel(&id, &format!("by request of {}", who.name))
+        .await
+    {
         Ok(()) => Json(api::Cancelled { cancelled: id }).into_response(),
         Err(e) => error(StatusCode::CONFLICT, "not_active", e),
     }
@@ -189,12 +205,9 @@ async fn cancel(
 
 async fn retry(
     State(ctx): State<ApiContext>,
-    headers: HeaderMap,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = ctx.authorize(&headers) {
-        return r;
-    }
     let run = match ctx.store.get_run(&id).await {
         Ok(Some(r)) => r,
         Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", format!("no run {id:?}")),
@@ -212,7 +225,7 @@ async fn retry(
         .create_runs(
             vec![run.system.clone()],
             Some(run.profile.clone()),
-            run.requested_by.clone(),
+            Some(who.name),
             Some(id),
         )
         .await

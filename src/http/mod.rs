@@ -8,3 +8,4 @@ pub mod api;
 pub mod api_admin;
 pub mod api_runs;
 pub mod boot;
+pub mod guard;

@@ -558,6 +558,66 @@ impl Store {
         Ok(())
     }
 
+    // ---- audit trail ----
+
+    /// Append one entry (its `id` is ignored); returns the new id.
+    pub async fn append_audit(&self, e: &crate::api::AuditEntry) -> Result<i64> {
+        let r = sqlx::query(
+            "INSERT INTO audit (at, actor, scope, via, remote, action, path, target, status, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .bind(e.at)
+        .bind(&e.actor)
+        .bind(&e.scope)
+        .bind(&e.via)
+        .bind(&e.remote)
+        .bind(&e.action)
+        .bind(&e.path)
+        .bind(&e.target)
+        .bind(e.status as i64)
+        .bind(e.detail.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.last_insert_rowid())
+    }
+
+    /// Newest first: at most `limit` entries with an id below `before`
+    /// (0: from the newest), only those about `target` when given.
+    pub async fn audit(
+        &self,
+        before: i64,
+        limit: u32,
+        target: Option<&str>,
+    ) -> Result<Vec<crate::api::AuditEntry>> {
+        let before = if before <= 0 { i64::MAX } else { before };
+        let rows = sqlx::query(
+            "SELECT id, at, actor, scope, via, remote, action, path, target, status, detail \
+             FROM audit WHERE id < ?1 AND (?2 IS NULL OR target = ?2) ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(before)
+        .bind(target)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| crate::api::AuditEntry {
+                id: r.get("id"),
+                at: r.get("at"),
+                actor: r.get("actor"),
+                scope: r.get("scope"),
+                via: r.get("via"),
+                remote: r.get("remote"),
+                action: r.get("action"),
+                path: r.get("path"),
+                target: r.get("target"),
+                status: r.get::<i64, _>("status") as u16,
+                detail: serde_json::from_str(r.get::<&str, _>("detail"))
+                    .unwrap_or(serde_json::Value::Null),
+            })
+            .collect())
+    }
+
     // ---- stages and artifacts ----
 
     pub async fn upsert_stage(&self, s: &StageRow) -> Result<()> {

@@ -18,11 +18,11 @@ async fn migrations_apply_and_are_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("sub/r.db").display());
     let s = Store::open(&url).await.unwrap();
-    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4]);
     s.close().await;
     // Re-opening runs the migrator again: nothing new, nothing broken.
     let s = Store::open(&url).await.unwrap();
-    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4]);
 }
 
 #[tokio::test]
@@ -309,4 +309,32 @@ async fn feed_prune_by_age_and_per_system_cap() {
     let a = s.feed_of_system("a", None, 100).await.unwrap();
     assert_eq!(a.iter().map(|r| r.at).collect::<Vec<_>>(), [10, 9, 8]);
     assert_eq!(s.feed_of_system("b", None, 100).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn audit_pages_newest_first_and_filters_by_target() {
+    let s = Store::memory().await.unwrap();
+    for i in 0..5 {
+        let e = crate::api::AuditEntry {
+            id: 0,
+            at: 1000 + i,
+            actor: "jenkins".into(),
+            scope: "operate".into(),
+            via: "api".into(),
+            remote: "127.0.0.1".into(),
+            action: "POST /api/v1/runs".into(),
+            path: "/api/v1/runs".into(),
+            target: if i % 2 == 0 { "a" } else { "b" }.into(),
+            status: 201,
+            detail: serde_json::json!({ "i": i }),
+        };
+        s.append_audit(&e).await.unwrap();
+    }
+    let all = s.audit(0, 10, None).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.at).collect::<Vec<_>>(), [1004, 1003, 1002, 1001, 1000]);
+    assert_eq!(all[0].detail["i"], 4);
+    let page2 = s.audit(all[1].id, 2, None).await.unwrap();
+    assert_eq!(page2.iter().map(|e| e.at).collect::<Vec<_>>(), [1002, 1001]);
+    let a = s.audit(0, 10, Some("a")).await.unwrap();
+    assert_eq!(a.iter().map(|e| e.at).collect::<Vec<_>>(), [1004, 1002, 1000]);
 }

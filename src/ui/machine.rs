@@ -154,7 +154,7 @@ pub async fn page(
             }
         },
     };
-    let req = Req::new(&ui, &headers, &ext);
+    let req = Req::new(&headers, &ext);
     render(&ui, &req, &name, before).await
 }
 

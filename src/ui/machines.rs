@@ -319,7 +319,7 @@ pub async fn page(State(ui): S, headers: HeaderMap, ext: Extensions, q: QueryArg
         Ok(f) => f,
         Err(m) => return ui.error(StatusCode::BAD_REQUEST, "Bad request", &m),
     };
-    let req = Req::new(&ui, &headers, &ext);
+    let req = Req::new(&headers, &ext);
     let t0 = std::time::Instant::now();
     let mut r = render(&ui, &req, &f).await;
     // The server's time for this page (bench/ui-bench.sh reads it).
@@ -338,7 +338,7 @@ pub async fn action(State(ui): S, headers: HeaderMap, ext: Extensions, form: For
         Ok(f) => f,
         Err(r) => return r,
     };
-    let req = Req::new(&ui, &headers, &ext);
+    let req = Req::new(&headers, &ext);
     if let Err(r) = ui.check_post(&req, &form) {
         return r;
     }

@@ -19,6 +19,7 @@
 // Handlers return `Result<_, Response>` to short-circuit with a ready page.
 #![allow(clippy::result_large_err)]
 
+mod audit;
 mod machine;
 mod machines;
 mod profiles;
@@ -26,16 +27,16 @@ mod queue;
 mod run;
 
 use crate::http::api::ApiContext;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use crate::auth::{Principal, Scope};
+use crate::http::guard::{Guarded, Routes, AUTH_COOKIE as AUTH};
+use axum::http::Method;
 use hmac::{Hmac, KeyInit, Mac};
 use minijinja::{AutoEscape, Environment};
 use serde_json::json;
 use sha2::Sha256;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Rows per page of the machines page.
@@ -44,7 +45,6 @@ pub const PAGE_SIZE: usize = 100;
 pub const STREAK: u32 = 10;
 
 const SESSION: &str = "rb_session";
-const AUTH: &str = "rb_auth";
 const FLASH: &str = "rb_flash";
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -55,6 +55,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("profile.html", include_str!("assets/profile.html")),
     ("run.html", include_str!("assets/run.html")),
     ("queue.html", include_str!("assets/queue.html")),
+    ("audit.html", include_str!("assets/audit.html")),
     ("error.html", include_str!("assets/error.html")),
     ("login.html", include_str!("assets/login.html")),
 ];
@@ -70,30 +71,31 @@ pub struct Ui {
 
 type S = State<Arc<Ui>>;
 
-/// The UI's routes (merge into the API router).
-pub fn router(ctx: ApiContext) -> Router {
-    Router::new()
-        .route("/", get(machines::page))
-        .route("/ui/actions", post(machines::action))
-        .route("/ui/machines/{name}", get(machine::page))
-        .route("/ui/profiles", get(profiles::list))
-        .route("/ui/profiles/{name}", get(profiles::page))
-        .route("/ui/runs/{id}", get(run::page))
-        .route("/ui/runs/{id}/live", get(run::live))
-        .route("/ui/runs/{id}/cancel", post(run::cancel))
-        .route("/ui/runs/{id}/retry", post(run::retry))
-        .route("/ui/queue", get(queue::page))
-        .route("/ui/login", get(login_page).post(login))
-        .route("/ui/logout", post(logout))
-        .route(
-            "/ui/assets/ui.css",
-            get(|| async { asset("text/css", CSS) }),
-        )
-        .route(
-            "/ui/assets/ui.js",
-            get(|| async { asset("text/javascript", JS) }),
-        )
-        .route("/ui/{*rest}", get(not_found))
+/// The UI's routes (merged into the API's, behind the same guard): pages
+/// need `read`, actions `operate`; the login form and the assets are public.
+pub fn router(ctx: ApiContext) -> Guarded {
+    Routes::new()
+        .get("/", machines::page)
+        .post("/ui/actions", Scope::Operate, machines::action)
+        .get("/ui/machines/{name}", machine::page)
+        .get("/ui/profiles", profiles::list)
+        .get("/ui/profiles/{name}", profiles::page)
+        .get("/ui/runs/{id}", run::page)
+        .get("/ui/runs/{id}/live", run::live)
+        .post("/ui/runs/{id}/cancel", Scope::Operate, run::cancel)
+        .post("/ui/runs/{id}/retry", Scope::Operate, run::retry)
+        .get("/ui/queue", queue::page)
+        .get("/ui/audit", audit::page)
+        .public(Method::GET, "/ui/login", login_page)
+        .public(Method::POST, "/ui/login", login)
+        .public(Method::POST, "/ui/logout", logout)
+        .public(Method::GET, "/ui/assets/ui.css", || async {
+            asset("text/css", CSS)
+        })
+        .public(Method::GET, "/ui/assets/ui.js", || async {
+            asset("text/javascript", JS)
+        })
+        .get("/ui/{*rest}", not_found)
         .with_state(Arc::new(Ui::new(ctx)))
 }
 
@@ -152,6 +154,7 @@ impl Ui {
         if let serde_json::Value::Object(m) = &mut ctx {
             m.insert("csrf".into(), self.mac("csrf", &req.session).into());
             m.insert("can_act".into(), req.can_act.into());
+            m.insert("user".into(), req.user.clone().into());
             m.insert("flash".into(), req.flash.clone().into());
             m.insert("now".into(), crate::store::now_ms().into());
         }
@@ -209,22 +212,13 @@ impl Ui {
             return Err(self.error(
                 StatusCode::FORBIDDEN,
                 "Forbidden",
-                "Changes from the web UI are allowed from this host (loopback) or after \
-                 logging in with an API token (Log in, top right).",
+                "Changes from the web UI need a token with the operate or admin scope: \
+                 log out and log in with one.",
             ));
         }
         Ok(())
     }
 
-    /// Whether this API token is one of the daemon's.
-    fn valid_token(&self, given: &str) -> bool {
-        !given.is_empty()
-            && self
-                .ctx
-                .tokens
-                .iter()
-                .any(|t| crate::http::boot::constant_time_eq(t.as_bytes(), given.as_bytes()))
-    }
 }
 
 /// What a page needs to know about the request.
@@ -233,8 +227,10 @@ pub struct Req {
     new_session: bool,
     can_act: bool,
     flash: Option<String>,
-    /// Who asked (for `requested_by`).
+    /// Who asked (the token's name, for `requested_by`).
     who: String,
+    /// Shown in the header: the token's name and scope.
+    user: Option<String>,
 }
 
 impl Req {
@@ -245,26 +241,22 @@ impl Req {
             can_act: false,
             flash: None,
             who: "ui".into(),
+            user: None,
         }
     }
 
-    fn new(ui: &Ui, headers: &HeaderMap, ext: &Extensions) -> Req {
+    fn new(headers: &HeaderMap, ext: &Extensions) -> Req {
         let cookies = cookies(headers);
         let get = |k: &str| cookies.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let (session, new_session) = match get(SESSION) {
             Some(s) if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) => (s, false),
             _ => (crate::engine::random_token(), true),
         };
-        let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        let loopback = peer.is_some_and(|p| p.ip().is_loopback());
-        let authed = get(AUTH).is_some_and(|v| {
-            ui.ctx.tokens.iter().any(|t| {
-                crate::http::boot::constant_time_eq(ui.mac("auth", t).as_bytes(), v.as_bytes())
-            })
-        });
-        let can_act = !ui.ctx.tokens.is_empty() && (loopback || authed);
-        let who = match peer {
-            Some(p) => format!("ui@{}", p.ip()),
+        let who = ext.get::<Principal>();
+        let can_act = who.is_some_and(|p| p.scope >= Scope::Operate);
+        let user = who.map(|p| format!("{} ({})", p.name, p.scope));
+        let who = match who {
+            Some(p) => p.name.clone(),
             None => "ui".into(),
         };
         Req {
@@ -273,6 +265,7 @@ impl Req {
             can_act,
             flash: get(FLASH).map(|f| pct_decode(&f)).filter(|f| !f.is_empty()),
             who,
+            user,
         }
     }
 }
@@ -410,13 +403,24 @@ pub fn due_of(data: &str) -> Option<i64> {
         .as_i64()
 }
 
-async fn login_page(State(ui): S, headers: HeaderMap, ext: Extensions) -> Response {
-    let req = Req::new(&ui, &headers, &ext);
+async fn login_page(State(ui): S, headers: HeaderMap, ext: Extensions, q: QueryArg) -> Response {
+    let mut req = Req::new(&headers, &ext);
+    // The login page is public: say who is logged in from the cookie itself.
+    let cookie_user = cookies(&headers)
+        .into_iter()
+        .find(|(k, _)| k == AUTH)
+        .and_then(|(_, v)| ui.ctx.auth.from_cookie(&v).map(|t| format!("{} ({})", t.name, t.scope)));
+    req.user = req.user.take().or(cookie_user);
+    let next = q
+        .ok()
+        .and_then(|q| q.0.into_iter().find(|(k, _)| k == "next").map(|(_, v)| v))
+        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .unwrap_or_else(|| "/".into());
     ui.render(
         StatusCode::OK,
         &req,
         "login.html",
-        json!({"nav": "login", "title": "Log in"}),
+        json!({"nav": "login", "title": "Log in", "next": next}),
     )
 }
 
@@ -426,7 +430,7 @@ async fn login(
     ext: Extensions,
     form: axum::Form<Vec<(String, String)>>,
 ) -> Response {
-    let req = Req::new(&ui, &headers, &ext);
+    let req = Req::new(&headers, &ext);
     let given = field(&form, "csrf").unwrap_or("");
     if req.new_session
         || !crate::http::boot::constant_time_eq(
@@ -440,21 +444,33 @@ async fn login(
             "The form's CSRF token is missing or stale: reload the page and try again.",
         );
     }
-    let token = field(&form, "token").unwrap_or("").trim();
-    if !ui.valid_token(token) {
+    let given = field(&form, "token").unwrap_or("").trim();
+    let Some(token) = ui.ctx.auth.find(given) else {
+        ui.ctx
+            .auth
+            .stats
+            .invalid
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return ui.error(
-            StatusCode::FORBIDDEN,
+            StatusCode::UNAUTHORIZED,
             "Wrong token",
             "That is not one of this daemon's API tokens.",
         );
-    }
+    };
+    // Back to the page that sent here (a local path only).
+    let next = field(&form, "next")
+        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .unwrap_or("/");
     let mut r = redirect_with(
-        Some("/"),
-        "Logged in: this browser may act until the daemon restarts.",
+        Some(next),
+        &format!(
+            "Logged in as {} ({}) until the daemon restarts.",
+            token.name, token.scope
+        ),
     );
     r.headers_mut().append(
         header::SET_COOKIE,
-        cookie(AUTH, &ui.mac("auth", token), Some(7 * 86400)),
+        cookie(AUTH, &ui.ctx.auth.cookie_for(token), Some(7 * 86400)),
     );
     r
 }
@@ -465,7 +481,7 @@ async fn logout(
     ext: Extensions,
     form: axum::Form<Vec<(String, String)>>,
 ) -> Response {
-    let req = Req::new(&ui, &headers, &ext);
+    let req = Req::new(&headers, &ext);
     let given = field(&form, "csrf").unwrap_or("");
     if !crate::http::boot::constant_time_eq(
         given.as_bytes(),

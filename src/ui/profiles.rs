@@ -14,7 +14,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 pub async fn list(State(ui): S, headers: HeaderMap, ext: Extensions) -> Response {
-    let req = Req::new(&ui, &headers, &ext);
+    let req = Req::new(&headers, &ext);
     let inv = ui.ctx.inventory.borrow().clone();
     let rows: Vec<Value> = inv
         .profiles()
@@ -61,7 +61,7 @@ pub async fn page(
             .map(|(_, v)| v.trim())
             .filter(|v| !v.is_empty())
     };
-    let req = Req::new(&ui, &headers, &ext);
+    let req = Req::new(&headers, &ext);
     let inv = ui.ctx.inventory.borrow().clone();
     let Some(p) = inv.profile(&name) else {
         return ui.error(

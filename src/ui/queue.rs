@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 pub const FAILURES: u32 = 20;
 
 pub async fn page(State(ui): S, headers: HeaderMap, ext: Extensions) -> Response {
-    let req = Req::new(&ui, &headers, &ext);
+    let req = Req::new(&headers, &ext);
     let store = &ui.ctx.store;
     let (active, failures, head) = match (
         store.active_runs().await,

@@ -130,7 +130,7 @@ pub async fn page(
     ext: Extensions,
     Path(id): Path<String>,
 ) -> Response {
-    let req = Req::new(&ui, &headers, &ext);
+    let req = Req::new(&headers, &ext);
     let ctx = &ui.ctx;
     let row = match ctx.store.get_run(&id).await {
         Ok(Some(r)) => r,
@@ -289,7 +289,7 @@ pub async fn cancel(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let req = Req::new(&ui, &headers, &ext);
+    let req = Req::new(&headers, &ext);
     if let Err(r) = ui.check_post(&req, &form) {
         return r;
     }
@@ -334,7 +334,7 @@ pub async fn retry(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let req = Req::new(&ui, &headers, &ext);
+    let req = Req::new(&headers, &ext);
     if let Err(r) = ui.check_post(&req, &form) {
         return r;
     }

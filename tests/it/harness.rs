@@ -52,6 +52,9 @@ impl ConfigDir {
         std::fs::write(boot.join("initrd.img"), b"initrd-bytes").unwrap();
         std::fs::create_dir_all(dir.path().join("firmware")).unwrap();
         std::fs::write(dir.path().join("firmware/ipxe.efi"), b"MZ-efi").unwrap();
+        // The daemon's default admin token, known in advance: `http()` sends it.
+        std::fs::create_dir_all(dir.path().join(".lab/data")).unwrap();
+        std::fs::write(dir.path().join(".lab/data/api-token"), TOKEN).unwrap();
         ConfigDir { dir }
     }
 
@@ -144,8 +147,13 @@ pub fn client(addr: SocketAddr) -> rackboot::client::Client {
 
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The admin token of every `ConfigDir::sample()` daemon (its
+/// `data_dir/api-token`).
+pub const TOKEN: &str = "harness-admin-token-0123456789ab";
+
 /// One request through the one client, bounded by a timeout; panics when
-/// nothing answers.
+/// nothing answers. Sends `Authorization: Bearer TOKEN` unless the caller
+/// gives its own `Authorization` header (an empty one: none at all).
 pub fn http(
     addr: SocketAddr,
     method: &str,
@@ -176,8 +184,20 @@ pub fn http_from(
             rackboot::client::Client::with_agent(addr, None, agent)
         }
     };
+    let bearer = format!("Bearer {TOKEN}");
+    let mut hs: Vec<(&str, &str)> = headers
+        .iter()
+        .filter(|(k, v)| !(k.eq_ignore_ascii_case("authorization") && v.is_empty()))
+        .copied()
+        .collect();
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    {
+        hs.push(("Authorization", &bearer));
+    }
     let r = c
-        .request(method, path, headers, body.map(str::as_bytes))
+        .request(method, path, &hs, body.map(str::as_bytes))
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     HttpResponse(r)
 }

@@ -1,0 +1,84 @@
+//! The audit page (`/ui/audit`): who changed what, newest first, with the
+//! before → after of each edited system or profile. Paged by entry id
+//! (`?before=ID`), filtered by target (`?target=NAME`), like the API.
+
+use super::{fmt_time, query_or_400, QueryArg, Req, S};
+use axum::extract::State;
+use axum::http::{Extensions, HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+/// Entries per page.
+pub const PAGE: u32 = 50;
+
+pub async fn page(State(ui): S, headers: HeaderMap, ext: Extensions, q: QueryArg) -> Response {
+    let req = Req::new(&headers, &ext);
+    let q = match query_or_400(&ui, q) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let before = get("before").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let target = get("target").filter(|t| !t.is_empty());
+    let entries = match ui.ctx.store.audit(before, PAGE, target.as_deref()).await {
+        Ok(e) => e,
+        Err(e) => {
+            return ui.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Store error",
+                &e.to_string(),
+            )
+        }
+    };
+    let rows: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let changes: Vec<Value> = e
+                .detail
+                .get("changes")
+                .and_then(Value::as_array)
+                .map(|cs| cs.iter().map(change_row).collect())
+                .unwrap_or_default();
+            json!({
+                "id": e.id, "at": fmt_time(e.at), "actor": e.actor, "scope": e.scope,
+                "via": e.via, "remote": e.remote, "action": e.action, "path": e.path,
+                "target": e.target, "status": e.status, "ok": e.status < 400,
+                "changes": changes,
+                "error": e.detail.get("reload_error").map(|r| r.to_string()),
+            })
+        })
+        .collect();
+    let older = (entries.len() as u32 == PAGE).then(|| entries.last().map(|e| e.id));
+    ui.render(
+        StatusCode::OK,
+        &req,
+        "audit.html",
+        json!({"nav": "audit", "title": "Audit", "rows": rows,
+               "target": target, "older": older.flatten()}),
+    )
+}
+
+/// One changed system or profile: the fields whose values differ.
+fn change_row(c: &Value) -> Value {
+    let obj = |k: &str| c.get(k).and_then(Value::as_object);
+    let (before, after) = (obj("before"), obj("after"));
+    let verb = match (before, after) {
+        (None, Some(_)) => "added",
+        (Some(_), None) => "removed",
+        _ => "changed",
+    };
+    let mut fields = Vec::new();
+    if let (Some(b), Some(a)) = (before, after) {
+        let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+        for k in keys {
+            let (x, y) = (b.get(k), a.get(k));
+            if x != y {
+                let show = |v: Option<&Value>| v.map(|v| v.to_string()).unwrap_or_default();
+                fields.push(json!({"key": k, "before": show(x), "after": show(y)}));
+            }
+        }
+    }
+    json!({
+        "kind": c.get("kind"), "name": c.get("name"), "verb": verb, "fields": fields,
+    })
+}
