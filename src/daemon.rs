@@ -469,20 +469,44 @@ pub async fn run(config_dir: &std::path::Path) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let cfg = config::load(config_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let listeners = Listeners::bind(&cfg.settings).await?;
-    let running = start(cfg, listeners).await?;
+    let notifier = crate::notify::Notifier::from_env();
+    let started = async {
+        let cfg = config::load(config_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let listeners = Listeners::bind(&cfg.settings).await?;
+        start(cfg, listeners).await
+    };
+    let running = match started.await {
+        Ok(r) => r,
+        Err(e) => {
+            notifier.status(&format!("failed to start: {e:#}").replace('\n', " "));
+            return Err(e);
+        }
+    };
+    // Every listener (DHCP, TFTP, HTTP boot, API) was bound before `start`,
+    // the store is open and the servers are spawned: ready.
+    notifier.ready(&crate::notify::current_status(
+        &running.engine,
+        &running.reloader,
+    ));
+    tokio::spawn(crate::notify::heartbeat(
+        notifier.clone(),
+        running.engine.clone(),
+        running.reloader.clone(),
+        running.shutdown.child_token(),
+    ));
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading configuration");
                 let r = running.reloader.clone();
                 let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+                notifier.status(&crate::notify::current_status(&running.engine, &running.reloader));
             }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
         }
     }
+    notifier.stopping();
     running.stop().await;
     tracing::info!("stopped");
     Ok(())

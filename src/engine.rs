@@ -57,6 +57,9 @@ pub enum Command {
         reason: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// A heartbeat: answered by the loop itself, so an answer means the loop
+    /// is taking commands (the service watchdog, `notify`, pings on it).
+    Ping { reply: oneshot::Sender<()> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +200,12 @@ impl EngineHandle {
             reply,
         })
         .await?
+    }
+
+    /// A round trip through the engine's loop: `Ok` once the loop took the
+    /// command (behind whatever it was doing), `Err` if it stopped.
+    pub async fn ping(&self) -> Result<(), String> {
+        self.call(|reply| Command::Ping { reply }).await
     }
 
     /// Live events (JSON lines): run transitions and boot observations.
@@ -520,6 +529,9 @@ impl Engine {
                 };
                 let _ = reply.send(r);
                 self.schedule().await;
+            }
+            Command::Ping { reply } => {
+                let _ = reply.send(());
             }
         }
     }

@@ -9,7 +9,8 @@
 //! - `engine`: the only writer of machine intent and run state.
 //! - `metrics`: Prometheus `/metrics` (mirrors the adapters' counters).
 //! - `store`: the SQL facade. `daemon`: the composition root. `reload`: the
-//!   one `Reloader` (SIGHUP and the API).
+//!   one `Reloader` (SIGHUP and the API). `notify`: systemd's notify protocol
+//!   (ready, watchdog, status, stopping) for `daemon::run`.
 //! - `auth`: named, scoped API tokens; `http::guard` enforces them per route.
 //! - `api`: the operator API's JSON types. `client`: its one client.
 //!   `cli`: commands.
@@ -31,6 +32,7 @@ pub mod inventory;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;
+pub mod notify;
 pub mod observe;
 pub mod power;
 pub mod reload;

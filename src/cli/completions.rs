@@ -1,4 +1,5 @@
-//! `rackboot completions bash|zsh`, without the hidden flags and commands.
+//! `rackboot completions bash|zsh`, without the hidden flags and commands,
+//! and the hidden `rackboot man` (the man page, roff, via `clap_mangen`).
 
 use clap::ValueEnum;
 use std::process::ExitCode;
@@ -20,6 +21,21 @@ pub fn run(shell: CompletionShell, mut cmd: clap::Command) -> ExitCode {
     clap_complete::generate(sh, &mut cmd, "rackboot", &mut buf);
     print!("{}", strip_hidden(&String::from_utf8_lossy(&buf)));
     ExitCode::SUCCESS
+}
+
+/// `rackboot man`: the man page (section 1) generated from the CLI
+/// definition; hidden commands and flags are left out by `clap_mangen`.
+pub fn man(cmd: clap::Command) -> ExitCode {
+    let mut buf = Vec::new();
+    if let Err(e) = clap_mangen::Man::new(cmd).render(&mut buf) {
+        eprintln!("error: rendering the man page: {e}");
+        return ExitCode::from(1);
+    }
+    use std::io::Write;
+    match std::io::stdout().write_all(&buf) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(1),
+    }
 }
 
 /// clap_complete offers hidden flags and commands too; drop the refusal-only

@@ -10,6 +10,7 @@ mod admin;
 mod bench;
 mod check;
 mod completions;
+mod init;
 mod output;
 mod power;
 mod reload;
@@ -116,6 +117,11 @@ pub enum Cmd {
     },
     /// Print shell completions (bash or zsh).
     Completions { shell: completions::CompletionShell },
+    /// Write a starter configuration for this host (address and subnet from the interface).
+    Init(init::InitArgs),
+    /// Print the man page (roff), generated from this CLI (packaging/build-deb.sh).
+    #[command(hide = true)]
+    Man,
 }
 
 pub fn main() -> ExitCode {
@@ -148,5 +154,7 @@ pub fn main() -> ExitCode {
         Cmd::Profiles { cmd } => admin::run_profiles(&cli.config, api, cmd),
         Cmd::Why { ref system, json } => why::why(&cli.config, api, system, json),
         Cmd::Completions { shell } => completions::run(shell, Cli::command()),
+        Cmd::Init(a) => init::run(&cli.config, a),
+        Cmd::Man => completions::man(Cli::command()),
     }
 }

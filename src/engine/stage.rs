@@ -96,7 +96,11 @@ async fn execute(job: &StageJob, log_path: &Path) -> (StageOutcome, Option<i64>)
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(err))
         .process_group(0)
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // The service manager's variables are the daemon's, not the stage's.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID");
     for (k, v) in &job.env {
         cmd.env(k, v);
     }
