@@ -301,7 +301,7 @@ impl Client {
             b = b.header("Authorization", format!("Bearer {t}"));
         }
         if let Some(v) = self.via {
-            b = b.header(crate::http::guard::CLIENT_HEADER, v);
+            b = b.header(crate::api::CLIENT_HEADER, v);
         }
         for (k, v) in headers {
             b = b.header(*k, *v);

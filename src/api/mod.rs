@@ -8,6 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Header the CLI sets, so the audit trail says `via: cli`.
+pub const CLIENT_HEADER: &str = "x-rackboot-client";
+
 pub mod changes;
 pub mod feed;
 

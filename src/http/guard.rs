@@ -26,8 +26,7 @@ use std::sync::Arc;
 
 /// The UI's login cookie (value: `Auth::cookie_for`).
 pub const AUTH_COOKIE: &str = "rb_auth";
-/// Header the CLI sets, so the audit trail says `via: cli`.
-pub const CLIENT_HEADER: &str = "x-rackboot-client";
+pub use crate::api::CLIENT_HEADER;
 
 /// One route and what it needs (`None`: public).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +212,22 @@ async fn gate(State(g): State<Arc<Gate>>, mut req: Request, next: Next) -> Respo
         req.method().clone()
     };
     let Some(&need) = g.rules.get(&(method.clone(), path.as_str())) else {
+        // A known path with another method: what the router would answer.
+        let allow: Vec<&str> = g
+            .rules
+            .keys()
+            .filter(|(_, p)| *p == path)
+            .map(|(m, _)| m.as_str())
+            .collect();
+        if !allow.is_empty() {
+            let mut allow = allow;
+            allow.sort_unstable();
+            let mut r = StatusCode::METHOD_NOT_ALLOWED.into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&allow.join(", ")) {
+                r.headers_mut().insert(axum::http::header::ALLOW, v);
+            }
+            return r;
+        }
         // Only reachable if a route bypassed `Routes`: refuse rather than open it.
         tracing::error!(%method, path, "route without a scope rule: refused");
         return refuse(

@@ -45,6 +45,7 @@ pub async fn page(State(ui): S, headers: HeaderMap, ext: Extensions, q: QueryArg
                 "target": e.target, "status": e.status, "ok": e.status < 400,
                 "changes": changes,
                 "error": e.detail.get("reload_error").map(|r| r.to_string()),
+                "notes": notes(&e.detail),
             })
         })
         .collect();
@@ -56,6 +57,28 @@ pub async fn page(State(ui): S, headers: HeaderMap, ext: Extensions, q: QueryArg
         json!({"nav": "audit", "title": "Audit", "rows": rows,
                "target": target, "older": older.flatten()}),
     )
+}
+
+/// The rest of an entry's detail (an action, the runs it queued, a
+/// reason) as short `key: value` lines.
+fn notes(detail: &Value) -> Vec<String> {
+    let Some(o) = detail.as_object() else {
+        return Vec::new();
+    };
+    o.iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "changes" | "reload_error"))
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}: {s}"),
+            Value::Array(a) => format!(
+                "{k}: {}",
+                a.iter()
+                    .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            v => format!("{k}: {v}"),
+        })
+        .collect()
 }
 
 /// One changed system or profile: the fields whose values differ.

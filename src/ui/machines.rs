@@ -338,7 +338,28 @@ pub async fn action(State(ui): S, headers: HeaderMap, ext: Extensions, form: For
         Ok(f) => f,
         Err(r) => return r,
     };
-    let req = Req::new(&headers, &ext);
+    // The audit trail's line: which machines, which action.
+    let systems: Vec<&str> = form
+        .iter()
+        .filter(|(k, _)| k == "system")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let note = crate::http::guard::AuditNote {
+        target: (!systems.is_empty()).then(|| systems.join(",")),
+        detail: json!({"action": field(&form, "action").unwrap_or("")}),
+    };
+    let mut r = act(&ui, &headers, &ext, &form).await;
+    r.extensions_mut().insert(note);
+    r
+}
+
+async fn act(
+    ui: &Ui,
+    headers: &HeaderMap,
+    ext: &Extensions,
+    form: &[(String, String)],
+) -> Response {
+    let req = Req::new(headers, ext);
     if let Err(r) = ui.check_post(&req, &form) {
         return r;
     }

@@ -1475,7 +1475,7 @@ async fn api_edits_write_files_and_reload() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(!l.c.path().join("profiles/lab-api.toml").exists());
-    let r = l.api("GET", "/api/v1/systems", None, false).await;
+    let r = l.api("GET", "/api/v1/systems", None, true).await;
     assert_eq!(r.typed::<Vec<api::System>>().len(), 7);
     assert!(l.c.load().is_ok());
     l.d.stop().await;

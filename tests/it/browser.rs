@@ -251,6 +251,24 @@ impl Browser {
         );
     }
 
+    /// Open `base` (the UI root), which sends a new browser to the login
+    /// page, and log in there with `token`; back on the machines page after.
+    pub fn login(&self, base: &str, token: &str) {
+        self.goto(&format!("{base}/"));
+        assert!(
+            self.url().contains("/ui/login?next="),
+            "no login redirect: {}",
+            self.url()
+        );
+        self.fill("input[name=token]", token);
+        self.click("form[action=\"/ui/login\"] button[type=submit]");
+        assert!(
+            !self.url().contains("/ui/login"),
+            "login failed: {}",
+            self.url()
+        );
+    }
+
     /// The current URL.
     pub fn url(&self) -> String {
         let v = self.must("get url", self.cmd("GET", "/url", None));

@@ -70,7 +70,7 @@ async fn serves_api_and_netboot_switch() {
         d.api_addr,
         "PUT",
         "/api/v1/systems/node50/netboot",
-        vec![],
+        vec![("Authorization", String::new())],
         Some("{\"enabled\":true}"),
     )
     .await;

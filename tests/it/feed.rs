@@ -23,10 +23,12 @@ async fn sse(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     tokio::task::spawn_blocking(move || {
-        let h: Vec<(&str, &str)> = headers
+        let bearer = format!("Bearer {}", crate::harness::TOKEN);
+        let mut h: Vec<(&str, &str)> = headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        h.push(("Authorization", &bearer));
         let s = client(addr).stream_with(&path, &h).unwrap();
         assert!(s.ok(), "status {}", s.status);
         let mut out = Vec::new();
@@ -61,7 +63,7 @@ async fn history(l: &Lab, system: &str, n: usize) -> History {
                 "GET",
                 &format!("/api/v1/systems/{system}/history"),
                 None,
-                false,
+                true,
             )
             .await;
         assert_eq!(r.status, 200, "{}", r.text());

@@ -386,7 +386,7 @@ impl Lab {
             let h: Vec<(&str, &str)> = if auth {
                 vec![("Authorization", tok.as_str())]
             } else {
-                vec![]
+                vec![("Authorization", "")]
             };
             let b = body.map(|b| b.to_string());
             http(addr, method, &path, &h, b.as_deref())

@@ -33,13 +33,20 @@ fn req(addr: SocketAddr, method: &str, path: &str, cookie: &str, form: Option<&s
     let agent =
         ureq::Agent::new_with_config(rackboot::client::agent_config(Duration::from_secs(10)));
     let url = format!("http://{addr}{path}");
+    // The harness daemon's admin token (tests/it/auth.rs covers the refusals).
+    let bearer = format!("Bearer {}", crate::harness::TOKEN);
     let r = match form {
         Some(b) => agent
             .post(&url)
             .header("Cookie", cookie)
+            .header("Authorization", &bearer)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .send(b),
-        None => agent.get(&url).header("Cookie", cookie).call(),
+        None => agent
+            .get(&url)
+            .header("Cookie", cookie)
+            .header("Authorization", &bearer)
+            .call(),
     };
     let mut r = r.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     let headers = r
@@ -242,7 +249,7 @@ async fn ui_pages_render_refuse_and_act() {
     assert!(flash.starts_with("rb_flash=Queued"), "{flash}");
     let runs = runs_of(&sim, "sim1").await;
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0]["requested_by"], "ui@127.0.0.1");
+    assert_eq!(runs[0]["requested_by"], "default", "the token's name");
     let id = runs[0]["id"].as_str().unwrap().to_string();
     // The message shows once on the next page.
     let c = format!("{cookie}; {flash}");
@@ -417,7 +424,7 @@ async fn browser_reimage_from_the_page_live_phase_and_log() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     on(|| {
-        b.goto(&format!("http://{addr}/"));
+        b.login(&format!("http://{addr}"), crate::harness::TOKEN);
         assert!(b.exists("#m-sim1"));
         b.screenshot(&shots.join("ui-machines.png"));
         // Select sim1 and press Reimage: the form posts, the page comes back.
@@ -525,6 +532,12 @@ async fn browser_reimage_from_the_page_live_phase_and_log() {
         b.screenshot(&shots.join("ui-queue.png"));
         b.goto(&format!("http://{addr}/ui/login"));
         b.screenshot(&shots.join("ui-login.png"));
+        // The audit trail names the reimage from the page, the token and the way.
+        b.goto(&format!("http://{addr}/ui/audit"));
+        let row = b.text("#audit tbody tr:last-child");
+        assert!(row.contains("default admin"), "{row}");
+        assert!(row.contains("POST /ui/actions") && row.contains("sim1"), "{row}");
+        b.screenshot(&shots.join("ui-audit.png"));
         b.goto(&format!("http://{addr}/ui/runs/run-nope"));
         assert!(b.text("#error").contains("no run"));
         b.screenshot(&shots.join("ui-404.png"));
@@ -725,7 +738,8 @@ async fn ui_machine_and_profile_pages() {
     }
     // The BMC's address, never its user or password file.
     assert!(r.body.contains("127.0.0.1:1"));
-    assert!(!r.body.contains("bmc-password") && !r.body.contains("admin"));
+    assert!(!r.body.contains("bmc-password") && !r.body.contains("\"admin\""));
+    assert!(!r.body.contains(">admin<") && !r.body.contains("username"));
 
     // A whole successful reimage.
     let (_, v) = sim.create(&["sim1"]).await;
@@ -929,7 +943,7 @@ async fn browser_machine_page_why_no_boot_and_profile() {
     assert_eq!(v["state"], "timed_out", "{v}");
 
     on(|| {
-        b.goto(&format!("http://{addr}/"));
+        b.login(&format!("http://{addr}"), crate::harness::TOKEN);
         b.click("#m-sim1 td.name a");
         b.wait_for(Until::Present("#diagnosis"), Duration::from_secs(5))
             .unwrap();
