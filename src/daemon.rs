@@ -147,6 +147,39 @@ pub struct Running {
 }
 
 impl Running {
+    /// SIGHUP: reload the configuration and write the audit trail's line
+    /// (actor `SIGHUP`, via `signal`), a refused reload with its errors.
+    pub async fn reload_by_signal(&self) {
+        let r = self.reloader.clone();
+        let Ok(result) = tokio::task::spawn_blocking(move || r.reload()).await else {
+            return;
+        };
+        let (status, target, detail) = match &result {
+            Ok(r) => (200, r.audit_target(), r.audit_detail()),
+            Err(e) => (
+                422,
+                String::new(),
+                serde_json::json!({ "reload_error": crate::api::ApiError::from(e) }),
+            ),
+        };
+        let entry = crate::api::AuditEntry {
+            id: 0,
+            at: crate::store::now_ms(),
+            actor: "SIGHUP".into(),
+            scope: String::new(),
+            via: "signal".into(),
+            remote: String::new(),
+            action: "reload".into(),
+            path: String::new(),
+            target,
+            status,
+            detail,
+        };
+        if let Err(e) = self.store.append_audit(&entry).await {
+            tracing::error!(error = %e, "cannot write the audit trail");
+        }
+    }
+
     /// Stop everything and wait (bounded) for tasks to finish.
     pub async fn stop(self) {
         self.shutdown.cancel();
@@ -498,8 +531,7 @@ pub async fn run(config_dir: &std::path::Path) -> anyhow::Result<()> {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading configuration");
-                let r = running.reloader.clone();
-                let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+                running.reload_by_signal().await;
                 notifier.status(&crate::notify::current_status(&running.engine, &running.reloader));
             }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }

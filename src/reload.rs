@@ -30,6 +30,22 @@ pub struct ReloadResult {
     pub changes: Vec<crate::api::ConfigChange>,
 }
 
+impl ReloadResult {
+    /// The audit trail's target: the names of what changed.
+    pub fn audit_target(&self) -> String {
+        self.changes
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The audit trail's detail: the generation and each change's before → after.
+    pub fn audit_detail(&self) -> serde_json::Value {
+        serde_json::json!({ "generation": self.generation, "changes": self.changes })
+    }
+}
+
 impl Reloader {
     pub fn new(settings: Arc<Settings>, tx: watch::Sender<Arc<Inventory>>) -> Reloader {
         Reloader {

@@ -165,3 +165,30 @@ pub struct ConfigChange {
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
 }
+
+/// An audit detail's change (a `ConfigChange` as JSON): `added`, `removed`
+/// or `changed`, and for a change each differing field as
+/// (key, before, after), values as JSON text.
+pub fn change_fields(c: &serde_json::Value) -> (&'static str, Vec<(String, String, String)>) {
+    let obj = |k: &str| c.get(k).and_then(serde_json::Value::as_object);
+    let (before, after) = (obj("before"), obj("after"));
+    let verb = match (before, after) {
+        (None, Some(_)) => "added",
+        (Some(_), None) => "removed",
+        _ => "changed",
+    };
+    let mut fields = Vec::new();
+    if let (Some(b), Some(a)) = (before, after) {
+        let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+        for k in keys {
+            let (x, y) = (b.get(k), a.get(k));
+            if x != y {
+                let show = |v: Option<&serde_json::Value>| {
+                    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+                };
+                fields.push((k.clone(), show(x), show(y)));
+            }
+        }
+    }
+    (verb, fields)
+}

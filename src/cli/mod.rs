@@ -7,6 +7,7 @@
 //! never from here.
 
 mod admin;
+mod audit;
 mod bench;
 mod check;
 mod completions;
@@ -115,6 +116,8 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The audit trail: who changed what (token, via, address), newest first.
+    Audit(audit::AuditArgs),
     /// Print shell completions (bash or zsh).
     Completions { shell: completions::CompletionShell },
     /// Write a starter configuration for this host (address and subnet from the interface).
@@ -153,6 +156,7 @@ pub fn main() -> ExitCode {
         Cmd::Systems { cmd } => admin::run_systems(&cli.config, api, cmd),
         Cmd::Profiles { cmd } => admin::run_profiles(&cli.config, api, cmd),
         Cmd::Why { ref system, json } => why::why(&cli.config, api, system, json),
+        Cmd::Audit(a) => audit::audit(&cli.config, api, a),
         Cmd::Completions { shell } => completions::run(shell, Cli::command()),
         Cmd::Init(a) => init::run(&cli.config, a),
         Cmd::Man => completions::man(Cli::command()),

@@ -183,14 +183,7 @@ async fn reload(State(ctx): State<ApiContext>) -> Response {
     let reloader = ctx.reloader.clone();
     match tokio::task::spawn_blocking(move || reloader.reload()).await {
         Ok(Ok(r)) => {
-            let target = r
-                .changes
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(",");
-            let detail =
-                serde_json::json!({ "generation": r.generation, "changes": r.changes });
+            let (target, detail) = (r.audit_target(), r.audit_detail());
             let answer = Json(api::Reloaded {
                 reloaded: true,
                 generation: r.generation,

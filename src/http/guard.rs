@@ -344,7 +344,8 @@ async fn gate(State(g): State<Arc<Gate>>, mut req: Request, next: Next) -> Respo
     resp
 }
 
-fn pct(s: &str) -> String {
+/// Percent-encode a path or query value (unreserved characters and `/` kept).
+pub fn pct(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {

@@ -83,24 +83,11 @@ fn notes(detail: &Value) -> Vec<String> {
 
 /// One changed system or profile: the fields whose values differ.
 fn change_row(c: &Value) -> Value {
-    let obj = |k: &str| c.get(k).and_then(Value::as_object);
-    let (before, after) = (obj("before"), obj("after"));
-    let verb = match (before, after) {
-        (None, Some(_)) => "added",
-        (Some(_), None) => "removed",
-        _ => "changed",
-    };
-    let mut fields = Vec::new();
-    if let (Some(b), Some(a)) = (before, after) {
-        let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
-        for k in keys {
-            let (x, y) = (b.get(k), a.get(k));
-            if x != y {
-                let show = |v: Option<&Value>| v.map(|v| v.to_string()).unwrap_or_default();
-                fields.push(json!({"key": k, "before": show(x), "after": show(y)}));
-            }
-        }
-    }
+    let (verb, fields) = crate::api::change_fields(c);
+    let fields: Vec<Value> = fields
+        .into_iter()
+        .map(|(k, b, a)| json!({"key": k, "before": b, "after": a}))
+        .collect();
     json!({
         "kind": c.get("kind"), "name": c.get("name"), "verb": verb, "fields": fields,
     })

@@ -228,6 +228,21 @@ fn binary_sighup_reload_and_sigterm() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    // A failed assertion must not leave the daemon holding its ports.
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            // Only while it is still our daemon (not a reused pid).
+            let cmd = std::fs::read(format!("/proc/{}/cmdline", self.0)).unwrap_or_default();
+            if !String::from_utf8_lossy(&cmd).contains("serve") {
+                return;
+            }
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+    let _reap = Reap(child.id());
     let api: std::net::SocketAddr = format!("127.0.0.1:{ap}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(api).is_err() {
@@ -289,6 +304,45 @@ fn binary_sighup_reload_and_sigterm() {
     hup(child.id());
     wait_log("configuration reloaded");
     assert_eq!(count(), 8);
+
+    // An edit through the CLI (it writes the file, then asks for a reload).
+    let rb = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_rackboot"))
+            .args(args)
+            .arg("--config")
+            .arg(c.path())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "{args:?}: {out}{}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    rb(&["systems", "edit", "node54", "--ip", "10.77.0.154"]);
+    // The audit trail: the CLI's edit (token, via, before → after), then the
+    // good and the refused reload by signal; newest first.
+    let page: api::AuditPage = serde_json::from_str(&rb(&["audit", "--json"])).unwrap();
+    let e = &page.entries;
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert_eq!(
+        (e[0].actor.as_str(), e[0].via.as_str(), e[0].action.as_str(), e[0].target.as_str()),
+        ("default", "cli", "POST /api/v1/reload", "node54")
+    );
+    assert_eq!(e[0].remote, "127.0.0.1");
+    let (verb, fields) = rackboot::api::change_fields(&e[0].detail["changes"][0]);
+    assert_eq!(verb, "changed");
+    assert_eq!(
+        fields,
+        vec![("ip".into(), "\"10.77.0.54\"".into(), "\"10.77.0.154\"".into())]
+    );
+    assert_eq!(
+        (e[1].actor.as_str(), e[1].via.as_str(), e[1].status, e[1].target.as_str()),
+        ("SIGHUP", "signal", 200, "node54")
+    );
+    assert_eq!((e[2].via.as_str(), e[2].status), ("signal", 422));
+    assert!(e[2].detail["reload_error"].to_string().contains("malformed MAC"));
+    // The table names the change too.
+    let table = rb(&["audit", "--target", "node54"]);
+    assert!(table.contains("node54: ip \"10.77.0.54\" → \"10.77.0.154\""), "{table}");
 
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
