@@ -107,7 +107,10 @@ pub fn parse_tokens(text: &str) -> Result<Vec<Token>, TokenLineError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let err = |reason: String| TokenLineError { line: i + 1, reason };
+        let err = |reason: String| TokenLineError {
+            line: i + 1,
+            reason,
+        };
         let f: Vec<&str> = line.split_whitespace().collect();
         let t = match f.as_slice() {
             [secret] => Token::new(format!("line-{}", i + 1), Scope::Admin, *secret),
@@ -228,7 +231,11 @@ impl Auth {
     /// The UI login cookie's value for a token: its name and a MAC over name
     /// and secret (the secret itself never reaches the browser).
     pub fn cookie_for(&self, t: &Token) -> String {
-        format!("{}.{}", hex(&t.name), self.mac("auth", &format!("{}|{}", t.name, t.secret)))
+        format!(
+            "{}.{}",
+            hex(&t.name),
+            self.mac("auth", &format!("{}|{}", t.name, t.secret))
+        )
     }
 
     /// The token a UI login cookie stands for.
@@ -286,7 +293,11 @@ mod tests {
             ("a writer 0123456789abcdef0", 1, "scope \"writer\""),
             ("\na read", 2, "expected"),
             ("a read short", 1, "shorter than 16"),
-            ("a read 0123456789abcdef0\na admin 0123456789abcdef1", 2, "used twice"),
+            (
+                "a read 0123456789abcdef0\na admin 0123456789abcdef1",
+                2,
+                "used twice",
+            ),
             ("a b c d", 1, "expected"),
         ] {
             let e = parse_tokens(text).unwrap_err();

@@ -29,9 +29,8 @@ pub fn api_tokens(s: &Settings) -> anyhow::Result<Vec<crate::auth::Token>> {
     if let Some(f) = &s.api_tokens.file {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("reading API tokens file {}", f.display()))?;
-        tokens = parse_tokens(&text).map_err(|e| {
-            anyhow::anyhow!("{}, line {}: {}", f.display(), e.line, e.reason)
-        })?;
+        tokens = parse_tokens(&text)
+            .map_err(|e| anyhow::anyhow!("{}, line {}: {}", f.display(), e.line, e.reason))?;
     }
     if let Some(v) = &s.api_tokens.env {
         if let Ok(t) = std::env::var(v) {
@@ -142,6 +141,9 @@ pub struct Running {
     pub engine: EngineHandle,
     pub inventory: watch::Receiver<Arc<Inventory>>,
     pub shutdown: CancellationToken,
+    /// Every route of the API listener (API, UI, metrics) and the scope it
+    /// needs: what the guard enforces (tests walk it).
+    pub api_rules: Vec<crate::http::guard::Rule>,
     tracker: TaskTracker,
     store: Store,
 }
@@ -410,16 +412,17 @@ pub async fn start_with(
         boot::router(boot_ctx),
         "boot http",
     );
+    // One guard over the API, the UI and `/metrics`: each route's scope is
+    // declared where it is added (`http::guard::Routes`).
+    let routes = api::router(api_ctx.clone())
+        .merge(crate::ui::router(api_ctx))
+        .merge(crate::metrics::router(exporter));
+    let api_rules = routes.rules.clone();
     serve_http(
         &tracker,
         &shutdown,
         listeners.api,
-        // One guard over the API, the UI and `/metrics`: each route's scope
-        // is declared where it is added (`http::guard::Routes`).
-        api::router(api_ctx.clone())
-            .merge(crate::ui::router(api_ctx))
-            .merge(crate::metrics::router(exporter))
-            .guard(auth, Some(store.clone())),
+        routes.guard(auth, Some(store.clone())),
         "api",
     );
     let poll = std::time::Duration::from_secs(settings.power_poll_secs);
@@ -430,6 +433,7 @@ pub async fn start_with(
     Ok(Running {
         http_addr,
         api_addr,
+        api_rules,
         reloader,
         engine,
         inventory: inv_rx,

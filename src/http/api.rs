@@ -3,17 +3,17 @@
 //! needs `Authorization: Bearer <token>`. Secrets never appear in responses.
 
 use crate::api;
+use crate::auth::Scope;
 use crate::boot::BootTable;
 use crate::engine::EngineHandle;
 use crate::http::boot::HttpStats;
+use crate::http::guard::{AuditNote, Guarded, Routes};
 use crate::inventory::{Inventory, Profile, System};
 use crate::reload::Reloader;
 use axum::extract::{Path, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use crate::auth::Scope;
-use crate::http::guard::{AuditNote, Guarded, Routes};
-use axum::http::Method;
 use axum::Json;
 use serde_json::Value;
 use std::sync::Arc;
@@ -44,14 +44,22 @@ pub fn routes() -> Routes<ApiContext> {
         .get("/api/v1/status", status)
         .get("/api/v1/systems", list_systems)
         .get("/api/v1/systems/{name}", get_system)
-        .put("/api/v1/systems/{name}/netboot", Scope::Operate, set_netboot)
+        .put(
+            "/api/v1/systems/{name}/netboot",
+            Scope::Operate,
+            set_netboot,
+        )
         .get("/api/v1/profiles", list_profiles)
         .get("/api/v1/profiles/{name}", get_profile)
         .post("/api/v1/reload", Scope::Admin, reload)
         .get("/api/v1/systems/{name}/power", power_status)
         .post("/api/v1/systems/{name}/power", Scope::Operate, power_op)
         .get("/api/v1/systems/{name}/bootdev", bootdev_get)
-        .put("/api/v1/systems/{name}/bootdev", Scope::Operate, bootdev_set)
+        .put(
+            "/api/v1/systems/{name}/bootdev",
+            Scope::Operate,
+            bootdev_set,
+        )
         .get("/api/v1/audit", audit);
     let r = super::api_runs::routes(r);
     crate::http::api_admin::routes(r)
@@ -151,9 +159,7 @@ async fn set_netboot(
     Path(name): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
-    let body = match ctx.body_or(body,
-        "expected a JSON body {\"enabled\": true|false}",
-    ) {
+    let body = match ctx.body_or(body, "expected a JSON body {\"enabled\": true|false}") {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -302,7 +308,8 @@ async fn bootdev_set(
 ) -> Response {
     const EXPECTED: &str =
         "expected {\"device\": \"pxe|disk\", \"persistent\": bool, \"uefi\": bool}";
-    let b = match ctx.body_or(body, EXPECTED)
+    let b = match ctx
+        .body_or(body, EXPECTED)
         .and_then(|b| parse::<api::BootDevRequest>(b, EXPECTED))
     {
         Ok(b) => b,

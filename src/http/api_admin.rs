@@ -19,14 +19,14 @@
 use crate::admin::{self, AdminError, Outcome};
 use crate::api;
 use crate::api::changes::{ProfileChange, SystemChange};
+use crate::auth::Scope;
 use crate::http::api::{error, profile, system, ApiContext};
+use crate::http::guard::AuditNote;
+use crate::http::guard::Routes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use crate::auth::Scope;
-use crate::http::guard::AuditNote;
-use crate::http::guard::Routes;
 use axum::Json;
 
 pub fn routes(r: Routes<ApiContext>) -> Routes<ApiContext> {
@@ -180,21 +180,10 @@ async fn update_system(
     b: Result<Json<SystemChange>, JsonRejection>,
 ) -> Response {
     let none = |_: &SystemChange| None;
-    upsert(
-        ctx,
-        Some(name),
-        b,
-        none,
-        Made::System,
-        admin::edit_system,
-    )
-    .await
+    upsert(ctx, Some(name), b, none, Made::System, admin::edit_system).await
 }
 
-async fn delete_system(
-    State(ctx): State<ApiContext>,
-    Path(name): Path<String>,
-) -> Response {
+async fn delete_system(State(ctx): State<ApiContext>, Path(name): Path<String>) -> Response {
     delete(ctx, name, admin::remove_system).await
 }
 
@@ -203,15 +192,7 @@ async fn create_profile(
     b: Result<Json<ProfileChange>, JsonRejection>,
 ) -> Response {
     let name = |c: &ProfileChange| c.name.clone();
-    upsert(
-        ctx,
-        None,
-        b,
-        name,
-        Made::Profile,
-        admin::add_profile,
-    )
-    .await
+    upsert(ctx, None, b, name, Made::Profile, admin::add_profile).await
 }
 
 async fn update_profile(
@@ -220,20 +201,9 @@ async fn update_profile(
     b: Result<Json<ProfileChange>, JsonRejection>,
 ) -> Response {
     let none = |_: &ProfileChange| None;
-    upsert(
-        ctx,
-        Some(name),
-        b,
-        none,
-        Made::Profile,
-        admin::edit_profile,
-    )
-    .await
+    upsert(ctx, Some(name), b, none, Made::Profile, admin::edit_profile).await
 }
 
-async fn delete_profile(
-    State(ctx): State<ApiContext>,
-    Path(name): Path<String>,
-) -> Response {
+async fn delete_profile(State(ctx): State<ApiContext>, Path(name): Path<String>) -> Response {
     delete(ctx, name, admin::remove_profile).await
 }

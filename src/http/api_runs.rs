@@ -4,17 +4,17 @@
 
 use super::api::{error, parse, ApiContext};
 use crate::api;
+use crate::auth::Principal;
+use crate::auth::Scope;
 use crate::engine::{junit, stage, CreateError};
+use crate::http::guard::AuditNote;
+use crate::http::guard::Routes;
 use crate::store::{RunFilter, RunRow};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use crate::auth::Scope;
-use crate::http::guard::Routes;
-use crate::auth::Principal;
-use crate::http::guard::AuditNote;
 use axum::{Extension, Json};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -94,7 +94,8 @@ async fn create(
     Extension(who): Extension<Principal>,
     body: Option<Json<Value>>,
 ) -> Response {
-    let body = match ctx.body_or(body,
+    let body = match ctx.body_or(
+        body,
         "expected JSON {\"systems\": [...], \"profile\": optional}",
     ) {
         Ok(b) => b,

@@ -69,7 +69,10 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
             _ => unreachable!("rackboot routes are GET, POST, PUT or DELETE"),
         };
         assert!(
-            !self.rules.iter().any(|r| r.method == method && r.path == path),
+            !self
+                .rules
+                .iter()
+                .any(|r| r.method == method && r.path == path),
             "{method} {path} added twice"
         );
         self.rules.push(Rule {
@@ -258,7 +261,10 @@ async fn gate(State(g): State<Arc<Gate>>, mut req: Request, next: Next) -> Respo
                 let to = format!("/ui/login?next={}", pct(next_url));
                 return (
                     StatusCode::SEE_OTHER,
-                    [(header::LOCATION, to), (header::CACHE_CONTROL, "no-store".into())],
+                    [
+                        (header::LOCATION, to),
+                        (header::CACHE_CONTROL, "no-store".into()),
+                    ],
                 )
                     .into_response();
             }
@@ -323,7 +329,11 @@ async fn gate(State(g): State<Arc<Gate>>, mut req: Request, next: Next) -> Respo
     let uri_path = req.uri().path().to_string();
     let resp = next.run(req).await;
     if let Some(store) = &g.audit {
-        let note = resp.extensions().get::<AuditNote>().cloned().unwrap_or_default();
+        let note = resp
+            .extensions()
+            .get::<AuditNote>()
+            .cloned()
+            .unwrap_or_default();
         let row = crate::api::AuditEntry {
             id: 0,
             at: crate::store::now_ms(),
@@ -373,8 +383,14 @@ mod tests {
 
     #[test]
     fn target_is_the_name_or_id_segment() {
-        assert_eq!(target_of("/api/v1/systems/{name}/power", "/api/v1/systems/n7/power"), "n7");
-        assert_eq!(target_of("/api/v1/runs/{id}/cancel", "/api/v1/runs/run-1/cancel"), "run-1");
+        assert_eq!(
+            target_of("/api/v1/systems/{name}/power", "/api/v1/systems/n7/power"),
+            "n7"
+        );
+        assert_eq!(
+            target_of("/api/v1/runs/{id}/cancel", "/api/v1/runs/run-1/cancel"),
+            "run-1"
+        );
         assert_eq!(target_of("/api/v1/reload", "/api/v1/reload"), "");
     }
 

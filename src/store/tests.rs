@@ -331,10 +331,16 @@ async fn audit_pages_newest_first_and_filters_by_target() {
         s.append_audit(&e).await.unwrap();
     }
     let all = s.audit(0, 10, None).await.unwrap();
-    assert_eq!(all.iter().map(|e| e.at).collect::<Vec<_>>(), [1004, 1003, 1002, 1001, 1000]);
+    assert_eq!(
+        all.iter().map(|e| e.at).collect::<Vec<_>>(),
+        [1004, 1003, 1002, 1001, 1000]
+    );
     assert_eq!(all[0].detail["i"], 4);
     let page2 = s.audit(all[1].id, 2, None).await.unwrap();
     assert_eq!(page2.iter().map(|e| e.at).collect::<Vec<_>>(), [1002, 1001]);
     let a = s.audit(0, 10, Some("a")).await.unwrap();
-    assert_eq!(a.iter().map(|e| e.at).collect::<Vec<_>>(), [1004, 1002, 1000]);
+    assert_eq!(
+        a.iter().map(|e| e.at).collect::<Vec<_>>(),
+        [1004, 1002, 1000]
+    );
 }

@@ -72,7 +72,10 @@ fn notes(detail: &Value) -> Vec<String> {
             Value::Array(a) => format!(
                 "{k}: {}",
                 a.iter()
-                    .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                    .map(|x| x
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| x.to_string()))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

@@ -360,10 +360,10 @@ async fn act(
     form: &[(String, String)],
 ) -> Response {
     let req = Req::new(headers, ext);
-    if let Err(r) = ui.check_post(&req, &form) {
+    if let Err(r) = ui.check_post(&req, form) {
         return r;
     }
-    let back = field(&form, "back");
+    let back = field(form, "back");
     let systems: Vec<String> = form
         .iter()
         .filter(|(k, _)| k == "system")
@@ -396,7 +396,7 @@ async fn act(
     };
     let run_of = |s: &str| active.iter().rev().find(|r| r.system == s);
     let list = systems.join(", ");
-    match field(&form, "action").unwrap_or("") {
+    match field(form, "action").unwrap_or("") {
         "reimage" => match ui
             .ctx
             .engine

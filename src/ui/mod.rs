@@ -26,13 +26,13 @@ mod profiles;
 mod queue;
 mod run;
 
+use crate::auth::{Principal, Scope};
 use crate::http::api::ApiContext;
+use crate::http::guard::{Guarded, Routes, AUTH_COOKIE as AUTH};
 use axum::extract::State;
+use axum::http::Method;
 use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use crate::auth::{Principal, Scope};
-use crate::http::guard::{Guarded, Routes, AUTH_COOKIE as AUTH};
-use axum::http::Method;
 use hmac::{Hmac, KeyInit, Mac};
 use minijinja::{AutoEscape, Environment};
 use serde_json::json;
@@ -218,7 +218,6 @@ impl Ui {
         }
         Ok(())
     }
-
 }
 
 /// What a page needs to know about the request.
@@ -409,7 +408,12 @@ async fn login_page(State(ui): S, headers: HeaderMap, ext: Extensions, q: QueryA
     let cookie_user = cookies(&headers)
         .into_iter()
         .find(|(k, _)| k == AUTH)
-        .and_then(|(_, v)| ui.ctx.auth.from_cookie(&v).map(|t| format!("{} ({})", t.name, t.scope)));
+        .and_then(|(_, v)| {
+            ui.ctx
+                .auth
+                .from_cookie(&v)
+                .map(|t| format!("{} ({})", t.name, t.scope))
+        });
     req.user = req.user.take().or(cookie_user);
     let next = q
         .ok()

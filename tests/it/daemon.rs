@@ -314,7 +314,11 @@ fn binary_sighup_reload_and_sigterm() {
             .output()
             .unwrap();
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        assert!(o.status.success(), "{args:?}: {out}{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{args:?}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         out
     };
     rb(&["systems", "edit", "node54", "--ip", "10.77.0.154"]);
@@ -324,7 +328,12 @@ fn binary_sighup_reload_and_sigterm() {
     let e = &page.entries;
     assert_eq!(e.len(), 3, "{e:?}");
     assert_eq!(
-        (e[0].actor.as_str(), e[0].via.as_str(), e[0].action.as_str(), e[0].target.as_str()),
+        (
+            e[0].actor.as_str(),
+            e[0].via.as_str(),
+            e[0].action.as_str(),
+            e[0].target.as_str()
+        ),
         ("default", "cli", "POST /api/v1/reload", "node54")
     );
     assert_eq!(e[0].remote, "127.0.0.1");
@@ -332,17 +341,31 @@ fn binary_sighup_reload_and_sigterm() {
     assert_eq!(verb, "changed");
     assert_eq!(
         fields,
-        vec![("ip".into(), "\"10.77.0.54\"".into(), "\"10.77.0.154\"".into())]
+        vec![(
+            "ip".into(),
+            "\"10.77.0.54\"".into(),
+            "\"10.77.0.154\"".into()
+        )]
     );
     assert_eq!(
-        (e[1].actor.as_str(), e[1].via.as_str(), e[1].status, e[1].target.as_str()),
+        (
+            e[1].actor.as_str(),
+            e[1].via.as_str(),
+            e[1].status,
+            e[1].target.as_str()
+        ),
         ("SIGHUP", "signal", 200, "node54")
     );
     assert_eq!((e[2].via.as_str(), e[2].status), ("signal", 422));
-    assert!(e[2].detail["reload_error"].to_string().contains("malformed MAC"));
+    assert!(e[2].detail["reload_error"]
+        .to_string()
+        .contains("malformed MAC"));
     // The table names the change too.
     let table = rb(&["audit", "--target", "node54"]);
-    assert!(table.contains("node54: ip \"10.77.0.54\" → \"10.77.0.154\""), "{table}");
+    assert!(
+        table.contains("node54: ip \"10.77.0.54\" → \"10.77.0.154\""),
+        "{table}"
+    );
 
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

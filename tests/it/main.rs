@@ -3,6 +3,7 @@
 mod harness;
 
 mod admin;
+mod auth;
 mod bench_runs;
 mod browser;
 mod config;

@@ -536,7 +536,10 @@ async fn browser_reimage_from_the_page_live_phase_and_log() {
         b.goto(&format!("http://{addr}/ui/audit"));
         let row = b.text("#audit tbody tr:last-child");
         assert!(row.contains("default admin"), "{row}");
-        assert!(row.contains("POST /ui/actions") && row.contains("sim1"), "{row}");
+        assert!(
+            row.contains("POST /ui/actions") && row.contains("sim1"),
+            "{row}"
+        );
         b.screenshot(&shots.join("ui-audit.png"));
         b.goto(&format!("http://{addr}/ui/runs/run-nope"));
         assert!(b.text("#error").contains("no run"));
