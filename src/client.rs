@@ -24,6 +24,9 @@ pub enum ClientError {
     },
     #[error("{0}")]
     Config(String),
+    /// The daemon answered, but its certificate is not trusted here.
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("bad response from the daemon: {0}")]
     Protocol(String),
 }
@@ -57,6 +60,12 @@ pub fn api_addr(api: Option<&str>, settings: Option<&Settings>) -> Result<Socket
 /// (the API is local or on a management net), statuses as values, no
 /// redirects, `read_timeout` per read (a followed log may pause between reads).
 pub fn agent_config(read_timeout: Duration) -> ureq::config::Config {
+    agent_builder(read_timeout).build()
+}
+
+fn agent_builder(
+    read_timeout: Duration,
+) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
     ureq::Agent::config_builder()
         .proxy(None)
         .http_status_as_error(false)
@@ -65,11 +74,44 @@ pub fn agent_config(read_timeout: Duration) -> ureq::config::Config {
         .timeout_connect(Some(Duration::from_secs(5)))
         .timeout_per_read(Some(read_timeout))
         .timeout_per_write(Some(read_timeout))
-        .build()
+}
+
+/// The CLI's `--ca-file` / `RACKBOOT_CA` (set once by `cli::main`).
+static CA_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Trust only the certificates in `path` (PEM) for the API's TLS.
+pub fn set_ca_file(path: std::path::PathBuf) {
+    let _ = CA_FILE.set(path);
+}
+
+/// Which certificates a TLS client trusts.
+pub enum Roots {
+    /// These (a lab CA, or a self-signed daemon certificate).
+    Pem(Vec<ureq::tls::Certificate<'static>>),
+    /// The public web roots.
+    Public,
+}
+
+/// The certificates of a PEM file (a CA bundle or a single certificate).
+pub fn read_certs(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, ClientError> {
+    let bad = |e: String| ClientError::Config(format!("CA file {}: {e}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| bad(e.to_string()))? {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Err(bad("no CERTIFICATE in it".into()));
+    }
+    Ok(certs)
 }
 
 pub struct Client {
     pub addr: SocketAddr,
+    /// `http://ADDR` or `https://HOST:PORT` (the name the certificate names).
+    base: String,
     token: Option<String>,
     agent: ureq::Agent,
     /// Sent as `X-Rackboot-Client` (the audit trail's `via`).
@@ -163,9 +205,31 @@ impl Client {
     pub fn with_agent(addr: SocketAddr, token: Option<String>, agent: ureq::Agent) -> Client {
         Client {
             addr,
+            base: format!("http://{addr}"),
             token,
             agent,
             via: None,
+        }
+    }
+
+    /// Over TLS to `host` (the certificate's name; an address is fine when
+    /// the certificate lists it), trusting `roots`.
+    pub fn with_tls(
+        addr: SocketAddr,
+        host: &str,
+        token: Option<String>,
+        roots: Roots,
+        read_timeout: Duration,
+    ) -> Client {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Roots::Pem(certs) = roots {
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
+        let config = agent_builder(read_timeout).tls_config(tls.build()).build();
+        let agent = ureq::Agent::new_with_config(config);
+        Client {
+            base: format!("https://{host}"),
+            ..Client::with_agent(addr, token, agent)
         }
     }
 
@@ -178,12 +242,39 @@ impl Client {
                 dir.display()
             )));
         }
+        // `--api https://HOST:PORT` / `http://...` say the scheme; without
+        // one, TLS when the config turns it on or a CA file is given.
+        let (scheme, api) = match api {
+            Some(a) if a.starts_with("https://") => (Some(true), Some(&a[8..])),
+            Some(a) if a.starts_with("http://") => (Some(false), Some(&a[7..])),
+            a => (None, a),
+        };
+        let api = api.map(|a| a.trim_end_matches('/'));
         let addr = api_addr(api, settings.as_ref())?;
         let token = match &settings {
             Some(s) => api_token(s),
             None => std::env::var("RACKBOOT_TOKEN").ok(),
         };
-        Ok(Client::new(addr, token))
+        let own_cert = settings
+            .as_ref()
+            .and_then(|s| s.api_tls.as_ref())
+            .map(|t| t.cert.clone());
+        let ca = CA_FILE.get().cloned();
+        let tls = scheme.unwrap_or(own_cert.is_some() || ca.is_some());
+        if !tls {
+            return Ok(Client::new(addr, token));
+        }
+        // Trust: the CA file given, else (on the daemon's host) its own
+        // certificate, else the public roots.
+        let roots = match ca.or(own_cert) {
+            Some(f) => Roots::Pem(read_certs(&f)?),
+            None => Roots::Public,
+        };
+        let host = api.map(str::to_string).unwrap_or_else(|| addr.to_string());
+        Ok(Client {
+            via: Some("cli"),
+            ..Client::with_tls(addr, &host, token, roots, Duration::from_secs(120))
+        })
     }
 
     pub fn get(&self, path: &str) -> Result<Response, ClientError> {
@@ -296,7 +387,7 @@ impl Client {
     ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
         let mut b = ureq::http::Request::builder()
             .method(method)
-            .uri(format!("http://{}{path}", self.addr));
+            .uri(format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             b = b.header("Authorization", format!("Bearer {t}"));
         }
@@ -346,6 +437,14 @@ impl Client {
     fn error(&self, e: ureq::Error) -> ClientError {
         use std::io::ErrorKind;
         match e {
+            ureq::Error::Io(io) if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => {
+                ClientError::Tls(format!(
+                    "{io} (trust the daemon's CA with --ca-file or RACKBOOT_CA)"
+                ))
+            }
+            ureq::Error::Rustls(e) => ClientError::Tls(format!(
+                "{e} (trust the daemon's CA with --ca-file or RACKBOOT_CA)"
+            )),
             ureq::Error::Io(io) => {
                 let listening = !matches!(
                     io.kind(),

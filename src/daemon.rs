@@ -144,6 +144,8 @@ pub struct Running {
     /// Every route of the API listener (API, UI, metrics) and the scope it
     /// needs: what the guard enforces (tests walk it).
     pub api_rules: Vec<crate::http::guard::Rule>,
+    /// The API listener's certificate (when `[api] tls_cert` is set).
+    pub tls: Option<Arc<crate::http::tls::Tls>>,
     tracker: TaskTracker,
     store: Store,
 }
@@ -152,6 +154,14 @@ impl Running {
     /// SIGHUP: reload the configuration and write the audit trail's line
     /// (actor `SIGHUP`, via `signal`), a refused reload with its errors.
     pub async fn reload_by_signal(&self) {
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!("API TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "API TLS certificate not reloaded (the old one keeps serving)")
+                }
+            }
+        }
         let r = self.reloader.clone();
         let Ok(result) = tokio::task::spawn_blocking(move || r.reload()).await else {
             return;
@@ -418,13 +428,27 @@ pub async fn start_with(
         .merge(crate::ui::router(api_ctx))
         .merge(crate::metrics::router(exporter));
     let api_rules = routes.rules.clone();
-    serve_http(
-        &tracker,
-        &shutdown,
-        listeners.api,
-        routes.guard(auth, Some(store.clone())),
-        "api",
-    );
+    let router = routes.guard(auth, Some(store.clone()));
+    let tls = match &settings.api_tls {
+        None => {
+            serve_http(&tracker, &shutdown, listeners.api, router, "api");
+            None
+        }
+        Some(files) => {
+            let tls =
+                crate::http::tls::Tls::load(files).map_err(|e| anyhow::anyhow!("api TLS: {e}"))?;
+            let l = crate::http::tls::listen(
+                listeners.api,
+                tls.clone(),
+                &tracker,
+                shutdown.child_token(),
+            )?;
+            // `tap_io`: axum's connect info (the peer address) for any listener.
+            use axum::serve::ListenerExt;
+            serve_http(&tracker, &shutdown, l.tap_io(|_| {}), router, "api (TLS)");
+            Some(tls)
+        }
+    };
     let poll = std::time::Duration::from_secs(settings.power_poll_secs);
     let poller = crate::power::poll::run(power, inv_rx.clone(), poll, shutdown.child_token());
     tracker.spawn(poller);
@@ -434,6 +458,7 @@ pub async fn start_with(
         http_addr,
         api_addr,
         api_rules,
+        tls,
         reloader,
         engine,
         inventory: inv_rx,
@@ -479,13 +504,16 @@ async fn start_pool(
     Ok(leases)
 }
 
-fn serve_http(
+fn serve_http<L>(
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
-    listener: tokio::net::TcpListener,
+    listener: L,
     router: axum::Router,
     name: &'static str,
-) {
+) where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    for<'a> SocketAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
     let sd = shutdown.clone();
     tracker.spawn(async move {
         let svc = router.into_make_service_with_connect_info::<SocketAddr>();

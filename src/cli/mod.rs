@@ -42,6 +42,10 @@ pub struct Cli {
     /// Operator API address (default: api.listen of the config; env RACKBOOT_API).
     #[arg(long, global = true, env = "RACKBOOT_API")]
     pub api: Option<String>,
+    /// CA certificate(s) (PEM) to trust for an API served over TLS
+    /// (default: the daemon's own api.tls_cert when the config has one).
+    #[arg(long, global = true, env = "RACKBOOT_CA")]
+    pub ca_file: Option<PathBuf>,
     /// Log format for the daemon: text or json.
     #[arg(long, global = true, default_value = "text")]
     pub log_format: String,
@@ -129,6 +133,9 @@ pub enum Cmd {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(ca) = &cli.ca_file {
+        crate::client::set_ca_file(ca.clone());
+    }
     let api = cli.api.as_deref();
     match cli.cmd {
         Cmd::Check { json } => check::check(&cli.config, json),

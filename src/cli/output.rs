@@ -21,12 +21,13 @@ pub fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// A client failure: 4 when no daemon answers, 2 for a bad address, else 1.
+/// A client failure: 4 when no daemon answers, 2 for a bad address or an
+/// untrusted certificate, else 1.
 pub fn client_error(e: crate::client::ClientError) -> ExitCode {
     use crate::client::ClientError;
     match e {
         ClientError::Unreachable { .. } => fail(EXIT_UNREACHABLE, e),
-        ClientError::Config(_) => fail(EXIT_USAGE, e),
+        ClientError::Config(_) | ClientError::Tls(_) => fail(EXIT_USAGE, e),
         ClientError::Protocol(_) => fail(EXIT_FAILED, e),
     }
 }

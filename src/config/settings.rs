@@ -39,6 +39,8 @@ pub struct Settings {
     pub tftp: TftpSettings,
     pub api_listen: SocketAddr,
     pub api_tokens: TokenSource,
+    /// TLS on the API/UI listener: (certificate chain, key) PEM files.
+    pub api_tls: Option<TlsFiles>,
     /// Seconds between power-state polls for the web UI (0: off).
     pub power_poll_secs: u64,
     /// `/metrics` adds per-system series (small labs only: one per system).
@@ -49,6 +51,13 @@ pub struct Settings {
     pub ssh_key: Option<PathBuf>,
     pub webhooks: Vec<WebhookSettings>,
     pub mqtt: Option<MqttSettings>,
+}
+
+/// `[api] tls_cert` and `tls_key`: PEM files, read at start and on SIGHUP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A validated `[mqtt]` table. The password is read at start, never logged.
@@ -216,6 +225,27 @@ pub(super) fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Opti
             "127.0.0.1:9080".parse().unwrap()
         }
     };
+    let api_tls = match (w.api.tls_cert.as_deref(), w.api.tls_key.as_deref()) {
+        (Some(c), Some(k)) => Some(TlsFiles {
+            cert: rel(dir, c),
+            key: rel(dir, k),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            e.push(
+                "api.tls_key",
+                "api.tls_cert needs its key file (api.tls_key)",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            e.push(
+                "api.tls_cert",
+                "api.tls_key needs its certificate file (api.tls_cert)",
+            );
+            None
+        }
+    };
     let efi_x64_file = w.dhcp.efi_x64_file.clone().unwrap_or("ipxe.efi".into());
     let reply_to = w
         .dhcp
@@ -364,6 +394,7 @@ pub(super) fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Opti
             file: w.api.tokens_file.as_deref().map(|f| rel(dir, f)),
             env: w.api.token_env.clone(),
         },
+        api_tls,
         power_poll_secs: w.api.power_poll_secs.unwrap_or(60),
         metrics_per_system: w.api.metrics_per_system.unwrap_or(false),
         max_parallel_runs: w.limits.max_parallel_runs.unwrap_or(8).max(1),

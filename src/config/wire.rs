@@ -129,6 +129,11 @@ pub struct ApiWire {
     pub tokens_file: Option<String>,
     /// Environment variable holding a token.
     pub token_env: Option<String>,
+    /// TLS for the API/UI listener: certificate chain (PEM), relative to the
+    /// config dir; needs `tls_key`. Re-read on SIGHUP.
+    pub tls_cert: Option<String>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<String>,
     /// Seconds between power-state polls of every BMC (web UI); 0 = off.
     pub power_poll_secs: Option<u64>,
     /// `/metrics`: add per-system series (`rackboot_system_runs_total`).

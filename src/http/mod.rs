@@ -9,3 +9,4 @@ pub mod api_admin;
 pub mod api_runs;
 pub mod boot;
 pub mod guard;
+pub mod tls;

@@ -21,5 +21,6 @@ mod render;
 mod runs;
 mod tftp;
 mod tidy;
+mod tls;
 mod ui;
 mod webhooks;
