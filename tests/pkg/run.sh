@@ -66,7 +66,7 @@ dpkg-deb --info "$DEB" | sed -n '/Package:/,$p'
 dpkg-deb --contents "$DEB" | awk '{print $1, $NF}'
 
 step "lintian"
-lrc=0; timeout 600 lintian --fail-on error --info "$DEB" > "$W/lintian.txt" 2>&1 || lrc=$?
+lrc=0; timeout 600 lintian --fail-on error "$DEB" > "$W/lintian.txt" 2>&1 || lrc=$?
 cat "$W/lintian.txt"
 echo "lintian: $(grep -c '^E:' "$W/lintian.txt" || true) errors, $(grep -c '^W:' "$W/lintian.txt" || true) warnings, $(grep -c '^I:' "$W/lintian.txt" || true) info (rc $lrc)"
 if [ "$lrc" = 0 ]; then ok "lintian: no errors"; else bad "lintian: errors (rc $lrc)"; exit 1; fi
@@ -123,7 +123,10 @@ ip -n "$NS_S" link set lo up; ip -n "$NS_C" link set lo up
 ip -n "$NS_S" addr add "$SRV_IP/24" dev "$IF_S"; ip -n "$NS_S" link set "$IF_S" up
 ip -n "$NS_C" link set "$IF_C" address "$CLI_MAC"; ip -n "$NS_C" link set "$IF_C" up
 CONF="$W/etc"
-ip netns exec "$NS_S" /usr/bin/rackboot --config "$CONF" init --interface "$IF_S" | head -3
+# state in the package's /var/lib/rackboot (remove/purge below), boot files in the work dir
+ip netns exec "$NS_S" /usr/bin/rackboot --config "$CONF" init --interface "$IF_S" --boot-dir "$W/boot" > "$W/init.txt"
+head -n 1 "$W/init.txt"
+mkdir -p "$W/boot/debian12"; echo kernel > "$W/boot/debian12/linux"; echo initrd > "$W/boot/debian12/initrd.gz"
 grep -q "address = \"$SRV_IP\"" "$CONF/rackboot.toml" && ok "init --interface $IF_S: address $SRV_IP" || bad "init address"
 cat > "$CONF/profiles/pkgtest.toml" <<'EOF'
 # tests/pkg: a concrete child of the starter debian12 profile (no kernel is served here)
@@ -132,13 +135,15 @@ description = "package test"
 kernel = "debian12/linux"
 initrd = ["debian12/initrd.gz"]
 EOF
-/usr/bin/rackboot --config "$CONF" systems add pkg50 --mac "$CLI_MAC" --ip "$CLI_IP" --profile pkgtest 2>&1 | tail -2
-/usr/bin/rackboot --config "$CONF" check || bad "check of the netns config"
+/usr/bin/rackboot --config "$CONF" systems add pkg50 --mac "$CLI_MAC" --ip "$CLI_IP" --profile pkgtest > "$W/add.txt" 2>&1 \
+  || { cat "$W/add.txt"; bad "systems add"; exit 1; }
+/usr/bin/rackboot --config "$CONF" check > "$W/check.txt" 2>&1 && ok "systems add pkg50 $CLI_MAC $CLI_IP; check" \
+  || { cat "$W/check.txt"; bad "check of the netns config"; exit 1; }
 chmod -R go+rX "$W"
 CAPS=+net_bind_service,+net_raw
 ip netns exec "$NS_S" setpriv --reuid _rackboot --regid _rackboot --init-groups --no-new-privs \
   --inh-caps "$CAPS" --ambient-caps "$CAPS" --bounding-set "-all,$CAPS" \
-  /usr/bin/rackboot serve --config "$CONF" > "$W/serve.log" 2>&1 &
+  /usr/bin/rackboot serve --config "$CONF" --log-format json > "$W/serve.log" 2>&1 &
 SRV_PID=$(lab_realpid $! rackboot)
 bound=0
 for _ in $(seq 100); do
@@ -160,7 +165,11 @@ echo "process: user $user CapEff $capeff CapBnd $capbnd NoNewPrivs $nnp"
 step "DHCP from the peer namespace (busybox udhcpc, as tests/lab)"
 if timeout 30 ip netns exec "$NS_C" busybox udhcpc -i "$IF_C" -n -q -t 5 -T 1 -s /bin/true > "$W/udhcpc.txt" 2>&1; then :; fi
 cat "$W/udhcpc.txt"
-grep -qi "offer.*$CLI_IP\|$CLI_IP.*offer" "$W/udhcpc.txt" && ok "OFFER of $CLI_IP" || bad "no OFFER of $CLI_IP"
+# udhcpc selects (REQUESTs) only an offered address; the daemon logs each reply it sent
+offer=$(grep '"reply sent"' "$W/serve.log" | grep -i '"offer"' | grep -i "$CLI_MAC" | head -n 1 || true)
+echo "daemon: ${offer:-no OFFER logged}"
+grep -q "select for $CLI_IP, server $SRV_IP" "$W/udhcpc.txt" && [ -n "$offer" ] && [[ "$offer" == *"$CLI_IP"* ]] \
+  && ok "OFFER of $CLI_IP from $SRV_IP" || bad "no OFFER of $CLI_IP"
 grep -q "lease of $CLI_IP obtained" "$W/udhcpc.txt" && ok "lease of $CLI_IP obtained" || bad "no lease"
 
 step "TFTP read of undionly.kpxe from the peer namespace"
