@@ -28,11 +28,7 @@ fn init_on_loopback_passes_check() {
     let d = t.path().join("etc");
     let o = rackboot(&["init", "--interface", "lo"], &d);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains("for lo (127.0.0.1/8)"),
-        "{}",
-        text(&o)
-    );
+    assert!(text(&o).contains("for lo (127.0.0.1/8)"), "{}", text(&o));
     let toml = std::fs::read_to_string(d.join("rackboot.toml")).unwrap();
     for want in [
         "interface = \"lo\"",

@@ -125,10 +125,7 @@ fn ready_watchdog_stopping() {
 
     let st = stop(&mut child);
     let last = until(&sock, "STOPPING=1", 5, &c);
-    assert!(
-        last.last().unwrap().contains("STATUS=stopping"),
-        "{last:?}"
-    );
+    assert!(last.last().unwrap().contains("STATUS=stopping"), "{last:?}");
     assert!(st.success(), "exit status {st}");
 }
 
