@@ -5,6 +5,7 @@
 #
 #   apt (Debian 12):  QEMU + firmware, IPMI simulator, DHCP/TFTP stand-in, guest initrd tools,
 #                     disk-image tools, TFTP clients (tests), cloud-init (`cloud-init schema` only)
+#   cargo:            cargo-deb (packaging/build-deb.sh)
 #   pip (PyPI):       pykickstart and sushy-tools into $REPO/.lab/venv (ksvalidator,
 #                     sushy-emulator = the Redfish BMC emulator for tests/it/power_redfish.rs)
 #
@@ -43,6 +44,8 @@ PKGS=(
   mosquitto mosquitto-clients
   # promtool for `promtool check metrics` on /metrics (tests/it/metrics.rs); the server is not used
   prometheus
+  # the Debian package (packaging/build-deb.sh, tests/pkg/run.sh): dpkg-shlibdeps, lintian
+  dpkg-dev lintian
 )
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
@@ -72,6 +75,16 @@ else
   mkdir -p "$REPO/.lab"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check pykickstart sushy-tools
+fi
+
+# cargo-deb (packaging/build-deb.sh) from crates.io, into ~/.cargo/bin with the other cargo tools
+if command -v cargo-deb >/dev/null; then
+  echo "install-deps: $(cargo-deb --version)"
+elif command -v cargo >/dev/null; then
+  echo "install-deps: cargo install cargo-deb --locked"
+  cargo install cargo-deb --locked
+else
+  echo "install-deps: no cargo: cargo-deb not installed (packaging/build-deb.sh needs it)" >&2
 fi
 
 dpkg-query -W -f='${Package} ${Version}\n' "${PKGS[@]}"

@@ -3,7 +3,8 @@
 # Installs what it needs (apt packages, pykickstart venv, iPXE firmware), then:
 # rustfmt, clippy (warnings are errors), unit + integration tests (real ipmi_sim,
 # TFTP clients, ksvalidator, cloud-init schema), and the QEMU lab end to end.
-# Run as root: the lab creates network namespaces.  LAB=0 skips the QEMU lab.
+# Then the Debian package: build, lintian, install, serve as _rackboot, remove/purge.
+# Run as root: the lab creates network namespaces.  LAB=0 skips the QEMU lab, PKG=0 the package.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$REPO"
@@ -29,5 +30,9 @@ if [ "${LAB:-1}" = 1 ] && [ -x "$REPO/tests/lab/run-all.sh" ]; then
   step "QEMU lab end to end (tests/lab/run-all.sh)"
   cargo build --quiet
   $SUDO "$REPO/tests/lab/run-all.sh"
+fi
+if [ "${PKG:-1}" = 1 ]; then
+  step "Debian package (tests/pkg/run.sh)"
+  $SUDO "$REPO/tests/pkg/run.sh"
 fi
 step "all tests passed"
