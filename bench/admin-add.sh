@@ -67,7 +67,7 @@ sed -i -e 's/^address = .*/address = "127.0.0.1"/' -e "s/^http_port = .*/http_po
 "$BIN" --config "$W" serve > "$W/serve.log" 2>&1 &
 SERVE=$!
 trap 'kill $SERVE 2>/dev/null; wait $SERVE 2>/dev/null; rm -rf "$W"' EXIT
-for _ in $(seq 100); do [ -s "$W/data/api-token" ] && curl -sf "http://127.0.0.1:$PORT/api/v1/status" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do [ -s "$W/data/api-token" ] && curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 TOK=$(cat "$W/data/api-token")
 times=()
 for i in $(seq 1 "$M"); do

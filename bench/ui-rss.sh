@@ -36,11 +36,12 @@ for i in range(n):
 PY
 "$BIN" serve --config "$W" > "$W/daemon.log" 2>&1 & PID=$!
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$API/healthz" >/dev/null && break; sleep 0.1; done
+TOK=$(cat "$W/.lab/data/api-token")   # the generated admin token (the UI needs one)
 rss() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$PID/status"; }
 idle=$(rss)
 views() {  # N views; prints the Server-Timing render ms of each
   for _ in $(seq "$1"); do
-    curl -s -o /dev/null -D - "http://127.0.0.1:$API/" | tr -d '\r' \
+    curl -s -o /dev/null -D - -H "Authorization: Bearer $TOK" "http://127.0.0.1:$API/" | tr -d '\r' \
       | awk -F'dur=' 'tolower($0) ~ /^server-timing/ {print $2+0}'
   done
 }

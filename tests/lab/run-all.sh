@@ -64,6 +64,8 @@ EOF
 }
 
 rb() { ip netns exec "$NS_PROV" "$BIN" --config "$CONF" "$@"; }
+# The operator API needs a token: the daemon's generated admin token (data_dir/api-token).
+auth() { printf 'Authorization: Bearer %s' "$(cat "$OUT/data/api-token")"; }
 
 lab() {  # lab FW NODES [VM_NIC_ROM]
   cleanup
@@ -142,7 +144,7 @@ if want bios-disk || want bmc-down || want stage-fails || want kill9-resume || w
       # Watch the event stream and kill -9 the daemon the moment the run enters "install"
       # (the installer has its config and is writing the disk: 0.4 s in this lab).
       rm -f "$OUT/events.txt"
-      ip netns exec "$NS_PROV" timeout 120 curl -sN http://127.0.0.1:9080/api/v1/events > "$OUT/events.txt" 2>/dev/null &
+      ip netns exec "$NS_PROV" timeout 120 curl -sN -H "$(auth)" http://127.0.0.1:9080/api/v1/events > "$OUT/events.txt" 2>/dev/null &
       ev_pid=$!
       sleep 0.3
       id=$(rb reimage node50 --json | run_json_id)
@@ -209,7 +211,7 @@ fi
 
 if want uefi-norom; then
   if lab uefi 1 none && reimage_case uefi-norom node50 --profile lab; then
-    tftp=$(ip netns exec "$NS_PROV" curl -s http://127.0.0.1:9080/api/v1/status | python3 -c 'import json,sys; print(json.load(sys.stdin)["protocols"]["tftp"]["transfers_ok"])')
+    tftp=$(ip netns exec "$NS_PROV" curl -s -H "$(auth)" http://127.0.0.1:9080/api/v1/status | python3 -c 'import json,sys; print(json.load(sys.stdin)["protocols"]["tftp"]["transfers_ok"])')
     if [ "${tftp:-0}" = 0 ]; then
       fail uefi-norom "no TFTP transfer seen ($tftp)"
     else
@@ -230,7 +232,7 @@ if want proxy; then
       --log-dhcp --log-facility="$OUT/site-dhcp.log"
     if reimage_case proxy node50; then
       id=$(cat "$OUT/proxy.id")
-      proxied=$(ip netns exec "$NS_PROV" curl -s http://127.0.0.1:9080/api/v1/status \
+      proxied=$(ip netns exec "$NS_PROV" curl -s -H "$(auth)" http://127.0.0.1:9080/api/v1/status \
         | python3 -c 'import json,sys; d=json.load(sys.stdin)["protocols"]["dhcp"]; print(d["proxy"], d["offers"] + d["acks"])')
       if ! grep -q "DHCPACK(br0) $(lab_node_ip 0)" "$OUT/site-dhcp.log"; then
         fail proxy "the site DHCP server never gave node50 its address"
@@ -251,7 +253,7 @@ if want arm64; then
   if [ ! -f "$LAB_FIRMWARE/arm64/ipxe.efi" ]; then
     fail arm64 "no $LAB_FIRMWARE/arm64/ipxe.efi (scripts/fetch-firmware.sh)"
   elif lab arm64 1 none; then
-    ip netns exec "$NS_PROV" timeout 400 curl -sN http://127.0.0.1:9080/api/v1/events > "$OUT/arm64-events.txt" 2>/dev/null &
+    ip netns exec "$NS_PROV" timeout 400 curl -sN -H "$(auth)" http://127.0.0.1:9080/api/v1/events > "$OUT/arm64-events.txt" 2>/dev/null &
     ev_pid=$!
     sleep 0.3
     t0=$(lab_now)
@@ -264,7 +266,7 @@ if want arm64; then
     dt=$(lab_since "$t0")
     kill "$ev_pid" 2>/dev/null
     rb runs cancel "$id" >/dev/null 2>&1
-    tftp=$(ip netns exec "$NS_PROV" curl -s http://127.0.0.1:9080/api/v1/status | python3 -c 'import json,sys; print(json.load(sys.stdin)["protocols"]["tftp"]["transfers_ok"])')
+    tftp=$(ip netns exec "$NS_PROV" curl -s -H "$(auth)" http://127.0.0.1:9080/api/v1/status | python3 -c 'import json,sys; print(json.load(sys.stdin)["protocols"]["tftp"]["transfers_ok"])')
     if [ -z "$got" ]; then
       fail arm64 "no initrd fetched within 300 s (console: $(lab_console 0))"
     elif ! grep -q 'arch: Some(EfiArm64)' "$OUT/arm64-events.txt"; then
