@@ -93,10 +93,10 @@ pub fn loader(inv: &Inventory, arch: Option<Arch>, ipxe: bool, efi_x64_file: &st
 
 /// The generic script served at `/boot.ipxe`: chain to the per-MAC script.
 pub fn generic_ipxe_script(inv: &Inventory) -> String {
-    format!(
-        "#!ipxe\n# rackboot: chain to this machine's own script\nchain {}/ipxe/${{net0/mac:hexhyp}}\n",
-        inv.urls.base
-    )
+    let ctx = minijinja::context! { base => inv.urls.base.clone() };
+    inv.templates
+        .render(crate::template::BUILTIN_GENERIC_IPXE, &ctx)
+        .expect("the built-in script renders with its one variable")
 }
 
 /// The local-boot script: hand control back to the firmware, which boots the

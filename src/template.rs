@@ -11,12 +11,48 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use std::collections::BTreeSet;
 /// The built-in iPXE script that boots a profile's installer.
 pub const BUILTIN_IPXE: &str = "builtin/ipxe-install.ipxe";
-const BUILTIN_IPXE_SRC: &str = "#!ipxe
+/// iPXE macros for custom `ipxe_template`s: `{% from "builtin/ipxe.j2"
+/// import fetch %}` then `{{ fetch("kernel", urls.kernel ~ " " ~ kernel_args) }}`.
+pub const BUILTIN_IPXE_MACROS: &str = "builtin/ipxe.j2";
+/// The generic script at `/boot.ipxe` (context: `base`): chain to the
+/// machine's own script, retrying like the downloads.
+pub const BUILTIN_GENERIC_IPXE: &str = "builtin/boot.ipxe";
+
+/// `fetch(command, args, label)` (6 tries, 2 s apart by default: long
+/// enough for a restarted daemon to listen again): run an iPXE download command (`kernel`,
+/// `initrd`, `chain`, `imgfetch`) until it works, `tries` times with
+/// `pause` seconds between, saying so on the console; after the last try,
+/// `exit 1` (the firmware's next boot device; the run's deadline notices).
+const BUILTIN_IPXE_MACROS_SRC: &str = r#"{% macro fetch(command, args, label, tries=6, pause=2) -%}
+set rb-try 0
+:rb-{{ label }}
+{{ command }} {{ args }} && goto rb-{{ label }}-ok ||
+inc rb-try
+iseq ${rb-try} {{ tries }} && goto rb-{{ label }}-failed ||
+echo rackboot: {{ label }} download failed (try ${rb-try} of {{ tries }}): again in {{ pause }} s
+sleep {{ pause }}
+goto rb-{{ label }}
+:rb-{{ label }}-failed
+echo rackboot: {{ label }} download failed {{ tries }} times: giving up (the run will power-cycle this machine)
+sleep 5
+exit 1
+:rb-{{ label }}-ok
+{%- endmacro %}
+"#;
+
+const BUILTIN_GENERIC_IPXE_SRC: &str = r#"#!ipxe
+{% from "builtin/ipxe.j2" import fetch -%}
+# rackboot: chain to this machine's own script
+{{ fetch("chain", base ~ "/ipxe/${net0/mac:hexhyp}", "script") }}
+"#;
+
+const BUILTIN_IPXE_SRC: &str = r#"#!ipxe
+{% from "builtin/ipxe.j2" import fetch -%}
 echo rackboot: {{ system.name }} ({{ system.mac }}) profile {{ profile.name }} run {{ run.id }}
-kernel {{ urls.kernel }}{% for n in profile.initrd_names %} initrd={{ n }}{% endfor %} {{ kernel_args }}
-{% for u in urls.initrd %}initrd {{ u }}
+{{ fetch("kernel", urls.kernel ~ (profile.initrd_names | map("format_initrd") | join("")) ~ " " ~ kernel_args, "kernel") }}
+{% for u in urls.initrd %}{{ fetch("initrd", u, "initrd" ~ loop.index) }}
 {% endfor %}boot
-";
+"#;
 
 /// What to render for a machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,13 +186,19 @@ fn new_env() -> Environment<'static> {
             .expect("static syntax config"),
     );
     env.add_filter("mac_dashes", |s: String| s.replace(':', "-"));
+    // ` initrd=NAME`: the kernel argument naming an initrd (UEFI boot).
+    env.add_filter("format_initrd", |s: String| format!(" initrd={s}"));
     env
 }
 
 impl Templates {
     pub fn empty() -> Templates {
         let mut env = new_env();
+        env.add_template_owned(BUILTIN_IPXE_MACROS, BUILTIN_IPXE_MACROS_SRC)
+            .expect("builtin template compiles");
         env.add_template_owned(BUILTIN_IPXE, BUILTIN_IPXE_SRC)
+            .expect("builtin template compiles");
+        env.add_template_owned(BUILTIN_GENERIC_IPXE, BUILTIN_GENERIC_IPXE_SRC)
             .expect("builtin template compiles");
         Templates {
             env,
