@@ -254,14 +254,17 @@ pub fn facts(p: &Profile) -> Facts {
             })
             .collect(),
         reboots: p.reboots,
+        boot_retries: p.boot_retries,
+        before_stages: p.stages.iter().filter(|s| s.before).count(),
         rerun_interrupted: p.rerun_interrupted,
     }
 }
 
 /// The state machine's extra data as stored in `runs.data` (the store boundary).
 fn encode_state(s: &RunState) -> String {
-    json!({"seq": s.seq, "since": s.since, "due": s.due, "stage_failed": s.stage_failed})
-        .to_string()
+    json!({"seq": s.seq, "since": s.since, "due": s.due, "stage_failed": s.stage_failed,
+           "boot_attempt": s.boot_attempt})
+    .to_string()
 }
 
 fn decode_state(phase: &str, data: &str, reason: Option<String>) -> Option<RunState> {
@@ -272,6 +275,7 @@ fn decode_state(phase: &str, data: &str, reason: Option<String>) -> Option<RunSt
         since: v["since"].as_i64().unwrap_or(0),
         due: v["due"].as_i64(),
         stage_failed: v["stage_failed"].as_bool().unwrap_or(false),
+        boot_attempt: v["boot_attempt"].as_u64().unwrap_or(0) as u32,
         reason,
     })
 }

@@ -132,6 +132,8 @@ pub struct Stage {
     pub timeout: Duration,
     /// true: the run goes on after this stage fails (the run still fails).
     pub keep_going: bool,
+    /// Runs before the boot device is set (`when = "before"`).
+    pub before: bool,
 }
 
 /// Per-phase deadlines of a reimage run.
@@ -200,6 +202,8 @@ pub struct Profile {
     pub wait_ports: Vec<u16>,
     /// The installer reboots into the installed system after its callback.
     pub reboots: bool,
+    /// Power-cycles again on a missed boot deadline before the run fails.
+    pub boot_retries: u32,
     pub timeouts: Timeouts,
     pub stages: Vec<Stage>,
     pub rerun_interrupted: bool,

@@ -139,6 +139,12 @@ pub struct Facts {
     pub stages: Vec<StageFacts>,
     /// The installer reboots into the installed system after its callback.
     pub reboots: bool,
+    /// Power-cycles again when the boot evidence misses its deadline
+    /// (phases dhcp, kernel, config) before the run times out.
+    pub boot_retries: u32,
+    /// The first `before_stages` of `stages` run before the boot device is
+    /// set (the machine untouched); the rest once it is up.
+    pub before_stages: usize,
     /// Rerun a stage interrupted by a restart (else fail the run).
     pub rerun_interrupted: bool,
 }
@@ -162,6 +168,8 @@ pub struct RunState {
     pub due: Option<i64>,
     /// A stage failed but had keep_going: the run fails at the end.
     pub stage_failed: bool,
+    /// Boot retries used (power-cycles after a missed boot deadline).
+    pub boot_attempt: u32,
     /// Why it failed / was cancelled / timed out.
     pub reason: Option<String>,
 }
@@ -174,6 +182,7 @@ impl RunState {
             since: now,
             due: None,
             stage_failed: false,
+            boot_attempt: 0,
             reason: None,
         }
     }
@@ -351,6 +360,7 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
                 since: now,
                 due,
                 stage_failed: run.stage_failed,
+                boot_attempt: run.boot_attempt,
                 reason: None,
             },
             effects,
@@ -365,6 +375,7 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
                 since: now,
                 due: None,
                 stage_failed: run.stage_failed,
+                boot_attempt: run.boot_attempt,
                 reason: Some(reason.clone()),
             },
             effects: vec![Effect::NetbootOff, Effect::Finish],
@@ -373,13 +384,41 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
     };
     match (run.phase, ev) {
         (_, Event::Cancel(why)) => end(Cancelled, format!("cancelled: {why}")),
+        // The boot evidence did not come: power-cycle again (boot device
+        // first: a one-time PXE setting was used up by the failed boot).
+        (p @ (Dhcp | Kernel | Config), Event::Deadline(seq))
+            if *seq == run.seq && run.boot_attempt < f.boot_retries =>
+        {
+            let n = run.boot_attempt + 1;
+            let mut t = to(
+                BootDev,
+                format!(
+                    "no sign of {} in time: power-cycling again (boot retry {n} of {})",
+                    p.waiting_for(),
+                    f.boot_retries
+                ),
+                vec![Effect::Bmc(PowerStep::SetBootPxe)],
+            )?;
+            t.state.boot_attempt = n;
+            Some(t)
+        }
         (p, Event::Deadline(seq)) if *seq == run.seq => end(
             TimedOut,
-            format!("timed out in phase {p} waiting for {}", p.waiting_for()),
+            match (p, run.boot_attempt) {
+                (Dhcp | Kernel | Config, n) if n > 0 => format!(
+                    "timed out in phase {p} waiting for {} (after {n} boot retr{})",
+                    p.waiting_for(),
+                    if n == 1 { "y" } else { "ies" }
+                ),
+                _ => format!("timed out in phase {p} waiting for {}", p.waiting_for()),
+            },
         ),
         (_, Event::Deadline(_)) => None,
         (p, Event::Resume) => resume(run, p, f, now),
 
+        (Queued, Event::Start) if f.before_stages > 0 => {
+            next_stage(run, f, now, 0, "machine locked".into())
+        }
         (Queued, Event::Start) => to(Locked, "machine locked".into(), vec![Effect::NetbootOn]),
         (Locked, Event::NetbootOn) => to(
             BootDev,
@@ -424,15 +463,29 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
         }
         (Reboot, Event::RebootSeen) => ports(run, f, now, "rebooted to local disk", vec![]),
 
-        (Ports, Event::PortsUp) => next_stage(run, f, now, 0, "SSH and service ports up".into()),
+        (Ports, Event::PortsUp) => next_stage(
+            run,
+            f,
+            now,
+            f.before_stages,
+            "SSH and service ports up".into(),
+        ),
         (Ports, Event::PortsFailed(why)) => end(Failed, format!("ports: {why}")),
 
         (Stage(i), Event::StageDone(j, outcome)) if i == *j => {
             let name = f.stages.get(i).map(|s| s.name.as_str()).unwrap_or("?");
-            match outcome {
-                StageOutcome::Passed => {
-                    next_stage(run, f, now, i + 1, format!("stage {name} passed"))
+            // After the last "before" stage: on to the netboot switch.
+            let next = |r: &RunState, detail: String| {
+                if i + 1 == f.before_stages {
+                    let mut t = to(Locked, detail, vec![Effect::NetbootOn])?;
+                    t.state.stage_failed = r.stage_failed;
+                    Some(t)
+                } else {
+                    next_stage(r, f, now, i + 1, detail)
                 }
+            };
+            match outcome {
+                StageOutcome::Passed => next(run, format!("stage {name} passed")),
                 StageOutcome::Failed(_) | StageOutcome::TimedOut => {
                     let why = match outcome {
                         StageOutcome::Failed(w) => format!("stage {name} failed: {w}"),
@@ -441,7 +494,7 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
                     if f.stages.get(i).map(|s| s.keep_going).unwrap_or(false) {
                         let mut r = run.clone();
                         r.stage_failed = true;
-                        next_stage(&r, f, now, i + 1, why)
+                        next(&r, why)
                     } else {
                         end(Failed, why)
                     }
@@ -486,6 +539,7 @@ fn ports(
             since: now,
             due: Some(until),
             stage_failed: run.stage_failed,
+            boot_attempt: run.boot_attempt,
             reason: None,
         },
         effects: eff,
@@ -511,6 +565,7 @@ fn next_stage(run: &RunState, f: &Facts, now: i64, i: usize, detail: String) -> 
                 since: now,
                 due: None,
                 stage_failed: run.stage_failed,
+                boot_attempt: run.boot_attempt,
                 reason,
             },
             effects: vec![Effect::NetbootOff, Effect::Finish],
@@ -525,6 +580,7 @@ fn next_stage(run: &RunState, f: &Facts, now: i64, i: usize, detail: String) -> 
             since: now,
             due: Some(at),
             stage_failed: run.stage_failed,
+            boot_attempt: run.boot_attempt,
             reason: None,
         },
         effects: vec![Effect::RunStage(i), Effect::Deadline { seq, at }],
@@ -554,6 +610,7 @@ fn resume(run: &RunState, p: Phase, f: &Facts, now: i64) -> Option<Transition> {
                         since: now,
                         due: None,
                         stage_failed: true,
+                        boot_attempt: run.boot_attempt,
                         reason: Some(format!("stage {name} interrupted by a daemon restart")),
                     },
                     effects: vec![Effect::NetbootOff, Effect::Finish],

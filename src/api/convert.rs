@@ -66,6 +66,7 @@ impl From<&inventory::Profile> for Profile {
             vendor_data: p.vendor_data.clone(),
             wait_ports: p.wait_ports.clone(),
             reboots: p.reboots,
+            boot_retries: p.boot_retries,
             stages: p
                 .stages
                 .iter()
@@ -75,6 +76,7 @@ impl From<&inventory::Profile> for Profile {
                     command: s.command.clone(),
                     timeout_secs: s.timeout.as_secs(),
                     keep_going: s.keep_going,
+                    when: if s.before { "before" } else { "after" }.into(),
                 })
                 .collect(),
             timeouts_secs: Timeouts {
@@ -200,6 +202,11 @@ pub fn profile_fields(inv: &inventory::Inventory, p: &inventory::Profile) -> Vec
         from("wait_ports"),
     );
     row("reboots", p.reboots.to_string(), from("reboots"));
+    row(
+        "boot_retries",
+        p.boot_retries.to_string(),
+        from("boot_retries"),
+    );
     let t = &p.timeouts;
     for (name, d) in [
         ("power", t.power),

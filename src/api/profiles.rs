@@ -22,6 +22,9 @@ pub struct Profile {
     pub wait_ports: Vec<u16>,
     /// The installer reboots into the installed system after its callback.
     pub reboots: bool,
+    /// Power-cycles again on a missed boot deadline before the run fails.
+    #[serde(default)]
+    pub boot_retries: u32,
     pub stages: Vec<Stage>,
     pub timeouts_secs: Timeouts,
     pub vars: BTreeMap<String, serde_json::Value>,
@@ -37,6 +40,13 @@ pub struct Stage {
     pub command: String,
     pub timeout_secs: u64,
     pub keep_going: bool,
+    /// `before` (before the boot device is set) or `after`.
+    #[serde(default = "after")]
+    pub when: String,
+}
+
+fn after() -> String {
+    "after".into()
 }
 
 /// Phase deadlines, in seconds.

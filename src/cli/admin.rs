@@ -246,6 +246,10 @@ pub struct ProfileFields {
     /// callback (default true); false: its ports are probed at once.
     #[arg(long, value_name = "BOOL")]
     pub reboots: Option<bool>,
+    /// Power-cycles again when the boot evidence does not come in time,
+    /// before the run fails (default 2).
+    #[arg(long, value_name = "N")]
+    pub boot_retries: Option<u32>,
     #[arg(long, value_parser = ["rerun", "fail"])]
     pub on_interrupted_stage: Option<String>,
     /// Phase deadline, e.g. install=30m (repeat for more).
@@ -359,6 +363,7 @@ fn profile_change(f: &ProfileFields) -> ProfileChange {
             ipxe_template: f.ipxe_template.clone(),
             wait_ports: (!f.wait_ports.is_empty()).then(|| f.wait_ports.clone()),
             reboots: f.reboots,
+            boot_retries: f.boot_retries,
             on_interrupted_stage: f.on_interrupted_stage.clone(),
             ..ProfileWire::default()
         },

@@ -87,6 +87,7 @@ profile_fields! {
     "ipxe_template" => ipxe_template, Override, Edit::Value { cli: "ipxe-template" };
     "wait_ports" => wait_ports, Override, Edit::Value { cli: "wait-port" };
     "reboots" => reboots, Override, Edit::Value { cli: "reboots" };
+    "boot_retries" => boot_retries, Override, Edit::Value { cli: "boot-retries" };
     "on_interrupted_stage" => on_interrupted_stage, Override, Edit::Value { cli: "on-interrupted-stage" };
     "timeouts" => timeouts, Override, Edit::Map { cli: "timeout" };
     "stages" => stages, Override, Edit::FileOnly(STAGES_IN_FILE);

@@ -288,6 +288,17 @@ pub(super) fn validate_profile(
                 false
             }
         };
+        let before = match s.when.as_deref().unwrap_or("after") {
+            "after" => false,
+            "before" => true,
+            o => {
+                e.push(
+                    format!("{key}.when"),
+                    format!("{o:?}: expected before or after"),
+                );
+                false
+            }
+        };
         if s.command.trim().is_empty() {
             e.push(format!("{key}.command"), "empty command");
         } else if let Err(err) = templates.check_inline(&s.command) {
@@ -299,7 +310,15 @@ pub(super) fn validate_profile(
             command: s.command.clone(),
             timeout,
             keep_going,
+            before,
         });
+    }
+    // "before" stages run first (in file order), then the others: a run's
+    // stage indices follow this order.
+    stages.sort_by_key(|s| !s.before);
+    let boot_retries = m.boot_retries.unwrap_or(2);
+    if boot_retries > 10 {
+        e.push("boot_retries", format!("{boot_retries}: at most 10"));
     }
     let rerun_interrupted = match m.on_interrupted_stage.as_deref().unwrap_or("rerun") {
         "rerun" => true,
@@ -355,6 +374,7 @@ pub(super) fn validate_profile(
         ipxe_template: m.ipxe_template,
         wait_ports: m.wait_ports.unwrap_or_else(|| vec![22]),
         reboots: m.reboots.unwrap_or(true),
+        boot_retries: boot_retries.min(10),
         timeouts,
         stages,
         rerun_interrupted,

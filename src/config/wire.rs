@@ -220,6 +220,9 @@ pub struct ProfileWire {
     /// The installer reboots into the installed system after its callback
     /// (default true); false: the machine stays up and its ports are probed at once.
     pub reboots: Option<bool>,
+    /// Power-cycles again when a run's boot evidence (DHCP, kernel,
+    /// installer config) does not come in time, before the run fails (default 2).
+    pub boot_retries: Option<u32>,
     pub timeouts: Option<BTreeMap<String, String>>,
     pub stages: Option<Vec<StageWire>>,
     /// "rerun" (default) or "fail": what to do with a stage interrupted by a restart.
@@ -237,4 +240,7 @@ pub struct StageWire {
     pub timeout: Option<String>,
     /// "stop" (default) or "continue".
     pub on_failure: Option<String>,
+    /// "after" (default: once the machine is up) or "before" (before the
+    /// boot device is set: clean-up elsewhere; the machine is not touched).
+    pub when: Option<String>,
 }

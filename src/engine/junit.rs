@@ -173,11 +173,17 @@ pub async fn write_results(store: &Store, id: &str, dir: &Path) -> Result<(), Re
         .iter()
         .map(|s| std::fs::read_to_string(dir.join(&s.log_path)).unwrap_or_default())
         .collect();
-    std::fs::write(
-        dir.join("junit.xml"),
-        junit_xml(&run, &events, &stages, &logs),
-    )?;
-    std::fs::write(dir.join("timeline.txt"), timeline_text(&run, &events))?;
+    // Whole files only (a temp file renamed over): the API may serve them
+    // while they are written.
+    let put = |name: &str, text: String| -> std::io::Result<()> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, dir.join(name))
+    };
+    put("junit.xml", junit_xml(&run, &events, &stages, &logs))?;
+    put("timeline.txt", timeline_text(&run, &events))?;
     let art = dir.join("artifacts");
     let mut files = Vec::new();
     walk(&art, &mut files);

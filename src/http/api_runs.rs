@@ -237,7 +237,20 @@ async fn retry(
 }
 
 async fn junit_xml(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Response {
-    let p = stage::run_dir(&ctx.data_dir, &id).join("junit.xml");
+    let dir = stage::run_dir(&ctx.data_dir, &id);
+    let p = dir.join("junit.xml");
+    if !tokio::fs::try_exists(&p).await.unwrap_or(false) {
+        // The run's end is stored before the engine writes its results: a
+        // client that saw it finish may ask first. Write them now (the same
+        // function, from the same rows; the engine's write replaces it).
+        if let Ok(Some(row)) = ctx.store.get_run(&id).await {
+            if row.finished_at.is_some() {
+                if let Err(e) = junit::write_results(&ctx.store, &id, &dir).await {
+                    tracing::error!(run = %id, error = %e, "cannot write results");
+                }
+            }
+        }
+    }
     match tokio::fs::read(&p).await {
         Ok(b) => ([(header::CONTENT_TYPE, "application/xml")], b).into_response(),
         Err(_) => error(

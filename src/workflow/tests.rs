@@ -26,6 +26,8 @@ fn facts() -> Facts {
             },
         ],
         reboots: true,
+        boot_retries: 0,
+        before_stages: 0,
         rerun_interrupted: true,
     }
 }
@@ -438,4 +440,159 @@ fn event_for_every_observation_and_phase() {
             );
         }
     }
+}
+
+/// Events that bring a fresh run to the dhcp phase.
+fn to_dhcp() -> Vec<Event> {
+    vec![
+        Event::Start,
+        Event::NetbootOn,
+        ok(PowerStep::SetBootPxe),
+        ok(PowerStep::PowerCycle),
+    ]
+}
+
+#[test]
+fn missed_boot_deadline_power_cycles_again_then_times_out() {
+    let f = Facts {
+        boot_retries: 2,
+        ..facts()
+    };
+    let mut run = RunState::new(0);
+    for ev in to_dhcp() {
+        run = step(&run, &ev, &f, 0).unwrap().state;
+    }
+    // First miss (no DHCP): boot device and power again, said in the timeline.
+    let t = step(&run, &Event::Deadline(run.seq), &f, 10).unwrap();
+    assert_eq!((t.state.phase, t.state.boot_attempt), (Phase::BootDev, 1));
+    assert_eq!(
+        t.detail,
+        "no sign of the machine's DHCP request in time: power-cycling again (boot retry 1 of 2)"
+    );
+    assert_eq!(
+        t.effects,
+        vec![
+            Effect::Bmc(PowerStep::SetBootPxe),
+            Effect::Deadline {
+                seq: t.state.seq,
+                at: 10 + 30_000
+            }
+        ]
+    );
+    run = t.state;
+    for ev in [ok(PowerStep::SetBootPxe), ok(PowerStep::PowerCycle), Event::DhcpSeen] {
+        run = step(&run, &ev, &f, 20).unwrap().state;
+    }
+    // Second miss, in kernel: retry 2 keeps the count across phases.
+    assert_eq!((run.phase, run.boot_attempt), (Phase::Kernel, 1));
+    let t = step(&run, &Event::Deadline(run.seq), &f, 30).unwrap();
+    assert_eq!((t.state.phase, t.state.boot_attempt), (Phase::BootDev, 2));
+    assert!(t.detail.contains("kernel and initrd download"), "{}", t.detail);
+    run = t.state;
+    // The boot retries survive a restart.
+    let r = step(&run, &Event::Resume, &f, 31).unwrap();
+    assert_eq!(r.state.boot_attempt, 2);
+    for ev in [ok(PowerStep::SetBootPxe), ok(PowerStep::PowerCycle)] {
+        run = step(&run, &ev, &f, 40).unwrap().state;
+    }
+    // Third miss: out of retries.
+    let t = step(&run, &Event::Deadline(run.seq), &f, 50).unwrap();
+    assert_eq!(t.state.phase, Phase::TimedOut);
+    assert_eq!(
+        t.state.reason.as_deref(),
+        Some("timed out in phase dhcp waiting for the machine's DHCP request (after 2 boot retries)")
+    );
+}
+
+#[test]
+fn boot_retries_only_for_boot_evidence() {
+    let f = Facts {
+        boot_retries: 2,
+        ..facts()
+    };
+    // The install, reboot and ports deadlines are not boot evidence: no retry.
+    for (upto, phase) in [
+        (7, Phase::Install),
+        (8, Phase::Reboot),
+        (9, Phase::Ports),
+    ] {
+        let mut run = RunState::new(0);
+        for ev in &happy()[..upto] {
+            run = step(&run, ev, &f, 0).unwrap().state;
+        }
+        assert_eq!(run.phase, phase);
+        let t = step(&run, &Event::Deadline(run.seq), &f, 5).unwrap();
+        assert_eq!(t.state.phase, Phase::TimedOut, "{phase}");
+    }
+    // Nor a power call that fails.
+    let mut run = RunState::new(0);
+    for ev in &to_dhcp()[..3] {
+        run = step(&run, ev, &f, 0).unwrap().state;
+    }
+    let t = step(&run, &Event::Bmc(PowerStep::PowerCycle, Err("x".into())), &f, 1).unwrap();
+    assert_eq!(t.state.phase, Phase::Failed);
+}
+
+fn with_before() -> Facts {
+    let mut f = facts();
+    f.stages.insert(
+        0,
+        StageFacts {
+            name: "revoke-cert".into(),
+            timeout_ms: 10_000,
+            keep_going: false,
+        },
+    );
+    f.before_stages = 1;
+    f
+}
+
+#[test]
+fn before_stages_run_first_and_the_rest_after_boot() {
+    let f = with_before();
+    let mut ev = vec![Event::Start, Event::StageDone(0, StageOutcome::Passed)];
+    ev.extend(happy().into_iter().skip(1).take(9));
+    ev.push(Event::StageDone(1, StageOutcome::Passed));
+    ev.push(Event::StageDone(2, StageOutcome::Passed));
+    let (phases, effects, run) = drive(&ev, &f);
+    assert_eq!(
+        phases,
+        [
+            "queued", "stage:0", "locked", "bootdev", "power", "dhcp", "kernel", "config",
+            "install", "reboot", "ports", "stage:1", "stage:2", "succeeded"
+        ]
+    );
+    assert_eq!(run.phase, Phase::Succeeded);
+    // The before stage ran before anything touched the machine.
+    let first_bmc = effects.iter().position(|e| matches!(e, Effect::Bmc(_))).unwrap();
+    let stage0 = effects.iter().position(|e| *e == Effect::RunStage(0)).unwrap();
+    let netboot = effects.iter().position(|e| *e == Effect::NetbootOn).unwrap();
+    assert!(stage0 < netboot && netboot < first_bmc);
+    assert!(effects.contains(&Effect::RunStage(1)) && effects.contains(&Effect::RunStage(2)));
+}
+
+#[test]
+fn failing_before_stage_fails_without_touching_power() {
+    let f = with_before();
+    let (phases, effects, run) = drive(
+        &[
+            Event::Start,
+            Event::StageDone(0, StageOutcome::Failed("exit 1".into())),
+        ],
+        &f,
+    );
+    assert_eq!(phases, ["queued", "stage:0", "failed"]);
+    assert_eq!(run.reason.as_deref(), Some("stage revoke-cert failed: exit 1"));
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Bmc(_) | Effect::NetbootOn)));
+    // keep_going: on to the boot, and the run fails at the end.
+    let mut f = with_before();
+    f.stages[0].keep_going = true;
+    let mut ev = vec![Event::Start, Event::StageDone(0, StageOutcome::TimedOut)];
+    ev.extend(happy().into_iter().skip(1).take(9));
+    ev.push(Event::StageDone(1, StageOutcome::Passed));
+    ev.push(Event::StageDone(2, StageOutcome::Passed));
+    let (phases, _, run) = drive(&ev, &f);
+    assert_eq!(phases[2], "locked");
+    assert_eq!(run.phase, Phase::Failed);
+    assert!(run.stage_failed);
 }

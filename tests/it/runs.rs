@@ -27,6 +27,7 @@ fn sim_profile(port: u16, stage2: &str) -> String {
 description = "simulated machine"
 template = "lab/install.sh.j2"
 reboots = true
+boot_retries = 0
 wait_ports = [{port}]
 [timeouts]
 power = "5s"
@@ -490,6 +491,51 @@ async fn deadline_times_out_the_phase() {
     assert!(
         out.contains("run ended: timed_out (timed out in phase dhcp"),
         "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_boot_deadline_power_cycles_again_and_the_machine_boots() {
+    let sim = sim_with("true", |c| {
+        c.replace("profiles/sim.toml", "boot_retries = 0", "boot_retries = 1");
+    })
+    .await;
+    let (_, v) = sim.create(&["sim1"]).await;
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    // The first boot hangs (no DHCP): after the dhcp deadline (5 s) the
+    // engine sets the boot device and power-cycles again.
+    sim.wait_state(&id, "dhcp", 5).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let bootdevs = sim
+            .fake
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.ends_with("bootdev pxe"))
+            .count();
+        if bootdevs == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no second boot attempt");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.wait_state(&id, "dhcp", 10).await;
+    // This time it boots.
+    play_machine(&sim, MAC1.parse().unwrap()).await;
+    let v = sim.wait_terminal(&id, 20).await;
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    let tl = v["timeline"].as_array().unwrap();
+    let states: Vec<&str> = tl.iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(
+        states[..8],
+        ["queued", "locked", "bootdev", "power", "dhcp", "bootdev", "power", "dhcp"]
+    );
+    let retry = &tl[5];
+    assert!(
+        retry.to_string().contains("power-cycling again (boot retry 1 of 1)"),
+        "{retry}"
     );
 }
 
