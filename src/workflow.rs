@@ -4,8 +4,10 @@
 //! effects, persists every transition, and feeds results back as events.
 //!
 //! Phases, in order (each with a deadline from the profile):
-//! queued → locked → bootdev → power → dhcp → kernel → config → install →
-//! reboot → ports → stage N… → succeeded | failed | cancelled | timed_out.
+//! queued → [stage N… (`when = "before"`)] → locked → bootdev → power → dhcp
+//! → kernel → config → install → reboot → ports → stage N… → succeeded |
+//! failed | cancelled | timed_out. A missed deadline in dhcp, kernel or
+//! config goes back to bootdev (a power-cycle) up to `boot_retries` times.
 //!
 //! Restart rule: on start-up the engine loads every non-terminal run and sends
 //! it `Event::Resume`; `step` re-derives the effects of the state it was in

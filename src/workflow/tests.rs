@@ -480,14 +480,22 @@ fn missed_boot_deadline_power_cycles_again_then_times_out() {
         ]
     );
     run = t.state;
-    for ev in [ok(PowerStep::SetBootPxe), ok(PowerStep::PowerCycle), Event::DhcpSeen] {
+    for ev in [
+        ok(PowerStep::SetBootPxe),
+        ok(PowerStep::PowerCycle),
+        Event::DhcpSeen,
+    ] {
         run = step(&run, &ev, &f, 20).unwrap().state;
     }
     // Second miss, in kernel: retry 2 keeps the count across phases.
     assert_eq!((run.phase, run.boot_attempt), (Phase::Kernel, 1));
     let t = step(&run, &Event::Deadline(run.seq), &f, 30).unwrap();
     assert_eq!((t.state.phase, t.state.boot_attempt), (Phase::BootDev, 2));
-    assert!(t.detail.contains("kernel and initrd download"), "{}", t.detail);
+    assert!(
+        t.detail.contains("kernel and initrd download"),
+        "{}",
+        t.detail
+    );
     run = t.state;
     // The boot retries survive a restart.
     let r = step(&run, &Event::Resume, &f, 31).unwrap();
@@ -500,7 +508,9 @@ fn missed_boot_deadline_power_cycles_again_then_times_out() {
     assert_eq!(t.state.phase, Phase::TimedOut);
     assert_eq!(
         t.state.reason.as_deref(),
-        Some("timed out in phase dhcp waiting for the machine's DHCP request (after 2 boot retries)")
+        Some(
+            "timed out in phase dhcp waiting for the machine's DHCP request (after 2 boot retries)"
+        )
     );
 }
 
@@ -511,11 +521,7 @@ fn boot_retries_only_for_boot_evidence() {
         ..facts()
     };
     // The install, reboot and ports deadlines are not boot evidence: no retry.
-    for (upto, phase) in [
-        (7, Phase::Install),
-        (8, Phase::Reboot),
-        (9, Phase::Ports),
-    ] {
+    for (upto, phase) in [(7, Phase::Install), (8, Phase::Reboot), (9, Phase::Ports)] {
         let mut run = RunState::new(0);
         for ev in &happy()[..upto] {
             run = step(&run, ev, &f, 0).unwrap().state;
@@ -529,7 +535,13 @@ fn boot_retries_only_for_boot_evidence() {
     for ev in &to_dhcp()[..3] {
         run = step(&run, ev, &f, 0).unwrap().state;
     }
-    let t = step(&run, &Event::Bmc(PowerStep::PowerCycle, Err("x".into())), &f, 1).unwrap();
+    let t = step(
+        &run,
+        &Event::Bmc(PowerStep::PowerCycle, Err("x".into())),
+        &f,
+        1,
+    )
+    .unwrap();
     assert_eq!(t.state.phase, Phase::Failed);
 }
 
@@ -558,15 +570,36 @@ fn before_stages_run_first_and_the_rest_after_boot() {
     assert_eq!(
         phases,
         [
-            "queued", "stage:0", "locked", "bootdev", "power", "dhcp", "kernel", "config",
-            "install", "reboot", "ports", "stage:1", "stage:2", "succeeded"
+            "queued",
+            "stage:0",
+            "locked",
+            "bootdev",
+            "power",
+            "dhcp",
+            "kernel",
+            "config",
+            "install",
+            "reboot",
+            "ports",
+            "stage:1",
+            "stage:2",
+            "succeeded"
         ]
     );
     assert_eq!(run.phase, Phase::Succeeded);
     // The before stage ran before anything touched the machine.
-    let first_bmc = effects.iter().position(|e| matches!(e, Effect::Bmc(_))).unwrap();
-    let stage0 = effects.iter().position(|e| *e == Effect::RunStage(0)).unwrap();
-    let netboot = effects.iter().position(|e| *e == Effect::NetbootOn).unwrap();
+    let first_bmc = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Bmc(_)))
+        .unwrap();
+    let stage0 = effects
+        .iter()
+        .position(|e| *e == Effect::RunStage(0))
+        .unwrap();
+    let netboot = effects
+        .iter()
+        .position(|e| *e == Effect::NetbootOn)
+        .unwrap();
     assert!(stage0 < netboot && netboot < first_bmc);
     assert!(effects.contains(&Effect::RunStage(1)) && effects.contains(&Effect::RunStage(2)));
 }
@@ -582,8 +615,13 @@ fn failing_before_stage_fails_without_touching_power() {
         &f,
     );
     assert_eq!(phases, ["queued", "stage:0", "failed"]);
-    assert_eq!(run.reason.as_deref(), Some("stage revoke-cert failed: exit 1"));
-    assert!(!effects.iter().any(|e| matches!(e, Effect::Bmc(_) | Effect::NetbootOn)));
+    assert_eq!(
+        run.reason.as_deref(),
+        Some("stage revoke-cert failed: exit 1")
+    );
+    assert!(!effects
+        .iter()
+        .any(|e| matches!(e, Effect::Bmc(_) | Effect::NetbootOn)));
     // keep_going: on to the boot, and the run fails at the end.
     let mut f = with_before();
     f.stages[0].keep_going = true;

@@ -149,9 +149,10 @@ fn every_key_is_copied_by_its_own_entry() {
         ipxe_template = "x"
         wait_ports = [22]
         reboots = false
+        boot_retries = 1
         on_interrupted_stage = "fail"
         timeouts = { install = "1m" }
-        stages = [{ name = "s", kind = "test", command = "true" }]
+        stages = [{ name = "s", kind = "test", command = "true", when = "before" }]
         vars = { a = 1 }
         "#,
     )

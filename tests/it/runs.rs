@@ -534,9 +534,62 @@ async fn missed_boot_deadline_power_cycles_again_and_the_machine_boots() {
     );
     let retry = &tl[5];
     assert!(
-        retry.to_string().contains("power-cycling again (boot retry 1 of 1)"),
+        retry
+            .to_string()
+            .contains("power-cycling again (boot retry 1 of 1)"),
         "{retry}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_stages_run_first_and_a_failing_one_leaves_power_alone() {
+    // A clean-up stage before the reimage (revoke a certificate, drain).
+    let before = |cmd: &str| {
+        format!(
+            "[[stages]]\nname = \"drain\"\nkind = \"config\"\nwhen = \"before\"\ncommand = \"{cmd}\"\ntimeout = \"10s\"\n"
+        )
+    };
+    let fail = before("echo draining $RACKBOOT_SYSTEM; exit 4");
+    let sim = sim_with("true", |c| c.append("profiles/sim.toml", &fail)).await;
+    let (_, v) = sim.create(&["sim1"]).await;
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    let v = sim.wait_terminal(&id, 15).await;
+    assert_eq!(v["state"], "failed", "{v:#}");
+    assert_eq!(v["reason"], "stage drain failed: exit code 4");
+    assert!(
+        sim.fake.calls.lock().unwrap().is_empty(),
+        "the BMC was called: {:?}",
+        sim.fake.calls.lock().unwrap()
+    );
+    let (_, log) = sim
+        .api("GET", &format!("/api/v1/runs/{id}/stages/0/log"), None)
+        .await;
+    let _ = log;
+    let dir = sim.c.path().join(".lab/data/runs").join(&id);
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("name=\"drain\""), "{junit}");
+
+    // Passing: it runs first, then the whole reimage and the other stages.
+    let ok = before("echo drained $RACKBOOT_SYSTEM > {{ artifacts }}/drained.txt");
+    let sim = sim_with("true", |c| c.append("profiles/sim.toml", &ok)).await;
+    let (_, v) = sim.create(&["sim1"]).await;
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id, "dhcp", 10).await;
+    play_machine(&sim, MAC1.parse().unwrap()).await;
+    let v = sim.wait_terminal(&id, 20).await;
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    let states: Vec<&str> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states[..4], ["queued", "stage:0", "locked", "bootdev"]);
+    assert_eq!(
+        states[states.len() - 3..],
+        ["stage:1", "stage:2", "succeeded"]
+    );
+    assert_eq!(v["stages"][0]["name"], "drain");
 }
 
 /// The daemon's diagnosis of `system`, once `done` holds (bounded wait: the
