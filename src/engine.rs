@@ -862,6 +862,17 @@ impl Engine {
                             .await
                             .map(|_| ()),
                         PowerStep::PowerCycle => power.on_or_cycle(&bmc).await.map(|_| ()),
+                        PowerStep::SetBootDisk => power
+                            .set_boot(
+                                &bmc,
+                                BootSpec {
+                                    dev: BootDev::Disk,
+                                    persistent: false,
+                                    efi,
+                                },
+                            )
+                            .await
+                            .map(|_| ()),
                     };
                     Some(Event::Bmc(step, r.map_err(|e| e.to_string())))
                 });
@@ -875,7 +886,7 @@ impl Engine {
                 });
                 None
             }
-            Effect::ProbePorts { until } => {
+            Effect::ProbePorts { until, after_down } => {
                 let s = inv.system(&system)?;
                 let ip = s.ip;
                 let ports = inv
@@ -883,7 +894,7 @@ impl Engine {
                     .map(|p| p.wait_ports.clone())
                     .unwrap_or_else(|| vec![22]);
                 self.spawn_event(id, async move {
-                    Some(match probe::wait_ports(ip, &ports, until).await {
+                    Some(match probe::wait_ports(ip, &ports, until, after_down).await {
                         Ok(()) => Event::PortsUp,
                         Err(e) => Event::PortsFailed(e),
                     })

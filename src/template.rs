@@ -23,16 +23,17 @@ pub const BUILTIN_GENERIC_IPXE: &str = "builtin/boot.ipxe";
 /// `initrd`, `chain`, `imgfetch`) until it works, `tries` times with
 /// `pause` seconds between, saying so on the console; after the last try,
 /// `exit 1` (the firmware's next boot device; the run's deadline notices).
+// Unrolled: no settings arithmetic (`inc` cannot store a number in every
+// iPXE build: QEMU's 2019 NIC ROM answers "Could not store"), only `||`,
+// `goto`, `echo`, `sleep`, which every iPXE since 2011 has.
 const BUILTIN_IPXE_MACROS_SRC: &str = r#"{% macro fetch(command, args, label, tries=6, pause=2) -%}
-set rb-try 0
-:rb-{{ label }}
+{% for i in range(1, tries + 1) -%}
 {{ command }} {{ args }} && goto rb-{{ label }}-ok ||
-inc rb-try
-iseq ${rb-try} {{ tries }} && goto rb-{{ label }}-failed ||
-echo rackboot: {{ label }} download failed (try ${rb-try} of {{ tries }}): again in {{ pause }} s
+{% if i < tries -%}
+echo rackboot: {{ label }} download failed (try {{ i }} of {{ tries }}): again in {{ pause }} s
 sleep {{ pause }}
-goto rb-{{ label }}
-:rb-{{ label }}-failed
+{% endif -%}
+{% endfor -%}
 echo rackboot: {{ label }} download failed {{ tries }} times: giving up (the run will power-cycle this machine)
 sleep 5
 exit 1

@@ -194,6 +194,8 @@ impl RunState {
 pub enum PowerStep {
     SetBootPxe,
     PowerCycle,
+    /// One-time boot from disk after the install-done callback (read back).
+    SetBootDisk,
 }
 
 /// Inputs to the state machine.
@@ -325,8 +327,11 @@ pub enum Effect {
         at: i64,
     },
     /// Probe SSH (banner) and the service ports until they answer or `until`.
+    /// `after_down`: first see them closed (the installer's own SSH does not
+    /// count: the machine must go down and come up again).
     ProbePorts {
         until: i64,
+        after_down: bool,
     },
     /// Run stage `i` with its timeout.
     RunStage(usize),
@@ -448,10 +453,21 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
         }
         (Power | Dhcp | Kernel | Config | Install, Event::InstallDone) => {
             if f.reboots {
+                // Straight to the disk on the next boot (one-time, through the
+                // BMC); the local-boot script stays the fallback. The machine
+                // is watched both ways: the network (RebootSeen) and its ports
+                // going down and up (PortsUp).
                 to(
                     Reboot,
                     "install-done callback: netboot off".into(),
-                    vec![Effect::NetbootOff],
+                    vec![
+                        Effect::NetbootOff,
+                        Effect::Bmc(PowerStep::SetBootDisk),
+                        Effect::ProbePorts {
+                            until: now + f.deadlines.reboot_ms,
+                            after_down: true,
+                        },
+                    ],
                 )
             } else {
                 ports(
@@ -463,7 +479,32 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
                 )
             }
         }
-        (Reboot, Event::RebootSeen) => ports(run, f, now, "rebooted to local disk", vec![]),
+        (Reboot, Event::RebootSeen) => ports(
+            run,
+            f,
+            now,
+            "rebooted through the network (local-boot script)",
+            vec![],
+        ),
+        (Reboot, Event::PortsUp) => next_stage(
+            run,
+            f,
+            now,
+            f.before_stages,
+            "rebooted straight to the local disk (no network boot): SSH and service ports up"
+                .into(),
+        ),
+        // The reboot deadline decides; the network path may still come.
+        (Reboot, Event::PortsFailed(_)) => None,
+        (Reboot, Event::Bmc(PowerStep::SetBootDisk, r)) => {
+            let detail = match r {
+                Ok(()) => "boot device set to disk for the next boot (read back)".to_string(),
+                Err(e) => format!(
+                    "boot device disk not set ({e}): the local-boot script is the fallback"
+                ),
+            };
+            note(run, detail)
+        }
 
         (Ports, Event::PortsUp) => next_stage(
             run,
@@ -507,6 +548,23 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
     }
 }
 
+/// A line in the timeline without a change of phase (same deadline).
+fn note(run: &RunState, detail: String) -> Option<Transition> {
+    let seq = run.seq + 1;
+    let mut effects = Vec::new();
+    if let Some(at) = run.due {
+        effects.push(Effect::Deadline { seq, at });
+    }
+    Some(Transition {
+        state: RunState {
+            seq,
+            ..run.clone()
+        },
+        effects,
+        detail,
+    })
+}
+
 fn deadline_for(p: Phase, f: &Facts) -> Option<i64> {
     let d = &f.deadlines;
     Some(match p {
@@ -531,7 +589,10 @@ fn ports(
     mut eff: Vec<Effect>,
 ) -> Option<Transition> {
     let until = now + f.deadlines.ports_ms;
-    eff.push(Effect::ProbePorts { until });
+    eff.push(Effect::ProbePorts {
+        until,
+        after_down: false,
+    });
     let seq = run.seq + 1;
     eff.push(Effect::Deadline { seq, at: until });
     Some(Transition {
@@ -598,9 +659,15 @@ fn resume(run: &RunState, p: Phase, f: &Facts, now: i64) -> Option<Transition> {
         Phase::Locked => vec![Effect::NetbootOn],
         Phase::BootDev => vec![Effect::Bmc(PowerStep::SetBootPxe)],
         Phase::Power => vec![Effect::Bmc(PowerStep::PowerCycle)],
-        Phase::Dhcp | Phase::Kernel | Phase::Config | Phase::Install | Phase::Reboot => vec![],
+        Phase::Dhcp | Phase::Kernel | Phase::Config | Phase::Install => vec![],
+        // The machine may be up on its disk by now: no need to see it go down.
+        Phase::Reboot => vec![Effect::ProbePorts {
+            until: run.due.unwrap_or(now + f.deadlines.reboot_ms),
+            after_down: false,
+        }],
         Phase::Ports => vec![Effect::ProbePorts {
             until: run.due.unwrap_or(now + f.deadlines.ports_ms),
+            after_down: false,
         }],
         Phase::Stage(i) => {
             if !f.rerun_interrupted {

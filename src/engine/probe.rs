@@ -47,8 +47,24 @@ async fn port_open(addr: SocketAddr, t: Duration) -> Result<(), String> {
 
 /// Poll until SSH (if 22 is among `ports`) shows its banner and every port
 /// accepts, or until `until` (ms since epoch). The error names what was missing.
-pub async fn wait_ports(ip: Ipv4Addr, ports: &[u16], until: i64) -> Result<(), String> {
+/// `after_down`: first wait until the first port does not answer (the
+/// machine went down: an installer's own SSH is not the installed system's).
+pub async fn wait_ports(
+    ip: Ipv4Addr,
+    ports: &[u16],
+    until: i64,
+    after_down: bool,
+) -> Result<(), String> {
     let mut last = String::from("not probed yet");
+    if after_down {
+        let first = SocketAddr::from((ip, ports.first().copied().unwrap_or(22)));
+        while port_open(first, Duration::from_millis(500)).await.is_ok() {
+            if crate::store::now_ms() >= until {
+                return Err(format!("{first} never went down (no reboot seen)"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     loop {
         let mut ok = true;
         for &p in ports {

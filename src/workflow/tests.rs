@@ -108,8 +108,14 @@ fn happy_path_visits_every_phase() {
             &Effect::Bmc(PowerStep::SetBootPxe),
             &Effect::Bmc(PowerStep::PowerCycle),
             &Effect::NetbootOff,
+            &Effect::Bmc(PowerStep::SetBootDisk),
             &Effect::ProbePorts {
-                until: 9000 + 300_000
+                until: 8000 + 300_000,
+                after_down: true
+            },
+            &Effect::ProbePorts {
+                until: 9000 + 300_000,
+                after_down: false
             },
             &Effect::RunStage(0),
             &Effect::RunStage(1),
@@ -633,4 +639,42 @@ fn failing_before_stage_fails_without_touching_power() {
     assert_eq!(phases[2], "locked");
     assert_eq!(run.phase, Phase::Failed);
     assert!(run.stage_failed);
+}
+
+#[test]
+fn reboot_straight_to_disk_or_through_the_network() {
+    let f = facts();
+    let mut run = RunState::new(0);
+    for ev in &happy()[..8] {
+        run = step(&run, ev, &f, 0).unwrap().state;
+    }
+    assert_eq!(run.phase, Phase::Reboot);
+    // The BMC's answer is a line in the timeline; the phase and its deadline stay.
+    let t = step(&run, &ok(PowerStep::SetBootDisk), &f, 100).unwrap();
+    assert_eq!((t.state.phase, t.state.due, t.state.since), (Phase::Reboot, run.due, run.since));
+    assert_eq!(t.detail, "boot device set to disk for the next boot (read back)");
+    assert_eq!(
+        t.effects,
+        vec![Effect::Deadline {
+            seq: t.state.seq,
+            at: run.due.unwrap()
+        }]
+    );
+    let refused = Event::Bmc(PowerStep::SetBootDisk, Err("read back: pxe".into()));
+    let t2 = step(&run, &refused, &f, 100).unwrap();
+    assert_eq!(
+        t2.detail,
+        "boot device disk not set (read back: pxe): the local-boot script is the fallback"
+    );
+    let run = t.state;
+    // Disk: the ports went down and came up, no network boot seen.
+    let t = step(&run, &Event::PortsUp, &f, 200).unwrap();
+    assert_eq!(t.state.phase, Phase::Stage(0));
+    assert!(t.detail.starts_with("rebooted straight to the local disk"), "{}", t.detail);
+    // Network: the local-boot script (or DHCP) came first.
+    let t = step(&run, &Event::RebootSeen, &f, 200).unwrap();
+    assert_eq!(t.state.phase, Phase::Ports);
+    assert_eq!(t.detail, "rebooted through the network (local-boot script)");
+    // A probe that gave up in reboot is not the end: the deadline decides.
+    assert!(step(&run, &Event::PortsFailed("x".into()), &f, 200).is_none());
 }

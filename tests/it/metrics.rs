@@ -303,14 +303,15 @@ async fn metrics_after_dhcp_http_and_a_reimage_pass_promtool() {
     assert_eq!(v("rackboot_runs_queued", &[]), 0.0);
     assert!(v("rackboot_run_transitions_total", &[]) >= 12.0);
 
-    // BMC calls through the power front door (the fake driver): set PXE, status, on.
+    // BMC calls through the power front door (the fake driver): set PXE,
+    // status, on, and after the install callback set disk.
     let bmc = |op: &str| {
         v(
             "rackboot_bmc_call_duration_seconds_count",
             &[("driver", "fake"), ("op", op)],
         )
     };
-    assert_eq!(bmc("set_bootdev"), 1.0);
+    assert_eq!(bmc("set_bootdev"), 2.0);
     assert_eq!(bmc("status"), 1.0);
     assert_eq!(bmc("on"), 1.0);
     assert!(!m.samples.contains_key("rackboot_bmc_failures_total"));

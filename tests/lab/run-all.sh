@@ -8,6 +8,10 @@
 #                  "BMC unreachable" inside its deadline; the lock is released
 #   stage-fails    a profile whose test stage fails: exit 1, its log in the CLI output, JUnit failure
 #   kill9-resume   kill -9 rackboot during the install phase, start it again: the run resumes, succeeds
+#   kill9-kernel   kill -9 rackboot the moment iPXE has its script (the kernel download), start it
+#                  again at once: the script's download retries carry the machine to SSH
+#   daemon-down    the same kill, but rackboot stays down longer than iPXE's retries: the run's
+#                  boot deadline power-cycles the machine (boot retry) once rackboot is back
 #   two-at-once    reimage node50 node51 --wait: both succeed
 #   unknown-mac    a client not in the inventory gets no DHCP answer (reservations mode)
 #   uefi-disk      as bios-disk with OVMF (iPXE EFI ROM)
@@ -22,7 +26,7 @@ set -uo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/lab.env"
 source "$LAB/lib.sh"
 BIN="${RACKBOOT_BIN:-$REPO/target/debug/rackboot}"
-CASES="${LAB_CASES:-bios-disk bmc-down stage-fails kill9-resume two-at-once unknown-mac uefi-disk uefi-norom proxy arm64}"
+CASES="${LAB_CASES:-bios-disk bmc-down stage-fails kill9-resume kill9-kernel daemon-down two-at-once unknown-mac uefi-disk uefi-norom proxy arm64}"
 OUT="${LAB_RESULTS:-$LAB_WORK-results}"
 rm -rf "$OUT"; mkdir -p "$OUT"
 CONF="$OUT/config"
@@ -100,7 +104,33 @@ reimage_case() {  # reimage_case NAME SYSTEM [extra args]
   return 0
 }
 
-if want bios-disk || want bmc-down || want stage-fails || want kill9-resume || want two-at-once || want unknown-mac; then
+# kill_at_script NAME DOWN_SECS: reimage node50, kill -9 rackboot the moment node50's iPXE has its
+# per-MAC script (its kernel download starts), start rackboot again after DOWN_SECS; prints the run id.
+kill_at_script() {
+  local name=$1 down=$2 ev="$OUT/$1-events.txt" ev_pid id ok=0 pid
+  rm -f "$ev"
+  ip netns exec "$NS_PROV" timeout 120 curl -sN -H "$(auth)" http://127.0.0.1:9080/api/v1/events > "$ev" 2>/dev/null &
+  ev_pid=$!
+  sleep 0.3
+  id=$(rb reimage node50 --json | run_json_id)
+  for _ in $(seq 3000); do
+    if grep '"what":"script"' "$ev" 2>/dev/null | grep -q '"system":"node50"'; then ok=1; break; fi
+    sleep 0.02
+  done
+  kill "$ev_pid" 2>/dev/null
+  [ $ok = 1 ] || { echo "$name: node50 never fetched its script" >&2; return 1; }
+  pid=$(cat "$LAB_WORK/run/server.pid")
+  kill -9 "$pid"; lab_wait_gone "$pid" 10
+  echo "$name: kill -9 rackboot ($pid) as node50 starts its kernel download; down for ${down} s" >&2
+  sleep "$down"
+  ( cd "$LAB_WORK/server" && exec ip netns exec "$NS_PROV" "$BIN" serve --config "$CONF" ) \
+    </dev/null >>"$LAB_WORK/logs/server.log" 2>&1 &
+  lab_realpid $! "$(basename "$BIN")" > "$LAB_WORK/run/server.pid"
+  for _ in $(seq 100); do rb runs list >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "$id"
+}
+
+if want bios-disk || want bmc-down || want stage-fails || want kill9-resume || want kill9-kernel || want daemon-down || want two-at-once || want unknown-mac; then
   if lab bios 2; then
     if want bios-disk; then
       if reimage_case bios-disk node50; then
@@ -171,6 +201,41 @@ if want bios-disk || want bmc-down || want stage-fails || want kill9-resume || w
         fi
       else
         fail kill9-resume "run never reached install"
+      fi
+    fi
+    if want kill9-kernel; then
+      # Nobody touches the machine: iPXE's retries see the restarted daemon.
+      con="$LAB_WORK/node0/logs/console.log"; lines0=$(wc -l < "$con" 2>/dev/null || echo 0)
+      if id=$(kill_at_script kill9-kernel 0); then
+        rb runs wait "$id" --timeout 10m > "$OUT/kill9-kernel.out" 2>&1; rc=$?
+        cat "$OUT/kill9-kernel.out"
+        retried=$(tail -n +"$((lines0 + 1))" "$con" | grep -a -c "download failed (try" || true)
+        if [ $rc != 0 ]; then
+          fail kill9-kernel "rc=$rc"
+        elif grep -q "boot retry" "$OUT/kill9-kernel.out"; then
+          fail kill9-kernel "needed a power-cycle: the iPXE retries did not carry it"
+        elif [ "${retried:-0}" = 0 ]; then
+          fail kill9-kernel "no retry on the console: the kill missed the download"
+        else
+          pass kill9-kernel "killed during the kernel download; $retried iPXE retr(y/ies) on the console, SSH $(ssh_time "$id") s after DHCP, no power-cycle (run $id)"
+        fi
+      else
+        fail kill9-kernel "node50 never fetched its script"
+      fi
+    fi
+    if want daemon-down; then
+      # Down longer than iPXE's 6 tries x 2 s: the machine gives up (its firmware boots the old
+      # disk); the run's kernel deadline power-cycles it into a fresh netboot.
+      if id=$(kill_at_script daemon-down 20); then
+        rb runs wait "$id" --timeout 10m > "$OUT/daemon-down.out" 2>&1; rc=$?
+        cat "$OUT/daemon-down.out"
+        if [ $rc = 0 ] && grep -q "power-cycling again (boot retry 1 of" "$OUT/daemon-down.out"; then
+          pass daemon-down "down 20 s; the engine's boot retry brought node50 back to SSH (run $id)"
+        else
+          fail daemon-down "rc=$rc"
+        fi
+      else
+        fail daemon-down "node50 never fetched its script"
       fi
     fi
     if want two-at-once; then
