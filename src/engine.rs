@@ -894,10 +894,12 @@ impl Engine {
                     .map(|p| p.wait_ports.clone())
                     .unwrap_or_else(|| vec![22]);
                 self.spawn_event(id, async move {
-                    Some(match probe::wait_ports(ip, &ports, until, after_down).await {
-                        Ok(()) => Event::PortsUp,
-                        Err(e) => Event::PortsFailed(e),
-                    })
+                    Some(
+                        match probe::wait_ports(ip, &ports, until, after_down).await {
+                            Ok(()) => Event::PortsUp,
+                            Err(e) => Event::PortsFailed(e),
+                        },
+                    )
                 });
                 None
             }

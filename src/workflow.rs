@@ -499,9 +499,9 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
         (Reboot, Event::Bmc(PowerStep::SetBootDisk, r)) => {
             let detail = match r {
                 Ok(()) => "boot device set to disk for the next boot (read back)".to_string(),
-                Err(e) => format!(
-                    "boot device disk not set ({e}): the local-boot script is the fallback"
-                ),
+                Err(e) => {
+                    format!("boot device disk not set ({e}): the local-boot script is the fallback")
+                }
             };
             note(run, detail)
         }
@@ -556,10 +556,7 @@ fn note(run: &RunState, detail: String) -> Option<Transition> {
         effects.push(Effect::Deadline { seq, at });
     }
     Some(Transition {
-        state: RunState {
-            seq,
-            ..run.clone()
-        },
+        state: RunState { seq, ..run.clone() },
         effects,
         detail,
     })

@@ -651,8 +651,14 @@ fn reboot_straight_to_disk_or_through_the_network() {
     assert_eq!(run.phase, Phase::Reboot);
     // The BMC's answer is a line in the timeline; the phase and its deadline stay.
     let t = step(&run, &ok(PowerStep::SetBootDisk), &f, 100).unwrap();
-    assert_eq!((t.state.phase, t.state.due, t.state.since), (Phase::Reboot, run.due, run.since));
-    assert_eq!(t.detail, "boot device set to disk for the next boot (read back)");
+    assert_eq!(
+        (t.state.phase, t.state.due, t.state.since),
+        (Phase::Reboot, run.due, run.since)
+    );
+    assert_eq!(
+        t.detail,
+        "boot device set to disk for the next boot (read back)"
+    );
     assert_eq!(
         t.effects,
         vec![Effect::Deadline {
@@ -670,7 +676,11 @@ fn reboot_straight_to_disk_or_through_the_network() {
     // Disk: the ports went down and came up, no network boot seen.
     let t = step(&run, &Event::PortsUp, &f, 200).unwrap();
     assert_eq!(t.state.phase, Phase::Stage(0));
-    assert!(t.detail.starts_with("rebooted straight to the local disk"), "{}", t.detail);
+    assert!(
+        t.detail.starts_with("rebooted straight to the local disk"),
+        "{}",
+        t.detail
+    );
     // Network: the local-boot script (or DHCP) came first.
     let t = step(&run, &Event::RebootSeen, &f, 200).unwrap();
     assert_eq!(t.state.phase, Phase::Ports);

@@ -601,6 +601,55 @@ async fn before_stages_run_first_and_a_failing_one_leaves_power_alone() {
     assert_eq!(v["stages"][0]["name"], "drain");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboot_straight_to_disk_is_seen_by_the_ports_going_down_and_up() {
+    let sim = sim("true").await;
+    let port: u16 = {
+        let p = sim.c.read("profiles/sim.toml");
+        let l = p.lines().find(|l| l.starts_with("wait_ports")).unwrap();
+        l.trim_start_matches("wait_ports = [")
+            .trim_end_matches(']')
+            .parse()
+            .unwrap()
+    };
+    let (_, v) = sim.create(&["sim1"]).await;
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id, "dhcp", 5).await;
+    let done = sim.netboot_to_install(MAC1.parse().unwrap()).await;
+    let (s, body) = sim.boot_http("POST", &done).await;
+    assert_eq!(s, 200, "{body}");
+    sim.wait_state(&id, "reboot", 5).await;
+    // The installer's SSH answers until the machine reboots: not the installed system.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (_, v) = sim.api("GET", &format!("/api/v1/runs/{id}"), None).await;
+    assert_eq!(v["state"], "reboot", "{v:#}");
+    // The reboot: SSH goes away, then the installed system's comes up; no
+    // netboot (the BMC said disk), so no DHCP and no local-boot script.
+    sim._ssh.abort();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let ssh = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let _up = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut s, _)) = ssh.accept().await {
+            let _ = s.write_all(b"SSH-2.0-installed\r\n").await;
+        }
+    });
+    let v = sim.wait_terminal(&id, 20).await;
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    let tl = v["timeline"].to_string();
+    assert!(
+        tl.contains("boot device set to disk for the next boot (read back)"),
+        "{tl}"
+    );
+    assert!(
+        tl.contains("rebooted straight to the local disk (no network boot)"),
+        "{tl}"
+    );
+    assert!(!tl.contains("through the network"), "{tl}");
+}
+
 /// The daemon's diagnosis of `system`, once `done` holds (bounded wait: the
 /// feed stores events asynchronously).
 async fn wait_diagnosis(

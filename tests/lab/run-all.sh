@@ -85,7 +85,7 @@ ssh_time() {
 import json,sys
 v=json.load(sys.stdin); t={e["detail"]:e["t"] for e in v["timeline"]}
 p=[e["t"] for e in v["timeline"] if e["state"]=="dhcp"]
-s=[e["t"] for e in v["timeline"] if e["detail"]=="SSH and service ports up"]
+s=[e["t"] for e in v["timeline"] if e["detail"].endswith("SSH and service ports up")]
 print("%.1f" % (s[0]-p[0]) if p and s else "?")'
 }
 
