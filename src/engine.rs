@@ -36,6 +36,7 @@ pub enum Command {
     SetNetboot {
         system: String,
         on: bool,
+        persistent: bool,
         reply: oneshot::Sender<Result<NetbootState, String>>,
     },
     /// A valid install-done callback arrived for this system and run.
@@ -67,6 +68,7 @@ pub struct NetbootState {
     pub system: String,
     pub enabled: bool,
     pub run_id: Option<String>,
+    pub persistent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,10 +160,20 @@ impl EngineHandle {
         rx.await.map_err(|_| "engine stopped".to_string())
     }
 
-    pub async fn set_netboot(&self, system: &str, on: bool) -> Result<NetbootState, String> {
+    pub async fn set_netboot(
+        &self,
+        system: &str,
+        on: bool,
+        persistent: bool,
+    ) -> Result<NetbootState, String> {
         let system = system.to_string();
-        self.call(|reply| Command::SetNetboot { system, on, reply })
-            .await?
+        self.call(|reply| Command::SetNetboot {
+            system,
+            on,
+            persistent,
+            reply,
+        })
+        .await?
     }
 
     pub async fn install_done(&self, system: &str, run_id: &str) -> Result<(), String> {
@@ -254,6 +266,7 @@ pub fn facts(p: &Profile) -> Facts {
             })
             .collect(),
         reboots: p.reboots,
+        netboot_after: p.netboot_after,
         boot_retries: p.boot_retries,
         before_stages: p.stages.iter().filter(|s| s.before).count(),
         rerun_interrupted: p.rerun_interrupted,
@@ -316,6 +329,21 @@ pub struct Engine {
     shutdown: CancellationToken,
     stage_sem: Arc<Semaphore>,
     metrics: Arc<EngineMetrics>,
+    /// Install-done callbacks answered only once the BMC has the boot
+    /// device disk (or `PARK_MAX` passed): the installer reboots when the
+    /// callback returns, and the reboot must find the new boot device.
+    parked: HashMap<String, Parked>,
+}
+
+type Parked = Arc<std::sync::Mutex<Option<oneshot::Sender<Result<(), String>>>>>;
+
+/// The longest an install-done callback waits for the BMC's boot device.
+const PARK_MAX: Duration = Duration::from_secs(10);
+
+fn unpark(p: &Parked) {
+    if let Some(tx) = p.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = tx.send(Ok(()));
+    }
 }
 
 impl Engine {
@@ -342,6 +370,7 @@ impl Engine {
             shutdown: shutdown.clone(),
             stage_sem,
             metrics: Arc::new(EngineMetrics::default()),
+            parked: HashMap::new(),
         };
         let metrics = e.metrics.clone();
         e.load().await?;
@@ -433,7 +462,7 @@ impl Engine {
                         // A run that ended while its switch stayed on: turn it off.
                         self.d
                             .store
-                            .set_netboot(&n.system, false, None, None)
+                            .set_netboot(&n.system, false, None, None, false)
                             .await?;
                     }
                 }
@@ -443,6 +472,7 @@ impl Engine {
                         id: other.unwrap_or("manual").to_string(),
                         token: n.token.unwrap_or_default(),
                         profile: None,
+                        persistent: n.persistent,
                     },
                 ),
             }
@@ -461,6 +491,7 @@ impl Engine {
             id: a.id.clone(),
             token: a.token.clone(),
             profile: Some(a.profile.clone()),
+            persistent: false,
         }
     }
 
@@ -474,8 +505,13 @@ impl Engine {
 
     async fn command(&mut self, c: Command) {
         match c {
-            Command::SetNetboot { system, on, reply } => {
-                let r = self.manual_netboot(&system, on).await;
+            Command::SetNetboot {
+                system,
+                on,
+                persistent,
+                reply,
+            } => {
+                let r = self.manual_netboot(&system, on, persistent).await;
                 let _ = reply.send(r);
             }
             Command::InstallDone {
@@ -487,6 +523,26 @@ impl Engine {
                     // The callback must not be lost: if it does not apply now,
                     // say so, and the installer retries.
                     if self.apply(&run_id, Event::InstallDone).await {
+                        // Boot device disk asked of the BMC: answer when it is set.
+                        let asked = self.runs.get(&run_id).is_some_and(|a| {
+                            a.state.phase == Phase::Reboot
+                                && !a.facts.netboot_after
+                                && self
+                                    .d
+                                    .inventory
+                                    .borrow()
+                                    .system(&a.system)
+                                    .is_some_and(|s| s.bmc.is_some())
+                        });
+                        if asked {
+                            let p: Parked = Arc::new(std::sync::Mutex::new(Some(reply)));
+                            self.parked.insert(run_id.clone(), p.clone());
+                            tokio::spawn(async move {
+                                tokio::time::sleep(PARK_MAX).await;
+                                unpark(&p);
+                            });
+                            return;
+                        }
                         Ok(())
                     } else {
                         let phase = self.runs.get(&run_id).map(|a| a.state.phase.name());
@@ -501,8 +557,15 @@ impl Engine {
                     .map(|r| r.id == run_id)
                     .unwrap_or(false)
                 {
-                    // A manual netboot: the callback ends it.
-                    self.manual_netboot(&system, false).await.map(|_| ())
+                    // A manual netboot: the callback ends it, unless it is
+                    // persistent (a diskless or live machine: every boot
+                    // gets the image; the callback is taken and it stays).
+                    if self.table.get(&system).is_some_and(|r| r.persistent) {
+                        tracing::info!(system = %system, "install-done callback: the netboot is persistent, it stays on");
+                        Ok(())
+                    } else {
+                        self.manual_netboot(&system, false, false).await.map(|_| ())
+                    }
                 } else {
                     Err(format!("run {run_id} is not pending for {system}"))
                 };
@@ -540,7 +603,12 @@ impl Engine {
         }
     }
 
-    async fn manual_netboot(&mut self, system: &str, on: bool) -> Result<NetbootState, String> {
+    async fn manual_netboot(
+        &mut self,
+        system: &str,
+        on: bool,
+        persistent: bool,
+    ) -> Result<NetbootState, String> {
         if let Some(id) = self.by_system.get(system) {
             return Err(format!(
                 "{system} has an active run {id}: cancel it instead"
@@ -551,25 +619,27 @@ impl Engine {
                 id: format!("manual-{}", store::now_ms()),
                 token: random_token(),
                 profile: None,
+                persistent,
             };
             self.d
                 .store
-                .set_netboot(system, true, Some(&run.id), Some(&run.token))
+                .set_netboot(system, true, Some(&run.id), Some(&run.token), persistent)
                 .await
                 .map_err(|e| e.to_string())?;
             let id = run.id.clone();
             self.table.insert(system, run);
             self.publish();
-            tracing::info!(system = %system, "netboot on (manual)");
+            tracing::info!(system = %system, persistent, "netboot on (manual)");
             Ok(NetbootState {
                 system: system.into(),
                 enabled: true,
                 run_id: Some(id),
+                persistent,
             })
         } else {
             self.d
                 .store
-                .set_netboot(system, false, None, None)
+                .set_netboot(system, false, None, None, false)
                 .await
                 .map_err(|e| e.to_string())?;
             self.table.remove(system);
@@ -579,6 +649,7 @@ impl Engine {
                 system: system.into(),
                 enabled: false,
                 run_id: None,
+                persistent: false,
             })
         }
     }
@@ -716,6 +787,11 @@ impl Engine {
         let mut pending = VecDeque::from([(id.to_string(), ev)]);
         let mut first = None;
         while let Some((id, ev)) = pending.pop_front() {
+            if matches!(ev, Event::Bmc(PowerStep::SetBootDisk, _)) {
+                if let Some(p) = self.parked.remove(&id) {
+                    unpark(&p);
+                }
+            }
             let is_first = first.is_none();
             if is_first {
                 first = Some(false);
@@ -816,7 +892,7 @@ impl Engine {
                 if let Err(e) = self
                     .d
                     .store
-                    .set_netboot(&system, true, Some(id), Some(&ctx.token))
+                    .set_netboot(&system, true, Some(id), Some(&ctx.token), false)
                     .await
                 {
                     return Some(Event::Cancel(format!("store error: {e}")));
@@ -827,10 +903,38 @@ impl Engine {
             }
             Effect::NetbootOff => {
                 if self.table.get(&system).map(|r| r.id == id).unwrap_or(false) {
-                    if let Err(e) = self.d.store.set_netboot(&system, false, None, None).await {
+                    if let Err(e) = self
+                        .d
+                        .store
+                        .set_netboot(&system, false, None, None, false)
+                        .await
+                    {
                         tracing::error!(run = %id, error = %e, "cannot clear netboot");
                     }
                     self.table.remove(&system);
+                    self.publish();
+                }
+                None
+            }
+            Effect::NetbootPersist => {
+                // The run's switch becomes a persistent one, with the run's
+                // profile (a new token: the run's own expires with it).
+                if self.table.get(&system).map(|r| r.id == id).unwrap_or(false) {
+                    let ctx = RunCtx {
+                        id: format!("manual-{}", store::now_ms()),
+                        token: random_token(),
+                        profile: Some(a.profile.clone()),
+                        persistent: true,
+                    };
+                    if let Err(e) = self
+                        .d
+                        .store
+                        .set_netboot(&system, true, Some(&ctx.id), Some(&ctx.token), true)
+                        .await
+                    {
+                        tracing::error!(run = %id, error = %e, "cannot keep netboot on");
+                    }
+                    self.table.insert(&system, ctx);
                     self.publish();
                 }
                 None
@@ -973,6 +1077,9 @@ impl Engine {
                 None
             }
             Effect::Finish => {
+                if let Some(p) = self.parked.remove(id) {
+                    unpark(&p);
+                }
                 let a = self.runs.remove(id)?;
                 self.by_system.remove(&a.system);
                 let store = self.d.store.clone();

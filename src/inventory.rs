@@ -204,6 +204,8 @@ pub struct Profile {
     pub reboots: bool,
     /// Power-cycles again on a missed boot deadline before the run fails.
     pub boot_retries: u32,
+    /// `after_install = "netboot"`: the machine keeps netbooting the image.
+    pub netboot_after: bool,
     pub timeouts: Timeouts,
     pub stages: Vec<Stage>,
     pub rerun_interrupted: bool,

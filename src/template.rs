@@ -157,6 +157,8 @@ pub struct RunCtx {
     pub token: String,
     /// A profile override for this run (default: the system's profile).
     pub profile: Option<String>,
+    /// A netboot that stays on (no run): callbacks do not end it.
+    pub persistent: bool,
 }
 
 impl RunCtx {
@@ -165,6 +167,7 @@ impl RunCtx {
             id: "preview".into(),
             token: "preview".into(),
             profile: None,
+            persistent: false,
         }
     }
 }

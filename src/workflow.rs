@@ -144,6 +144,9 @@ pub struct Facts {
     /// Power-cycles again when the boot evidence misses its deadline
     /// (phases dhcp, kernel, config) before the run times out.
     pub boot_retries: u32,
+    /// `after_install = "netboot"`: the machine keeps netbooting the image
+    /// after the run (diskless, live); no boot device disk at the callback.
+    pub netboot_after: bool,
     /// The first `before_stages` of `stages` run before the boot device is
     /// set (the machine untouched); the rest once it is up.
     pub before_stages: usize,
@@ -320,6 +323,9 @@ pub enum Effect {
     NetbootOn,
     /// Switch it off (local boot from now on).
     NetbootOff,
+    /// The run's netboot becomes a persistent one (`after_install =
+    /// "netboot"`: diskless and live machines boot the image every time).
+    NetbootPersist,
     Bmc(PowerStep),
     /// Arm a timer: send `Event::Deadline(seq)` at `at` (ms since epoch).
     Deadline {
@@ -385,7 +391,7 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
                 boot_attempt: run.boot_attempt,
                 reason: Some(reason.clone()),
             },
-            effects: vec![Effect::NetbootOff, Effect::Finish],
+            effects: vec![release(f), Effect::Finish],
             detail: reason,
         })
     };
@@ -457,25 +463,31 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
                 // BMC); the local-boot script stays the fallback. The machine
                 // is watched both ways: the network (RebootSeen) and its ports
                 // going down and up (PortsUp).
-                to(
-                    Reboot,
-                    "install-done callback: netboot off".into(),
-                    vec![
-                        Effect::NetbootOff,
-                        Effect::Bmc(PowerStep::SetBootDisk),
-                        Effect::ProbePorts {
-                            until: now + f.deadlines.reboot_ms,
-                            after_down: true,
-                        },
-                    ],
-                )
+                let mut eff = vec![release(f)];
+                if !f.netboot_after {
+                    eff.push(Effect::Bmc(PowerStep::SetBootDisk));
+                }
+                eff.push(Effect::ProbePorts {
+                    until: now + f.deadlines.reboot_ms,
+                    after_down: true,
+                });
+                let detail = if f.netboot_after {
+                    "install-done callback: netboot stays on (after_install = netboot)"
+                } else {
+                    "install-done callback: netboot off"
+                };
+                to(Reboot, detail.into(), eff)
             } else {
                 ports(
                     run,
                     f,
                     now,
-                    "install-done callback: netboot off",
-                    vec![Effect::NetbootOff],
+                    if f.netboot_after {
+                        "install-done callback: netboot stays on (after_install = netboot)"
+                    } else {
+                        "install-done callback: netboot off"
+                    },
+                    vec![release(f)],
                 )
             }
         }
@@ -545,6 +557,16 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
             }
         }
         _ => None,
+    }
+}
+
+/// What ends the run's netboot: off (local boot from now on), or a
+/// persistent netboot of the image (`after_install = "netboot"`).
+fn release(f: &Facts) -> Effect {
+    if f.netboot_after {
+        Effect::NetbootPersist
+    } else {
+        Effect::NetbootOff
     }
 }
 
@@ -628,7 +650,7 @@ fn next_stage(run: &RunState, f: &Facts, now: i64, i: usize, detail: String) -> 
                 boot_attempt: run.boot_attempt,
                 reason,
             },
-            effects: vec![Effect::NetbootOff, Effect::Finish],
+            effects: vec![release(f), Effect::Finish],
             detail,
         });
     }
@@ -679,7 +701,7 @@ fn resume(run: &RunState, p: Phase, f: &Facts, now: i64) -> Option<Transition> {
                         boot_attempt: run.boot_attempt,
                         reason: Some(format!("stage {name} interrupted by a daemon restart")),
                     },
-                    effects: vec![Effect::NetbootOff, Effect::Finish],
+                    effects: vec![release(f), Effect::Finish],
                     detail: format!("stage {name} interrupted by a daemon restart"),
                 });
             }

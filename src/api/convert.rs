@@ -67,6 +67,7 @@ impl From<&inventory::Profile> for Profile {
             wait_ports: p.wait_ports.clone(),
             reboots: p.reboots,
             boot_retries: p.boot_retries,
+            after_install: if p.netboot_after { "netboot" } else { "local" }.into(),
             stages: p
                 .stages
                 .iter()
@@ -202,6 +203,11 @@ pub fn profile_fields(inv: &inventory::Inventory, p: &inventory::Profile) -> Vec
         from("wait_ports"),
     );
     row("reboots", p.reboots.to_string(), from("reboots"));
+    row(
+        "after_install",
+        if p.netboot_after { "netboot" } else { "local" }.to_string(),
+        from("after_install"),
+    );
     row(
         "boot_retries",
         p.boot_retries.to_string(),

@@ -25,6 +25,9 @@ pub struct Profile {
     /// Power-cycles again on a missed boot deadline before the run fails.
     #[serde(default)]
     pub boot_retries: u32,
+    /// `local` or `netboot` (keeps netbooting the image after the run).
+    #[serde(default = "local")]
+    pub after_install: String,
     pub stages: Vec<Stage>,
     pub timeouts_secs: Timeouts,
     pub vars: BTreeMap<String, serde_json::Value>,
@@ -47,6 +50,10 @@ pub struct Stage {
 
 fn after() -> String {
     "after".into()
+}
+
+fn local() -> String {
+    "local".into()
 }
 
 /// Phase deadlines, in seconds.

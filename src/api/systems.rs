@@ -56,6 +56,9 @@ pub enum PasswordSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetbootRequest {
     pub enabled: bool,
+    /// Stays on across install-done callbacks (diskless, live machines).
+    #[serde(default)]
+    pub persistent: bool,
 }
 
 /// The answer to `PUT …/netboot`.
@@ -64,6 +67,8 @@ pub struct NetbootState {
     pub system: String,
     pub netboot: bool,
     pub run_id: Option<String>,
+    #[serde(default)]
+    pub persistent: bool,
 }
 
 /// `GET /api/v1/systems/{name}/power`.

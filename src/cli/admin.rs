@@ -250,6 +250,10 @@ pub struct ProfileFields {
     /// before the run fails (default 2).
     #[arg(long, value_name = "N")]
     pub boot_retries: Option<u32>,
+    /// After the run: boot the local disk, or keep netbooting the image
+    /// (diskless and live machines).
+    #[arg(long, value_parser = ["local", "netboot"])]
+    pub after_install: Option<String>,
     #[arg(long, value_parser = ["rerun", "fail"])]
     pub on_interrupted_stage: Option<String>,
     /// Phase deadline, e.g. install=30m (repeat for more).
@@ -364,6 +368,7 @@ fn profile_change(f: &ProfileFields) -> ProfileChange {
             wait_ports: (!f.wait_ports.is_empty()).then(|| f.wait_ports.clone()),
             reboots: f.reboots,
             boot_retries: f.boot_retries,
+            after_install: f.after_install.clone(),
             on_interrupted_stage: f.on_interrupted_stage.clone(),
             ..ProfileWire::default()
         },

@@ -103,6 +103,16 @@ pub enum Cmd {
         #[arg(long)]
         uefi: bool,
     },
+    /// The netboot switch: on (the next boot gets the profile's image), off;
+    /// `on --persistent` keeps it on for every boot (diskless, live machines).
+    Netboot {
+        /// Systems, then on|off (last).
+        #[arg(required = true, num_args = 2..)]
+        args: Vec<String>,
+        /// Every boot, also after an install-done callback.
+        #[arg(long)]
+        persistent: bool,
+    },
     /// Add, change, remove, list and show systems (systems.toml).
     Systems {
         #[command(subcommand)]
@@ -159,6 +169,10 @@ pub fn main() -> ExitCode {
         } => {
             let (dev, systems) = args.split_last().expect("clap: at least 2");
             power::bootdev(&cli.config, api, systems, dev, persistent, uefi)
+        }
+        Cmd::Netboot { args, persistent } => {
+            let (state, systems) = args.split_last().expect("clap: two or more");
+            power::netboot(&cli.config, api, systems, state, persistent)
         }
         Cmd::Systems { cmd } => admin::run_systems(&cli.config, api, cmd),
         Cmd::Profiles { cmd } => admin::run_profiles(&cli.config, api, cmd),

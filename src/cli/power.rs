@@ -169,3 +169,46 @@ pub fn states(settings: &Settings, api: Option<&str>, inv: &Inventory) -> HashMa
         hs.into_iter().filter_map(|h| h.join().ok()).collect()
     })
 }
+
+/// `netboot SYSTEM... on|off [--persistent]`: the manual netboot switch (the
+/// next boot gets the profile's image; `--persistent`: every boot, also after
+/// an install-done callback, for diskless and live machines).
+pub fn netboot(
+    dir: &Path,
+    api: Option<&str>,
+    systems: &[String],
+    state: &str,
+    persistent: bool,
+) -> ExitCode {
+    let enabled = match state {
+        "on" => true,
+        "off" => false,
+        s => return fail(EXIT_USAGE, format!("{s:?}: expected on or off")),
+    };
+    if persistent && !enabled {
+        return fail(EXIT_USAGE, "--persistent goes with on");
+    }
+    let c = match Client::from_config(dir, api) {
+        Ok(c) => c,
+        Err(e) => return client_error(e),
+    };
+    let results = parallel(systems, |s| {
+        c.put(
+            &format!("/api/v1/systems/{s}/netboot"),
+            &api::NetbootRequest {
+                enabled,
+                persistent,
+            },
+        )
+    });
+    report(systems, results, |r| {
+        r.json::<api::NetbootState>()
+            .map(|n| match (n.netboot, n.persistent) {
+                (false, _) => "netboot off: boots its local disk".to_string(),
+                (true, false) => "netboot on: the next boot gets its profile's image".to_string(),
+                (true, true) => {
+                    "netboot on, persistent: every boot gets its profile's image".to_string()
+                }
+            })
+    })
+}

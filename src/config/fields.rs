@@ -88,6 +88,7 @@ profile_fields! {
     "wait_ports" => wait_ports, Override, Edit::Value { cli: "wait-port" };
     "reboots" => reboots, Override, Edit::Value { cli: "reboots" };
     "boot_retries" => boot_retries, Override, Edit::Value { cli: "boot-retries" };
+    "after_install" => after_install, Override, Edit::Value { cli: "after-install" };
     "on_interrupted_stage" => on_interrupted_stage, Override, Edit::Value { cli: "on-interrupted-stage" };
     "timeouts" => timeouts, Override, Edit::Map { cli: "timeout" };
     "stages" => stages, Override, Edit::FileOnly(STAGES_IN_FILE);

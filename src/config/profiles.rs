@@ -316,6 +316,14 @@ pub(super) fn validate_profile(
     // "before" stages run first (in file order), then the others: a run's
     // stage indices follow this order.
     stages.sort_by_key(|s| !s.before);
+    let netboot_after = match m.after_install.as_deref().unwrap_or("local") {
+        "local" => false,
+        "netboot" => true,
+        o => {
+            e.push("after_install", format!("{o:?}: expected local or netboot"));
+            false
+        }
+    };
     let boot_retries = m.boot_retries.unwrap_or(2);
     if boot_retries > 10 {
         e.push("boot_retries", format!("{boot_retries}: at most 10"));
@@ -375,6 +383,7 @@ pub(super) fn validate_profile(
         wait_ports: m.wait_ports.unwrap_or_else(|| vec![22]),
         reboots: m.reboots.unwrap_or(true),
         boot_retries: boot_retries.min(10),
+        netboot_after,
         timeouts,
         stages,
         rerun_interrupted,

@@ -220,6 +220,9 @@ pub struct ProfileWire {
     /// The installer reboots into the installed system after its callback
     /// (default true); false: the machine stays up and its ports are probed at once.
     pub reboots: Option<bool>,
+    /// "local" (default: after the run the machine boots its disk) or
+    /// "netboot" (diskless and live machines netboot the image every time).
+    pub after_install: Option<String>,
     /// Power-cycles again when a run's boot evidence (DHCP, kernel,
     /// installer config) does not come in time, before the run fails (default 2).
     pub boot_retries: Option<u32>,

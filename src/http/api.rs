@@ -163,8 +163,11 @@ async fn set_netboot(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let on = match parse::<api::NetbootRequest>(body, "expected {\"enabled\": true|false}") {
-        Ok(b) => b.enabled,
+    let (on, persistent) = match parse::<api::NetbootRequest>(
+        body,
+        "expected {\"enabled\": true|false, \"persistent\": false}",
+    ) {
+        Ok(b) => (b.enabled, b.persistent),
         Err(r) => return r,
     };
     if ctx.inventory.borrow().system(&name).is_none() {
@@ -174,11 +177,12 @@ async fn set_netboot(
             format!("no system {name:?}"),
         );
     }
-    match ctx.engine.set_netboot(&name, on).await {
+    match ctx.engine.set_netboot(&name, on, persistent).await {
         Ok(st) => Json(api::NetbootState {
             system: st.system,
             netboot: st.enabled,
             run_id: st.run_id,
+            persistent: st.persistent,
         })
         .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "engine", e),

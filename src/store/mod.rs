@@ -150,6 +150,8 @@ pub struct NetbootRow {
     pub enabled: bool,
     pub run_id: Option<String>,
     pub token: Option<String>,
+    /// Stays on across install-done callbacks (diskless, live images).
+    pub persistent: bool,
 }
 
 /// Filter for listing runs.
@@ -805,27 +807,30 @@ impl Store {
         enabled: bool,
         run_id: Option<&str>,
         token: Option<&str>,
+        persistent: bool,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO netboot (system, enabled, run_id, token, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO netboot (system, enabled, run_id, token, updated_at, persistent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (system) DO UPDATE SET enabled = excluded.enabled, run_id = excluded.run_id,
-                token = excluded.token, updated_at = excluded.updated_at",
+                token = excluded.token, updated_at = excluded.updated_at, persistent = excluded.persistent",
         )
         .bind(system)
         .bind(enabled)
         .bind(run_id)
         .bind(token)
         .bind(now_ms())
+        .bind(persistent)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     pub async fn netboot(&self) -> Result<Vec<NetbootRow>> {
-        let rows =
-            sqlx::query("SELECT system, enabled, run_id, token FROM netboot ORDER BY system")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT system, enabled, run_id, token, persistent FROM netboot ORDER BY system",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
             .map(|r| NetbootRow {
@@ -833,6 +838,7 @@ impl Store {
                 enabled: r.get("enabled"),
                 run_id: r.get("run_id"),
                 token: r.get("token"),
+                persistent: r.get("persistent"),
             })
             .collect())
     }

@@ -18,11 +18,11 @@ async fn migrations_apply_and_are_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("sub/r.db").display());
     let s = Store::open(&url).await.unwrap();
-    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5]);
     s.close().await;
     // Re-opening runs the migrator again: nothing new, nothing broken.
     let s = Store::open(&url).await.unwrap();
-    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5]);
 }
 
 #[tokio::test]
@@ -236,15 +236,24 @@ async fn leases_bulk_matches_row_by_row() {
 async fn netboot_switch() {
     let s = Store::memory().await.unwrap();
     assert!(s.netboot().await.unwrap().is_empty());
-    s.set_netboot("node50", true, Some("r1"), Some("tok"))
+    s.set_netboot("node50", true, Some("r1"), Some("tok"), false)
         .await
         .unwrap();
-    s.set_netboot("node51", false, None, None).await.unwrap();
-    s.set_netboot("node50", false, None, None).await.unwrap();
+    s.set_netboot("node51", false, None, None, false)
+        .await
+        .unwrap();
+    s.set_netboot("node50", false, None, None, false)
+        .await
+        .unwrap();
     let nb = s.netboot().await.unwrap();
     assert_eq!(nb.len(), 2);
     assert!(!nb[0].enabled);
     assert_eq!(nb[0].token, None);
+    s.set_netboot("node51", true, Some("persistent-1"), Some("t"), true)
+        .await
+        .unwrap();
+    let nb = s.netboot().await.unwrap();
+    assert!(nb[1].persistent && !nb[0].persistent);
 }
 
 #[tokio::test]

@@ -511,7 +511,7 @@ async fn act(
             let on = act == "netboot-on";
             let mut failed = Vec::new();
             for s in &systems {
-                if let Err(e) = ui.ctx.engine.set_netboot(s, on).await {
+                if let Err(e) = ui.ctx.engine.set_netboot(s, on, false).await {
                     failed.push(format!("{s}: {e}"));
                 }
             }

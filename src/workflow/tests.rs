@@ -26,6 +26,7 @@ fn facts() -> Facts {
             },
         ],
         reboots: true,
+        netboot_after: false,
         boot_retries: 0,
         before_stages: 0,
         rerun_interrupted: true,
@@ -687,4 +688,29 @@ fn reboot_straight_to_disk_or_through_the_network() {
     assert_eq!(t.detail, "rebooted through the network (local-boot script)");
     // A probe that gave up in reboot is not the end: the deadline decides.
     assert!(step(&run, &Event::PortsFailed("x".into()), &f, 200).is_none());
+}
+
+#[test]
+fn after_install_netboot_keeps_the_image_and_sets_no_disk() {
+    let f = Facts {
+        netboot_after: true,
+        ..facts()
+    };
+    let (phases, effects, run) = drive(&happy(), &f);
+    assert_eq!(run.phase, Phase::Succeeded, "{phases:?}");
+    assert!(!effects.contains(&Effect::NetbootOff), "{effects:?}");
+    assert!(!effects.contains(&Effect::Bmc(PowerStep::SetBootDisk)));
+    assert_eq!(
+        effects
+            .iter()
+            .filter(|e| **e == Effect::NetbootPersist)
+            .count(),
+        2,
+        "at the callback and at the end"
+    );
+    // A failed run keeps it too: a diskless machine has nothing else to boot.
+    let (_, effects, run) = drive(&to_dhcp(), &f);
+    let t = step(&run, &Event::Cancel("x".into()), &f, 9).unwrap();
+    assert_eq!(t.effects, vec![Effect::NetbootPersist, Effect::Finish]);
+    let _ = effects;
 }

@@ -150,6 +150,7 @@ fn every_key_is_copied_by_its_own_entry() {
         wait_ports = [22]
         reboots = false
         boot_retries = 1
+        after_install = "netboot"
         on_interrupted_stage = "fail"
         timeouts = { install = "1m" }
         stages = [{ name = "s", kind = "test", command = "true", when = "before" }]

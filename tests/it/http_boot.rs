@@ -52,6 +52,7 @@ impl T {
                 id: "r1".into(),
                 token: "secret-token".into(),
                 profile: None,
+                persistent: false,
             },
         );
         self.table_tx.send_replace(Arc::new(t));

@@ -9,6 +9,7 @@ fn run() -> RunCtx {
         id: "r-000042".into(),
         token: "tok-abc".into(),
         profile: None,
+        persistent: false,
     }
 }
 

@@ -844,6 +844,91 @@ impl Sim {
     }
 }
 
+/// The done URL in a per-MAC script (the lab profile's `rig.done=` kernel arg).
+fn done_url(script: &str) -> String {
+    let u = script
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rig.done="))
+        .unwrap_or_else(|| panic!("no done URL in {script}"));
+    u[u.find("/done/").unwrap()..].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_install_netboot_keeps_the_image_and_the_cli_switch() {
+    let sim = sim_with("true", |c| {
+        c.replace(
+            "profiles/sim.toml",
+            "boot_retries = 0",
+            "boot_retries = 0\nafter_install = \"netboot\"\nreboots = false",
+        );
+        c.replace("profiles/sim.toml", "reboots = true\n", "");
+    })
+    .await;
+    let mac: Mac = MAC1.parse().unwrap();
+    let script = || async {
+        sim.boot_http("GET", &format!("/ipxe/{}", mac.hyphenated()))
+            .await
+            .1
+    };
+    let (_, v) = sim.create(&["sim1"]).await;
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id, "dhcp", 5).await;
+    let done = sim.netboot_to_install(mac).await;
+    let (s, body) = sim.boot_http("POST", &done).await;
+    assert_eq!(s, 200, "{body}");
+    let v = sim.wait_terminal(&id, 20).await;
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    assert!(
+        v["timeline"]
+            .to_string()
+            .contains("netboot stays on (after_install = netboot)"),
+        "{v:#}"
+    );
+    // No boot device disk for a diskless machine.
+    assert!(!sim
+        .fake
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|c| c.ends_with("bootdev disk")));
+    // Every later boot gets the image, and its callback does not end that.
+    for _ in 0..2 {
+        let sc = script().await;
+        assert!(sc.contains("kernel "), "{sc}");
+        let (s, body) = sim.boot_http("POST", &done_url(&sc)).await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let (code, out, err) = finish(cli(&sim, &["netboot", "sim1", "off"])).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("sim1") && out.contains("netboot off"), "{out}");
+    assert!(script().await.contains("\nexit\n"));
+    // A one-time manual netboot: its callback turns it off.
+    let (code, out, _) = finish(cli(&sim, &["netboot", "sim1", "on"])).await;
+    assert_eq!(code, Some(0), "{out}");
+    let sc = script().await;
+    sim.boot_http("POST", &done_url(&sc)).await;
+    assert!(script().await.contains("\nexit\n"));
+    // --persistent: it stays on.
+    let (code, out, _) = finish(cli(&sim, &["netboot", "sim1", "on", "--persistent"])).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("persistent"), "{out}");
+    let sc = script().await;
+    let (s, _) = sim.boot_http("POST", &done_url(&sc)).await;
+    assert_eq!(s, 200);
+    assert!(script().await.contains("kernel "));
+    let (_, v) = sim
+        .api(
+            "PUT",
+            "/api/v1/systems/sim1/netboot",
+            Some(r#"{"enabled": true, "persistent": true}"#.into()),
+        )
+        .await;
+    assert_eq!(v["persistent"], true, "{v}");
+    let (code, _, err) = finish(cli(&sim, &["netboot", "sim1", "off", "--persistent"])).await;
+    assert_eq!(code, Some(2), "{err}");
+}
+
 #[test]
 fn cli_without_daemon_exits_4() {
     let c = ConfigDir::sample();

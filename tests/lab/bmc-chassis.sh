@@ -7,7 +7,6 @@
 # ipmi_sim blocks while this runs (and ipmitool retransmits after ~1 s), so every action returns
 # well under 1 s, never asks ipmi_sim anything (deadlock), and starts QEMU detached.
 source "$(cd "$(dirname "$0")" && pwd)/lab.env"
-[ -f "$LAB_WORK/run/vm.env" ] && source "$LAB_WORK/run/vm.env"   # VM_DISK ... (up.sh)
 W="$VM_DIR"
 PIDF="$W/run/qemu.pid"
 BOOTF="$W/state/bmc-bootdev"
@@ -63,16 +62,7 @@ case "$op" in
           fi ;;
         reset)    running && qmp '{"execute":"system_reset"}' ;;
         shutdown) running && qmp '{"execute":"system_powerdown"}' ;;   # ACPI; the lab initrd ignores it
-        boot)     echo "$val" > "$BOOTF"; log "boot device -> $val"
-                  # A running machine with a disk takes the new order at its next reset (a guest
-                  # reboot too): move the bootindexes (a free one first: QEMU refuses duplicates).
-                  if running && [ -n "${VM_DISK:-}" ]; then
-                    if [ "$val" = default ]; then first=disk0dev second=nic0; else first=nic0 second=disk0dev; fi
-                    for c in "$second 9" "$first 0" "$second 1"; do
-                      read -r dev idx <<< "$c"
-                      qmp "{\"execute\":\"qom-set\",\"arguments\":{\"path\":\"/machine/peripheral/$dev\",\"property\":\"bootindex\",\"value\":$idx}}"
-                    done
-                  fi ;;
+        boot)     echo "$val" > "$BOOTF"; log "boot device -> $val" ;;
         identify) : ;;
         *) echo "Invalid parameter: $parm"; exit 1 ;;
       esac

@@ -48,10 +48,8 @@ if [ -n "${VM_DISK:-}" ]; then
   DISK="$VM_DIR/disk.img"
   [ -f "$DISK" ] || truncate -s "$VM_DISK" "$DISK"
   if [ "$BOOTDEV" = default ]; then d=0 n=1; else d=1 n=0; fi
-  NIC_IDX=",id=nic0,bootindex=$n"
-  # ids: bmc-chassis.sh moves the bootindexes at run time (qom-set) when the BMC's boot device
-  # changes, so the next reset honours it, like a server's one-time boot override.
-  DISK_ARGS=(-drive file="$DISK",format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0,id=disk0dev,bootindex=$d)
+  NIC_IDX=",bootindex=$n"
+  DISK_ARGS=(-drive file="$DISK",format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0,bootindex=$d)
   # OVMF files its own PXEv4/PXEv6/HTTPv4 options under the NIC's bootindex, before the disk:
   # after the local-boot `exit` it would netboot again (boot menu) or time out ~60 s each. With
   # the NIC's iPXE ROM, switch OVMF's IP stacks off: order = [iPXE ROM, disk].
