@@ -608,7 +608,13 @@ pub fn diagnosis_of(system: &str, events: &[api::feed::FeedEvent]) -> api::feed:
 /// `GET /api/v1/webhooks`: each webhook's delivery state (and the MQTT
 /// publisher's, named `@mqtt`, when one is configured).
 async fn webhooks(State(ctx): State<ApiContext>) -> Json<Vec<api::feed::WebhookStatus>> {
+    Json(delivery_status(&ctx))
+}
+
+/// Every webhook's delivery state, then the MQTT publisher's (the API and
+/// the UI's Webhooks page).
+pub fn delivery_status(ctx: &ApiContext) -> Vec<api::feed::WebhookStatus> {
     let mut all = ctx.webhooks.status();
     all.extend(ctx.mqtt.as_ref().map(|m| m.status()));
-    Json(all)
+    all
 }

@@ -25,6 +25,7 @@ mod machines;
 mod profiles;
 mod queue;
 mod run;
+mod webhooks;
 
 use crate::auth::{Principal, Scope};
 use crate::http::api::ApiContext;
@@ -56,6 +57,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("run.html", include_str!("assets/run.html")),
     ("queue.html", include_str!("assets/queue.html")),
     ("audit.html", include_str!("assets/audit.html")),
+    ("webhooks.html", include_str!("assets/webhooks.html")),
     ("error.html", include_str!("assets/error.html")),
     ("login.html", include_str!("assets/login.html")),
 ];
@@ -86,6 +88,7 @@ pub fn router(ctx: ApiContext) -> Guarded {
         .post("/ui/runs/{id}/retry", Scope::Operate, run::retry)
         .get("/ui/queue", queue::page)
         .get("/ui/audit", audit::page)
+        .get("/ui/webhooks", webhooks::page)
         .public(Method::GET, "/ui/login", login_page)
         .public(Method::POST, "/ui/login", login)
         .public(Method::POST, "/ui/logout", logout)

@@ -541,6 +541,11 @@ async fn browser_reimage_from_the_page_live_phase_and_log() {
             "{row}"
         );
         b.screenshot(&shots.join("ui-audit.png"));
+        b.goto(&format!("http://{addr}/ui/webhooks"));
+        assert!(b
+            .text("main")
+            .contains("No webhook or MQTT broker is configured"));
+        b.screenshot(&shots.join("ui-webhooks.png"));
         b.goto(&format!("http://{addr}/ui/runs/run-nope"));
         assert!(b.text("#error").contains("no run"));
         b.screenshot(&shots.join("ui-404.png"));

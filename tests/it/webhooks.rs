@@ -174,6 +174,25 @@ async fn receiver_down_then_up_gets_every_event_and_a_wrong_secret_stays_pending
     let wrong = hook(api, "wrong").await;
     assert_eq!(wrong.delivered, 0, "{wrong:?}");
     assert!(*r.refused.lock().unwrap() >= 1);
+    // The UI's Webhooks page shows the same state: ci caught up, wrong failing.
+    let page = tokio::task::spawn_blocking(move || http(api, "GET", "/ui/webhooks", &[], None))
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    let row = |name: &str| {
+        let at = html
+            .find(&format!("id=\"wh-{name}\""))
+            .unwrap_or_else(|| panic!("no row {name}: {html}"));
+        html[at..at + html[at..].find("</tr>").unwrap()].to_string()
+    };
+    assert!(row("ci").contains("data-state=\"ok\""), "{}", row("ci"));
+    let w = row("wrong");
+    assert!(
+        w.contains("data-state=\"bad\"") && w.contains("HTTP 401"),
+        "{w}"
+    );
+    assert!(!html.contains("s3cret"), "a secret on the page");
     l.d.stop().await;
 }
 
