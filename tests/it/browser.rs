@@ -277,8 +277,20 @@ impl Browser {
 
     /// The rendered text of the first element matching `css` (panics if none).
     pub fn text(&self, css: &str) -> String {
-        self.try_text(css)
-            .unwrap_or_else(|e| panic!("browser: text of {css:?}: {e}"))
+        // The page's live script may replace the element between finding it
+        // and reading it ("stale element reference"): find it again (bounded).
+        let mut last = None;
+        for _ in 0..5 {
+            match self.try_text(css) {
+                Ok(t) => return t,
+                Err(e) if e.to_string().contains("stale element") => {
+                    last = Some(e);
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("browser: text of {css:?}: {e}"),
+            }
+        }
+        panic!("browser: text of {css:?}: {}", last.expect("a try"))
     }
 
     /// Whether any element matches `css` (no waiting).
