@@ -143,6 +143,15 @@ pub enum Cmd {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Serve | Cmd::TftpServe { .. }) {
+        // A command's output piped into `head` ends quietly, as other Unix
+        // tools do, instead of panicking on EPIPE in println!. (The daemon
+        // keeps Rust's default: a closed socket is an error to handle.)
+        // SAFETY: set once at start, before any thread is spawned.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let Some(ca) = &cli.ca_file {
         crate::client::set_ca_file(ca.clone());
     }

@@ -124,3 +124,23 @@ fn init_unknown_interface_names_the_ones_there_are() {
     assert!(err.contains("lo (127.0.0.1/8)"), "{err}");
     assert!(!t.path().join("rackboot.toml").exists());
 }
+
+/// Output piped into a reader that stops early (`| head -1`): the command
+/// ends quietly (SIGPIPE), no panic message.
+#[test]
+fn cli_output_into_a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rackboot"))
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    out.read_exact(&mut first).unwrap();
+    drop(out);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
