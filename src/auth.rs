@@ -217,15 +217,7 @@ impl Auth {
 
     /// HMAC-SHA256 of `purpose|value` under the daemon's key, hex.
     pub fn mac(&self, purpose: &str, value: &str) -> String {
-        let mut m = <HmacSha256 as KeyInit>::new_from_slice(&self.key).expect("hmac takes any key");
-        m.update(purpose.as_bytes());
-        m.update(b"|");
-        m.update(value.as_bytes());
-        m.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hmac_hex(&self.key, purpose, value)
     }
 
     /// The UI login cookie's value for a token: its name and a MAC over name
@@ -261,6 +253,20 @@ fn unhex(s: &str) -> Option<String> {
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect();
     String::from_utf8(bytes?).ok()
+}
+
+/// HMAC-SHA256 of `purpose|value` under `key`, lowercase hex (the UI's
+/// CSRF tokens and login cookies).
+pub fn hmac_hex(key: &[u8], purpose: &str, value: &str) -> String {
+    let mut m = <HmacSha256 as KeyInit>::new_from_slice(key).expect("hmac takes any key");
+    m.update(purpose.as_bytes());
+    m.update(b"|");
+    m.update(value.as_bytes());
+    m.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

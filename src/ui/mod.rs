@@ -34,10 +34,8 @@ use axum::extract::State;
 use axum::http::Method;
 use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use hmac::{Hmac, KeyInit, Mac};
 use minijinja::{AutoEscape, Environment};
 use serde_json::json;
-use sha2::Sha256;
 use std::sync::Arc;
 
 /// Rows per page of the machines page.
@@ -135,15 +133,7 @@ impl Ui {
     }
 
     fn mac(&self, purpose: &str, value: &str) -> String {
-        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret).expect("any key size");
-        m.update(purpose.as_bytes());
-        m.update(b":");
-        m.update(value.as_bytes());
-        m.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::auth::hmac_hex(&self.secret, purpose, value)
     }
 
     /// Render `template` (which extends the layout) as a full page.
