@@ -10,8 +10,8 @@
 #   kill9-resume   kill -9 rackboot during the install phase, start it again: the run resumes, succeeds
 #   kill9-kernel   kill -9 rackboot the moment iPXE has its script (the kernel download), start it
 #                  again at once: the script's download retries carry the machine to SSH
-#   daemon-down    the same kill, but rackboot stays down longer than iPXE's retries: the run's
-#                  boot deadline power-cycles the machine (boot retry) once rackboot is back
+#   daemon-down    kill -9 rackboot at node50's first DHCP answer, down 30 s: the firmware gives up
+#                  on the netboot; the run's boot deadline power-cycles it (boot retry) once back
 #   two-at-once    reimage node50 node51 --wait: both succeed
 #   unknown-mac    a client not in the inventory gets no DHCP answer (reservations mode)
 #   uefi-disk      as bios-disk with OVMF (iPXE EFI ROM)
@@ -64,6 +64,15 @@ kind = "test"
 command = "echo 'checking /etc/nonexistent on {{ ip }}'; ssh -i {{ ssh_key }} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes root@{{ ip }} cat /etc/nonexistent"
 timeout = "1m"
 EOF
+  cat > "$CONF/profiles/lab-disk-retry.toml" <<'EOF'
+parent = "lab-disk"
+description = "lab-disk with short boot deadlines (run-all.sh daemon-down)"
+boot_retries = 2
+[timeouts]
+dhcp = "40s"
+kernel = "40s"
+config = "60s"
+EOF
   rm -rf "$OUT/data"
 }
 
@@ -104,24 +113,27 @@ reimage_case() {  # reimage_case NAME SYSTEM [extra args]
   return 0
 }
 
-# kill_at_script NAME DOWN_SECS: reimage node50, kill -9 rackboot the moment node50's iPXE has its
-# per-MAC script (its kernel download starts), start rackboot again after DOWN_SECS; prints the run id.
-kill_at_script() {
-  local name=$1 down=$2 ev="$OUT/$1-events.txt" ev_pid id ok=0 pid
+# kill_at NAME DOWN_SECS WHEN [PROFILE]: reimage node50, kill -9 rackboot the moment WHEN happens
+# (script: node50's iPXE has its per-MAC script, the kernel download starts; dhcp: node50's first
+# DHCP was answered, its firmware is about to load iPXE over TFTP), start rackboot again after
+# DOWN_SECS; prints the run id.
+kill_at() {
+  local name=$1 down=$2 when=$3 ev="$OUT/$1-events.txt" ev_pid id ok=0 pid
   rm -f "$ev"
   ip netns exec "$NS_PROV" timeout 120 curl -sN -H "$(auth)" http://127.0.0.1:9080/api/v1/events > "$ev" 2>/dev/null &
   ev_pid=$!
   sleep 0.3
-  id=$(rb reimage node50 --json | run_json_id)
+  id=$(rb reimage node50 --json ${4:+--profile "$4"} | run_json_id)
+  local pat='"what":"script"'; [ "$when" = dhcp ] && pat='"to":"kernel"'
   for _ in $(seq 3000); do
-    if grep '"what":"script"' "$ev" 2>/dev/null | grep -q '"system":"node50"'; then ok=1; break; fi
+    if grep "$pat" "$ev" 2>/dev/null | grep -q '"system":"node50"'; then ok=1; break; fi
     sleep 0.02
   done
   kill "$ev_pid" 2>/dev/null
   [ $ok = 1 ] || { echo "$name: node50 never fetched its script" >&2; return 1; }
   pid=$(cat "$LAB_WORK/run/server.pid")
   kill -9 "$pid"; lab_wait_gone "$pid" 10
-  echo "$name: kill -9 rackboot ($pid) as node50 starts its kernel download; down for ${down} s" >&2
+  echo "$name: kill -9 rackboot ($pid) at node50's $when; down for ${down} s" >&2
   sleep "$down"
   ( cd "$LAB_WORK/server" && exec ip netns exec "$NS_PROV" "$BIN" serve --config "$CONF" ) \
     </dev/null >>"$LAB_WORK/logs/server.log" 2>&1 &
@@ -206,7 +218,7 @@ if want bios-disk || want bmc-down || want stage-fails || want kill9-resume || w
     if want kill9-kernel; then
       # Nobody touches the machine: iPXE's retries see the restarted daemon.
       con="$LAB_WORK/node0/logs/console.log"; lines0=$(wc -l < "$con" 2>/dev/null || echo 0)
-      if id=$(kill_at_script kill9-kernel 0); then
+      if id=$(kill_at kill9-kernel 0 script); then
         rb runs wait "$id" --timeout 10m > "$OUT/kill9-kernel.out" 2>&1; rc=$?
         cat "$OUT/kill9-kernel.out"
         retried=$(tail -n +"$((lines0 + 1))" "$con" | grep -a -c "download failed (try" || true)
@@ -224,13 +236,14 @@ if want bios-disk || want bmc-down || want stage-fails || want kill9-resume || w
       fi
     fi
     if want daemon-down; then
-      # Down longer than iPXE's 6 tries x 2 s: the machine gives up (its firmware boots the old
-      # disk); the run's kernel deadline power-cycles it into a fresh netboot.
-      if id=$(kill_at_script daemon-down 20); then
+      # Down (30 s) from node50's first DHCP answer: its firmware cannot load iPXE, gives up and
+      # boots the old disk; the run's kernel deadline (40 s in lab-disk-retry) power-cycles it
+      # into a fresh netboot once rackboot is back.
+      if id=$(kill_at daemon-down 30 dhcp lab-disk-retry); then
         rb runs wait "$id" --timeout 10m > "$OUT/daemon-down.out" 2>&1; rc=$?
         cat "$OUT/daemon-down.out"
         if [ $rc = 0 ] && grep -q "power-cycling again (boot retry 1 of" "$OUT/daemon-down.out"; then
-          pass daemon-down "down 20 s; the engine's boot retry brought node50 back to SSH (run $id)"
+          pass daemon-down "down 30 s from its DHCP; the engine's boot retry brought node50 back to SSH (run $id)"
         else
           fail daemon-down "rc=$rc"
         fi
