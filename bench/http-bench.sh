@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# bench/http-bench.sh - boot files over HTTP on loopback, rackboot's `/boot/`
+# vs nginx (Debian's nginx-light: sendfile on, tcp_nopush on, access_log off,
+# worker_processes auto) serving the same directory:
+#   1. a 1 MiB file: requests/s and latency p50/p99 (wrk, 32 connections)
+#   2. a 256 MiB image, 32 parallel downloads: aggregate MiB/s (wrk, 32
+#      connections, each downloading it back to back for the duration)
+# and rackboot's RSS (VmRSS sampled every 0.5 s: start, peak, end) under each.
+# Release build; DHCP off, TFTP disabled, loopback ports picked free.
+# Needs nginx-light and wrk (apt). Env: DUR (seconds per run, default 10),
+# CONNS (default 32), RACKBOOT_BIN.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+DUR="${DUR:-10}"; CONNS="${CONNS:-32}"
+BIN="${RACKBOOT_BIN:-$REPO/target/release/rackboot}"
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "needs nginx-light (apt-get install nginx-light)" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+[ -n "${RACKBOOT_BIN:-}" ] || (cd "$REPO" && nice -n 10 cargo build --release --quiet)
+W="$(mktemp -d)"; PID=""; NPID=""
+cleanup() {
+  [ -n "$PID" ] && kill "$PID" 2>/dev/null
+  [ -n "$NPID" ] && kill "$NPID" 2>/dev/null
+  wait 2>/dev/null; rm -rf "$W"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+API=$(port); HTTP=$(port); NG=$(port)
+
+# The served directory: a 1 MiB file, a 256 MiB image (and the lab profile's
+# kernel/initrd names so the config checks).
+BOOT="$W/.lab/boot"; mkdir -p "$BOOT" "$W/tests/lab"
+head -c 1048576 /dev/urandom > "$BOOT/1m.bin"
+head -c $((256 << 20)) /dev/urandom > "$BOOT/image.img"
+for f in vmlinuz initrd.img; do head -c 4096 /dev/zero > "$BOOT/$f"; done
+cat "$BOOT/1m.bin" "$BOOT/image.img" > /dev/null   # in the page cache for both
+
+# rackboot
+cp -r "$REPO/profiles" "$REPO/kickstarts" "$W/"
+cp "$REPO/tests/lab/bmc-password" "$W/tests/lab/"
+sed -e "s/^address = .*/address = \"127.0.0.1\"/" -e "s/^interface = .*//" \
+    -e "s/^http_port = .*/http_port = $HTTP/" -e "s/^listen = .*/listen = \"127.0.0.1:$API\"/" \
+    -e "s/^mode = .*/mode = \"off\"/" "$REPO/rackboot.toml" > "$W/rackboot.toml"
+grep -q '^\[tftp\]' "$W/rackboot.toml" && sed -i 's/^\[tftp\]/[tftp]\nenabled = false/' "$W/rackboot.toml" \
+  || printf '\n[tftp]\nenabled = false\n' >> "$W/rackboot.toml"
+sed -i 's/^\[api\]/[api]\npower_poll_secs = 0/' "$W/rackboot.toml"
+: > "$W/systems.toml"
+"$BIN" serve --config "$W" > "$W/daemon.log" 2>&1 & PID=$!
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$HTTP/healthz" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$HTTP/healthz" >/dev/null || { cat "$W/daemon.log"; echo "rackboot did not start" >&2; exit 1; }
+
+# nginx, as the current user, on the same directory
+mkdir -p "$W/ng/logs"
+# As root nginx's workers would switch to `nobody`: keep the current user.
+USERLINE=""; [ "$(id -u)" = 0 ] && USERLINE="user $(id -un);"
+cat > "$W/ng/nginx.conf" <<NGX
+daemon off;
+$USERLINE
+worker_processes auto;
+pid $W/ng/nginx.pid;
+error_log $W/ng/logs/error.log;
+events { worker_connections 1024; }
+http {
+  sendfile on; tcp_nopush on; access_log off;
+  client_body_temp_path $W/ng/tmp; proxy_temp_path $W/ng/tmp; fastcgi_temp_path $W/ng/tmp;
+  uwsgi_temp_path $W/ng/tmp; scgi_temp_path $W/ng/tmp;
+  server { listen 127.0.0.1:$NG; location /boot/ { alias $BOOT/; } }
+}
+NGX
+"$NGINX" -c "$W/ng/nginx.conf" -p "$W/ng" > "$W/ng/stdout" 2>&1 & NPID=$!
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$NG/boot/vmlinuz" && break; sleep 0.1; done
+curl -sf -o /dev/null "http://127.0.0.1:$NG/boot/vmlinuz" || { cat "$W/ng/logs/error.log"; echo "nginx did not start" >&2; exit 1; }
+for u in "http://127.0.0.1:$HTTP/boot/1m.bin" "http://127.0.0.1:$NG/boot/1m.bin"; do
+  cmp -s <(curl -sf "$u") "$BOOT/1m.bin" || { echo "wrong bytes from $u" >&2; exit 1; }
+done
+
+cat > "$W/report.lua" <<'LUA'
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d %d\n", summary.requests, summary.bytes,
+    summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.status + summary.errors.read + summary.errors.connect + summary.errors.timeout))
+end
+LUA
+rss() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$PID/status" 2>/dev/null || echo 0; }
+# run_wrk URL WATCH_RSS -> "requests bytes duration_us p50_us p99_us errors" (+ RSS start peak end)
+run_wrk() {
+  local url="$1" watch="$2" s peak e r sampler=""
+  s=$(rss)
+  if [ "$watch" = 1 ]; then
+    ( for _ in $(seq $((DUR * 2 + 4))); do rss; echo; sleep 0.5; done ) > "$W/rss" & sampler=$!
+  fi
+  r=$(wrk -t2 -c"$CONNS" -d"${DUR}s" --timeout 30s --latency -s "$W/report.lua" "$url" | awk '/^RESULT/ {$1=""; print}')
+  if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true; fi
+  e=$(rss)
+  peak=$( (cat "$W/rss" 2>/dev/null; echo "$s"; echo "$e") | sort -n | tail -1)
+  echo "$r $s $peak $e"
+}
+printf 'boot files over HTTP, loopback, %s connections, %s s per run, release build\n' "$CONNS" "$DUR"
+read -r rq rb rd rp50 rp99 rerr rs rpk re < <(run_wrk "http://127.0.0.1:$HTTP/boot/1m.bin" 1)
+read -r nq nb nd np50 np99 nerr _ < <(run_wrk "http://127.0.0.1:$NG/boot/1m.bin" 0)
+awk -v rq="$rq" -v rd="$rd" -v rp50="$rp50" -v rp99="$rp99" -v rerr="$rerr" \
+    -v nq="$nq" -v nd="$nd" -v np50="$np50" -v np99="$np99" -v nerr="$nerr" 'BEGIN {
+  r = rq / (rd / 1e6); n = nq / (nd / 1e6)
+  printf "  1 MiB file, requests/s:   rackboot %7.0f  nginx %7.0f  ratio %.2fx\n", r, n, r / n
+  printf "  1 MiB file, p50 / p99 ms: rackboot %.1f / %.1f  nginx %.1f / %.1f  (errors %d / %d)\n",
+    rp50 / 1000, rp99 / 1000, np50 / 1000, np99 / 1000, rerr, nerr }'
+echo "  rackboot RSS MiB under the 1 MiB load: start $rs  peak $rpk  end $re"
+read -r rq rb rd _ _ rerr rs rpk re < <(run_wrk "http://127.0.0.1:$HTTP/boot/image.img" 1)
+read -r nq nb nd _ _ nerr _ < <(run_wrk "http://127.0.0.1:$NG/boot/image.img" 0)
+awk -v rb="$rb" -v rd="$rd" -v nb="$nb" -v nd="$nd" -v c="$CONNS" -v rerr="$rerr" -v nerr="$nerr" 'BEGIN {
+  r = rb / 1048576 / (rd / 1e6); n = nb / 1048576 / (nd / 1e6)
+  printf "  %d x 256 MiB downloads, MiB/s: rackboot %6.0f  nginx %6.0f  ratio %.2fx  (errors %d / %d)\n",
+    c, r, n, r / n, rerr, nerr }'
+echo "  rackboot RSS MiB under the 256 MiB load: start $rs  peak $rpk  end $re"
