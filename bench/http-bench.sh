@@ -7,11 +7,13 @@
 #      connections, each downloading it back to back for the duration)
 # and rackboot's RSS (VmRSS sampled every 0.5 s: start, peak, end) under each.
 # Release build; DHCP off, TFTP disabled, loopback ports picked free.
-# Needs nginx-light and wrk (apt). Env: DUR (seconds per run, default 10),
-# CONNS (default 32), RACKBOOT_BIN.
+# Each load runs ROUNDS times per server, alternating which goes first (the
+# host may have other load), and the figures are over all rounds.
+# Needs nginx-light and wrk (apt). Env: DUR (seconds per wrk run, default 5),
+# ROUNDS (default 4), CONNS (default 32), RACKBOOT_BIN (skips the build).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
-DUR="${DUR:-10}"; CONNS="${CONNS:-32}"
+DUR="${DUR:-5}"; ROUNDS="${ROUNDS:-4}"; CONNS="${CONNS:-32}"
 BIN="${RACKBOOT_BIN:-$REPO/target/release/rackboot}"
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "needs nginx-light (apt-get install nginx-light)" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
@@ -82,33 +84,47 @@ done = function(summary, latency, requests)
 end
 LUA
 rss() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$PID/status" 2>/dev/null || echo 0; }
-# run_wrk URL WATCH_RSS -> "requests bytes duration_us p50_us p99_us errors" (+ RSS start peak end)
-run_wrk() {
-  local url="$1" watch="$2" s peak e r sampler=""
-  s=$(rss)
-  if [ "$watch" = 1 ]; then
-    ( for _ in $(seq $((DUR * 2 + 4))); do rss; echo; sleep 0.5; done ) > "$W/rss" & sampler=$!
-  fi
-  r=$(wrk -t2 -c"$CONNS" -d"${DUR}s" --timeout 30s --latency -s "$W/report.lua" "$url" | awk '/^RESULT/ {$1=""; print}')
-  if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true; fi
-  e=$(rss)
-  peak=$( (cat "$W/rss" 2>/dev/null; echo "$s"; echo "$e") | sort -n | tail -1)
-  echo "$r $s $peak $e"
+# wrk_once URL -> "requests bytes duration_us p50_us p99_us errors"
+wrk_once() {
+  wrk -t2 -c"$CONNS" -d"${DUR}s" --timeout 30s --latency -s "$W/report.lua" "$1" | awk '/^RESULT/ {$1=""; print}'
 }
-printf 'boot files over HTTP, loopback, %s connections, %s s per run, release build\n' "$CONNS" "$DUR"
-read -r rq rb rd rp50 rp99 rerr rs rpk re < <(run_wrk "http://127.0.0.1:$HTTP/boot/1m.bin" 1)
-read -r nq nb nd np50 np99 nerr _ < <(run_wrk "http://127.0.0.1:$NG/boot/1m.bin" 0)
-awk -v rq="$rq" -v rd="$rd" -v rp50="$rp50" -v rp99="$rp99" -v rerr="$rerr" \
-    -v nq="$nq" -v nd="$nd" -v np50="$np50" -v np99="$np99" -v nerr="$nerr" 'BEGIN {
-  r = rq / (rd / 1e6); n = nq / (nd / 1e6)
-  printf "  1 MiB file, requests/s:   rackboot %7.0f  nginx %7.0f  ratio %.2fx\n", r, n, r / n
-  printf "  1 MiB file, p50 / p99 ms: rackboot %.1f / %.1f  nginx %.1f / %.1f  (errors %d / %d)\n",
-    rp50 / 1000, rp99 / 1000, np50 / 1000, np99 / 1000, rerr, nerr }'
-echo "  rackboot RSS MiB under the 1 MiB load: start $rs  peak $rpk  end $re"
-read -r rq rb rd _ _ rerr rs rpk re < <(run_wrk "http://127.0.0.1:$HTTP/boot/image.img" 1)
-read -r nq nb nd _ _ nerr _ < <(run_wrk "http://127.0.0.1:$NG/boot/image.img" 0)
-awk -v rb="$rb" -v rd="$rd" -v nb="$nb" -v nd="$nd" -v c="$CONNS" -v rerr="$rerr" -v nerr="$nerr" 'BEGIN {
-  r = rb / 1048576 / (rd / 1e6); n = nb / 1048576 / (nd / 1e6)
-  printf "  %d x 256 MiB downloads, MiB/s: rackboot %6.0f  nginx %6.0f  ratio %.2fx  (errors %d / %d)\n",
-    c, r, n, r / n, rerr, nerr }'
-echo "  rackboot RSS MiB under the 256 MiB load: start $rs  peak $rpk  end $re"
+# load PATH: ROUNDS rounds, rackboot and nginx alternating first (the host's
+# other load shifts over time), rackboot's RSS sampled throughout. Prints
+# "server requests bytes duration_us p50_us p99_us errors" lines, then
+# "rss start peak end".
+load() {
+  local path="$1" s e peak sampler i
+  s=$(rss)
+  ( for _ in $(seq $((ROUNDS * DUR * 4 + 8))); do rss; echo; sleep 0.5; done ) > "$W/rss" & sampler=$!
+  for i in $(seq "$ROUNDS"); do
+    if [ $((i % 2)) = 1 ]; then
+      echo "rackboot $(wrk_once "http://127.0.0.1:$HTTP$path")"; echo "nginx $(wrk_once "http://127.0.0.1:$NG$path")"
+    else
+      echo "nginx $(wrk_once "http://127.0.0.1:$NG$path")"; echo "rackboot $(wrk_once "http://127.0.0.1:$HTTP$path")"
+    fi
+  done
+  kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+  e=$(rss)
+  peak=$( (cat "$W/rss"; echo "$s"; echo "$e") | sort -n | tail -1)
+  echo "rss $s $peak $e"
+}
+# Sums over the rounds; latency: the median round's p50 / p99.
+summary='
+  $1 == "rss" { rs = $2; rpk = $3; re = $4; next }
+  { q[$1] += $2; b[$1] += $3; d[$1] += $4; n[$1]++; p50[$1, n[$1]] = $5; p99[$1, n[$1]] = $6; err[$1] += $7 }
+  function med(a, who, k,   i, j, t, v) { for (i = 1; i <= k; i++) v[i] = a[who, i]
+    for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+    return v[int((k + 1) / 2)] / 1000 }'
+printf 'boot files over HTTP, loopback, %s connections, %s rounds x %s s per server (alternating), release build\n' "$CONNS" "$ROUNDS" "$DUR"
+load /boot/1m.bin | awk "$summary"'
+  END { r = q["rackboot"] / (d["rackboot"] / 1e6); x = q["nginx"] / (d["nginx"] / 1e6)
+    printf "  1 MiB file, requests/s:   rackboot %6.0f  nginx %6.0f  ratio %.2fx\n", r, x, r / x
+    printf "  1 MiB file, p50 / p99 ms: rackboot %.1f / %.1f  nginx %.1f / %.1f  (errors %d / %d)\n",
+      med(p50, "rackboot", n["rackboot"]), med(p99, "rackboot", n["rackboot"]),
+      med(p50, "nginx", n["nginx"]), med(p99, "nginx", n["nginx"]), err["rackboot"], err["nginx"]
+    printf "  rackboot RSS MiB under the 1 MiB load: start %s  peak %s  end %s\n", rs, rpk, re }'
+load /boot/image.img | awk -v c="$CONNS" "$summary"'
+  END { r = b["rackboot"] / 1048576 / (d["rackboot"] / 1e6); x = b["nginx"] / 1048576 / (d["nginx"] / 1e6)
+    printf "  %d x 256 MiB downloads, MiB/s: rackboot %5.0f  nginx %5.0f  ratio %.2fx  (errors %d / %d)\n",
+      c, r, x, r / x, err["rackboot"], err["nginx"]
+    printf "  rackboot RSS MiB under the 256 MiB load: start %s  peak %s  end %s\n", rs, rpk, re }'
