@@ -84,9 +84,20 @@ done = function(summary, latency, requests)
 end
 LUA
 rss() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$PID/status" 2>/dev/null || echo 0; }
-# wrk_once URL -> "requests bytes duration_us p50_us p99_us errors"
+# CPU ticks (user + system) of a process and its children (nginx's workers).
+ticks() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+# wrk_once URL SERVER_PID -> "requests bytes duration_us p50_us p99_us errors cpu_ticks"
 wrk_once() {
-  wrk -t2 -c"$CONNS" -d"${DUR}s" --timeout 30s --latency -s "$W/report.lua" "$1" | awk '/^RESULT/ {$1=""; print}'
+  local t0 r
+  t0=$(ticks "$2")
+  r=$(wrk -t2 -c"$CONNS" -d"${DUR}s" --timeout 30s --latency -s "$W/report.lua" "$1" | awk '/^RESULT/ {$1=""; print}')
+  echo "$r $(($(ticks "$2") - t0))"
 }
 # load PATH: ROUNDS rounds, rackboot and nginx alternating first (the host's
 # other load shifts over time), rackboot's RSS sampled throughout. Prints
@@ -98,9 +109,9 @@ load() {
   ( for _ in $(seq $((ROUNDS * DUR * 4 + 8))); do rss; echo; sleep 0.5; done ) > "$W/rss" & sampler=$!
   for i in $(seq "$ROUNDS"); do
     if [ $((i % 2)) = 1 ]; then
-      echo "rackboot $(wrk_once "http://127.0.0.1:$HTTP$path")"; echo "nginx $(wrk_once "http://127.0.0.1:$NG$path")"
+      echo "rackboot $(wrk_once "http://127.0.0.1:$HTTP$path" "$PID")"; echo "nginx $(wrk_once "http://127.0.0.1:$NG$path" "$NPID")"
     else
-      echo "nginx $(wrk_once "http://127.0.0.1:$NG$path")"; echo "rackboot $(wrk_once "http://127.0.0.1:$HTTP$path")"
+      echo "nginx $(wrk_once "http://127.0.0.1:$NG$path" "$NPID")"; echo "rackboot $(wrk_once "http://127.0.0.1:$HTTP$path" "$PID")"
     fi
   done
   kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
@@ -111,20 +122,25 @@ load() {
 # Sums over the rounds; latency: the median round's p50 / p99.
 summary='
   $1 == "rss" { rs = $2; rpk = $3; re = $4; next }
-  { q[$1] += $2; b[$1] += $3; d[$1] += $4; n[$1]++; p50[$1, n[$1]] = $5; p99[$1, n[$1]] = $6; err[$1] += $7 }
+  { q[$1] += $2; b[$1] += $3; d[$1] += $4; n[$1]++; p50[$1, n[$1]] = $5; p99[$1, n[$1]] = $6; err[$1] += $7; cpu[$1] += $8 }
   function med(a, who, k,   i, j, t, v) { for (i = 1; i <= k; i++) v[i] = a[who, i]
     for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
     return v[int((k + 1) / 2)] / 1000 }'
 printf 'boot files over HTTP, loopback, %s connections, %s rounds x %s s per server (alternating), release build\n' "$CONNS" "$ROUNDS" "$DUR"
-load /boot/1m.bin | awk "$summary"'
+HZ=$(getconf CLK_TCK)
+load /boot/1m.bin | awk -v hz="$HZ" "$summary"'
   END { r = q["rackboot"] / (d["rackboot"] / 1e6); x = q["nginx"] / (d["nginx"] / 1e6)
     printf "  1 MiB file, requests/s:   rackboot %6.0f  nginx %6.0f  ratio %.2fx\n", r, x, r / x
     printf "  1 MiB file, p50 / p99 ms: rackboot %.1f / %.1f  nginx %.1f / %.1f  (errors %d / %d)\n",
       med(p50, "rackboot", n["rackboot"]), med(p99, "rackboot", n["rackboot"]),
       med(p50, "nginx", n["nginx"]), med(p99, "nginx", n["nginx"]), err["rackboot"], err["nginx"]
+    printf "  server CPU ms per request: rackboot %.2f  nginx %.2f\n",
+      cpu["rackboot"] * 1000 / hz / q["rackboot"], cpu["nginx"] * 1000 / hz / q["nginx"]
     printf "  rackboot RSS MiB under the 1 MiB load: start %s  peak %s  end %s\n", rs, rpk, re }'
-load /boot/image.img | awk -v c="$CONNS" "$summary"'
+load /boot/image.img | awk -v hz="$HZ" -v c="$CONNS" "$summary"'
   END { r = b["rackboot"] / 1048576 / (d["rackboot"] / 1e6); x = b["nginx"] / 1048576 / (d["nginx"] / 1e6)
     printf "  %d x 256 MiB downloads, MiB/s: rackboot %5.0f  nginx %5.0f  ratio %.2fx  (errors %d / %d)\n",
       c, r, x, r / x, err["rackboot"], err["nginx"]
+    printf "  server CPU s per GiB sent: rackboot %.2f  nginx %.2f\n",
+      cpu["rackboot"] / hz / (b["rackboot"] / 1073741824), cpu["nginx"] / hz / (b["nginx"] / 1073741824)
     printf "  rackboot RSS MiB under the 256 MiB load: start %s  peak %s  end %s\n", rs, rpk, re }'
