@@ -10,10 +10,11 @@
 # Each load runs ROUNDS times per server, alternating which goes first (the
 # host may have other load), and the figures are over all rounds.
 # Needs nginx-light and wrk (apt). Env: DUR (seconds per wrk run, default 5),
-# ROUNDS (default 4), CONNS (default 32), RACKBOOT_BIN (skips the build).
+# ROUNDS (default 4), CONNS (default 32), LOADS (default "1m image"),
+# RACKBOOT_BIN (skips the build).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
-DUR="${DUR:-5}"; ROUNDS="${ROUNDS:-4}"; CONNS="${CONNS:-32}"
+LOADS="${LOADS:-1m image}"; DUR="${DUR:-5}"; ROUNDS="${ROUNDS:-4}"; CONNS="${CONNS:-32}"
 BIN="${RACKBOOT_BIN:-$REPO/target/release/rackboot}"
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "needs nginx-light (apt-get install nginx-light)" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
@@ -128,7 +129,7 @@ summary='
     return v[int((k + 1) / 2)] / 1000 }'
 printf 'boot files over HTTP, loopback, %s connections, %s rounds x %s s per server (alternating), release build\n' "$CONNS" "$ROUNDS" "$DUR"
 HZ=$(getconf CLK_TCK)
-load /boot/1m.bin | awk -v hz="$HZ" "$summary"'
+if [[ " $LOADS " == *" 1m "* ]]; then load /boot/1m.bin | awk -v hz="$HZ" "$summary"'
   END { r = q["rackboot"] / (d["rackboot"] / 1e6); x = q["nginx"] / (d["nginx"] / 1e6)
     printf "  1 MiB file, requests/s:   rackboot %6.0f  nginx %6.0f  ratio %.2fx\n", r, x, r / x
     printf "  1 MiB file, p50 / p99 ms: rackboot %.1f / %.1f  nginx %.1f / %.1f  (errors %d / %d)\n",
@@ -137,10 +138,12 @@ load /boot/1m.bin | awk -v hz="$HZ" "$summary"'
     printf "  server CPU ms per request: rackboot %.2f  nginx %.2f\n",
       cpu["rackboot"] * 1000 / hz / q["rackboot"], cpu["nginx"] * 1000 / hz / q["nginx"]
     printf "  rackboot RSS MiB under the 1 MiB load: start %s  peak %s  end %s\n", rs, rpk, re }'
-load /boot/image.img | awk -v hz="$HZ" -v c="$CONNS" "$summary"'
+fi
+if [[ " $LOADS " == *" image "* ]]; then load /boot/image.img | awk -v hz="$HZ" -v c="$CONNS" "$summary"'
   END { r = b["rackboot"] / 1048576 / (d["rackboot"] / 1e6); x = b["nginx"] / 1048576 / (d["nginx"] / 1e6)
     printf "  %d x 256 MiB downloads, MiB/s: rackboot %5.0f  nginx %5.0f  ratio %.2fx  (errors %d / %d)\n",
       c, r, x, r / x, err["rackboot"], err["nginx"]
     printf "  server CPU s per GiB sent: rackboot %.2f  nginx %.2f\n",
       cpu["rackboot"] / hz / (b["rackboot"] / 1073741824), cpu["nginx"] / hz / (b["nginx"] / 1073741824)
     printf "  rackboot RSS MiB under the 256 MiB load: start %s  peak %s  end %s\n", rs, rpk, re }'
+fi

@@ -457,7 +457,7 @@ fn send_file_for(root: &std::path::Path, uri: &Uri, res: &Response) -> Option<bo
             .split_once('/')?;
         let (first, last) = range.split_once('-')?;
         let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
-        if last + 1 - first != length {
+        if (last + 1).checked_sub(first) != Some(length) {
             return None;
         }
         (first, total.parse().ok()?)

@@ -99,7 +99,7 @@ struct Head {
 }
 
 enum Parsed {
-    Ours(Head),
+    Ours(Box<Head>),
     /// Not complete yet.
     Partial,
     /// For hyper (body, upgrade, malformed, too large).
@@ -164,11 +164,11 @@ fn parse(buf: &[u8], peer: SocketAddr) -> Parsed {
         Err(_) => return Parsed::Hyper,
     };
     let keep_alive = !close && (version == Version::HTTP_11 || keep);
-    Parsed::Ours(Head {
+    Parsed::Ours(Box::new(Head {
         req,
         len,
         keep_alive,
-    })
+    }))
 }
 
 async fn connection(
