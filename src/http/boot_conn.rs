@@ -81,6 +81,8 @@ pub async fn serve(
                 }
             },
         };
+        // Small answers and a file's last segment go out at once; a file's
+        // head and body are corked together (`write_response`).
         let _ = stream.set_nodelay(true);
         let (router, stats, sd) = (router.clone(), stats.clone(), shutdown.clone());
         tracker.spawn(async move {
@@ -306,8 +308,15 @@ async fn write_response(
             // ServeDir's body (the same bytes through the blocking pool) is dropped.
             let head = response_head(&res, version, keep_alive, None);
             drop(res);
-            send_more(stream, &head).await?;
-            return send_file(stream, &sf, stats).await;
+            // TCP_CORK, as nginx's `tcp_nopush`: the head leaves with the
+            // file's first bytes, then only full segments until the uncork.
+            let _ = socket2::SockRef::from(&*stream).set_tcp_cork(true);
+            let r = match stream.write_all(&head).await {
+                Ok(()) => send_file(stream, &sf, stats).await,
+                Err(e) => Err(e),
+            };
+            let _ = socket2::SockRef::from(&*stream).set_tcp_cork(false);
+            return r;
         }
     }
     match declared {
@@ -339,35 +348,6 @@ async fn write_response(
             stream.write_all(&out).await
         }
     }
-}
-
-/// Write all of `buf` with `MSG_MORE` (the head goes out with the file's
-/// first bytes, as nginx's `tcp_nopush`).
-async fn send_more(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        stream.writable().await?;
-        match stream.try_io(Interest::WRITABLE, || {
-            // SAFETY: a valid socket and a live buffer of `buf.len()` bytes.
-            let r = unsafe {
-                libc::send(
-                    stream.as_raw_fd(),
-                    buf.as_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
-                )
-            };
-            if r < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(r as usize)
-            }
-        }) {
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// `sendfile(2)` the range on the non-blocking socket, waiting for
