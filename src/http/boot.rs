@@ -389,7 +389,8 @@ fn classify_file(inv: &Inventory, peer: IpAddr, path: &str) -> (Option<Mac>, Htt
 
 /// Static files with HEAD, Content-Length and Range (tower-http's ServeDir,
 /// which also refuses paths that escape the root). On the boot listener
-/// (`http::boot_conn`) a GET's answer carries the file for `sendfile`.
+/// (`http::boot_conn`) a GET's answer carries the file for `sendfile`
+/// instead of ServeDir's body.
 async fn serve_static(
     ctx: &BootContext,
     root: PathBuf,
@@ -409,20 +410,37 @@ async fn serve_static(
         Err(_) => return ctx.bad_request(format!("path {path:?} is not a valid URI path")),
     };
     parts.uri = uri.clone();
-    let req = Request::from_parts(parts, body);
-    let mut res = match tower_http::services::ServeDir::new(&root)
-        .oneshot(req)
-        .await
-    {
-        Ok(r) => r.map(Body::new),
-        Err(e) => match e {},
+    let serve_dir = |req: Request| async {
+        match tower_http::services::ServeDir::new(&root)
+            .oneshot(req)
+            .await
+        {
+            Ok(r) => r.map(Body::new),
+            Err(e) => match e {},
+        }
     };
-    if zero_copy && (res.status() == StatusCode::OK || res.status() == StatusCode::PARTIAL_CONTENT)
-    {
-        if let Some(sf) = send_file_for(&root, &uri, &res) {
-            res.extensions_mut().insert(sf);
+    // On the boot listener a GET asks ServeDir for the HEAD answer (the same
+    // headers and status from the file's metadata, without opening it for
+    // a body nobody reads) and opens the file once, here, for `sendfile`.
+    // Anything but a 200/206 with the file opened is asked again as the GET.
+    let mut sent_file = None;
+    if zero_copy {
+        let mut probe = Request::new(Body::empty());
+        *probe.method_mut() = Method::HEAD;
+        *probe.uri_mut() = uri.clone();
+        *probe.headers_mut() = parts.headers.clone();
+        let mut res = serve_dir(probe).await;
+        if res.status() == StatusCode::OK || res.status() == StatusCode::PARTIAL_CONTENT {
+            if let Some(sf) = send_file_for(&root, &uri, &res) {
+                res.extensions_mut().insert(sf);
+                sent_file = Some(res);
+            }
         }
     }
+    let res = match sent_file {
+        Some(res) => res,
+        None => serve_dir(Request::from_parts(parts, body)).await,
+    };
     if res.status() == StatusCode::NOT_FOUND {
         ctx.stats.not_found.fetch_add(1, Ordering::Relaxed);
     } else if res.status().is_success() {
@@ -433,10 +451,9 @@ async fn serve_static(
     res
 }
 
-/// The file ServeDir answered with, opened again for `sendfile` (ServeDir's
-/// body cannot be taken apart): the same path rules (percent-decoded, normal
-/// components only, joined to the root), and it must still have the length
-/// the answer declares; otherwise the body goes out as ServeDir reads it.
+/// The file ServeDir answered for, opened for `sendfile`: ServeDir's path
+/// rules (percent-decoded, normal components only, joined to the root), and
+/// it must have the length the answer declares.
 fn send_file_for(root: &std::path::Path, uri: &Uri, res: &Response) -> Option<boot_conn::SendFile> {
     let decoded = percent_encoding::percent_decode_str(uri.path().trim_start_matches('/'))
         .decode_utf8()
