@@ -9,7 +9,8 @@
 # Release build; DHCP off, TFTP disabled, loopback ports picked free.
 # Each load runs ROUNDS times per server, alternating which goes first (the
 # host may have other load), and the figures are over all rounds.
-# Needs nginx-light and wrk (apt; scripts/install-deps.sh installs them). Env: DUR (seconds per wrk run, default 5),
+# Needs nginx-light and wrk (apt; scripts/install-deps.sh installs them).
+# Env: DUR (seconds per wrk run, default 5),
 # ROUNDS (default 4), CONNS (default 32), LOADS (default "1m image"),
 # RACKBOOT_BIN (skips the build).
 set -euo pipefail

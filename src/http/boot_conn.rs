@@ -7,9 +7,10 @@
 //! routes, metrics by route template, path rules, 404/416/304, Range, HEAD,
 //! ETag and Last-Modified are its and ServeDir's. This loop only frames
 //! requests and responses. A GET of a static file under `/boot/` or
-//! `/firmware/` answers with a [`SendFile`] extension (the file, opened again
-//! and checked against the answer's length); the loop writes the response
-//! head, drops ServeDir's body and sends the range with `sendfile`.
+//! `/firmware/` answers with a [`SendFile`] extension (ServeDir answered the
+//! request as a HEAD; the file is opened and checked against the answer's
+//! length); the loop writes the response head and sends the range with
+//! `sendfile` under `TCP_CORK`.
 //!
 //! The loop takes bodyless GET/HEAD requests only; a request with a body (the
 //! install-done POST), `Expect`, `Upgrade`, a malformed or oversized head
@@ -51,8 +52,8 @@ const COLLECT_LIMIT: usize = 256 * 1024;
 #[derive(Clone, Copy, Debug)]
 pub struct ZeroCopy;
 
-/// Response extension: send `len` bytes of `file` from `offset` instead of
-/// the response body (which is the same bytes, read by ServeDir).
+/// Response extension: send `len` bytes of `file` from `offset` as the
+/// response body (the response itself is ServeDir's HEAD answer).
 #[derive(Clone, Debug)]
 pub struct SendFile {
     pub file: Arc<std::fs::File>,
@@ -305,7 +306,7 @@ async fn write_response(
     }
     if let Some(sf) = res.extensions().get::<SendFile>().cloned() {
         if declared == Some(sf.len) {
-            // ServeDir's body (the same bytes through the blocking pool) is dropped.
+            // The body is ServeDir's HEAD answer's (empty): the file replaces it.
             let head = response_head(&res, version, keep_alive, None);
             drop(res);
             // TCP_CORK, as nginx's `tcp_nopush`: the head leaves with the
