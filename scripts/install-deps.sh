@@ -46,6 +46,9 @@ PKGS=(
   prometheus
   # the Debian package (packaging/build-deb.sh, tests/pkg/run.sh): dpkg-shlibdeps, lintian
   dpkg-dev lintian
+  # bench/http-bench.sh: the static-file peer and the load generator (on a systemd host the
+  # nginx packages also enable a default site on port 80; the bench runs its own nginx)
+  nginx-light wrk
 )
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 

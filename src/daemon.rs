@@ -415,13 +415,15 @@ pub async fn start_with(
 
     let http_addr = listeners.http.local_addr()?;
     let api_addr = listeners.api.local_addr()?;
-    serve_http(
-        &tracker,
-        &shutdown,
+    // The boot listener: its own HTTP/1.1 loop in front of the router, so
+    // static files go out with sendfile (`http::boot_conn`).
+    tracker.spawn(crate::http::boot_conn::serve(
         listeners.http,
         boot::router(boot_ctx),
-        "boot http",
-    );
+        http_stats.clone(),
+        tracker.clone(),
+        shutdown.child_token(),
+    ));
     // One guard over the API, the UI and `/metrics`: each route's scope is
     // declared where it is added (`http::guard::Routes`).
     let routes = api::router(api_ctx.clone())

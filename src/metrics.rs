@@ -77,6 +77,7 @@ pub struct Metrics {
     tftp_sent_bytes: IntCounter,
     http_responses: IntCounterVec,
     http_callbacks: IntCounterVec,
+    http_sendfile_bytes: IntCounter,
     run_transitions: IntCounter,
     run_events_ignored: IntCounter,
     observations_dropped: IntCounter,
@@ -244,6 +245,11 @@ impl Metrics {
                 "Install-done callbacks: accepted, refused (bad MAC, wrong token, no run \
                  pending) or not_taken (valid, the run could not take it now).",
                 &["result"],
+            ),
+            http_sendfile_bytes: counter(
+                &r,
+                "rackboot_http_sendfile_bytes_total",
+                "Boot HTTP static-file bytes sent zero-copy with sendfile(2).",
             ),
             run_transitions: counter(
                 &r,
@@ -465,6 +471,7 @@ impl Metrics {
         ] {
             mirror(&self.http_callbacks.with_label_values(&[result]), n);
         }
+        mirror(&self.http_sendfile_bytes, l(&h.sendfile_bytes));
 
         let e = &src.engine;
         mirror(&self.run_transitions, l(&e.transitions));

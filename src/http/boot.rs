@@ -4,13 +4,14 @@
 
 use crate::boot::{self, BootDecision, BootTable};
 use crate::engine::EngineHandle;
+use crate::http::boot_conn;
 use crate::inventory::Inventory;
 use crate::model::Mac;
 use crate::observe::{HttpServed, Observation, ObservationSink};
 use crate::render::RenderKind;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -55,6 +56,10 @@ pub struct HttpStats {
     pub callbacks_refused: AtomicU64,
     /// Callbacks with a valid token the engine did not take (503; the installer retries).
     pub callbacks_not_taken: AtomicU64,
+    /// Bytes of static files sent with `sendfile(2)` (`http::boot_conn`).
+    pub sendfile_bytes: AtomicU64,
+    /// Static-file responses whose body went out with `sendfile(2)`, whole.
+    pub sendfile_responses: AtomicU64,
     /// Responses by route (`ROUTES` index, then `UNMATCHED`) and status class.
     responses: [[AtomicU64; STATUS_CLASSES.len()]; ROUTES.len() + 1],
 }
@@ -383,7 +388,9 @@ fn classify_file(inv: &Inventory, peer: IpAddr, path: &str) -> (Option<Mac>, Htt
 }
 
 /// Static files with HEAD, Content-Length and Range (tower-http's ServeDir,
-/// which also refuses paths that escape the root).
+/// which also refuses paths that escape the root). On the boot listener
+/// (`http::boot_conn`) a GET's answer carries the file for `sendfile`
+/// instead of ServeDir's body.
 async fn serve_static(
     ctx: &BootContext,
     root: PathBuf,
@@ -395,16 +402,44 @@ async fn serve_static(
     if path.split('/').any(|c| c == "..") || path.contains('\\') {
         return ctx.bad_request(format!("path {path:?} is not allowed"));
     }
+    let zero_copy =
+        req.method() == Method::GET && req.extensions().get::<boot_conn::ZeroCopy>().is_some();
     let (mut parts, body) = req.into_parts();
     let uri: Uri = match format!("/{path}").parse() {
         Ok(u) => u,
         Err(_) => return ctx.bad_request(format!("path {path:?} is not a valid URI path")),
     };
-    parts.uri = uri;
-    let req = Request::from_parts(parts, body);
-    let res = match tower_http::services::ServeDir::new(root).oneshot(req).await {
-        Ok(r) => r.map(Body::new),
-        Err(e) => match e {},
+    parts.uri = uri.clone();
+    let serve_dir = |req: Request| async {
+        match tower_http::services::ServeDir::new(&root)
+            .oneshot(req)
+            .await
+        {
+            Ok(r) => r.map(Body::new),
+            Err(e) => match e {},
+        }
+    };
+    // On the boot listener a GET asks ServeDir for the HEAD answer (the same
+    // headers and status from the file's metadata, without opening it for
+    // a body nobody reads) and opens the file once, here, for `sendfile`.
+    // Anything but a 200/206 with the file opened is asked again as the GET.
+    let mut sent_file = None;
+    if zero_copy {
+        let mut probe = Request::new(Body::empty());
+        *probe.method_mut() = Method::HEAD;
+        *probe.uri_mut() = uri.clone();
+        *probe.headers_mut() = parts.headers.clone();
+        let mut res = serve_dir(probe).await;
+        if res.status() == StatusCode::OK || res.status() == StatusCode::PARTIAL_CONTENT {
+            if let Some(sf) = send_file_for(&root, &uri, &res) {
+                res.extensions_mut().insert(sf);
+                sent_file = Some(res);
+            }
+        }
+    }
+    let res = match sent_file {
+        Some(res) => res,
+        None => serve_dir(Request::from_parts(parts, body)).await,
     };
     if res.status() == StatusCode::NOT_FOUND {
         ctx.stats.not_found.fetch_add(1, Ordering::Relaxed);
@@ -414,6 +449,46 @@ async fn serve_static(
         }
     }
     res
+}
+
+/// The file ServeDir answered for, opened for `sendfile`: ServeDir's path
+/// rules (percent-decoded, normal components only, joined to the root), and
+/// it must have the length the answer declares.
+fn send_file_for(root: &std::path::Path, uri: &Uri, res: &Response) -> Option<boot_conn::SendFile> {
+    let decoded = percent_encoding::percent_decode_str(uri.path().trim_start_matches('/'))
+        .decode_utf8()
+        .ok()?;
+    let mut path = root.to_path_buf();
+    for c in std::path::Path::new(&*decoded).components() {
+        match c {
+            std::path::Component::Normal(c) => path.push(c),
+            _ => return None,
+        }
+    }
+    let header = |h| res.headers().get(h).and_then(|v| v.to_str().ok());
+    let length: u64 = header(header::CONTENT_LENGTH)?.parse().ok()?;
+    let (offset, total) = if res.status() == StatusCode::PARTIAL_CONTENT {
+        // `bytes first-last/total`
+        let (range, total) = header(header::CONTENT_RANGE)?
+            .strip_prefix("bytes ")?
+            .split_once('/')?;
+        let (first, last) = range.split_once('-')?;
+        let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
+        if (last + 1).checked_sub(first) != Some(length) {
+            return None;
+        }
+        (first, total.parse().ok()?)
+    } else {
+        (0, length)
+    };
+    // Opening a file ServeDir has just opened: its dentry and inode are cached.
+    let file = std::fs::File::open(&path).ok()?;
+    let meta = file.metadata().ok()?;
+    (meta.is_file() && meta.len() == total).then(|| boot_conn::SendFile {
+        file: Arc::new(file),
+        offset,
+        len: length,
+    })
 }
 
 async fn done(

@@ -8,5 +8,6 @@ pub mod api;
 pub mod api_admin;
 pub mod api_runs;
 pub mod boot;
+pub mod boot_conn;
 pub mod guard;
 pub mod tls;

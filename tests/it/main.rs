@@ -13,6 +13,7 @@ mod dhcp_pool;
 mod feed;
 mod fields;
 mod http_boot;
+mod http_sendfile;
 mod init;
 mod metrics;
 mod mqtt;

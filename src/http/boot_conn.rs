@@ -1,0 +1,466 @@
+//! The boot listener's connections: a small HTTP/1.1 loop in front of the
+//! boot router so that files go out with `sendfile(2)` (zero-copy, as nginx
+//! does) instead of through hyper's body path (a 64 KiB `read` on the
+//! blocking pool, a copy into hyper's buffer and a `write` per chunk).
+//!
+//! Every request still goes through the boot router (`http::boot::router`):
+//! routes, metrics by route template, path rules, 404/416/304, Range, HEAD,
+//! ETag and Last-Modified are its and ServeDir's. This loop only frames
+//! requests and responses. A GET of a static file under `/boot/` or
+//! `/firmware/` answers with a [`SendFile`] extension (ServeDir answered the
+//! request as a HEAD; the file is opened and checked against the answer's
+//! length); the loop writes the response head and sends the range with
+//! `sendfile` under `TCP_CORK`.
+//!
+//! The loop takes bodyless GET/HEAD requests only; a request with a body (the
+//! install-done POST), `Expect`, `Upgrade`, a malformed or oversized head
+//! hands the connection, with the bytes read so far, to hyper for the rest of
+//! its life: hyper's answers stay hyper's.
+
+use crate::http::boot::HttpStats;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use axum::Router;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// Request heads larger than this go to hyper (which answers 431).
+const MAX_HEAD: usize = 16 * 1024;
+/// Headers parsed here; a request with more goes to hyper.
+const MAX_HEADERS: usize = 64;
+/// How long a connection may take to send a request head (also the
+/// keep-alive idle time).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Responses without a `SendFile` and with a body up to this size are
+/// written in one piece; larger ones are streamed.
+const COLLECT_LIMIT: usize = 256 * 1024;
+
+/// Request extension: this connection can send files zero-copy (the router
+/// attaches a [`SendFile`] to a static file's GET answer only then).
+#[derive(Clone, Copy, Debug)]
+pub struct ZeroCopy;
+
+/// Response extension: send `len` bytes of `file` from `offset` as the
+/// response body (the response itself is ServeDir's HEAD answer).
+#[derive(Clone, Debug)]
+pub struct SendFile {
+    pub file: Arc<std::fs::File>,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Serve the boot router on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stats: Arc<HttpStats>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and the like: do not spin.
+                    tracing::warn!(error = %e, "boot http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Small answers and a file's last segment go out at once; a file's
+        // head and body are corked together (`write_response`).
+        let _ = stream.set_nodelay(true);
+        let (router, stats, sd) = (router.clone(), stats.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            if let Err(e) = connection(stream, peer, router, stats, sd).await {
+                tracing::debug!(%peer, error = %e, "boot http connection ended");
+            }
+        });
+    }
+}
+
+/// One request head this loop serves itself.
+struct Head {
+    req: Request<Body>,
+    len: usize,
+    keep_alive: bool,
+}
+
+enum Parsed {
+    Ours(Box<Head>),
+    /// Not complete yet.
+    Partial,
+    /// For hyper (body, upgrade, malformed, too large).
+    Hyper,
+}
+
+fn parse(buf: &[u8], peer: SocketAddr) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut r = httparse::Request::new(&mut headers);
+    let len = match r.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Parsed::Partial,
+        _ => return Parsed::Hyper,
+    };
+    let method = match r.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        _ => return Parsed::Hyper,
+    };
+    let version = match r.version {
+        Some(1) => Version::HTTP_11,
+        Some(0) => Version::HTTP_10,
+        _ => return Parsed::Hyper,
+    };
+    let mut b = Request::builder()
+        .method(method)
+        .uri(r.path.unwrap_or("/"))
+        .version(version);
+    let mut close = false;
+    let mut keep = false;
+    for h in r.headers.iter() {
+        let name = match HeaderName::from_bytes(h.name.as_bytes()) {
+            Ok(n) => n,
+            Err(_) => return Parsed::Hyper,
+        };
+        if name == header::TRANSFER_ENCODING || name == header::EXPECT || name == header::UPGRADE {
+            return Parsed::Hyper;
+        }
+        if name == header::CONTENT_LENGTH && h.value != b"0" {
+            return Parsed::Hyper;
+        }
+        if name == header::CONNECTION {
+            for t in h.value.split(|c| *c == b',') {
+                let t = t.trim_ascii();
+                close |= t.eq_ignore_ascii_case(b"close");
+                keep |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        let value = match HeaderValue::from_bytes(h.value) {
+            Ok(v) => v,
+            Err(_) => return Parsed::Hyper,
+        };
+        b = b.header(name, value);
+    }
+    let req = match b
+        .extension(ConnectInfo(peer))
+        .extension(ZeroCopy)
+        .body(Body::empty())
+    {
+        Ok(r) => r,
+        // An unparsable request target: hyper answers it.
+        Err(_) => return Parsed::Hyper,
+    };
+    let keep_alive = !close && (version == Version::HTTP_11 || keep);
+    Parsed::Ours(Box::new(Head {
+        req,
+        len,
+        keep_alive,
+    }))
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    stats: Arc<HttpStats>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        let head = loop {
+            match parse(&buf, peer) {
+                Parsed::Ours(h) => break Some(h),
+                Parsed::Hyper => break None,
+                Parsed::Partial => {}
+            }
+            let mut chunk = [0u8; 4096];
+            let read = async {
+                tokio::time::timeout(HEAD_TIMEOUT, stream.read(&mut chunk))
+                    .await
+                    .unwrap_or(Err(io::ErrorKind::TimedOut.into()))
+            };
+            let n = if buf.is_empty() {
+                // Idle between requests: shutdown closes the connection.
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    n = read => n?,
+                }
+            } else {
+                read.await?
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let Some(head) = head else {
+            return hand_to_hyper(stream, buf, peer, router, shutdown).await;
+        };
+        buf.drain(..head.len);
+        let method = head.req.method().clone();
+        let version = head.req.version();
+        let res = match router.clone().oneshot(head.req).await {
+            Ok(r) => r,
+            Err(e) => match e {},
+        };
+        let keep_alive = head.keep_alive
+            && !res
+                .headers()
+                .get(header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        write_response(&mut stream, res, &method, version, keep_alive, &stats).await?;
+        if !keep_alive {
+            let _ = stream.shutdown().await;
+            return Ok(());
+        }
+    }
+}
+
+fn response_head(
+    res: &Response<Body>,
+    version: Version,
+    keep_alive: bool,
+    content_length: Option<u64>,
+) -> Vec<u8> {
+    use std::io::Write;
+    let mut h = Vec::with_capacity(256);
+    let v = if version == Version::HTTP_10 {
+        "HTTP/1.0"
+    } else {
+        "HTTP/1.1"
+    };
+    let s = res.status();
+    let _ = write!(
+        h,
+        "{v} {} {}\r\n",
+        s.as_u16(),
+        s.canonical_reason().unwrap_or("")
+    );
+    for (k, val) in res.headers() {
+        if k == header::CONNECTION {
+            continue;
+        }
+        h.extend_from_slice(k.as_str().as_bytes());
+        h.extend_from_slice(b": ");
+        h.extend_from_slice(val.as_bytes());
+        h.extend_from_slice(b"\r\n");
+    }
+    if let Some(n) = content_length {
+        let _ = write!(h, "content-length: {n}\r\n");
+    }
+    if !res.headers().contains_key(header::DATE) {
+        let _ = write!(
+            h,
+            "date: {}\r\n",
+            httpdate::fmt_http_date(std::time::SystemTime::now())
+        );
+    }
+    match (keep_alive, version) {
+        (false, _) => h.extend_from_slice(b"connection: close\r\n"),
+        (true, Version::HTTP_10) => h.extend_from_slice(b"connection: keep-alive\r\n"),
+        _ => {}
+    }
+    h.extend_from_slice(b"\r\n");
+    h
+}
+
+async fn write_response(
+    stream: &mut TcpStream,
+    res: Response<Body>,
+    method: &Method,
+    version: Version,
+    keep_alive: bool,
+    stats: &HttpStats,
+) -> io::Result<()> {
+    let status = res.status();
+    let bodyless = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let declared: Option<u64> = res
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    if bodyless {
+        stream
+            .write_all(&response_head(&res, version, keep_alive, None))
+            .await?;
+        return Ok(());
+    }
+    if let Some(sf) = res.extensions().get::<SendFile>().cloned() {
+        if declared == Some(sf.len) {
+            // The body is ServeDir's HEAD answer's (empty): the file replaces it.
+            let head = response_head(&res, version, keep_alive, None);
+            drop(res);
+            // TCP_CORK, as nginx's `tcp_nopush`: the head leaves with the
+            // file's first bytes, then only full segments until the uncork.
+            let _ = socket2::SockRef::from(&*stream).set_tcp_cork(true);
+            let r = match stream.write_all(&head).await {
+                Ok(()) => send_file(stream, &sf, stats).await,
+                Err(e) => Err(e),
+            };
+            let _ = socket2::SockRef::from(&*stream).set_tcp_cork(false);
+            return r;
+        }
+    }
+    match declared {
+        Some(n) if n as usize > COLLECT_LIMIT => {
+            let head = response_head(&res, version, keep_alive, None);
+            stream.write_all(&head).await?;
+            let mut body = res.into_body().into_data_stream();
+            let mut sent = 0u64;
+            use futures_util::StreamExt;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(io::Error::other)?;
+                stream.write_all(&chunk).await?;
+                sent += chunk.len() as u64;
+            }
+            if sent != n {
+                return Err(io::Error::other("body shorter than its content-length"));
+            }
+            Ok(())
+        }
+        _ => {
+            let (mut parts, body) = res.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .map_err(io::Error::other)?;
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let res = Response::from_parts(parts, Body::empty());
+            let mut out = response_head(&res, version, keep_alive, Some(bytes.len() as u64));
+            out.extend_from_slice(&bytes);
+            stream.write_all(&out).await
+        }
+    }
+}
+
+/// `sendfile(2)` the range on the non-blocking socket, waiting for
+/// writability on EAGAIN.
+async fn send_file(stream: &TcpStream, sf: &SendFile, stats: &HttpStats) -> io::Result<()> {
+    let mut offset = sf.offset as libc::off_t;
+    let mut left = sf.len;
+    while left > 0 {
+        stream.writable().await?;
+        let count = left.min(1 << 30) as usize;
+        match stream.try_io(Interest::WRITABLE, || {
+            // SAFETY: both descriptors are open for the call; `offset` is ours.
+            let r = unsafe {
+                libc::sendfile(stream.as_raw_fd(), sf.file.as_raw_fd(), &mut offset, count)
+            };
+            if r < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(r as usize)
+            }
+        }) {
+            // The file shrank under us: the response cannot be completed.
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                left -= n as u64;
+                stats.sendfile_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    stats.sendfile_responses.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The rest of the connection goes to hyper, starting with the bytes read.
+async fn hand_to_hyper(
+    stream: TcpStream,
+    read: Vec<u8>,
+    peer: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let io = hyper_util::rt::TokioIo::new(Rewind {
+        read,
+        pos: 0,
+        inner: stream,
+    });
+    let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(req.map(Body::new))
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r.map_err(io::Error::other),
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await.map_err(io::Error::other)
+        }
+    }
+}
+
+/// A stream that first replays bytes already read from it.
+struct Rewind {
+    read: Vec<u8>,
+    pos: usize,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pos < self.read.len() {
+            let n = (self.read.len() - self.pos).min(buf.remaining());
+            let pos = self.pos;
+            buf.put_slice(&self.read[pos..pos + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

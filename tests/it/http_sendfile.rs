@@ -1,0 +1,322 @@
+//! The boot listener's own connection loop (`http::boot_conn`) over a real
+//! socket: static files go out with sendfile, everything else as before.
+
+use crate::harness::ConfigDir;
+use rackboot::boot::BootTable;
+use rackboot::http::boot::{router, BootContext, HttpStats};
+use rackboot::http::boot_conn;
+use rackboot::observe::ObservationSink;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const SIZE: usize = 5 * 1024 * 1024 + 123;
+
+struct Server {
+    _c: ConfigDir,
+    addr: SocketAddr,
+    stats: Arc<HttpStats>,
+    image: Vec<u8>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn start() -> Server {
+    let c = ConfigDir::sample();
+    let cfg = c.load().unwrap();
+    let image: Vec<u8> = (0..SIZE as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(cfg.settings.boot_dir.join("image.img"), &image).unwrap();
+    let (inv_tx, inv_rx) = watch::channel(Arc::new(cfg.inventory));
+    let (table_tx, table_rx) = watch::channel(Arc::new(BootTable::new()));
+    std::mem::forget((inv_tx, table_tx));
+    let stats = Arc::new(HttpStats::default());
+    let ctx = BootContext {
+        inventory: inv_rx,
+        table: table_rx,
+        boot_dir: cfg.settings.boot_dir.clone(),
+        firmware_dir: cfg.settings.firmware_dir.clone(),
+        obs: ObservationSink::discard(),
+        stats: stats.clone(),
+        engine: None,
+        own_ip_only: true,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(boot_conn::serve(
+        listener,
+        router(ctx),
+        stats.clone(),
+        TaskTracker::new(),
+        shutdown.clone(),
+    ));
+    Server {
+        _c: c,
+        addr,
+        stats,
+        image,
+        shutdown,
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A client connection and the bytes read past the last response.
+struct Conn {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+async fn connect(addr: SocketAddr) -> Conn {
+    Conn {
+        s: TcpStream::connect(addr).await.unwrap(),
+        buf: Vec::new(),
+    }
+}
+
+/// Send `raw` and read one response (no body for HEAD and 304).
+async fn exchange(c: &mut Conn, raw: &str, head_only: bool) -> Reply {
+    let s = &mut c.s;
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut buf = std::mem::take(&mut c.buf);
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed before a response head");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buf[..end].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    let mut r = Reply {
+        status,
+        headers,
+        body: buf[end..].to_vec(),
+    };
+    let want: usize = if head_only || status == 304 {
+        0
+    } else {
+        r.header("content-length").unwrap().parse().unwrap()
+    };
+    let tmo = std::time::Duration::from_secs(20);
+    while r.body.len() < want {
+        let mut chunk = vec![0u8; 256 * 1024];
+        let n = tokio::time::timeout(tmo, s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "connection closed mid-body");
+        r.body.extend_from_slice(&chunk[..n]);
+    }
+    c.buf = r.body.split_off(want);
+    r
+}
+
+fn get(path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n")
+}
+
+#[tokio::test]
+async fn files_go_out_zero_copy_with_range_head_and_keep_alive() {
+    let srv = start().await;
+    let mut s = connect(srv.addr).await;
+
+    // Full GET, then a range and a suffix range on the same connection.
+    let r = exchange(&mut s, &get("/boot/image.img", ""), false).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some(&*SIZE.to_string()));
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    assert!(r.header("last-modified").is_some() && r.header("date").is_some());
+    assert!(r.body == srv.image, "full body differs");
+    let etag = r.header("etag").map(str::to_owned);
+
+    let r = exchange(
+        &mut s,
+        &get("/boot/image.img", "Range: bytes=100-199\r\n"),
+        false,
+    )
+    .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        r.header("content-range"),
+        Some(&*format!("bytes 100-199/{SIZE}"))
+    );
+    assert_eq!(r.body, &srv.image[100..200]);
+
+    let r = exchange(
+        &mut s,
+        &get("/boot/image.img", "Range: bytes=-500\r\n"),
+        false,
+    )
+    .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        r.header("content-range"),
+        Some(&*format!("bytes {}-{}/{SIZE}", SIZE - 500, SIZE - 1))
+    );
+    assert_eq!(r.body, &srv.image[SIZE - 500..]);
+
+    // HEAD: the length, no body (the next response parses cleanly after it).
+    let r = exchange(
+        &mut s,
+        "HEAD /boot/image.img HTTP/1.1\r\nHost: t\r\n\r\n",
+        true,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some(&*SIZE.to_string()));
+    assert!(r.body.is_empty());
+
+    // Unsatisfiable range, missing file, `..`: ServeDir's and our answers.
+    let r = exchange(
+        &mut s,
+        &get(
+            "/boot/image.img",
+            &format!("Range: bytes={}-\r\n", SIZE + 10),
+        ),
+        false,
+    )
+    .await;
+    assert_eq!(r.status, 416);
+    let r = exchange(&mut s, &get("/boot/nope.img", ""), false).await;
+    assert_eq!(r.status, 404);
+    let r = exchange(&mut s, &get("/boot/../rackboot.toml", ""), false).await;
+    assert_eq!(r.status, 400);
+    let r = exchange(&mut s, &get("/boot/%2e%2e/rackboot.toml", ""), false).await;
+    assert_eq!(r.status, 400);
+
+    // Conditional GET: 304, no body.
+    if let Some(etag) = etag {
+        let r = exchange(
+            &mut s,
+            &get("/boot/image.img", &format!("If-None-Match: {etag}\r\n")),
+            false,
+        )
+        .await;
+        assert_eq!(r.status, 304);
+    }
+
+    // Firmware and the other routes on the same connection.
+    let r = exchange(&mut s, &get("/firmware/ipxe.efi", ""), false).await;
+    assert_eq!((r.status, &r.body[..]), (200, &b"MZ-efi"[..]));
+    let r = exchange(&mut s, &get("/healthz", ""), false).await;
+    assert_eq!((r.status, &r.body[..]), (200, &b"ok\n"[..]));
+
+    // The bodies above went out with sendfile: full + 100 + 500 + firmware.
+    let st = &srv.stats;
+    assert_eq!(
+        st.sendfile_bytes.load(Ordering::Relaxed),
+        (SIZE + 100 + 500 + 6) as u64
+    );
+    assert_eq!(st.sendfile_responses.load(Ordering::Relaxed), 4);
+    // Counted by route template as before.
+    assert_eq!(st.responses("/boot/{*path}", "2xx"), 4);
+    assert_eq!(st.responses("/boot/{*path}", "3xx"), 1);
+    assert_eq!(st.responses("/boot/{*path}", "4xx"), 4);
+    assert_eq!(st.responses("/firmware/{*path}", "2xx"), 1);
+    assert_eq!(st.responses("/healthz", "2xx"), 1);
+    assert_eq!(st.not_found.load(Ordering::Relaxed), 1);
+    assert_eq!(st.bad_request.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn connection_close_http10_and_pipelining() {
+    let srv = start().await;
+    // Two pipelined requests in one write, the second closing.
+    let mut s = connect(srv.addr).await;
+    let raw = get("/boot/image.img", "Range: bytes=0-9\r\n")
+        + &get(
+            "/boot/image.img",
+            "Range: bytes=10-19\r\nConnection: close\r\n",
+        );
+    let r = exchange(&mut s, &raw, false).await;
+    assert_eq!(r.body, &srv.image[..10]);
+    let r = exchange(&mut s, "", false).await;
+    assert_eq!(r.body, &srv.image[10..20]);
+    assert_eq!(r.header("connection"), Some("close"));
+    let mut rest = std::mem::take(&mut s.buf);
+    s.s.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+
+    // HTTP/1.0 without keep-alive: the answer, then EOF.
+    let mut s = connect(srv.addr).await;
+    let r = exchange(&mut s, "GET /boot/vmlinuz HTTP/1.0\r\n\r\n", false).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 100_000);
+    let mut rest = std::mem::take(&mut s.buf);
+    s.s.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+}
+
+#[tokio::test]
+async fn requests_with_a_body_go_to_hyper_on_the_same_connection() {
+    let srv = start().await;
+    let mut s = connect(srv.addr).await;
+    let r = exchange(&mut s, &get("/boot/vmlinuz", "Range: bytes=0-0\r\n"), false).await;
+    assert_eq!(r.status, 206);
+    // The install-done POST with a body: hyper answers (no run pending: 403).
+    let r = exchange(
+        &mut s,
+        "POST /done/52-54-00-77-00-50?token=x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    // The connection stays with hyper: files still right, through its body path.
+    let before = srv.stats.sendfile_bytes.load(Ordering::Relaxed);
+    let r = exchange(
+        &mut s,
+        &get("/boot/image.img", "Range: bytes=7-9\r\n"),
+        false,
+    )
+    .await;
+    assert_eq!((r.status, &r.body[..]), (206, &srv.image[7..10]));
+    assert_eq!(srv.stats.sendfile_bytes.load(Ordering::Relaxed), before);
+    assert_eq!(srv.stats.responses("/done/{mac}", "4xx"), 1);
+    // A malformed request line: hyper's 400.
+    let mut s = connect(srv.addr).await;
+    let r = exchange(&mut s, "GARBAGE\r\n\r\n", false).await;
+    assert_eq!(r.status, 400);
+}
