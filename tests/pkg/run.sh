@@ -110,14 +110,13 @@ st=$(stat -c '%G %a' /etc/rackboot)
 [ "$st" = "_rackboot 2775" ] && ok "/etc/rackboot $st" || bad "/etc/rackboot $st"
 # An edit as _rackboot (what the daemon does for PUT /api/v1/systems/...), then one as root:
 # each can edit after the other, and the daemon's account can still read every file.
-prof=$(ls /etc/rackboot/profiles/*.toml | head -1); prof=$(basename "$prof" .toml)
-if setpriv --reuid _rackboot --regid _rackboot --init-groups \
-     rackboot --config /etc/rackboot systems add pkgtest1 --mac 52:54:00:97:01:01 --ip 10.97.1.1 \
-       --profile "$prof" --no-reload >/dev/null \
-   && rackboot --config /etc/rackboot systems edit pkgtest1 --ip 10.97.1.2 --no-reload >/dev/null \
-   && setpriv --reuid _rackboot --regid _rackboot --init-groups \
-     rackboot --config /etc/rackboot systems remove pkgtest1 --no-reload >/dev/null \
-   && setpriv --reuid _rackboot --regid _rackboot --init-groups rackboot --config /etc/rackboot check >/dev/null; then
+prof=$(basename "$(ls /etc/rackboot/profiles/*.toml | head -1)" .toml)
+asd() { setpriv --reuid _rackboot --regid _rackboot --init-groups "$@"; }
+if asd rackboot --config /etc/rackboot profiles edit "$prof" --description "edited by _rackboot" --no-reload >/dev/null \
+   && rackboot --config /etc/rackboot profiles edit "$prof" --description "edited by root" --no-reload >/dev/null \
+   && asd rackboot --config /etc/rackboot profiles edit "$prof" --description "edited by _rackboot again" --no-reload >/dev/null \
+   && asd rackboot --config /etc/rackboot check >/dev/null \
+   && grep -q 'edited by _rackboot again' "/etc/rackboot/profiles/$prof.toml"; then
   ok "edits as _rackboot and as root, in turn; _rackboot reads the result"
 else
   bad "config edits as _rackboot / root"
