@@ -12,12 +12,21 @@ pub struct EditLock {
 /// Take the config dir's edit lock, waiting for another editor to finish.
 pub fn lock(dir: &Path) -> Result<EditLock, AdminError> {
     let p = dir.join(LOCK_FILE);
-    let f = OpenOptions::new()
+    let f = match OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&p)
-        .map_err(|e| io_err("cannot open the lock file", &p, e))?;
+    {
+        Ok(f) => f,
+        // Another user's lock file (root's CLI made it, the daemon edits, or
+        // the reverse): flock works on a read-only descriptor too.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => OpenOptions::new()
+            .read(true)
+            .open(&p)
+            .map_err(|e| io_err("cannot open the lock file", &p, e))?,
+        Err(e) => return Err(io_err("cannot open the lock file", &p, e)),
+    };
     f.lock()
         .map_err(|e| io_err("cannot lock the lock file", &p, e))?;
     Ok(EditLock { _file: f })

@@ -105,6 +105,23 @@ if systemctl is-enabled rackboot >/dev/null 2>&1; then bad "the unit got enabled
 step "rackboot check --config /etc/rackboot"
 rackboot --config /etc/rackboot check && ok "check" || bad "check of the packaged config"
 
+step "/etc/rackboot is writable by the daemon's account (admin API edits)"
+st=$(stat -c '%G %a' /etc/rackboot)
+[ "$st" = "_rackboot 2775" ] && ok "/etc/rackboot $st" || bad "/etc/rackboot $st"
+# An edit as _rackboot (what the daemon does for PUT /api/v1/systems/...), then one as root:
+# each can edit after the other, and the daemon's account can still read every file.
+prof=$(basename "$(ls /etc/rackboot/profiles/*.toml | head -1)" .toml)
+asd() { setpriv --reuid _rackboot --regid _rackboot --init-groups "$@"; }
+if asd rackboot --config /etc/rackboot profiles edit "$prof" --description "edited by _rackboot" --no-reload >/dev/null \
+   && rackboot --config /etc/rackboot profiles edit "$prof" --description "edited by root" --no-reload >/dev/null \
+   && asd rackboot --config /etc/rackboot profiles edit "$prof" --description "edited by _rackboot again" --no-reload >/dev/null \
+   && asd rackboot --config /etc/rackboot check >/dev/null \
+   && grep -q 'edited by _rackboot again' "/etc/rackboot/profiles/$prof.toml"; then
+  ok "edits as _rackboot and as root, in turn; _rackboot reads the result"
+else
+  bad "config edits as _rackboot / root"
+fi
+
 step "systemd-analyze verify"
 if systemd-analyze verify "$UNIT"; then ok "verify"; else bad "systemd-analyze verify $UNIT"; fi
 
