@@ -312,7 +312,8 @@ async fn tftp_basic_fetches_and_observation() {
             peer: "127.0.0.1".parse().unwrap(),
             path: "small.bin".into(),
             bytes: 1000,
-            ok: true
+            ok: true,
+            served: None,
         }
     );
     let st = s.stop().await;
