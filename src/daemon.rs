@@ -137,6 +137,8 @@ impl Listeners {
 pub struct Running {
     pub http_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// The TFTP listen socket's address, when there is one.
+    pub tftp_addr: Option<SocketAddr>,
     pub reloader: Arc<Reloader>,
     pub engine: EngineHandle,
     pub inventory: watch::Receiver<Arc<Inventory>>,
@@ -308,6 +310,7 @@ pub async fn start_with(
     }
 
     let tftp_stats = Arc::new(crate::tftp::TftpStats::default());
+    let tftp_addr = listeners.tftp.as_ref().and_then(|s| s.local_addr().ok());
     if let Some(sock) = listeners.tftp {
         // Serves the firmware dir first, then the boot-files dir, nothing
         // outside them; plus the GRUB configs (`tftp::boot`).
@@ -461,6 +464,7 @@ pub async fn start_with(
     Ok(Running {
         http_addr,
         api_addr,
+        tftp_addr,
         api_rules,
         tls,
         reloader,
