@@ -162,7 +162,11 @@ pub fn netboot<'a>(
     efi_x64_file: &str,
 ) -> Option<Netboot<'a>> {
     let system = inv.by_mac(mac)?;
-    let first = inv.profile_of(system).loader;
+    // A validated inventory always has the profile; iPXE if not.
+    let first = inv
+        .profile(&system.profile)
+        .map(|p| p.loader)
+        .unwrap_or_default();
     Some(Netboot {
         system,
         loader: loader(inv, arch, ipxe, efi_x64_file, first),
@@ -240,7 +244,7 @@ pub fn boot_file_of<'a>(
     path: &str,
 ) -> Option<(&'a System, BootFileKind)> {
     let s = inv.by_ip(&peer)?;
-    let p = inv.profile_of(s);
+    let p = inv.profile(&s.profile)?;
     let kind = if p.kernel == path {
         BootFileKind::Kernel
     } else if p.initrd.iter().any(|i| i == path) {
