@@ -2,7 +2,7 @@
 //! Pure: it reads an `Inventory` snapshot and a `BootTable` snapshot and
 //! returns a value. No I/O, no clock. DHCP, TFTP and HTTP encode the answer.
 
-use crate::inventory::{Inventory, System};
+use crate::inventory::{BootLoader, Inventory, System};
 use crate::model::{Arch, Mac};
 use crate::render::{RenderError, RenderKind, RunCtx};
 use std::collections::HashMap;
@@ -74,14 +74,36 @@ pub enum Loader {
     IpxeScript(String),
 }
 
-/// Which loader a client gets, by firmware. Pure.
-/// `efi_x64_file` is `ipxe.efi` or `snponly.efi` (settings).
-pub fn loader(inv: &Inventory, arch: Option<Arch>, ipxe: bool, efi_x64_file: &str) -> Loader {
+/// The boot file of a UEFI x64 PXE client whose profile has `loader =
+/// "grub"`: Debian's signed shim. shim loads "the directory of its own boot
+/// file + `grubx64.efi`" from the DHCP siaddr over TFTP, so the signed GRUB
+/// sits beside it as [`GRUB_NEXT`].
+pub const GRUB_SHIM: &str = "grub/bootx64.efi";
+/// The signed network GRUB, fetched by shim (never named in DHCP).
+pub const GRUB_NEXT: &str = "grub/grubx64.efi";
+
+/// Which loader a client gets, by firmware and the machine's profile
+/// `loader`. Pure. `efi_x64_file` is `ipxe.efi` or `snponly.efi` (settings).
+///
+/// `BootLoader::Grub` changes one case only: a UEFI x64 PXE client (arch
+/// 7/9, not yet iPXE) gets shim ([`GRUB_SHIM`]). A client that already runs
+/// iPXE gets its script as always (iPXE is unsigned: whatever loaded it
+/// runs without Secure Boot, and the script boots the same installer). BIOS,
+/// ARM64 and UEFI HTTP Boot clients are unchanged (Debian 12's signed GRUB
+/// cannot read HTTP, so HTTP Boot stays iPXE).
+pub fn loader(
+    inv: &Inventory,
+    arch: Option<Arch>,
+    ipxe: bool,
+    efi_x64_file: &str,
+    first: BootLoader,
+) -> Loader {
     if ipxe {
         return Loader::IpxeScript(inv.urls.boot_ipxe());
     }
     match arch.unwrap_or(Arch::BiosX86) {
         Arch::BiosX86 | Arch::Other(_) => Loader::Tftp("undionly.kpxe".into()),
+        Arch::EfiX64 if first == BootLoader::Grub => Loader::Tftp(GRUB_SHIM.into()),
         Arch::EfiX64 => Loader::Tftp(efi_x64_file.to_string()),
         Arch::EfiArm64 => Loader::Tftp("arm64/ipxe.efi".into()),
         Arch::EfiX64Http => Loader::HttpBoot(format!("{}/firmware/ipxe.efi", inv.urls.base)),
@@ -140,8 +162,95 @@ pub fn netboot<'a>(
     efi_x64_file: &str,
 ) -> Option<Netboot<'a>> {
     let system = inv.by_mac(mac)?;
+    // A validated inventory always has the profile; iPXE if not.
+    let first = inv
+        .profile(&system.profile)
+        .map(|p| p.loader)
+        .unwrap_or_default();
     Some(Netboot {
         system,
-        loader: loader(inv, arch, ipxe, efi_x64_file),
+        loader: loader(inv, arch, ipxe, efi_x64_file, first),
     })
+}
+
+/// GRUB's own config, `grub/grub.cfg` (Debian's signed network GRUB has the
+/// prefix `/grub` and reads it from the TFTP server it came from): hand over
+/// to the machine's file. No protocol in the path, so GRUB keeps TFTP (as
+/// MAAS does); `$net_default_mac` is lowercase with colons. A MAC without a
+/// file (not in the inventory) falls through to `exit 1`: the firmware's
+/// next boot device.
+pub const GRUB_DISPATCH_CFG: &str = "\
+# rackboot: GRUB reads this first (prefix /grub); each machine has its own file.
+set timeout=0
+configfile /grub/grub.cfg-${net_default_mac}
+echo \"rackboot: no config for ${net_default_mac}: booting the next device\"
+sleep 5
+exit 1
+";
+
+/// The TFTP path of a machine's GRUB config (`grub/grub.cfg-<mac>`, lowercase, colons).
+pub fn grub_cfg_path(mac: &Mac) -> String {
+    format!("grub/grub.cfg-{mac}")
+}
+
+/// The local-boot GRUB config: chainload the disk's own shim/boot loader
+/// from its EFI system partition (Secure Boot: only signed loaders), like
+/// MAAS's `config.local`; if none is found, `exit 1` hands control back to
+/// the firmware, which boots its next device.
+pub fn local_grub_cfg(s: &System) -> String {
+    format!(
+        "# rackboot: {name} ({mac}) has no reimage pending: local boot\n\
+         set timeout=0\n\
+         echo 'rackboot: {name} ({mac}) has no reimage pending: booting from local disk'\n\
+         for rb_efi in debian/shimx64.efi boot/bootx64.efi; do\n\
+         \x20 if search --set=root --file /efi/$rb_efi; then\n\
+         \x20   chainloader /efi/$rb_efi\n\
+         \x20   boot\n\
+         \x20 fi\n\
+         done\n\
+         exit 1\n",
+        name = s.name,
+        mac = s.primary_mac()
+    )
+}
+
+/// The per-MAC GRUB config for a decision (`None` for `Ignore`): the
+/// installer (kernel and initrd over TFTP, with retries) or local boot.
+pub fn grub_cfg(inv: &Inventory, d: &BootDecision<'_>) -> Option<Result<String, RenderError>> {
+    match d {
+        BootDecision::Ignore => None,
+        BootDecision::LocalDisk(s) => Some(Ok(local_grub_cfg(s))),
+        BootDecision::Install { system, run } => Some(
+            inv.render(system, RenderKind::Grub, run)
+                .map(|o| o.unwrap_or_default()),
+        ),
+    }
+}
+
+/// What a file fetched by a machine is to its boot: its profile's kernel or
+/// one of its initrds (relative to the boot dir), or something else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootFileKind {
+    Kernel,
+    Initrd,
+    Other,
+}
+
+/// The machine at `peer` (its reserved address) and what `path` is to it.
+/// `None`: the address is no inventory machine's.
+pub fn boot_file_of<'a>(
+    inv: &'a Inventory,
+    peer: std::net::Ipv4Addr,
+    path: &str,
+) -> Option<(&'a System, BootFileKind)> {
+    let s = inv.by_ip(&peer)?;
+    let p = inv.profile(&s.profile)?;
+    let kind = if p.kernel == path {
+        BootFileKind::Kernel
+    } else if p.initrd.iter().any(|i| i == path) {
+        BootFileKind::Initrd
+    } else {
+        BootFileKind::Other
+    };
+    Some((s, kind))
 }

@@ -137,6 +137,8 @@ impl Listeners {
 pub struct Running {
     pub http_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// The TFTP listen socket's address, when there is one.
+    pub tftp_addr: Option<SocketAddr>,
     pub reloader: Arc<Reloader>,
     pub engine: EngineHandle,
     pub inventory: watch::Receiver<Arc<Inventory>>,
@@ -308,15 +310,19 @@ pub async fn start_with(
     }
 
     let tftp_stats = Arc::new(crate::tftp::TftpStats::default());
+    let tftp_addr = listeners.tftp.as_ref().and_then(|s| s.local_addr().ok());
     if let Some(sock) = listeners.tftp {
-        // Serves the firmware dir first, then the boot-files dir; nothing outside them.
+        // Serves the firmware dir first, then the boot-files dir, nothing
+        // outside them; plus the GRUB configs (`tftp::boot`).
         let roots: Vec<_> = [&settings.firmware_dir, &settings.boot_dir]
             .into_iter()
             .filter(|d| d.is_dir())
             .cloned()
             .collect();
+        let roots =
+            crate::tftp::RootsSource::new(roots).context("TFTP roots (firmware_dir, boot_dir)")?;
         let source: Arc<dyn crate::tftp::FileSource> = Arc::new(
-            crate::tftp::RootsSource::new(roots).context("TFTP roots (firmware_dir, boot_dir)")?,
+            crate::tftp::boot::BootSource::new(roots, inv_rx.clone(), table_rx.clone()),
         );
         let cfg = crate::tftp::TftpConfig {
             max_transfers: settings.tftp.max_transfers,
@@ -401,7 +407,8 @@ pub async fn start_with(
                         "requests": t.requests, "transfers_ok": t.transfers_ok,
                         "transfers_failed": t.transfers_failed, "refused_path": t.refused_path,
                         "refused_write": t.refused_write, "refused_mode": t.refused_mode,
-                        "not_found": t.not_found, "malformed": t.malformed, "busy": t.busy,
+                        "not_found": t.not_found, "not_found_probe": t.not_found_probe,
+                        "malformed": t.malformed, "busy": t.busy,
                         "probes": t.probes, "bytes_sent": t.bytes_sent, "active": t.active,
                     },
                     "pool": p.json(),
@@ -459,6 +466,7 @@ pub async fn start_with(
     Ok(Running {
         http_addr,
         api_addr,
+        tftp_addr,
         api_rules,
         tls,
         reloader,

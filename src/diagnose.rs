@@ -54,7 +54,7 @@ impl Step {
         match self {
             Step::Power => "BMC set PXE boot and power-cycled",
             Step::Dhcp => "DHCP answered",
-            Step::Script => "iPXE script fetched",
+            Step::Script => "boot script fetched (iPXE script or GRUB config)",
             Step::Kernel => "kernel and initrd fetched",
             Step::Config => "installer config fetched",
             Step::Done => "installer called back (install done)",
@@ -77,9 +77,11 @@ impl Step {
                  dhcp.mode, another server answering)"
             }
             Step::Script => {
-                "DHCP answered but iPXE never fetched the script: the firmware could \
+                "DHCP answered but the boot script never came: the firmware could \
                  not load the boot loader (architecture mismatch, TFTP blocked, Secure \
-                 Boot refusing an unsigned iPXE) or iPXE has no route to the HTTP port"
+                 Boot refusing an unsigned iPXE: set loader = \"grub\"), iPXE has no \
+                 route to the HTTP port, or (loader = grub) shim or GRUB is missing \
+                 from firmware_dir/grub/ (scripts/fetch-firmware.sh)"
             }
             Step::Kernel => {
                 "the script was fetched but not the kernel: check the profile's kernel \

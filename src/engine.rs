@@ -1107,17 +1107,25 @@ fn observed(o: &Observation) -> (Option<Mac>, Observed) {
                 DhcpKind::Nak => Observed::Nak,
             },
         ),
-        Observation::Http { mac, what, .. } => (
-            *mac,
-            match what {
-                HttpServed::Script { local: true } => Observed::LocalScript,
-                HttpServed::Script { local: false } => Observed::Script,
-                HttpServed::Kernel | HttpServed::Initrd => Observed::Kernel,
-                HttpServed::Config { .. } => Observed::Config,
-                HttpServed::Done { .. } => Observed::Done,
-                HttpServed::File { .. } => Observed::File,
-            },
-        ),
+        Observation::Http { mac, what, .. } => (*mac, served(what)),
+        // A GRUB machine's config, kernel and initrd come over TFTP: the
+        // same evidence as over HTTP.
+        Observation::Tftp {
+            served: Some((mac, what)),
+            ok: true,
+            ..
+        } => (Some(*mac), served(what)),
         Observation::Tftp { .. } => (None, Observed::Tftp),
+    }
+}
+
+fn served(what: &HttpServed) -> Observed {
+    match what {
+        HttpServed::Script { local: true } => Observed::LocalScript,
+        HttpServed::Script { local: false } => Observed::Script,
+        HttpServed::Kernel | HttpServed::Initrd => Observed::Kernel,
+        HttpServed::Config { .. } => Observed::Config,
+        HttpServed::Done { .. } => Observed::Done,
+        HttpServed::File { .. } => Observed::File,
     }
 }

@@ -70,6 +70,35 @@ pub struct Bmc {
     pub system_id: Option<String>,
 }
 
+/// The first-stage loader of a UEFI x64 PXE client (profile `loader`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BootLoader {
+    /// iPXE (`ipxe.efi` / `snponly.efi`), then the per-MAC iPXE script over HTTP.
+    #[default]
+    Ipxe,
+    /// Secure Boot: Debian's signed shim (`grub/bootx64.efi`), which loads the
+    /// signed network GRUB (`grub/grubx64.efi`); GRUB reads its per-MAC
+    /// `grub.cfg`, kernel and initrd over TFTP.
+    Grub,
+}
+
+impl BootLoader {
+    pub fn parse(s: &str) -> Option<BootLoader> {
+        match s {
+            "ipxe" => Some(BootLoader::Ipxe),
+            "grub" => Some(BootLoader::Grub),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootLoader::Ipxe => "ipxe",
+            BootLoader::Grub => "grub",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Installer {
     Kickstart,
@@ -199,6 +228,8 @@ pub struct Profile {
     pub meta_data: Option<String>,
     pub vendor_data: Option<String>,
     pub ipxe_template: Option<String>,
+    /// What a UEFI x64 PXE client of this profile loads first.
+    pub loader: BootLoader,
     pub wait_ports: Vec<u16>,
     /// The installer reboots into the installed system after its callback.
     pub reboots: bool,
@@ -218,6 +249,9 @@ impl Profile {
     /// Which render kinds this profile serves.
     pub fn kinds(&self) -> Vec<RenderKind> {
         let mut k = vec![RenderKind::Ipxe];
+        if self.loader == BootLoader::Grub {
+            k.push(RenderKind::Grub);
+        }
         if self.template.is_some() {
             k.push(RenderKind::Config);
         }

@@ -443,6 +443,7 @@ impl Metrics {
             ("failed", t.transfers_failed),
             ("probe", t.probes),
             ("not_found", t.not_found),
+            ("not_found_probe", t.not_found_probe),
             ("refused_path", t.refused_path),
             ("refused_write", t.refused_write),
             ("refused_mode", t.refused_mode),

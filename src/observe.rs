@@ -18,12 +18,16 @@ pub enum Observation {
         ipxe: bool,
         kind: DhcpKind,
     },
-    /// A TFTP transfer finished (or failed) for this peer.
+    /// A TFTP transfer finished (or failed) for this peer. `served`: the
+    /// machine and what the file was to its boot, when the file source knows
+    /// (a GRUB config, or the kernel/initrd of the machine at `peer`); it then
+    /// counts as the same evidence as over HTTP.
     Tftp {
         peer: IpAddr,
         path: String,
         bytes: u64,
         ok: bool,
+        served: Option<(Mac, HttpServed)>,
     },
     /// An HTTP boot resource was served.
     Http {
@@ -41,9 +45,11 @@ pub enum DhcpKind {
     Nak,
 }
 
+/// What was served to a machine (over HTTP, or over TFTP for GRUB machines).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HttpServed {
-    /// The per-MAC iPXE script (installer or local boot).
+    /// The per-MAC boot script: the iPXE script, or the GRUB config
+    /// (installer or local boot).
     Script {
         local: bool,
     },

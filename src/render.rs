@@ -4,7 +4,9 @@
 //! are errors.
 
 use crate::inventory::{Inventory, Profile, System};
-pub use crate::template::{RenderError, RenderKind, RunCtx, Templates, Urls, BUILTIN_IPXE};
+pub use crate::template::{
+    RenderError, RenderKind, RunCtx, Templates, Urls, BUILTIN_GRUB, BUILTIN_IPXE,
+};
 use minijinja::value::Serde;
 use serde_json::json;
 
@@ -116,6 +118,7 @@ impl Inventory {
                 let name = match kind {
                     RenderKind::KernelArgs => return (kind, Ok(Some(kernel_args.clone()))),
                     RenderKind::Ipxe => p.ipxe_template.as_deref().unwrap_or(BUILTIN_IPXE),
+                    RenderKind::Grub => BUILTIN_GRUB,
                     RenderKind::Config => match &p.template {
                         Some(t) => t,
                         None => return (kind, Ok(None)),

@@ -55,11 +55,52 @@ echo rackboot: {{ system.name }} ({{ system.mac }}) profile {{ profile.name }} r
 {% endfor %}boot
 "#;
 
+/// The built-in GRUB config that boots a profile's installer (`loader =
+/// "grub"`), served over TFTP as `grub/grub.cfg-<mac>`.
+pub const BUILTIN_GRUB: &str = "builtin/grub.cfg";
+
+/// Kernel and initrd over TFTP from the server GRUB came from (paths inside
+/// the TFTP roots: the boot dir is one), retried like iPXE's `fetch`: 6
+/// tries, 2 s apart, then `exit 1` (the run's deadline notices). Each kernel
+/// argument is single-quoted (`grub_words`): GRUB would otherwise expand
+/// `$…` and, with its regexp module, glob `?`/`*` in URLs.
+const BUILTIN_GRUB_SRC: &str = r#"# rackboot: {{ system.name }} ({{ system.mac }}) profile {{ profile.name }} run {{ run.id }}
+set timeout=0
+echo 'rackboot: {{ system.name }} ({{ system.mac }}) profile {{ profile.name }} run {{ run.id }}'
+for rb_try in 1 2 3 4 5 6; do
+  if linux /{{ profile.kernel }}{% if kernel_args %} {{ kernel_args | grub_words }}{% endif %}; then
+{%- if profile.initrd %}
+    if initrd{% for i in profile.initrd %} /{{ i }}{% endfor %}; then
+      boot
+    fi
+{%- else %}
+    boot
+{%- endif %}
+  fi
+  echo "rackboot: kernel/initrd download failed (try $rb_try of 6): again in 2 s"
+  sleep 2
+done
+echo 'rackboot: kernel/initrd download failed 6 times: giving up (the run will power-cycle this machine)'
+sleep 5
+exit 1
+"#;
+
+/// `s` as GRUB script words: split on whitespace, each single-quoted
+/// (`'` itself as `'\''`), so GRUB passes them to the kernel verbatim.
+pub fn grub_words(s: &str) -> String {
+    s.split_whitespace()
+        .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// What to render for a machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RenderKind {
     /// The per-MAC iPXE script that boots the installer.
     Ipxe,
+    /// The per-MAC GRUB config that boots the installer (`loader = "grub"`).
+    Grub,
     /// The installer config: kickstart, preseed or script.
     Config,
     UserData,
@@ -72,6 +113,7 @@ pub enum RenderKind {
 impl RenderKind {
     pub const ALL: &'static [RenderKind] = &[
         RenderKind::Ipxe,
+        RenderKind::Grub,
         RenderKind::Config,
         RenderKind::UserData,
         RenderKind::MetaData,
@@ -82,6 +124,7 @@ impl RenderKind {
     pub fn parse(s: &str) -> Option<RenderKind> {
         Some(match s {
             "ipxe" => RenderKind::Ipxe,
+            "grub" | "grub.cfg" => RenderKind::Grub,
             "config" | "kickstart" | "ks" | "preseed" | "script" | "autoinstall" => {
                 RenderKind::Config
             }
@@ -96,6 +139,7 @@ impl RenderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             RenderKind::Ipxe => "ipxe",
+            RenderKind::Grub => "grub",
             RenderKind::Config => "config",
             RenderKind::UserData => "user-data",
             RenderKind::MetaData => "meta-data",
@@ -192,6 +236,7 @@ fn new_env() -> Environment<'static> {
     env.add_filter("mac_dashes", |s: String| s.replace(':', "-"));
     // ` initrd=NAME`: the kernel argument naming an initrd (UEFI boot).
     env.add_filter("format_initrd", |s: String| format!(" initrd={s}"));
+    env.add_filter("grub_words", |s: String| grub_words(&s));
     env
 }
 
@@ -203,6 +248,8 @@ impl Templates {
         env.add_template_owned(BUILTIN_IPXE, BUILTIN_IPXE_SRC)
             .expect("builtin template compiles");
         env.add_template_owned(BUILTIN_GENERIC_IPXE, BUILTIN_GENERIC_IPXE_SRC)
+            .expect("builtin template compiles");
+        env.add_template_owned(BUILTIN_GRUB, BUILTIN_GRUB_SRC)
             .expect("builtin template compiles");
         Templates {
             env,

@@ -67,6 +67,7 @@ impl From<&inventory::Profile> for Profile {
             wait_ports: p.wait_ports.clone(),
             reboots: p.reboots,
             boot_retries: p.boot_retries,
+            loader: p.loader.as_str().into(),
             after_install: if p.netboot_after { "netboot" } else { "local" }.into(),
             stages: p
                 .stages
@@ -193,6 +194,7 @@ pub fn profile_fields(inv: &inventory::Inventory, p: &inventory::Profile) -> Vec
             .unwrap_or_else(|| "(built in)".into()),
         from("ipxe_template"),
     );
+    row("loader", p.loader.as_str().into(), from("loader"));
     row(
         "wait_ports",
         p.wait_ports

@@ -25,6 +25,9 @@ pub struct Profile {
     /// Power-cycles again on a missed boot deadline before the run fails.
     #[serde(default)]
     pub boot_retries: u32,
+    /// `ipxe` or `grub` (UEFI x64 PXE clients get Debian's signed shim and GRUB).
+    #[serde(default = "ipxe")]
+    pub loader: String,
     /// `local` or `netboot` (keeps netbooting the image after the run).
     #[serde(default = "local")]
     pub after_install: String,
@@ -50,6 +53,10 @@ pub struct Stage {
 
 fn after() -> String {
     "after".into()
+}
+
+fn ipxe() -> String {
+    "ipxe".into()
 }
 
 fn local() -> String {

@@ -239,6 +239,10 @@ pub struct ProfileFields {
     /// Custom iPXE script template.
     #[arg(long, value_name = "FILE")]
     pub ipxe_template: Option<String>,
+    /// What a UEFI x64 PXE client loads: iPXE, or Debian's signed shim and
+    /// GRUB (Secure Boot; everything over TFTP).
+    #[arg(long, value_parser = ["ipxe", "grub"])]
+    pub loader: Option<String>,
     /// Port to wait for after the install (repeat for more; replaces the list).
     #[arg(long = "wait-port", value_name = "PORT")]
     pub wait_ports: Vec<u16>,
@@ -365,6 +369,7 @@ fn profile_change(f: &ProfileFields) -> ProfileChange {
             meta_data: f.meta_data.clone(),
             vendor_data: f.vendor_data.clone(),
             ipxe_template: f.ipxe_template.clone(),
+            loader: f.loader.clone(),
             wait_ports: (!f.wait_ports.is_empty()).then(|| f.wait_ports.clone()),
             reboots: f.reboots,
             boot_retries: f.boot_retries,

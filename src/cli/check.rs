@@ -80,7 +80,7 @@ pub fn check(dir: &std::path::Path, json: bool) -> ExitCode {
 pub fn render(dir: &std::path::Path, system: &str, kind: &str, run_id: Option<&str>) -> ExitCode {
     let Some(kind) = RenderKind::parse(kind) else {
         eprintln!(
-            "error: unknown kind {kind:?}: expected ipxe, kickstart, config, user-data, meta-data, vendor-data or kernel-args"
+            "error: unknown kind {kind:?}: expected ipxe, grub, kickstart, config, user-data, meta-data, vendor-data or kernel-args"
         );
         return ExitCode::from(2);
     };

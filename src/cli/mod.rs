@@ -65,7 +65,7 @@ pub enum Cmd {
     Render {
         /// System name (or one of its MACs).
         system: String,
-        /// ipxe, kickstart|config, user-data, meta-data, vendor-data, kernel-args.
+        /// ipxe, grub, kickstart|config, user-data, meta-data, vendor-data, kernel-args.
         #[arg(long, short = 'k', default_value = "config")]
         kind: String,
         /// Run id to render with (default: a preview run).

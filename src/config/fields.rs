@@ -85,6 +85,7 @@ profile_fields! {
     "meta_data" => meta_data, Override, Edit::Value { cli: "meta-data" };
     "vendor_data" => vendor_data, Override, Edit::Value { cli: "vendor-data" };
     "ipxe_template" => ipxe_template, Override, Edit::Value { cli: "ipxe-template" };
+    "loader" => loader, Override, Edit::Value { cli: "loader" };
     "wait_ports" => wait_ports, Override, Edit::Value { cli: "wait-port" };
     "reboots" => reboots, Override, Edit::Value { cli: "reboots" };
     "boot_retries" => boot_retries, Override, Edit::Value { cli: "boot-retries" };

@@ -18,7 +18,8 @@ use systems::*;
 pub(crate) use systems::{validate_system, SystemIndex};
 
 use crate::inventory::{
-    Bmc, BmcKind, Installer, Inventory, Profile, SecretRef, Stage, StageKind, System, Timeouts,
+    Bmc, BmcKind, BootLoader, Installer, Inventory, Profile, SecretRef, Stage, StageKind, System,
+    Timeouts,
 };
 use crate::model::Mac;
 use std::collections::{BTreeMap, HashMap, HashSet};

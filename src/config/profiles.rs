@@ -324,6 +324,13 @@ pub(super) fn validate_profile(
             false
         }
     };
+    let loader = match m.loader.as_deref() {
+        None => BootLoader::Ipxe,
+        Some(l) => BootLoader::parse(l).unwrap_or_else(|| {
+            e.push("loader", format!("{l:?}: expected ipxe or grub"));
+            BootLoader::Ipxe
+        }),
+    };
     let boot_retries = m.boot_retries.unwrap_or(2);
     if boot_retries > 10 {
         e.push("boot_retries", format!("{boot_retries}: at most 10"));
@@ -380,6 +387,7 @@ pub(super) fn validate_profile(
         meta_data: m.meta_data,
         vendor_data: m.vendor_data,
         ipxe_template: m.ipxe_template,
+        loader,
         wait_ports: m.wait_ports.unwrap_or_else(|| vec![22]),
         reboots: m.reboots.unwrap_or(true),
         boot_retries: boot_retries.min(10),

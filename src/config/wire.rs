@@ -216,6 +216,9 @@ pub struct ProfileWire {
     pub vendor_data: Option<String>,
     /// Custom iPXE script template (default: built in).
     pub ipxe_template: Option<String>,
+    /// What a UEFI x64 PXE client loads: "ipxe" (default) or "grub" (Debian's
+    /// signed shim and network GRUB, for Secure Boot).
+    pub loader: Option<String>,
     pub wait_ports: Option<Vec<u16>>,
     /// The installer reboots into the installed system after its callback
     /// (default true); false: the machine stays up and its ports are probed at once.

@@ -362,21 +362,15 @@ async fn firmware_file(
 /// Kernel or initrd of the profile of the machine at `peer`, or a plain file.
 fn classify_file(inv: &Inventory, peer: IpAddr, path: &str) -> (Option<Mac>, HttpServed) {
     if let IpAddr::V4(v4) = peer {
-        if let Some(s) = inv.by_ip(&v4) {
-            let p = inv.profile_of(s);
-            let mac = Some(s.primary_mac());
-            if p.kernel == path {
-                return (mac, HttpServed::Kernel);
-            }
-            if p.initrd.iter().any(|i| i == path) {
-                return (mac, HttpServed::Initrd);
-            }
-            return (
-                mac,
-                HttpServed::File {
+        if let Some((s, kind)) = boot::boot_file_of(inv, v4, path) {
+            let what = match kind {
+                boot::BootFileKind::Kernel => HttpServed::Kernel,
+                boot::BootFileKind::Initrd => HttpServed::Initrd,
+                boot::BootFileKind::Other => HttpServed::File {
                     path: path.to_string(),
                 },
-            );
+            };
+            return (Some(s.primary_mac()), what);
         }
     }
     (

@@ -22,10 +22,12 @@
 //! refused, not converted), options blksize / tsize / timeout / windowsize.
 
 pub mod bench;
+pub mod boot;
 pub mod packet;
 pub mod session;
 
-use crate::observe::{Observation, ObservationSink};
+use crate::model::Mac;
+use crate::observe::{HttpServed, Observation, ObservationSink};
 use packet::{data_header, error_packet, ErrorCode, Mode, Packet, Request, OP_RRQ, OP_WRQ};
 use session::{Action, FailReason, Session, SessionConfig};
 use std::collections::HashSet;
@@ -48,6 +50,13 @@ pub trait FileSource: Send + Sync + 'static {
     /// Resolve and open a path requested by `peer`. Errors map to TFTP ERROR packets.
     /// Called on a blocking thread, so it may touch the disk or render content.
     fn open(&self, path: &str, peer: SocketAddr) -> Result<TftpFile, TftpError>;
+
+    /// After a complete transfer of `path` to `peer`: the machine it was for
+    /// and what it was to its boot (a boot script, its kernel or initrd), for
+    /// the run engine. Default: nothing (a plain file server).
+    fn served(&self, _path: &str, _peer: SocketAddr) -> Option<(Mac, HttpServed)> {
+        None
+    }
 }
 
 /// Content to serve.
@@ -77,6 +86,11 @@ pub enum TftpError {
     /// ERROR 1 "File not found".
     #[error("file not found")]
     NotFound,
+    /// ERROR 1 "File not found" for a path boot loaders are known to try
+    /// and do without (shim's revocation lists, GRUB's module lists):
+    /// answered without touching the disk, counted apart, logged at debug.
+    #[error("file not found (known probe)")]
+    Probe,
     /// ERROR 2 "Access violation"; the reason is logged, not sent.
     #[error("access denied: {0}")]
     AccessDenied(String),
@@ -88,7 +102,7 @@ pub enum TftpError {
 impl TftpError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            TftpError::NotFound => ErrorCode::FILE_NOT_FOUND,
+            TftpError::NotFound | TftpError::Probe => ErrorCode::FILE_NOT_FOUND,
             TftpError::AccessDenied(_) => ErrorCode::ACCESS_VIOLATION,
             TftpError::Other(_) => ErrorCode::NOT_DEFINED,
         }
@@ -97,7 +111,7 @@ impl TftpError {
     /// The message put on the wire (no server internals).
     pub fn wire_message(&self) -> &'static str {
         match self {
-            TftpError::NotFound => "File not found",
+            TftpError::NotFound | TftpError::Probe => "File not found",
             TftpError::AccessDenied(_) => "Access violation",
             TftpError::Other(_) => "Cannot open file",
         }
@@ -280,6 +294,9 @@ pub struct TftpStats {
     /// netascii / mail requests.
     pub refused_mode: AtomicU64,
     pub not_found: AtomicU64,
+    /// Known loader probes answered "not found" without a disk lookup
+    /// ([`TftpError::Probe`]).
+    pub not_found_probe: AtomicU64,
     /// Datagrams on the listen socket that are not a valid RRQ/WRQ.
     pub malformed: AtomicU64,
     pub busy: AtomicU64,
@@ -301,6 +318,7 @@ pub struct TftpStatsSnapshot {
     pub refused_write: u64,
     pub refused_mode: u64,
     pub not_found: u64,
+    pub not_found_probe: u64,
     pub malformed: u64,
     pub busy: u64,
     pub probes: u64,
@@ -318,6 +336,7 @@ impl TftpStats {
             refused_write: self.refused_write.load(Relaxed),
             refused_mode: self.refused_mode.load(Relaxed),
             not_found: self.not_found.load(Relaxed),
+            not_found_probe: self.not_found_probe.load(Relaxed),
             malformed: self.malformed.load(Relaxed),
             busy: self.busy.load(Relaxed),
             probes: self.probes.load(Relaxed),
@@ -525,6 +544,10 @@ fn transfer(sh: Arc<Shared>, req: Request, peer: SocketAddr, _permit: OwnedSemap
                     inc(&stats.not_found);
                     info!(target: "rackboot::tftp", %peer, %path, "file not found");
                 }
+                TftpError::Probe => {
+                    inc(&stats.not_found_probe);
+                    debug!(target: "rackboot::tftp", %peer, %path, "file not found (known probe)");
+                }
                 TftpError::AccessDenied(why) => {
                     inc(&stats.refused_path);
                     warn!(target: "rackboot::tftp", %peer, %path, reason = %why, "path refused");
@@ -568,11 +591,20 @@ fn transfer(sh: Arc<Shared>, req: Request, peer: SocketAddr, _permit: OwnedSemap
             (false, bytes)
         }
     };
+    let served = if ok {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            sh.source.served(&path, peer)
+        }))
+        .unwrap_or(None)
+    } else {
+        None
+    };
     sh.obs.emit(Observation::Tftp {
         peer: peer.ip(),
         path,
         bytes,
         ok,
+        served,
     });
 }
 

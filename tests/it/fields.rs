@@ -147,6 +147,7 @@ fn every_key_is_copied_by_its_own_entry() {
         meta_data = "m"
         vendor_data = "v"
         ipxe_template = "x"
+        loader = "grub"
         wait_ports = [22]
         reboots = false
         boot_retries = 1

@@ -12,6 +12,7 @@ mod dhcp;
 mod dhcp_pool;
 mod feed;
 mod fields;
+mod grub;
 mod http_boot;
 mod http_sendfile;
 mod init;

@@ -134,7 +134,8 @@ async fn start_daemon(
         http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         dhcp,
-        tftp: None,
+        // GRUB machines (`loader = "grub"`) read their config, kernel and initrd over TFTP.
+        tftp: Some(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap()),
     };
     daemon::start_with(cfg, listeners, power).await.unwrap()
 }

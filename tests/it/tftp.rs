@@ -114,7 +114,7 @@ fn fast_cfg() -> TftpConfig {
 }
 
 #[derive(Clone, Default)]
-struct Opts {
+pub(crate) struct Opts {
     blksize: Option<u16>,
     windowsize: Option<u16>,
     tsize: bool,
@@ -124,20 +124,20 @@ struct Opts {
 }
 
 #[derive(Debug)]
-enum Fetch {
+pub(crate) enum Fetch {
     Ok { data: Vec<u8>, tsize: Option<u64> },
     Err(ErrorCode, String),
 }
 
 impl Fetch {
-    fn data(self) -> Vec<u8> {
+    pub(crate) fn data(self) -> Vec<u8> {
         match self {
             Fetch::Ok { data, .. } => data,
             Fetch::Err(c, m) => panic!("ERROR {c}: {m}"),
         }
     }
 
-    fn code(&self) -> u16 {
+    pub(crate) fn code(&self) -> u16 {
         match self {
             Fetch::Err(c, _) => c.0,
             Fetch::Ok { .. } => panic!("expected an ERROR, got data"),
@@ -171,7 +171,7 @@ fn ack(block: u64, last: &mut Vec<u8>) -> Vec<u8> {
 /// A small RFC 1350 / 2347 / 7440 client. On a gap it ACKs the last in-order
 /// block (again at most every 10 ms); after the last block it dallies to
 /// re-ACK retransmissions.
-async fn fetch(server: SocketAddr, path: &str, o: &Opts) -> Fetch {
+pub(crate) async fn fetch(server: SocketAddr, path: &str, o: &Opts) -> Fetch {
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut rng = o.loss.map(|(seed, pct)| (Rng(seed | 1), pct));
     let mut drop_it = move || rng.as_mut().is_some_and(|(r, pct)| r.hit(*pct));
@@ -312,7 +312,8 @@ async fn tftp_basic_fetches_and_observation() {
             peer: "127.0.0.1".parse().unwrap(),
             path: "small.bin".into(),
             bytes: 1000,
-            ok: true
+            ok: true,
+            served: None,
         }
     );
     let st = s.stop().await;

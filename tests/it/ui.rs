@@ -762,7 +762,7 @@ async fn ui_machine_and_profile_pages() {
     let chain = by_id(&r.body, "diagnosis");
     for label in [
         "DHCP answered",
-        "iPXE script fetched",
+        "boot script fetched",
         "kernel and initrd fetched",
         "SSH and service ports up",
     ] {

@@ -18,6 +18,15 @@
 #   uefi-norom     OVMF's own PXE: DHCP arch 7 -> TFTP ipxe.efi -> iPXE -> HTTP (diskless profile)
 #   proxy          rackboot in proxy mode beside a site DHCP server (dnsmasq on the rack bridge:
 #                  addresses only, no boot options): reimage node50 (BIOS, disk) end to end
+#   uefi-sb-unsigned  OVMF with Secure Boot enforced (secboot CODE + Microsoft-enrolled VARS, q35
+#                  SMM, no NIC ROM), node50 on an iPXE profile: DHCP arch 7 -> TFTP ipxe.efi, which
+#                  the firmware refuses ("Access Denied"); no script is ever fetched
+#   uefi-sb        the same firmware, node50 on a `loader = "grub"` profile (diskless lab
+#                  installer): DHCP -> TFTP grub/bootx64.efi (signed shim) -> grub/grubx64.efi
+#                  (signed GRUB) -> grub/grub.cfg -> grub.cfg-<mac> -> signed Debian kernel +
+#                  initrd over TFTP -> installer -> callback -> SSH -> stages; the kernel says
+#                  Secure Boot is enabled. (Not from disk: the lab disk image boots an unsigned
+#                  systemd-boot, which Secure Boot refuses; see tests/lab/README.md.)
 #   arm64          an ARM64 machine (QEMU virt, AAVMF, no NIC ROM): DHCP arch 11 -> TFTP
 #                  arm64/ipxe.efi -> iPXE arm64 -> per-MAC script -> kernel + initrd over HTTP
 #                  (the lab's payload is x86_64: the case checks what rackboot served, no OS)
@@ -26,7 +35,7 @@ set -uo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/lab.env"
 source "$LAB/lib.sh"
 BIN="${RACKBOOT_BIN:-$REPO/target/debug/rackboot}"
-CASES="${LAB_CASES:-bios-disk bmc-down stage-fails kill9-resume kill9-kernel daemon-down two-at-once unknown-mac uefi-disk uefi-norom proxy arm64}"
+CASES="${LAB_CASES:-bios-disk bmc-down stage-fails kill9-resume kill9-kernel daemon-down two-at-once unknown-mac uefi-disk uefi-norom uefi-sb-unsigned uefi-sb proxy arm64}"
 OUT="${LAB_RESULTS:-$LAB_WORK-results}"
 rm -rf "$OUT"; mkdir -p "$OUT"
 CONF="$OUT/config"
@@ -73,6 +82,16 @@ dhcp = "40s"
 kernel = "40s"
 config = "60s"
 EOF
+  # Secure Boot: the diskless lab profile through Debian's signed shim + GRUB. The loader follows
+  # the system's profile (not a run's --profile), so LAB_NODE50_PROFILE moves node50 onto it.
+  cat > "$CONF/profiles/lab-sb.toml" <<'EOF'
+parent = "lab"
+description = "lab (diskless) through Debian's signed shim and GRUB (Secure Boot)"
+loader = "grub"
+EOF
+  if [ -n "${LAB_NODE50_PROFILE:-}" ]; then
+    sed -i "/^\[systems.node50\]/,/^profile/ s/^profile = .*/profile = \"$LAB_NODE50_PROFILE\"/" "$CONF/systems.toml"
+  fi
   rm -rf "$OUT/data"
 }
 
@@ -294,6 +313,62 @@ if want uefi-norom; then
       fail uefi-norom "no TFTP transfer seen ($tftp)"
     else
       pass uefi-norom "power-on->SSH $(ssh_time "$(cat "$OUT/uefi-norom.id")") s via TFTP ipxe.efi"
+    fi
+  fi
+fi
+
+if want uefi-sb-unsigned; then
+  # The negative control: unsigned iPXE offered to Secure Boot firmware must not start.
+  con="$LAB_WORK/node0/logs/console.log"
+  if [ ! -f /usr/share/OVMF/OVMF_CODE_4M.secboot.fd ] || [ ! -f /usr/share/OVMF/OVMF_VARS_4M.ms.fd ]; then
+    fail uefi-sb-unsigned "no OVMF Secure Boot firmware (ovmf package)"
+  elif lab uefi-sb 1 none; then
+    ip netns exec "$NS_PROV" timeout 300 curl -sN -H "$(auth)" http://127.0.0.1:9080/api/v1/events > "$OUT/uefi-sb-unsigned-events.txt" 2>/dev/null &
+    ev_pid=$!
+    sleep 0.3
+    t0=$(lab_now)
+    id=$(rb reimage node50 --json | run_json_id)
+    denied=""
+    for _ in $(seq 900); do   # OVMF SB under TCG: PXE within ~30 s
+      if grep -a -q "Access Denied" "$con" 2>/dev/null; then denied=1; break; fi
+      sleep 0.2
+    done
+    dt=$(lab_since "$t0")
+    sleep 3   # anything iPXE would have fetched after starting
+    kill "$ev_pid" 2>/dev/null
+    rb runs cancel "$id" >/dev/null 2>&1
+    if [ -z "$denied" ]; then
+      fail uefi-sb-unsigned "no 'Access Denied' on the console within $dt s (console: $(lab_console 0))"
+    elif ! grep 'transfer complete' "$LAB_WORK/logs/server.log" | grep -q 'ipxe.efi'; then
+      fail uefi-sb-unsigned "ipxe.efi was never transferred: the refusal is not about it"
+    elif grep -q '"what":"script"' "$OUT/uefi-sb-unsigned-events.txt"; then
+      fail uefi-sb-unsigned "iPXE fetched a script: the unsigned binary ran"
+    else
+      pass uefi-sb-unsigned "ipxe.efi sent over TFTP, refused by the firmware ($(grep -a -m1 -o 'failed to load Boot.*' "$con" | head -c 120)) ${dt} s after the request; no script fetched"
+    fi
+  else
+    fail uefi-sb-unsigned "lab did not come up"
+  fi
+fi
+
+if want uefi-sb; then
+  con="$LAB_WORK/node0/logs/console.log"
+  if [ ! -f "$LAB_FIRMWARE/grub/bootx64.efi" ] || [ ! -f "$LAB_FIRMWARE/grub/grubx64.efi" ]; then
+    fail uefi-sb "no $LAB_FIRMWARE/grub/{bootx64,grubx64}.efi (scripts/fetch-firmware.sh)"
+  elif LAB_NODE50_PROFILE=lab-sb lab uefi-sb 1 none && reimage_case uefi-sb node50; then
+    id=$(cat "$OUT/uefi-sb.id")
+    slog="$LAB_WORK/logs/server.log"
+    st=$(ip netns exec "$NS_PROV" curl -s -H "$(auth)" http://127.0.0.1:9080/api/v1/status | python3 -c 'import json,sys; t=json.load(sys.stdin)["protocols"]["tftp"]; print(t["not_found_probe"])')
+    missing=""
+    for f in grub/bootx64.efi grub/grubx64.efi grub/grub.cfg grub/grub.cfg-52:54:00:77:00:50 vmlinuz initrd.img; do
+      grep 'transfer complete' "$slog" | grep -q -- "$f" || missing+=" $f"
+    done
+    if [ -n "$missing" ]; then
+      fail uefi-sb "not transferred over TFTP:$missing"
+    elif ! grep -a -q -i "secure boot enabled" "$con"; then
+      fail uefi-sb "the kernel did not report Secure Boot enabled"
+    else
+      pass uefi-sb "power-on->SSH $(ssh_time "$id") s; shim -> GRUB -> grub.cfg-<mac> -> signed kernel over TFTP, Secure Boot enabled, $st probe(s) answered not found (run $id)"
     fi
   fi
 fi

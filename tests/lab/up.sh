@@ -8,7 +8,7 @@
 #       LAB_SERVER=standin                ├─ tap<i>: QEMU node5<i> 52:54:00:77:00:5<i> -> 10.77.0.5<i>
 #     ipmitool / ssh (tests)              └─ QEMU <-> ipmi_sim: 127.0.0.1:900<2+i> (ipmi-bmc-extern)
 #
-# Env: LAB_NODES=1..4, VM_FW=bios|uefi|arm64 (or $1), VM_NIC_ROM=default|none, VM_DISK=256M (disk mode),
+# Env: LAB_NODES=1..4, VM_FW=bios|uefi|uefi-sb|arm64 (or $1; uefi-sb: OVMF with Secure Boot enforced), VM_NIC_ROM=default|none, VM_DISK=256M (disk mode),
 #      VM_NIC, VM_MEM, LAB_WORK (/tmp/rackboot-lab), LAB_BOOT ($REPO/.lab/boot), LAB_SERVER,
 #      RACKBOOT_BIN, LAB_CONFIG, LAB_IPV6_RA=1, KEEP=1 (keep a half-built lab on failure).
 # Power a machine from the provisioner side (or use lib.sh: lab_ipmi 0 chassis power on):
@@ -17,7 +17,7 @@ set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/lab.env"
 VM_FW="${1:-$VM_FW}"
 W="$LAB_WORK"
-case "$VM_FW" in bios|uefi|arm64) ;; *) echo "up.sh: VM_FW must be bios, uefi or arm64 (got $VM_FW)" >&2; exit 2;; esac
+case "$VM_FW" in bios|uefi|uefi-sb|arm64) ;; *) echo "up.sh: VM_FW must be bios, uefi, uefi-sb or arm64 (got $VM_FW)" >&2; exit 2;; esac
 case "$LAB_SERVER" in rackboot|standin) ;; *) echo "up.sh: LAB_SERVER must be rackboot or standin" >&2; exit 2;; esac
 [[ "$LAB_NODES" =~ ^[1-9][0-9]*$ ]] && [ "$LAB_NODES" -le "$LAB_MAX_NODES" ] \
   || { echo "up.sh: LAB_NODES must be 1..$LAB_MAX_NODES" >&2; exit 2; }

@@ -26,8 +26,17 @@ echo "$EPOCHREALTIME ==== power on (fw=$VM_FW bootdev=$BOOTDEV) ====" >> "$VM_DI
 ( while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "${line//$'\r'/}"; done <"$FIFO" \
     >>"$VM_DIR/logs/console.log"; echo "$EPOCHREALTIME ==== console closed ====" >>"$VM_DIR/logs/console.log" ) &
 
-FW_ARGS=()
-if [ "$VM_FW" = uefi ]; then
+FW_ARGS=(); MACHINE=pc,accel=tcg
+if [ "$VM_FW" = uefi-sb ]; then
+  # Secure Boot enforced (Debian's ovmf "secure-enrolled" descriptor): the secboot CODE needs SMM
+  # (q35,smm=on); VARS with Microsoft's KEK/db and Secure Boot on (a per-VM copy); secure=on keeps
+  # the guest from writing the variable store behind the firmware's back.
+  [ -f "$VM_DIR/run/OVMF_VARS_SB.fd" ] || cp /usr/share/OVMF/OVMF_VARS_4M.ms.fd "$VM_DIR/run/OVMF_VARS_SB.fd"
+  MACHINE=q35,smm=on,accel=tcg
+  FW_ARGS=(-global driver=cfi.pflash01,property=secure,value=on
+           -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd
+           -drive if=pflash,format=raw,unit=1,file="$VM_DIR/run/OVMF_VARS_SB.fd")
+elif [ "$VM_FW" = uefi ]; then
   [ -f "$VM_DIR/run/OVMF_VARS.fd" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$VM_DIR/run/OVMF_VARS.fd"
   FW_ARGS=(-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd
            -drive if=pflash,format=raw,unit=1,file="$VM_DIR/run/OVMF_VARS.fd")
@@ -53,7 +62,7 @@ if [ -n "${VM_DISK:-}" ]; then
   # OVMF files its own PXEv4/PXEv6/HTTPv4 options under the NIC's bootindex, before the disk:
   # after the local-boot `exit` it would netboot again (boot menu) or time out ~60 s each. With
   # the NIC's iPXE ROM, switch OVMF's IP stacks off: order = [iPXE ROM, disk].
-  if [ "$VM_FW" = uefi ] && [ "$VM_NIC_ROM" != none ]; then
+  if [ "${VM_FW#uefi}" != "$VM_FW" ] && [ "$VM_NIC_ROM" != none ]; then
     DISK_ARGS+=(-fw_cfg name=opt/org.tianocore/IPv4Support,string=no -fw_cfg name=opt/org.tianocore/IPv6Support,string=no)
   fi
   echo "$EPOCHREALTIME vm-start: disk $DISK ($VM_DISK), bootindex disk=$d nic=$n"
@@ -79,7 +88,7 @@ if [ "$VM_FW" = arm64 ]; then
     "${EXTRA[@]}"
 fi
 exec qemu-system-x86_64 \
-  -name "$VM_NAME" -machine pc,accel=tcg -m "$VM_MEM" -smp 1 \
+  -name "$VM_NAME" -machine "$MACHINE" -m "$VM_MEM" -smp 1 \
   -nodefaults -no-user-config -nographic -monitor none \
   "${FW_ARGS[@]}" \
   -boot order="$BOOT" \
