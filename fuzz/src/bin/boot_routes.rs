@@ -1,6 +1,7 @@
 //! Fuzz target `boot_routes`: see rackboot_fuzz::targets::BootRoutes.
 fn main() {
-    let t = rackboot_fuzz::targets::BootRoutes::new();
+    // AssertUnwindSafe: a panic aborts the process (afl), nothing is observed after one.
+    let t = std::panic::AssertUnwindSafe(rackboot_fuzz::targets::BootRoutes::new());
     afl::fuzz!(|data: &[u8]| {
         t.run(data);
     });
