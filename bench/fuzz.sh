@@ -95,15 +95,17 @@ case "$mode" in
     done
     ;;
   planted)
-    echo "==> planted: until the crash or ${minutes} min (seeds: fuzz/corpus/dhcp)"
+    echo "==> planted: until the crash or ${minutes} min (seed: one DHCP discover)"
     export AFL_BENCH_UNTIL_CRASH=1
     start=$(date +%s)
-    run planted $(( minutes * 60 )) "$FUZZ/corpus/dhcp"
+    mkdir -p "$WORK/in-planted"; cp "$FUZZ/corpus/dhcp/ovmf-pxe-discover" "$WORK/in-planted/"
+    run planted $(( minutes * 60 )) "$WORK/in-planted"
     d="$FUZZ/out/planted/default"
     if [ "$(stat "$d" saved_crashes)" != 0 ]; then
-      echo "planted bug found after $(( $(stat "$d" last_update) - $(stat "$d" start_time) )) s of fuzzing" \
-           "($(stat "$d" execs_done) execs); input:"
-      od -c "$(find "$d/crashes" -type f -name 'id:*' | head -1)" | tail -5
+      crash="$(find "$d/crashes" -type f -name 'id:*' | head -1)"
+      ms="$(sed -n 's/.*,time:\([0-9]*\).*/\1/p' <<<"$crash")"
+      echo "planted bug found after $(( ms / 1000 )) s of fuzzing; input (from byte 240):"
+      od -A d -c -j 240 "$crash" | head -8
     else
       echo "planted bug NOT found in ${minutes} min"; exit 1
     fi

@@ -56,7 +56,10 @@ pub fn dhcp(data: &[u8]) {
         }),
     };
     if let Ok(req) = classify(data) {
-        for srv in [ServerParams::new(server, false), ServerParams::new(server, true)] {
+        for srv in [
+            ServerParams::new(server, false),
+            ServerParams::new(server, true),
+        ] {
             let _ = respond(&req, None, &srv);
             let _ = respond(&req, Some(&addr), &srv);
             let _ = respond(&req, Some(&proxy), &srv);

@@ -606,9 +606,8 @@ impl PowerDriver for RedfishDriver {
             let c = self.ctx(bmc)?;
             let (_, sys) = c.system().await?;
             let st = c.power_state(&sys)?;
-            power_state_of(st).ok_or_else(|| {
-                PowerError::Other(format!("{}: unknown PowerState {st:?}", c.base))
-            })
+            power_state_of(st)
+                .ok_or_else(|| PowerError::Other(format!("{}: unknown PowerState {st:?}", c.base)))
         })
     }
 
@@ -803,7 +802,14 @@ pub mod fuzzing {
         let _ = boot_spec(&v["Boot"]);
         for dev in [BootDev::Pxe, BootDev::Disk] {
             for (persistent, efi) in [(false, false), (false, true), (true, false), (true, true)] {
-                let _ = check_boot(&v["Boot"], BootSpec { dev, persistent, efi });
+                let _ = check_boot(
+                    &v["Boot"],
+                    BootSpec {
+                        dev,
+                        persistent,
+                        efi,
+                    },
+                );
             }
         }
         let _ = base_url(body);
