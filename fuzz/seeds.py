@@ -8,7 +8,6 @@ written out in each target's input format (see fuzz/src/targets.rs).
 """
 import json
 import os
-import shutil
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -243,7 +242,11 @@ def write_config():
 
 
 def main():
-    shutil.rmtree(CORPUS, ignore_errors=True)
+    # Keep the crash inputs of fixed bugs (regression-*): the smoke replays them.
+    for root, _, files in os.walk(CORPUS):
+        for f in files:
+            if not f.startswith("regression-"):
+                os.remove(os.path.join(root, f))
     write_dhcp()
     write_tftp()
     write_ipmi()
