@@ -33,7 +33,8 @@ targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=("${ALL[@]}")
 command -v cargo-afl >/dev/null || { echo "fuzz.sh: cargo-afl missing (scripts/install-deps.sh)" >&2; exit 1; }
 
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1 AFL_NO_UI=1
-export AFL_SKIP_CRASHES=1 AFL_QUIET=1
+# No AFL_SKIP_CRASHES: a seed that crashes (corpus/*/regression-*: fixed bugs) fails the run.
+export AFL_QUIET=1
 WORK="$(mktemp -d /tmp/rackboot-fuzz.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 # The targets' throwaway copies of the sample config go here (fuzz/src/targets.rs).
