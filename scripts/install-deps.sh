@@ -5,7 +5,7 @@
 #
 #   apt (Debian 12):  QEMU + firmware, IPMI simulator, DHCP/TFTP stand-in, guest initrd tools,
 #                     disk-image tools, TFTP clients (tests), cloud-init (`cloud-init schema` only)
-#   cargo:            cargo-deb (packaging/build-deb.sh)
+#   cargo:            cargo-deb (packaging/build-deb.sh), cargo-afl + its AFL++ (bench/fuzz.sh)
 #   pip (PyPI):       pykickstart and sushy-tools into $REPO/.lab/venv (ksvalidator,
 #                     sushy-emulator = the Redfish BMC emulator for tests/it/power_redfish.rs)
 #
@@ -88,6 +88,23 @@ elif command -v cargo >/dev/null; then
   cargo install cargo-deb --locked
 else
   echo "install-deps: no cargo: cargo-deb not installed (packaging/build-deb.sh needs it)" >&2
+fi
+
+# cargo-afl (bench/fuzz.sh, the fuzz smoke in scripts/test.sh) from crates.io; installing it
+# also builds its AFL++ (afl-fuzz and the runtime, from source in the crate) for this rustc.
+# A rustc upgrade needs the runtime rebuilt: `cargo afl config --build` does it (it refuses,
+# harmlessly, when the runtime for this rustc is there).
+if command -v cargo >/dev/null; then
+  if ! command -v cargo-afl >/dev/null; then
+    echo "install-deps: cargo install cargo-afl --locked"
+    cargo install cargo-afl --locked
+  fi
+  if ! afl_out=$(cargo afl config --build 2>&1) && ! grep -q "already built" <<<"$afl_out"; then
+    echo "$afl_out" >&2; echo "install-deps: building AFL++ for cargo-afl failed" >&2; exit 1
+  fi
+  echo "install-deps: $(cargo afl --version 2>/dev/null | head -1) (AFL++ runtime for $(rustc --version))"
+else
+  echo "install-deps: no cargo: cargo-afl not installed (bench/fuzz.sh needs it)" >&2
 fi
 
 dpkg-query -W -f='${Package} ${Version}\n' "${PKGS[@]}"

@@ -2,7 +2,8 @@
 # scripts/test.sh - the whole test suite (the README's test command; .ci/run calls it).
 # Installs what it needs (apt packages, pykickstart venv, iPXE firmware), then:
 # rustfmt, clippy (warnings are errors), unit + integration tests (real ipmi_sim,
-# TFTP clients, ksvalidator, cloud-init schema), and the QEMU lab end to end.
+# TFTP clients, ksvalidator, cloud-init schema), a short fuzz smoke (AFL++, seconds per
+# target), and the QEMU lab end to end.
 # Then the Debian package: build, lintian, install, serve as _rackboot, remove/purge.
 # Run as root: the lab creates network namespaces.  LAB=0 skips the QEMU lab, PKG=0 the package.
 set -euo pipefail
@@ -25,6 +26,9 @@ step "cargo test (unit + integration)"
 # External tools are required here: a missing one fails instead of skipping.
 export RACKBOOT_REQUIRE_TOOLS=1
 cargo test --all-targets
+
+step "fuzz smoke (bench/fuzz.sh --smoke)"
+bench/fuzz.sh --smoke
 
 if [ "${LAB:-1}" = 1 ] && [ -x "$REPO/tests/lab/run-all.sh" ]; then
   step "QEMU lab end to end (tests/lab/run-all.sh)"

@@ -61,6 +61,11 @@ impl FromStr for Mac {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || MacParseError(s.to_string());
         let t = s.trim();
+        // Byte offsets below: a non-ASCII character would put a slice boundary
+        // inside it (a panic; found by fuzz target boot_routes).
+        if !t.is_ascii() {
+            return Err(err());
+        }
         let hex: Vec<&str> = if t.len() == 12 && !t.contains([':', '-']) {
             (0..6).map(|i| &t[i * 2..i * 2 + 2]).collect()
         } else if t.len() == 17 {
@@ -171,6 +176,9 @@ mod tests {
             "52.54.00.77.00.50",
             "5254007700500",
             "+2:54:00:77:00:50",
+            // 12 and 17 bytes with multi-byte characters (fuzz: boot_routes).
+            "5\u{344}raz,token",
+            "52:54:00:77:0\u{e9}:5",
         ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad:?} accepted");
         }

@@ -128,6 +128,28 @@ pub fn load_settings(dir: &Path) -> Result<Settings, ConfigErrors> {
 pub(super) fn load_settings_into(dir: &Path, out: &mut Vec<ConfigError>) -> Option<Settings> {
     let file = "rackboot.toml";
     let w: wire::DaemonFile = read_toml(&dir.join(file), file, true, out)?;
+    settings_from_wire(dir, w, out)
+}
+
+/// `rackboot.toml` given as text (paths in it resolve against `dir`), with
+/// the same checks as [`load_settings`]. The fuzz target `config` uses it
+/// (fuzz/): the loader on arbitrary text, without writing files.
+pub fn parse_settings(dir: &Path, text: &str) -> Result<Settings, ConfigErrors> {
+    let mut out = Vec::new();
+    let s = parse_toml::<wire::DaemonFile>(text, "rackboot.toml", &mut out)
+        .and_then(|w| settings_from_wire(dir, w, &mut out));
+    match s {
+        Some(s) if out.is_empty() => Ok(s),
+        _ => Err(ConfigErrors(out)),
+    }
+}
+
+fn settings_from_wire(
+    dir: &Path,
+    w: wire::DaemonFile,
+    out: &mut Vec<ConfigError>,
+) -> Option<Settings> {
+    let file = "rackboot.toml";
     let mut e = Errs {
         out,
         file: file.into(),

@@ -439,18 +439,7 @@ impl Ctx<'_> {
     async fn system(&self) -> Result<(String, Value), PowerError> {
         const COLLECTION: &str = "/redfish/v1/Systems";
         let coll = self.get(COLLECTION).await?;
-        let members: Vec<String> = coll["Members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["@odata.id"].as_str().map(str::to_string))
-            .collect();
-        let segment = |p: &str| {
-            p.trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .map(str::to_string)
-        };
+        let members = members(&coll);
         let listed = || {
             members
                 .iter()
@@ -616,14 +605,9 @@ impl PowerDriver for RedfishDriver {
         Box::pin(async move {
             let c = self.ctx(bmc)?;
             let (_, sys) = c.system().await?;
-            match c.power_state(&sys)? {
-                "On" | "PoweringOn" | "Paused" => Ok(PowerState::On),
-                "Off" | "PoweringOff" => Ok(PowerState::Off),
-                other => Err(PowerError::Other(format!(
-                    "{}: unknown PowerState {other:?}",
-                    c.base
-                ))),
-            }
+            let st = c.power_state(&sys)?;
+            power_state_of(st)
+                .ok_or_else(|| PowerError::Other(format!("{}: unknown PowerState {st:?}", c.base)))
         })
     }
 
@@ -632,16 +616,12 @@ impl PowerDriver for RedfishDriver {
             let c = self.ctx(bmc)?;
             let (path, sys) = c.system().await?;
             let current = c.power_state(&sys)?.to_string();
-            let action = &sys["Actions"]["#ComputerSystem.Reset"];
-            let Some(target) = action["target"].as_str() else {
+            let Some((target, allowed)) = reset_action(&sys) else {
                 return Err(PowerError::Unsupported(format!(
                     "{}{path} has no #ComputerSystem.Reset action",
                     c.base
                 )));
             };
-            let allowed: Option<Vec<&str>> = action["ResetType@Redfish.AllowableValues"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect());
             let offers = |t: &str| allowed.as_ref().is_none_or(|a| a.contains(&t));
             let pick = |types: &[&'static str]| -> Result<&'static str, PowerError> {
                 types.iter().copied().find(|t| offers(t)).ok_or_else(|| {
@@ -728,29 +708,111 @@ impl PowerDriver for RedfishDriver {
         Box::pin(async move {
             let c = self.ctx(bmc)?;
             let (_, sys) = c.system().await?;
-            let boot = &sys["Boot"];
-            let enabled = boot["BootSourceOverrideEnabled"]
-                .as_str()
-                .unwrap_or("absent");
-            let target = boot["BootSourceOverrideTarget"]
-                .as_str()
-                .unwrap_or("absent");
-            let dev = match (enabled, target) {
-                ("Once" | "Continuous", "Pxe") => BootDev::Pxe,
-                ("Once" | "Continuous", "Hdd") => BootDev::Disk,
-                _ => {
-                    return Err(PowerError::Unsupported(format!(
-                        "{}: boot override is {enabled} / {target}, neither PXE nor disk",
-                        c.base
-                    )))
-                }
-            };
-            Ok(BootSpec {
-                dev,
-                persistent: enabled == "Continuous",
-                efi: boot["BootSourceOverrideMode"].as_str() == Some("UEFI"),
+            boot_spec(&sys["Boot"]).map_err(|(enabled, target)| {
+                PowerError::Unsupported(format!(
+                    "{}: boot override is {enabled} / {target}, neither PXE nor disk",
+                    c.base
+                ))
             })
         })
+    }
+}
+
+/// The member paths of a collection (`Members[].@odata.id`).
+fn members(coll: &Value) -> Vec<String> {
+    coll["Members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["@odata.id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The last path segment of a member link (its ID by convention).
+fn segment(p: &str) -> Option<String> {
+    p.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .map(str::to_string)
+}
+
+/// The `#ComputerSystem.Reset` target of a system and the reset types it
+/// allows (`None`: not listed, so any).
+fn reset_action(sys: &Value) -> Option<(&str, Option<Vec<&str>>)> {
+    let action = &sys["Actions"]["#ComputerSystem.Reset"];
+    let target = action["target"].as_str()?;
+    let allowed = action["ResetType@Redfish.AllowableValues"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect());
+    Some((target, allowed))
+}
+
+fn power_state_of(s: &str) -> Option<PowerState> {
+    match s {
+        "On" | "PoweringOn" | "Paused" => Some(PowerState::On),
+        "Off" | "PoweringOff" => Some(PowerState::Off),
+        _ => None,
+    }
+}
+
+/// The boot override of a `Boot` object; (enabled, target) as read if it is
+/// neither PXE nor disk.
+fn boot_spec(boot: &Value) -> Result<BootSpec, (&str, &str)> {
+    let enabled = boot["BootSourceOverrideEnabled"]
+        .as_str()
+        .unwrap_or("absent");
+    let target = boot["BootSourceOverrideTarget"]
+        .as_str()
+        .unwrap_or("absent");
+    let dev = match (enabled, target) {
+        ("Once" | "Continuous", "Pxe") => BootDev::Pxe,
+        ("Once" | "Continuous", "Hdd") => BootDev::Disk,
+        _ => return Err((enabled, target)),
+    };
+    Ok(BootSpec {
+        dev,
+        persistent: enabled == "Continuous",
+        efi: boot["BootSourceOverrideMode"].as_str() == Some("UEFI"),
+    })
+}
+
+/// For the fuzz target `redfish` (fuzz/): every parse the driver applies to
+/// a BMC's response body, on one body, without HTTP. Not API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Parse `body` as each response the driver reads; never panics.
+    pub fn response_body(body: &str) {
+        let _ = redfish_message(body);
+        let Ok(v) = serde_json::from_str::<Value>(body) else {
+            return;
+        };
+        for m in members(&v) {
+            let _ = segment(&m);
+        }
+        let _ = v["Id"].as_str();
+        if let Some(st) = v["PowerState"].as_str() {
+            let _ = power_state_of(st);
+        }
+        if let Some((target, allowed)) = reset_action(&v) {
+            let _ = target.starts_with('/');
+            let _ = allowed.is_none_or(|a| a.contains(&"PowerCycle"));
+        }
+        let _ = boot_spec(&v["Boot"]);
+        for dev in [BootDev::Pxe, BootDev::Disk] {
+            for (persistent, efi) in [(false, false), (false, true), (true, false), (true, true)] {
+                let _ = check_boot(
+                    &v["Boot"],
+                    BootSpec {
+                        dev,
+                        persistent,
+                        efi,
+                    },
+                );
+            }
+        }
+        let _ = base_url(body);
     }
 }
 

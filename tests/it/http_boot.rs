@@ -184,6 +184,22 @@ async fn unknown_and_malformed_macs() {
     assert_eq!(t.ctx.stats.bad_request.load(Ordering::Relaxed), 1);
 }
 
+/// Regression (fuzz target boot_routes): a 12-byte MAC with a multi-byte
+/// character panicked the handler (string sliced inside the character).
+#[tokio::test]
+async fn non_ascii_mac_is_a_bad_request() {
+    let t = setup();
+    for uri in [
+        "/done/5%CD%84raz,token",
+        "/ipxe/5%CD%84raz,token",
+        "/ks/52:54:00:77:0%C3%A9:5",
+    ] {
+        let (s, body, _) = t.get(PEER, "GET", uri, None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(body.contains("malformed MAC"), "{uri}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn static_files_head_length_and_range() {
     let t = setup();
