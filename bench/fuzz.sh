@@ -13,7 +13,7 @@
 # Targets: dhcp tftp ipmi redfish boot_routes config (fuzz/src/targets.rs). Per target it
 # prints executions, exec/s, corpus size before -> after, crashes and hangs; a crash's input
 # is kept in fuzz/out/<target>/default/crashes/ and replays with
-#   fuzz/target/release/<target> < fuzz/out/<target>/default/crashes/<file>
+#   ~/.cache/rackboot/fuzz-target/release/<target> < fuzz/out/<target>/default/crashes/<file>
 # Needs cargo-afl and its AFL++ build (scripts/install-deps.sh installs both).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -40,6 +40,10 @@ trap 'rm -rf "$WORK"' EXIT
 # The targets' throwaway copies of the sample config go here (fuzz/src/targets.rs).
 export RACKBOOT_FUZZ_DIR="$WORK"
 
+# The instrumented build (10-15 min cold) lives outside the checkout, so a fresh clone (CI)
+# reuses it: cargo rebuilds only what changed. FUZZ_TARGET_DIR=fuzz/target keeps it in the tree.
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rackboot/fuzz-target}"
+mkdir -p "$CARGO_TARGET_DIR"
 t0=$(date +%s)
 cd "$FUZZ"
 if [ "$mode" = planted ]; then
@@ -62,7 +66,7 @@ run() {
   local before; before=$(find "$in" -type f | wc -l)
   # -V: stop after SECS; timeout(1) as a backstop for calibration on a loaded machine.
   timeout -k 10 $(( secs + 120 )) nice -n 15 cargo afl fuzz -V "$secs" -t 1000+ -m none \
-    -i "$in" -o "$out" "$@" -- "$FUZZ/target/release/$t" >"$out/afl.log" 2>&1 || {
+    -i "$in" -o "$out" "$@" -- "$CARGO_TARGET_DIR/release/$t" >"$out/afl.log" 2>&1 || {
       echo "fuzz.sh: afl-fuzz for $t failed; tail of $out/afl.log:" >&2
       tail -20 "$out/afl.log" >&2; return 1; }
   local d="$out/default"

@@ -414,6 +414,7 @@ impl BootRoutes {
                 id: "r1".into(),
                 token: "secret-token".into(),
                 profile: None,
+                persistent: false,
             },
         );
         let (inv_tx, inventory) = watch::channel(Arc::new(cfg.inventory));
