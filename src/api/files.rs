@@ -77,6 +77,9 @@ pub struct CheckSummary {
     pub systems: Vec<CheckSystem>,
     pub profiles: Vec<CheckProfile>,
     pub load_ms: f64,
+    /// Files the config names that are not there (`config::missing_files`).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub fn check(dir: &std::path::Path, json: bool) -> ExitCode {
         }
     };
     let elapsed = t0.elapsed();
+    let warnings = config::missing_files(&cfg);
     let inv = &cfg.inventory;
     if json {
         let v = api::CheckSummary {
@@ -48,6 +49,7 @@ pub fn check(dir: &std::path::Path, json: bool) -> ExitCode {
                 })
                 .collect(),
             load_ms: elapsed.as_secs_f64() * 1000.0,
+            warnings,
         };
         println!("{}", pretty(&v));
         return ExitCode::SUCCESS;
@@ -68,6 +70,9 @@ pub fn check(dir: &std::path::Path, json: bool) -> ExitCode {
         rows.push(row);
     }
     print_table(&rows);
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     println!(
         "\nok: {} systems, {} profiles, templates rendered for every system ({:.1} ms)",
         inv.systems().len(),

@@ -84,6 +84,39 @@ pub struct Config {
     pub inventory: Inventory,
 }
 
+/// Network boot programs the config needs that are not in `firmware_dir`
+/// (a warning, not an error: `scripts/fetch-firmware.sh` or the package
+/// fills it; boot files in `boot_dir` are checked as errors by the loader):
+/// the BIOS and UEFI loaders when TFTP serves them, shim and GRUB when a
+/// profile uses `loader = "grub"`. As `rackboot check` prints them.
+pub fn missing_files(cfg: &Config) -> Vec<String> {
+    let s = &cfg.settings;
+    let mut out = Vec::new();
+    let grub = cfg
+        .inventory
+        .profiles()
+        .values()
+        .any(|p| !p.is_abstract && p.loader == crate::inventory::BootLoader::Grub);
+    let mut firmware = Vec::new();
+    if s.tftp.enabled {
+        firmware.push(("undionly.kpxe", "BIOS PXE clients"));
+        firmware.push((s.dhcp.efi_x64_file.as_str(), "UEFI x64 PXE clients"));
+    }
+    if grub {
+        firmware.push((crate::boot::GRUB_SHIM, "loader = \"grub\" (signed shim)"));
+        firmware.push((crate::boot::GRUB_NEXT, "loader = \"grub\" (signed GRUB)"));
+    }
+    for (f, who) in firmware {
+        if !s.firmware_dir.join(f).is_file() {
+            out.push(format!(
+                "{}: missing (firmware_dir, for {who}; scripts/fetch-firmware.sh or the package's /usr/share/rackboot/firmware)",
+                s.firmware_dir.join(f).display()
+            ));
+        }
+    }
+    out
+}
+
 /// Parse a duration like `500ms`, `30s`, `5m`, `2h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

@@ -456,3 +456,65 @@ fn unreadable_bmc_password_file_refused_at_check() {
         "cannot read /nonexistent/bmc-password",
     );
 }
+
+/// `rackboot check` names the network boot programs the config needs that
+/// are not in firmware_dir (warnings: the config still loads, exit 0).
+#[test]
+fn check_warns_of_missing_boot_files_and_firmware() {
+    let c = ConfigDir::sample();
+    let warn = |c: &ConfigDir| rackboot::config::missing_files(&c.load().unwrap());
+    // The sample's lab kernel and initrd are there; its BIOS loader is not.
+    let w = warn(&c);
+    assert!(!w.iter().any(|w| w.contains(".lab/boot/vmlinuz")), "{w:?}");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("undionly.kpxe: missing") && w.contains("BIOS PXE")),
+        "{w:?}"
+    );
+    assert!(!w.iter().any(|w| w.contains("ipxe.efi")), "{w:?}");
+    assert!(!w.iter().any(|w| w.contains("grub/")), "{w:?}");
+    // A GRUB profile needs shim and GRUB.
+    c.replace(
+        "profiles/lab.toml",
+        "reboots = false\n",
+        "reboots = false\nloader = \"grub\"\n",
+    );
+    let w = warn(&c);
+    assert!(
+        w.iter().any(|w| w.contains("grub/bootx64.efi: missing")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter().any(|w| w.contains("grub/grubx64.efi: missing")),
+        "{w:?}"
+    );
+    // The CLI: warnings on stderr, still exit 0, and in --json.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rackboot"))
+        .args(["check", "--config"])
+        .arg(c.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: ") && err.contains("grub/bootx64.efi"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rackboot"))
+        .args(["check", "--json", "--config"])
+        .arg(c.path())
+        .output()
+        .unwrap();
+    let v: rackboot::api::CheckSummary = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v.warnings.iter().any(|w| w.contains("grub/grubx64.efi")),
+        "{v:?}"
+    );
+    // Present: no warning.
+    for f in ["undionly.kpxe", "grub/bootx64.efi", "grub/grubx64.efi"] {
+        let p = c.path().join("firmware").join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"x").unwrap();
+    }
+    assert_eq!(warn(&c), Vec::<String>::new());
+}
