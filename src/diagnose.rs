@@ -149,7 +149,7 @@ pub struct Diagnosis {
 fn proves(e: &Evidence<'_>) -> Option<Step> {
     match *e {
         Evidence::Observed { what } => match what {
-            "dhcp" => Some(Step::Dhcp),
+            "dhcp" | "dhcp-os" => Some(Step::Dhcp),
             "script" => Some(Step::Script),
             "kernel" => Some(Step::Kernel),
             "config" => Some(Step::Config),

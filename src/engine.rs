@@ -1100,11 +1100,20 @@ impl Engine {
 /// it) and what was observed.
 fn observed(o: &Observation) -> (Option<Mac>, Observed) {
     match o {
-        Observation::Dhcp { mac, kind, .. } => (
+        Observation::Dhcp {
+            mac,
+            kind,
+            arch,
+            ipxe,
+            ..
+        } => (
             Some(*mac),
             match kind {
-                DhcpKind::Ack | DhcpKind::Offer | DhcpKind::ProxyOffer => Observed::Dhcp,
                 DhcpKind::Nak => Observed::Nak,
+                // Network-boot firmware sends its architecture (PXE, UEFI HTTP
+                // boot); iPXE says who it is. An OS's DHCP client does neither.
+                _ if arch.is_some() || *ipxe => Observed::Dhcp,
+                _ => Observed::DhcpOs,
             },
         ),
         Observation::Http { mac, what, .. } => (*mac, served(what)),

@@ -237,8 +237,15 @@ pub enum Event {
 /// typed: the engine maps it to an [`Event`] with [`event_for`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Observed {
-    /// A DHCP OFFER, ACK or proxy offer went out to it.
+    /// A DHCP OFFER, ACK or proxy offer went out to it as network-boot
+    /// firmware (PXE, UEFI HTTP boot or iPXE: a client-architecture option
+    /// or iPXE's user class).
     Dhcp,
+    /// A DHCP OFFER or ACK went out to it as an operating system (no
+    /// client-architecture option, not iPXE): the installer, or the system
+    /// booted from its disk. Not evidence of a network boot after the
+    /// install callback.
+    DhcpOs,
     /// A DHCP NAK went out to it.
     Nak,
     /// A TFTP transfer ended (by peer address: no MAC, no run).
@@ -261,6 +268,7 @@ pub enum Observed {
 impl Observed {
     pub const ALL: &'static [Observed] = &[
         Observed::Dhcp,
+        Observed::DhcpOs,
         Observed::Nak,
         Observed::Tftp,
         Observed::Script,
@@ -275,6 +283,7 @@ impl Observed {
     pub fn as_str(self) -> &'static str {
         match self {
             Observed::Dhcp => "dhcp",
+            Observed::DhcpOs => "dhcp-os",
             Observed::Nak => "nak",
             Observed::Tftp => "tftp",
             Observed::Script => "script",
@@ -288,13 +297,15 @@ impl Observed {
 }
 
 /// The event an observation is for a run in `phase`, if any. After the
-/// install callback (`Reboot`), DHCP or the local-boot script means the
-/// machine came back from its reboot. `step` still decides whether the
-/// event applies to the phase.
+/// install callback (`Reboot`), a network-boot DHCP or the local-boot script
+/// means the machine came back through the network; an operating system's
+/// DHCP then is the installed system booted from disk (the port probe
+/// decides). `step` still decides whether the event applies to the phase.
 pub fn event_for(seen: Observed, phase: Phase) -> Option<Event> {
     match (seen, phase) {
         (Observed::Dhcp | Observed::LocalScript, Phase::Reboot) => Some(Event::RebootSeen),
-        (Observed::Dhcp, _) => Some(Event::DhcpSeen),
+        (Observed::DhcpOs, Phase::Reboot) => None,
+        (Observed::Dhcp | Observed::DhcpOs, _) => Some(Event::DhcpSeen),
         (Observed::Kernel, _) => Some(Event::KernelServed),
         (Observed::Config, _) => Some(Event::ConfigServed),
         (

@@ -384,6 +384,7 @@ fn event_for_every_observation_and_phase() {
             Some(Event::RebootSeen),
             Some(Event::DhcpSeen),
         ),
+        (O::DhcpOs, "dhcp-os", None, Some(Event::DhcpSeen)),
         (O::Nak, "nak", None, None),
         (O::Tftp, "tftp", None, None),
         (O::Script, "script", None, None),

@@ -189,9 +189,26 @@ impl Sim {
         .unwrap()
     }
 
-    /// The machine's DHCP DISCOVER; returns the offered address.
+    /// The machine's DHCP DISCOVER (iPXE); returns the offered address.
     pub async fn dhcp(&self, mac: Mac) -> Option<std::net::Ipv4Addr> {
-        let m = crate::dhcp::ipxe_discover(mac, rand_xid(&mac));
+        self.dhcp_with(mac, crate::dhcp::ipxe_discover(mac, rand_xid(&mac)))
+            .await
+    }
+
+    /// The DISCOVER of an operating system's DHCP client (busybox udhcpc: a
+    /// vendor class, no client architecture, not iPXE).
+    pub async fn dhcp_os(&self, mac: Mac) -> Option<std::net::Ipv4Addr> {
+        let mut m = crate::dhcp::ipxe_discover(mac, rand_xid(&mac));
+        let o = m.opts_mut();
+        o.remove(dhcproto::v4::OptionCode::UserClass);
+        o.remove(dhcproto::v4::OptionCode::ClientSystemArchitecture);
+        o.insert(dhcproto::v4::DhcpOption::ClassIdentifier(
+            b"udhcp 1.35.0".to_vec(),
+        ));
+        self.dhcp_with(mac, m).await
+    }
+
+    async fn dhcp_with(&self, mac: Mac, m: dhcproto::v4::Message) -> Option<std::net::Ipv4Addr> {
         let mut buf = Vec::new();
         m.encode(&mut Encoder::new(&mut buf)).unwrap();
         self.client.send_to(&buf, self.dhcp_server).await.unwrap();
@@ -625,9 +642,13 @@ async fn reboot_straight_to_disk_is_seen_by_the_ports_going_down_and_up() {
     let (_, v) = sim.api("GET", &format!("/api/v1/runs/{id}"), None).await;
     assert_eq!(v["state"], "reboot", "{v:#}");
     // The reboot: SSH goes away, then the installed system's comes up; no
-    // netboot (the BMC said disk), so no DHCP and no local-boot script.
+    // netboot (the BMC said disk), so no PXE DHCP and no local-boot script.
+    // The installed system asks DHCP for its address as it boots: that is
+    // not a network boot.
     sim._ssh.abort();
     tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(sim.dhcp_os(MAC1.parse().unwrap()).await.is_some());
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let ssh = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();

@@ -3,7 +3,8 @@
 # only DHCP/TFTP/HTTP server and its own IPMI driver (no ipmitool) powering the machines.
 # Cases (each prints PASS/FAIL and its figures; the script exits non-zero if any failed):
 #   bios-disk      reimage node50 --wait --junit: PXE -> installer writes the disk -> callback ->
-#                  local-boot script -> boots from disk -> SSH + :8096 -> config + test stages over SSH
+#                  boot device disk at the callback -> the reboot goes straight to the disk (VM_RESET=cold)
+#                  -> SSH + :8096 -> config + test stages over SSH
 #   bmc-down       reimage node53 (no BMC answers at 10.77.0.23): fails in the power phase with
 #                  "BMC unreachable" inside its deadline; the lock is released
 #   stage-fails    a profile whose test stage fails: exit 1, its log in the CLI output, JUnit failure
@@ -14,7 +15,8 @@
 #                  on the netboot; the run's boot deadline power-cycles it (boot retry) once back
 #   two-at-once    reimage node50 node51 --wait: both succeed
 #   unknown-mac    a client not in the inventory gets no DHCP answer (reservations mode)
-#   uefi-disk      as bios-disk with OVMF (iPXE EFI ROM)
+#   uefi-disk      as bios-disk with OVMF (iPXE EFI ROM), on a firmware that ignores the BMC's boot
+#                  device on the OS's reboot (VM_RESET=warm): the fallback, the local-boot script
 #   uefi-norom     OVMF's own PXE: DHCP arch 7 -> TFTP ipxe.efi -> iPXE -> HTTP (diskless profile)
 #   proxy          rackboot in proxy mode beside a site DHCP server (dnsmasq on the rack bridge:
 #                  addresses only, no boot options): reimage node50 (BIOS, disk) end to end
@@ -102,7 +104,7 @@ auth() { printf 'Authorization: Bearer %s' "$(cat "$OUT/data/api-token")"; }
 lab() {  # lab FW NODES [VM_NIC_ROM]
   cleanup
   make_config
-  VM_FW="$1" LAB_NODES="$2" VM_NIC_ROM="${3:-default}" VM_DISK=256M LAB_CONFIG="$CONF" \
+  VM_FW="$1" LAB_NODES="$2" VM_NIC_ROM="${3:-default}" VM_DISK=256M LAB_CONFIG="$CONF" VM_RESET="${VM_RESET:-cold}" \
     RACKBOOT_BIN="$BIN" "$LAB/up.sh" "$1" > "$OUT/up-$1-$2-${3:-default}.log" 2>&1 \
     || { cat "$OUT/up-$1-$2-${3:-default}.log"; return 1; }
 }
@@ -166,9 +168,12 @@ if want bios-disk || want bmc-down || want stage-fails || want kill9-resume || w
     if want bios-disk; then
       if reimage_case bios-disk node50; then
         id=$(cat "$OUT/bios-disk.id")
-        if lab_ssh 0 cat /etc/rig-provisioned 2>/dev/null | grep -q "booted-from=disk"; then
-          grep -q "rebooted to local disk" "$OUT/bios-disk.out" || true
-          pass bios-disk "power-on->SSH $(ssh_time "$id") s (run $id)"
+        # The BMC's boot device (disk, set at the callback) holds for the installer's own
+        # reboot (VM_RESET=cold): no network boot after the install.
+        if ! grep -q "rebooted straight to the local disk" "$OUT/bios-disk.out"; then
+          fail bios-disk "the reboot did not go straight to the disk"
+        elif lab_ssh 0 cat /etc/rig-provisioned 2>/dev/null | grep -q "booted-from=disk"; then
+          pass bios-disk "power-on->SSH $(ssh_time "$id") s, straight to disk after the install (run $id)"
         else
           fail bios-disk "machine did not come up from its disk"
         fi
@@ -301,8 +306,14 @@ if want bios-disk || want bmc-down || want stage-fails || want kill9-resume || w
 fi
 
 if want uefi-disk; then
-  if lab uefi 1 && reimage_case uefi-disk node50; then
-    pass uefi-disk "power-on->SSH $(ssh_time "$(cat "$OUT/uefi-disk.id")") s"
+  # A firmware that ignores the BMC's boot device on the OS's reboot (VM_RESET=warm: QEMU's
+  # boot order stays the power-on one, NIC first): the fallback, the local-boot script.
+  if VM_RESET=warm lab uefi 1 && reimage_case uefi-disk node50; then
+    if grep -q "rebooted through the network (local-boot script)" "$OUT/uefi-disk.out"; then
+      pass uefi-disk "power-on->SSH $(ssh_time "$(cat "$OUT/uefi-disk.id")") s, through the local-boot script (firmware ignores the BMC on reboot)"
+    else
+      fail uefi-disk "the reboot did not take the local-boot script"
+    fi
   fi
 fi
 

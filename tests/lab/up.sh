@@ -42,7 +42,7 @@ if [ -n "$VM_DISK" ]; then                             # the image must fit the 
   sz=$(stat -c %s "$W/run/disk-size.probe"); rm -f "$W/run/disk-size.probe"
   [ "$sz" -ge "$(stat -c %s "$LAB_BOOT/disk.img")" ] || { echo "up.sh: VM_DISK=$VM_DISK < $LAB_BOOT/disk.img" >&2; exit 1; }
 fi
-printf 'VM_FW=%s\nVM_NIC=%s\nVM_MEM=%s\nVM_NIC_ROM=%s\nVM_DISK=%s\n' "$VM_FW" "$VM_NIC" "$VM_MEM" "$VM_NIC_ROM" "$VM_DISK" > "$W/run/vm.env"
+printf 'VM_FW=%s\nVM_NIC=%s\nVM_MEM=%s\nVM_NIC_ROM=%s\nVM_DISK=%s\nVM_RESET=%s\n' "$VM_FW" "$VM_NIC" "$VM_MEM" "$VM_NIC_ROM" "$VM_DISK" "${VM_RESET:-cold}" > "$W/run/vm.env"
 printf 'LAB_NODES=%s\nLAB_SERVER=%s\n' "$LAB_NODES" "$LAB_SERVER" >> "$W/run/vm.env"
 
 inprov() { ip netns exec "$NS_PROV" "$@"; }

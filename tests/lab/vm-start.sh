@@ -1,14 +1,27 @@
 #!/bin/bash
-# tests/lab/vm-start.sh - "power on" of node $LAB_NODE: exec's QEMU (TCG) in netns rbrack.
-# Started detached by bmc-chassis.sh; ends by exec'ing QEMU so qemu.pid (written first) stays valid.
-# /dev/kvm on the lab host is PVM (kvm_pvm): -accel kvm hangs, -cpu host aborts. TCG only.
+# tests/lab/vm-start.sh - "power on" of node $LAB_NODE: runs QEMU (TCG) in netns rbrack.
+# Started detached by bmc-chassis.sh. Its own PID is the machine's power (run/qemu.pid): power
+# off is a TERM to it. /dev/kvm on the lab host is PVM (kvm_pvm): -accel kvm hangs, -cpu host
+# aborts. TCG only.
+#
+# Resets (VM_RESET): QEMU fixes the firmware's boot order when it starts, so a warm reset in
+# place would ignore a boot device the BMC was given meanwhile. A real server's firmware reads
+# the BMC's boot flags on every boot, the OS's own reboot included. VM_RESET=cold (default) runs
+# QEMU with -no-reboot: a guest reboot (or a BMC reset) ends QEMU and this script starts it again
+# at once with the BMC's current boot device, as that firmware would. VM_RESET=warm keeps QEMU's
+# warm reset: a machine whose firmware ignores the BMC's boot device after an OS reboot.
 source "$(cd "$(dirname "$0")" && pwd)/lab.env"
 [ -f "$LAB_WORK/run/vm.env" ] && source "$LAB_WORK/run/vm.env"   # written by up.sh (VM_FW, VM_DISK ...)
 exec </dev/null >>"$VM_DIR/logs/vm-start.log" 2>&1
 # don't leak ipmi_sim's sockets into QEMU (fd 255 is bash's own script fd)
 for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && [ "$n" -lt 255 ] && eval "exec $n>&-"; done 2>/dev/null
-echo $$ > "$VM_DIR/run/qemu.pid"     # same PID after exec below
-echo "$EPOCHREALTIME vm-start: $VM_NAME power on (fw=$VM_FW nic=$VM_NIC rom=$VM_NIC_ROM mem=$VM_MEM pid=$$)"
+VM_RESET="${VM_RESET:-cold}"
+echo $$ > "$VM_DIR/run/qemu.pid"     # this script is the power: TERM/KILL to it ends QEMU too
+echo "$EPOCHREALTIME vm-start: $VM_NAME power on (fw=$VM_FW nic=$VM_NIC rom=$VM_NIC_ROM mem=$VM_MEM reset=$VM_RESET pid=$$)"
+QPID=""
+trap '[ -n "$QPID" ] && kill -KILL "$QPID" 2>/dev/null; wait; exit 0' TERM INT
+
+boot_qemu() {  # one QEMU lifetime, with the BMC's boot device as it is now; returns QEMU's status
 
 # boot device: bmc-chassis.sh stores `ipmitool chassis bootdev X` in a file (never ask ipmi_sim)
 BOOTDEV=$(cat "$VM_DIR/state/bmc-bootdev" 2>/dev/null || echo default)
@@ -22,7 +35,7 @@ esac
 # serial console -> FIFO -> timestamping logger (epoch.usec per line)
 FIFO="$VM_DIR/run/console.fifo"
 rm -f "$FIFO"; mkfifo "$FIFO"
-echo "$EPOCHREALTIME ==== power on (fw=$VM_FW bootdev=$BOOTDEV) ====" >> "$VM_DIR/logs/console.log"
+echo "$EPOCHREALTIME ==== $WHY (fw=$VM_FW bootdev=$BOOTDEV) ====" >> "$VM_DIR/logs/console.log"
 ( while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "${line//$'\r'/}"; done <"$FIFO" \
     >>"$VM_DIR/logs/console.log"; echo "$EPOCHREALTIME ==== console closed ====" >>"$VM_DIR/logs/console.log" ) &
 
@@ -69,13 +82,14 @@ if [ -n "${VM_DISK:-}" ]; then
 fi
 echo "$EPOCHREALTIME vm-start: bootdev=$BOOTDEV"
 EXTRA=(); [ -n "${VM_QEMU_EXTRA:-}" ] && read -ra EXTRA <<< "$VM_QEMU_EXTRA"   # opt-in extra args
+RESET_ARGS=(); [ "$VM_RESET" = cold ] && RESET_ARGS=(-no-reboot)
 if [ "$VM_FW" = arm64 ]; then
   # An ARM64 server: the QEMU virt machine with AAVMF (UEFI), whose own PXE asks DHCP with
   # arch 11 and loads arm64/ipxe.efi over TFTP. The NIC has no option ROM (QEMU's are x86).
   # virt has no ISA bus, so no in-band IPMI device: power still goes through the BMC's chassis
   # script (QMP and the pid), as for the x86 machines. Netboot only (no disk).
   [ -f "$VM_DIR/run/AAVMF_VARS.fd" ] || cp /usr/share/AAVMF/AAVMF_VARS.fd "$VM_DIR/run/AAVMF_VARS.fd"
-  exec qemu-system-aarch64 \
+  setpriv --pdeathsig KILL -- qemu-system-aarch64 \
     -name "$VM_NAME" -machine virt,accel=tcg -cpu cortex-a57 -m "$VM_MEM" -smp 1 \
     -nodefaults -no-user-config -nographic -monitor none \
     -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd \
@@ -84,10 +98,10 @@ if [ "$VM_FW" = arm64 ]; then
     -device virtio-net-pci,netdev=n0,mac="$VM_MAC",romfile=,bootindex=0 \
     -chardev file,id=con0,path="$FIFO" -serial chardev:con0 \
     -qmp unix:"$VM_DIR/run/qmp.sock",server=on,wait=off \
-    -pidfile "$VM_DIR/run/qemu.pid" \
-    "${EXTRA[@]}"
+    "${RESET_ARGS[@]}" "${EXTRA[@]}" &
+  QPID=$!; wait "$QPID"; return $?
 fi
-exec qemu-system-x86_64 \
+setpriv --pdeathsig KILL -- qemu-system-x86_64 \
   -name "$VM_NAME" -machine "$MACHINE" -m "$VM_MEM" -smp 1 \
   -nodefaults -no-user-config -nographic -monitor none \
   "${FW_ARGS[@]}" \
@@ -100,5 +114,17 @@ exec qemu-system-x86_64 \
   -device isa-ipmi-kcs,bmc=bmc0 \
   -chardev file,id=con0,path="$FIFO" -serial chardev:con0 \
   -qmp unix:"$VM_DIR/run/qmp.sock",server=on,wait=off \
-  -pidfile "$VM_DIR/run/qemu.pid" \
-  "${EXTRA[@]}"
+  "${RESET_ARGS[@]}" "${EXTRA[@]}" &
+QPID=$!; wait "$QPID"; return $?
+}
+
+# A QEMU that ends by itself (status 0) was reset by its guest or the BMC (-no-reboot): boot
+# again. Bounded: a machine that resets itself 1000 times in one power-on is broken.
+WHY="power on"
+for boots in $(seq 1000); do
+  boot_qemu; rc=$?; WHY="reset $boots"
+  QPID=""
+  [ "$VM_RESET" = cold ] && [ "$rc" = 0 ] || { echo "$EPOCHREALTIME vm-start: qemu ended (status $rc): power off"; exit 0; }
+  echo "$EPOCHREALTIME vm-start: reset (qemu ended, status 0): booting again with the BMC's boot device"
+  sleep 0.05
+done
