@@ -23,12 +23,11 @@
 #   uefi-sb-unsigned  OVMF with Secure Boot enforced (secboot CODE + Microsoft-enrolled VARS, q35
 #                  SMM, no NIC ROM), node50 on an iPXE profile: DHCP arch 7 -> TFTP ipxe.efi, which
 #                  the firmware refuses ("Access Denied"); no script is ever fetched
-#   uefi-sb        the same firmware, node50 on a `loader = "grub"` profile (diskless lab
-#                  installer): DHCP -> TFTP grub/bootx64.efi (signed shim) -> grub/grubx64.efi
-#                  (signed GRUB) -> grub/grub.cfg -> grub.cfg-<mac> -> signed Debian kernel +
-#                  initrd over TFTP -> installer -> callback -> SSH -> stages; the kernel says
-#                  Secure Boot is enabled. (Not from disk: the lab disk image boots an unsigned
-#                  systemd-boot, which Secure Boot refuses; see tests/lab/README.md.)
+#   uefi-sb        the same firmware, node50 on a `loader = "grub"` disk profile: DHCP -> TFTP
+#                  grub/bootx64.efi (signed shim) -> grub/grubx64.efi (signed GRUB) -> grub/grub.cfg
+#                  -> grub.cfg-<mac> -> signed Debian kernel + initrd over TFTP -> installer writes
+#                  the disk -> callback (boot device disk) -> the disk's shim -> GRUB -> signed
+#                  kernel -> SSH -> stages; the kernel says Secure Boot is enabled on both boots
 #   arm64          an ARM64 machine (QEMU virt, AAVMF, no NIC ROM): DHCP arch 11 -> TFTP
 #                  arm64/ipxe.efi -> iPXE arm64 -> per-MAC script -> kernel + initrd over HTTP
 #                  (the lab's payload is x86_64: the case checks what rackboot served, no OS)
@@ -84,11 +83,11 @@ dhcp = "40s"
 kernel = "40s"
 config = "60s"
 EOF
-  # Secure Boot: the diskless lab profile through Debian's signed shim + GRUB. The loader follows
+  # Secure Boot: the disk lab profile through Debian's signed shim + GRUB. The loader follows
   # the system's profile (not a run's --profile), so LAB_NODE50_PROFILE moves node50 onto it.
   cat > "$CONF/profiles/lab-sb.toml" <<'EOF'
-parent = "lab"
-description = "lab (diskless) through Debian's signed shim and GRUB (Secure Boot)"
+parent = "lab-disk"
+description = "lab-disk through Debian's signed shim and GRUB (Secure Boot)"
 loader = "grub"
 EOF
   if [ -n "${LAB_NODE50_PROFILE:-}" ]; then
@@ -376,10 +375,15 @@ if want uefi-sb; then
     done
     if [ -n "$missing" ]; then
       fail uefi-sb "not transferred over TFTP:$missing"
-    elif ! grep -a -q -i "secure boot enabled" "$con"; then
-      fail uefi-sb "the kernel did not report Secure Boot enabled"
+    elif [ "$(grep -a -c -i "secure boot enabled" "$con")" -lt 2 ]; then
+      # once for the installer (network), once for the installed system (disk)
+      fail uefi-sb "the kernel did not report Secure Boot enabled on both boots"
+    elif ! grep -q "rebooted straight to the local disk" "$OUT/uefi-sb.out"; then
+      fail uefi-sb "the reboot did not go straight to the disk"
+    elif ! lab_ssh 0 cat /etc/rig-provisioned 2>/dev/null | grep -q "booted-from=disk"; then
+      fail uefi-sb "machine did not come up from its disk"
     else
-      pass uefi-sb "power-on->SSH $(ssh_time "$id") s; shim -> GRUB -> grub.cfg-<mac> -> signed kernel over TFTP, Secure Boot enabled, $st probe(s) answered not found (run $id)"
+      pass uefi-sb "power-on->SSH from disk $(ssh_time "$id") s; shim -> GRUB -> grub.cfg-<mac> -> signed kernel over TFTP, installer, then shim -> GRUB -> signed kernel from the disk, Secure Boot enabled on both boots, $st probe(s) answered not found (run $id)"
     fi
   fi
 fi
