@@ -13,8 +13,6 @@
 # * dnsmasq-base, not dnsmasq: the latter ships a unit that starts a host-wide dnsmasq.
 # * No kernel is installed: tests/lab/build-boot.sh `apt-get download`s the kernel package and
 #   extracts it into $REPO/.lab/cache (no /boot changes).
-# * systemd-boot-efi (disk-mode image) Breaks older systemd of the same release: apt may upgrade
-#   systemd/libsystemd0 to the same Debian 12 point release along with it (seen: 252.38 -> 252.39).
 # * cloud-init is only needed for `cloud-init schema --config-file X`. With
 #   --no-install-recommends it pulls ~20 small packages (python3-jinja2/-jsonschema/-requests/...,
 #   isc-dhcp-client, fdisk, gdisk, eject). It starts no service at install time, but on a systemd
@@ -34,7 +32,7 @@ PKGS=(
   # guest kernel/initrd build (tests/lab/build-boot.sh)
   busybox-static dropbear-bin cpio kmod openssh-client
   # disk-mode image (no loop devices / mounts)
-  syslinux syslinux-common mtools dosfstools fdisk systemd-boot-efi
+  syslinux syslinux-common mtools dosfstools fdisk
   # TFTP clients for tests, python venv for pykickstart, cloud-init for `cloud-init schema`
   tftp-hpa atftp python3-venv cloud-init
   # headless browser for the web UI tests (tests/it/browser.rs, WebDriver)

@@ -10,12 +10,16 @@
 #               mode only); the lab SSH key $LAB_KEYS/lab_ed25519.pub is baked in as root's
 #               authorized_keys (generated on first run, default $REPO/.lab/keys)
 #   disk.img    disk mode's "local system" (VM_DISK): MBR, partition 1 FAT16 type ef active with
-#               syslinux (BIOS) + systemd-boot as EFI/BOOT/BOOTX64.EFI (UEFI), vmlinuz + initrd.img,
-#               cmdline "console=ttyS0,115200 panic=10 rig.local=1"; partition 2 (1 MiB, type da)
-#               = settings area the installer fills. No mounts, loop devices or root needed.
+#               syslinux (BIOS) and, for UEFI, Debian's signed shim as EFI/BOOT/BOOTX64.EFI and
+#               signed GRUB as EFI/BOOT/grubx64.efi (so the disk also boots with Secure Boot
+#               enforced: shim (Microsoft) -> GRUB (Debian) -> the Debian-signed kernel), vmlinuz
+#               + initrd.img, cmdline "console=ttyS0,115200 panic=10 rig.local=1"; partition 2
+#               (1 MiB, type da) = settings area the installer fills. No mounts, loop devices or
+#               root needed. Shim comes from $LAB_FIRMWARE/grub/bootx64.efi and GRUB from the
+#               grub-efi-amd64-signed .deb in $LAB_CACHE (both by scripts/fetch-firmware.sh).
 #   build-info.txt  kernel version, sizes, sha256 of the three files
 # Needs (scripts/install-deps.sh): busybox-static dropbear-bin cpio kmod openssh-client apt
-#   syslinux syslinux-common mtools dosfstools fdisk systemd-boot-efi
+#   syslinux syslinux-common mtools dosfstools fdisk
 # LAB_KERNEL_VERSION=6.1.0-xx-amd64 pins the kernel; default: what linux-image-amd64 depends on
 # (falls back to the newest cached one when apt-cache has no answer).
 set -euo pipefail
@@ -118,30 +122,40 @@ fi
 
 # ---- disk.img -----------------------------------------------------------------------------
 MBR=/usr/lib/syslinux/mbr/mbr.bin
-SDBOOT=/usr/lib/systemd/boot/efi/systemd-bootx64.efi
-if stale "$OUT/disk.img" "$OUT/vmlinuz" "$OUT/initrd.img" "$0"; then
-  for f in "$MBR" "$SDBOOT" /usr/bin/syslinux /usr/bin/mcopy /usr/sbin/mkfs.fat /usr/sbin/sfdisk; do
+SHIM="$LAB_FIRMWARE/grub/bootx64.efi"
+# Debian's signed disk GRUB (built-in prefix /EFI/debian), from the .deb fetch-firmware.sh keeps
+grub_deb() { ls "$LAB_CACHE"/grub-efi-amd64-signed_*_amd64.deb 2>/dev/null | sort -V | tail -n1; }
+if [ ! -s "$SHIM" ] || [ -z "$(grub_deb)" ]; then
+  FIRMWARE_CACHE="$LAB_CACHE" FIRMWARE_DIR="$LAB_FIRMWARE" "$REPO/scripts/fetch-firmware.sh" >/dev/null \
+    || { echo "build-boot: scripts/fetch-firmware.sh failed (shim and GRUB for the disk)" >&2; exit 1; }
+fi
+GRUBDEB=$(grub_deb)
+if stale "$OUT/disk.img" "$OUT/vmlinuz" "$OUT/initrd.img" "$0" "$SHIM" "$GRUBDEB"; then
+  for f in "$MBR" "$SHIM" "$GRUBDEB" /usr/bin/syslinux /usr/bin/mcopy /usr/sbin/mkfs.fat /usr/sbin/sfdisk; do
     [ -e "$f" ] || { echo "build-boot: missing $f (run scripts/install-deps.sh)" >&2; exit 1; }
   done
+  dpkg-deb -x "$GRUBDEB" "$T/grubdeb"
+  GRUB="$T/grubdeb/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
+  [ -s "$GRUB" ] || { echo "build-boot: $GRUBDEB has no grubx64.efi.signed" >&2; exit 1; }
   export MTOOLS_SKIP_CHECK=1
   CMDLINE="console=ttyS0,115200 panic=10 rig.local=1"
   # syslinux: no SERIAL line (SeaBIOS already copies int10 text to ttyS0; SERIAL doubles it)
   printf 'DEFAULT lab\nPROMPT 0\nTIMEOUT 0\nLABEL lab\n  LINUX /vmlinuz\n  INITRD /initrd.img\n  APPEND %s\n' \
     "$CMDLINE" > "$T/syslinux.cfg"
-  printf 'default lab.conf\ntimeout 0\neditor no\n' > "$T/loader.conf"
-  printf 'title rackboot lab local system\nlinux /vmlinuz\ninitrd /initrd.img\noptions %s\n' "$CMDLINE" > "$T/lab.conf"
+  # GRUB: the built-in config sources $prefix/grub.cfg (prefix /EFI/debian on the boot device)
+  printf 'set timeout=0\nlinux /vmlinuz %s\ninitrd /initrd.img\nboot\n' "$CMDLINE" > "$T/grub.cfg"
   # partition 1: payload + 5 MiB slack, >= 16 MiB (FAT16), at 1 MiB
-  kb=$(du -ck "$OUT/vmlinuz" "$OUT/initrd.img" "$SDBOOT" /usr/lib/syslinux/modules/bios/ldlinux.* | tail -n1 | cut -f1)
+  kb=$(du -ck "$OUT/vmlinuz" "$OUT/initrd.img" "$SHIM" "$GRUB" /usr/lib/syslinux/modules/bios/ldlinux.* | tail -n1 | cut -f1)
   P1=$(( kb / 1024 + 5 )); [ "$P1" -ge 16 ] || P1=16
   P1_LBA=2048; P2_LBA=$(( P1_LBA + P1 * 2048 ))
   truncate -s "${P1}M" "$T/p1.fat"
   mkfs.fat -F 16 -n LABLOCAL -h "$P1_LBA" "$T/p1.fat" >/dev/null    # -h: hidden sectors = start
   syslinux --install "$T/p1.fat"     # VBR + ldlinux.sys + ldlinux.c32 via mtools (no mcopy over them)
-  mmd -i "$T/p1.fat" ::/EFI ::/EFI/BOOT ::/loader ::/loader/entries
+  mmd -i "$T/p1.fat" ::/EFI ::/EFI/BOOT ::/EFI/debian
   mcopy -i "$T/p1.fat" "$T/syslinux.cfg" "$OUT/vmlinuz" "$OUT/initrd.img" ::/
-  mcopy -i "$T/p1.fat" "$SDBOOT" ::/EFI/BOOT/BOOTX64.EFI
-  mcopy -i "$T/p1.fat" "$T/loader.conf" ::/loader/loader.conf
-  mcopy -i "$T/p1.fat" "$T/lab.conf" ::/loader/entries/lab.conf
+  mcopy -i "$T/p1.fat" "$SHIM" ::/EFI/BOOT/BOOTX64.EFI
+  mcopy -i "$T/p1.fat" "$GRUB" ::/EFI/BOOT/grubx64.efi
+  mcopy -i "$T/p1.fat" "$T/grub.cfg" ::/EFI/debian/grub.cfg
   truncate -s "$(( (P2_LBA + 2048) * 512 ))" "$T/disk.img"
   sfdisk --quiet "$T/disk.img" <<SF
 label: dos
@@ -151,7 +165,7 @@ SF
   dd if="$MBR" of="$T/disk.img" bs=440 count=1 conv=notrunc status=none
   dd if="$T/p1.fat" of="$T/disk.img" bs=512 seek="$P1_LBA" conv=notrunc status=none
   mv "$T/disk.img" "$OUT/disk.img"
-  ran+=("disk.img (p1 ${P1} MiB FAT16 + p2 1 MiB)")
+  ran+=("disk.img (p1 ${P1} MiB FAT16: syslinux, shim + GRUB $(basename "$GRUBDEB" .deb); p2 1 MiB)")
 fi
 
 if [ ${#ran[@]} -gt 0 ] || [ ! -s "$OUT/build-info.txt" ]; then
