@@ -163,10 +163,7 @@ pub fn netboot<'a>(
 ) -> Option<Netboot<'a>> {
     let system = inv.by_mac(mac)?;
     // A validated inventory always has the profile; iPXE if not.
-    let first = inv
-        .profile(&system.profile)
-        .map(|p| p.loader)
-        .unwrap_or_default();
+    let first = system.loader(inv.profile(&system.profile));
     Some(Netboot {
         system,
         loader: loader(inv, arch, ipxe, efi_x64_file, first),

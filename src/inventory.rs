@@ -19,11 +19,21 @@ pub struct System {
     pub dns: Vec<Ipv4Addr>,
     pub domain: Option<String>,
     pub profile: String,
+    /// The machine's own loader (`loader` in systems.toml), over its profile's.
+    pub loader: Option<BootLoader>,
     pub bmc: Option<Bmc>,
     pub vars: BTreeMap<String, toml::Value>,
 }
 
 impl System {
+    /// What a UEFI x64 PXE client of this machine loads first: its own
+    /// `loader`, else its profile's (iPXE without one).
+    pub fn loader(&self, profile: Option<&Profile>) -> BootLoader {
+        self.loader
+            .or(profile.map(|p| p.loader))
+            .unwrap_or_default()
+    }
+
     pub fn primary_mac(&self) -> Mac {
         self.macs[0]
     }

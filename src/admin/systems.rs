@@ -4,8 +4,7 @@ use super::*;
 
 // Systems
 
-pub(super) const SYSTEM_UNSETTABLE: &[&str] =
-    &["hostname", "netmask", "gateway", "dns", "domain", "bmc"];
+use crate::config::fields::SYSTEM_UNSETTABLE;
 
 pub(super) fn apply_system(
     entry: &mut Item,
@@ -116,7 +115,14 @@ pub(super) fn apply_system(
     if let Some(v) = &ch.dns {
         set_value(t, "dns", str_array(v));
     }
-    set_strings(t, [("domain", &ch.domain), ("profile", &ch.profile)]);
+    set_strings(
+        t,
+        [
+            ("domain", &ch.domain),
+            ("profile", &ch.profile),
+            ("loader", &ch.loader),
+        ],
+    );
     for u in &ch.unset {
         t.remove(u);
     }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 /// A change to a system. For `add`, `macs`, `ip` and `profile` are needed.
 /// For `edit`, only what is given changes: `macs` replaces the list,
 /// `add_macs` / `remove_macs` edit it; `unset` removes optional keys
-/// (`hostname`, `netmask`, `gateway`, `dns`, `domain`, `bmc`).
+/// (`hostname`, `netmask`, `gateway`, `dns`, `domain`, `loader`, `bmc`).
 /// This is also the JSON body of `POST /api/v1/systems` and `PUT /api/v1/systems/{name}`.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +29,8 @@ pub struct SystemChange {
     pub dns: Option<Vec<String>>,
     pub domain: Option<String>,
     pub profile: Option<String>,
+    /// `ipxe` or `grub`, over the profile's.
+    pub loader: Option<String>,
     pub bmc: Option<BmcChange>,
     /// Template variables to set (a JSON `null` removes one).
     #[serde(default)]

@@ -27,6 +27,7 @@ impl From<&inventory::System> for System {
             dns: s.dns.iter().map(|d| d.to_string()).collect(),
             domain: s.domain.clone(),
             profile: s.profile.clone(),
+            loader: s.loader.map(|l| l.as_str().to_string()),
             // Never the password.
             bmc: s.bmc.as_ref().map(|b| Bmc {
                 kind: b.kind.as_str().to_string(),

@@ -17,6 +17,9 @@ pub struct System {
     pub dns: Vec<String>,
     pub domain: Option<String>,
     pub profile: String,
+    /// The machine's own loader, when it has one (over its profile's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loader: Option<String>,
     /// Never the password.
     pub bmc: Option<Bmc>,
     pub vars: BTreeMap<String, serde_json::Value>,

@@ -129,6 +129,10 @@ pub struct SystemCommon {
     /// DNS domain (default: dhcp.domain).
     #[arg(long)]
     pub domain: Option<String>,
+    /// First-stage loader of this machine as a UEFI x64 PXE client, over its
+    /// profile's (grub: signed shim + GRUB for Secure Boot).
+    #[arg(long, value_parser = ["ipxe", "grub"])]
+    pub loader: Option<String>,
     /// BMC kind.
     #[arg(long, value_parser = ["ipmi", "redfish"])]
     pub bmc_kind: Option<String>,
@@ -348,6 +352,7 @@ fn system_change(common: &SystemCommon) -> SystemChange {
         gateway: common.gateway.clone(),
         dns: (!common.dns.is_empty()).then(|| common.dns.clone()),
         domain: common.domain.clone(),
+        loader: common.loader.clone(),
         bmc,
         vars: vars_json(&common.vars),
         ..SystemChange::default()

@@ -164,6 +164,10 @@ pub fn print_system(s: &System) {
         ],
         vec!["domain".into(), opt(s.domain.clone())],
         vec!["profile".into(), s.profile.clone()],
+        vec![
+            "loader".into(),
+            opt(s.loader.map(|l| l.as_str().to_string())),
+        ],
     ];
     match &s.bmc {
         None => rows.push(vec!["bmc".into(), "-".into()]),

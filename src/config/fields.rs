@@ -103,7 +103,9 @@ pub fn profile_keys() -> impl Iterator<Item = &'static str> {
 
 /// The optional keys of a system that `unset` removes (back to the
 /// `[dhcp]` defaults, or no BMC).
-pub const SYSTEM_UNSETTABLE: &[&str] = &["hostname", "netmask", "gateway", "dns", "domain", "bmc"];
+pub const SYSTEM_UNSETTABLE: &[&str] = &[
+    "hostname", "netmask", "gateway", "dns", "domain", "loader", "bmc",
+];
 
 /// One key of a system's `[bmc]` table.
 pub struct BmcField {

@@ -88,15 +88,19 @@ pub struct Config {
 /// (a warning, not an error: `scripts/fetch-firmware.sh` or the package
 /// fills it; boot files in `boot_dir` are checked as errors by the loader):
 /// the BIOS and UEFI loaders when TFTP serves them, shim and GRUB when a
-/// profile uses `loader = "grub"`. As `rackboot check` prints them.
+/// profile or system uses `loader = "grub"`. As `rackboot check` prints them.
 pub fn missing_files(cfg: &Config) -> Vec<String> {
     let s = &cfg.settings;
     let mut out = Vec::new();
-    let grub = cfg
-        .inventory
+    let inv = &cfg.inventory;
+    let grub = inv
         .profiles()
         .values()
-        .any(|p| !p.is_abstract && p.loader == crate::inventory::BootLoader::Grub);
+        .any(|p| !p.is_abstract && p.loader == crate::inventory::BootLoader::Grub)
+        || inv
+            .systems()
+            .iter()
+            .any(|s| s.loader(inv.profile(&s.profile)) == crate::inventory::BootLoader::Grub);
     let mut firmware = Vec::new();
     if s.tftp.enabled {
         firmware.push(("undionly.kpxe", "BIOS PXE clients"));

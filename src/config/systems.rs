@@ -145,6 +145,13 @@ pub(crate) fn validate_system(
         ),
         Some(_) => {}
     }
+    let loader = s.loader.as_deref().and_then(|l| {
+        let parsed = crate::inventory::BootLoader::parse(l);
+        if parsed.is_none() {
+            e.push(key("loader"), format!("{l:?}: expected ipxe or grub"));
+        }
+        parsed
+    });
     let bmc = s
         .bmc
         .as_ref()
@@ -162,6 +169,7 @@ pub(crate) fn validate_system(
         dns,
         domain: s.domain.clone().or_else(|| settings.dhcp.domain.clone()),
         profile: s.profile.clone(),
+        loader,
         bmc,
         vars: s.vars.clone(),
     })

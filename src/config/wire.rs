@@ -168,6 +168,9 @@ pub struct SystemWire {
     pub dns: Vec<String>,
     pub domain: Option<String>,
     pub profile: String,
+    /// `ipxe` or `grub`: this machine's first-stage loader, over its profile's
+    /// (one Secure Boot machine in a profile of iPXE ones).
+    pub loader: Option<String>,
     pub bmc: Option<BmcWire>,
     #[serde(default)]
     pub vars: BTreeMap<String, toml::Value>,

@@ -148,6 +148,7 @@ mod tests {
             dns: vec![],
             domain: None,
             profile: "p".into(),
+            loader: None,
             bmc: None,
             vars: BTreeMap::new(),
         }

@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
+pub(crate) struct Run {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
 }
 
-fn rb(c: &ConfigDir, args: &[&str]) -> Run {
+pub(crate) fn rb(c: &ConfigDir, args: &[&str]) -> Run {
     let o = Command::new(env!("CARGO_BIN_EXE_rackboot"))
         .arg("--config")
         .arg(c.path())

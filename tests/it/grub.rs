@@ -290,3 +290,69 @@ async fn grub_run_moves_on_tftp_evidence() {
     assert_eq!(s, 200, "{dg}");
     assert!(dg["first_missing"].is_null(), "{dg:#}");
 }
+
+/// A system's own `loader` wins over its profile's, both ways; it is edited
+/// (and unset) through the CLI like the other optional system keys; a bad
+/// value names the file's key.
+#[test]
+fn system_loader_overrides_the_profile() {
+    use rackboot::inventory::BootLoader;
+    let c = ConfigDir::sample();
+    // node50 is on lab-disk (iPXE); put lab-disk on GRUB and take node50 back to iPXE,
+    // and give a machine of another iPXE profile GRUB of its own.
+    prepend(&c, "profiles/lab-disk.toml", "loader = \"grub\"");
+    let r = crate::admin::rb(&c, &["systems", "edit", "node50", "--loader", "ipxe"]);
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    assert!(c.read("systems.toml").contains("loader = \"ipxe\""));
+    let cfg = c.load().unwrap_or_else(|e| panic!("{e}"));
+    let inv = &cfg.inventory;
+    let other = inv
+        .systems()
+        .iter()
+        .find(|s| inv.profile_of(s).loader == BootLoader::Ipxe && s.name != "node50")
+        .expect("a system on an iPXE profile")
+        .name
+        .clone();
+    let r = crate::admin::rb(&c, &["systems", "edit", &other, "--loader", "grub"]);
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let cfg = c.load().unwrap_or_else(|e| panic!("{e}"));
+    let inv = &cfg.inventory;
+    let mac_of = |n: &str| inv.system(n).unwrap().primary_mac();
+    let first = |mac: Mac| {
+        boot::netboot(inv, &mac, Some(Arch::EfiX64), false, "snponly.efi")
+            .unwrap()
+            .loader
+    };
+    assert_eq!(first(mac_of("node50")), Loader::Tftp("snponly.efi".into()));
+    assert_eq!(
+        first(mac_of(&other)),
+        Loader::Tftp("grub/bootx64.efi".into())
+    );
+    // The API view carries the machine's own loader only.
+    let api = rackboot::api::System::from(inv.system(&other).unwrap());
+    assert_eq!(api.loader.as_deref(), Some("grub"));
+    let n51 = inv
+        .systems()
+        .iter()
+        .find(|s| s.loader.is_none())
+        .expect("a system without its own loader");
+    assert_eq!(rackboot::api::System::from(n51).loader, None);
+    // Unset: back to the profile's.
+    let r = crate::admin::rb(&c, &["systems", "edit", &other, "--unset", "loader"]);
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let cfg = c.load().unwrap_or_else(|e| panic!("{e}"));
+    let s = cfg.inventory.system(&other).unwrap();
+    assert_eq!(s.loader, None);
+    // A bad value: refused by the CLI, and by the loader with the key.
+    let r = crate::admin::rb(&c, &["systems", "edit", &other, "--loader", "shim"]);
+    assert_ne!(r.code, 0, "{}{}", r.out, r.err);
+    let text = c
+        .read("systems.toml")
+        .replacen("loader = \"ipxe\"", "loader = \"shim\"", 1);
+    c.write("systems.toml", &text);
+    let e = c.load().err().expect("refused").to_string();
+    assert!(
+        e.contains("systems.node50.loader") && e.contains("expected ipxe or grub"),
+        "{e}"
+    );
+}
