@@ -1018,7 +1018,22 @@ async fn browser_machine_page_why_no_boot_and_profile() {
             &[],
         );
         assert_eq!(dup, serde_json::json!(0));
-        assert!(b.exists("#diagnosis .stale"), "the panel says it is stale");
+        // The "why didn't it boot?" panel follows the new attempt, same document.
+        b.wait_for(
+            Until::Js(
+                "(document.querySelector('#ended') || {}).textContent.includes('still in progress') && \
+                 document.querySelector('li.step.seen[data-step=\"power\"]') !== null",
+            ),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(
+            b.exec("return window.__rackboot.panels;", &[])
+                .as_u64()
+                .unwrap()
+                >= 1
+        );
+        assert_eq!(b.exec("return window.__marker;", &[]), serde_json::json!(5));
         b.exec("document.querySelector('#events').scrollIntoView();", &[]);
         b.screenshot(&shots.join("ui-machine-live.png"));
         // Cancel it from the machine page's form (a fresh page has the

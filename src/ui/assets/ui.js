@@ -80,6 +80,29 @@
     const one = String(s || "").split(/\s+/).filter(Boolean).join(" ");
     return one.length <= max ? one : one.slice(0, max) + "\u2026";
   };
+  // The machine page's "why didn't it boot?" panel, facts and durations follow
+  // its machine's events: the page is fetched again (at most one fetch per
+  // 400 ms) and those sections are swapped in; the rest stays as it is.
+  let refetch = null;
+  function refreshPanels() {
+    if (refetch) return;
+    refetch = setTimeout(() => {
+      fetch(location.href, { headers: { Accept: "text/html" } })
+        .then((r) => (r.ok ? r.text() : null))
+        .then((html) => {
+          refetch = null;
+          if (!html) return;
+          const doc = new DOMParser().parseFromString(html, "text/html");
+          for (const id of ["diagnosis", "facts", "durations", "streak"]) {
+            const cur = document.getElementById(id), next = doc.getElementById(id);
+            if (cur && next) cur.replaceWith(next);
+          }
+          state.panels = (state.panels || 0) + 1;
+        })
+        .catch(() => { refetch = null; });
+    }, 400);
+  }
+
   function onFeedEvent(ev) {
     for (const list of $$('[data-feed-system="' + esc(ev.system) + '"]')) {
       if (ev.id !== undefined && list.querySelector('[data-id="' + ev.id + '"]')) continue;
@@ -115,18 +138,7 @@
         a.href = "/ui/runs/" + encodeURIComponent(ev.run);
         links.append(a);
       }
-      // A new attempt: the "why didn't it boot?" panel shows the previous one.
-      const diag = document.getElementById("diagnosis");
-      if (ev.type === "transition" && ev.to === "queued" && diag && !diag.querySelector(".stale")) {
-        const p = document.createElement("p");
-        p.className = "stale";
-        p.append("A new run started: ");
-        const a = document.createElement("a");
-        a.href = location.pathname;
-        a.textContent = "reload";
-        p.append(a, " for its diagnosis.");
-        diag.querySelector("h2").after(p);
-      }
+      if (document.getElementById("diagnosis")) refreshPanels();
       const empty = list.querySelector("li.empty");
       if (empty) empty.remove();
       list.prepend(li);
