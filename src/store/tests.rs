@@ -640,6 +640,45 @@ async fn concurrent_lease_batches_apply_whole(db: TestDb) {
     }
 }
 
+/// Migration 6 on a database that (by a hand edit) holds two unfinished
+/// runs of one system: the older is closed as failed, with an event, and
+/// the index goes on. Replayed here by dropping the index, adding the
+/// duplicate and running the migration's SQL again.
+async fn migration_6_closes_duplicate_active_runs(db: TestDb) {
+    let s = db.open().await;
+    s.create_run(&new_run("old", "n1"), 1).await.unwrap();
+    s.create_run(&new_run("other", "n2"), 1).await.unwrap();
+    let sql = match s.backend() {
+        Backend::Sqlite => include_str!("../../migrations/sqlite/0006_one_active_run.sql"),
+        Backend::Postgres => include_str!("../../migrations/postgres/0006_one_active_run.sql"),
+    };
+    with_pool!(s, |pool| {
+        sqlx::raw_sql("DROP INDEX runs_one_active")
+            .execute(pool)
+            .await
+            .unwrap();
+        s.create_run(&new_run("new", "n1"), 2).await.unwrap();
+        sqlx::raw_sql(sql).execute(pool).await.unwrap();
+    });
+    let old = s.get_run("old").await.unwrap().unwrap();
+    assert_eq!(old.state, "failed");
+    assert_eq!(old.finished_at, Some(1));
+    assert!(old.reason.unwrap().contains("superseded"));
+    assert_eq!(s.run_events("old").await.unwrap().len(), 2);
+    let active: Vec<_> = s
+        .active_runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(active, vec!["other", "new"]);
+    assert!(matches!(
+        s.create_run(&new_run("newer", "n1"), 3).await,
+        Err(StoreError::ActiveRun { .. })
+    ));
+}
+
 /// Each test above, once per backend: `sqlite::NAME` and `postgres::NAME`.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -682,4 +721,5 @@ on_both_backends!(
     feed_append_waits_for_an_earlier_uncommitted_one,
     concurrent_feed_appends_are_seen_in_order,
     concurrent_lease_batches_apply_whole,
+    migration_6_closes_duplicate_active_runs,
 );
