@@ -992,3 +992,38 @@ async fn cli_power_bootdev_and_systems_power_column() {
         "{out}"
     );
 }
+
+/// A run queued behind this daemon's back (another daemon on the same
+/// database, or another connection) holds its system: the database's one
+/// active run per system turns the API's request into a 409, not a second
+/// run and not a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stored_by_another_daemon_makes_the_api_answer_busy() {
+    let sim = sim("true").await;
+    let url = sim.c.load().unwrap().settings.database_url;
+    let other = rackboot::store::Store::open(&url).await.unwrap();
+    other
+        .create_run(
+            &rackboot::store::NewRun {
+                id: "elsewhere-1",
+                system: "sim1",
+                profile: "sim",
+                state: "queued",
+                data: "{}",
+                requested_by: Some("another daemon"),
+                overrides: "{}",
+                retry_of: None,
+            },
+            rackboot::store::now_ms(),
+        )
+        .await
+        .unwrap();
+    let (s, v) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v.to_string().contains("elsewhere-1"), "{v}");
+    let active = other.active_runs().await.unwrap();
+    assert_eq!(active.len(), 1, "{active:?}");
+    // The other system is free.
+    let (s, v) = sim.create(&["sim2"]).await;
+    assert_eq!(s, 201, "{v}");
+}
