@@ -3,14 +3,13 @@
 //!
 //! * SQLite: a file in a temporary directory;
 //! * PostgreSQL: `CREATE DATABASE` on a throwaway server that the first test
-//!   to ask starts (once per test process):
-//!   - `initdb -A trust` in a new directory under `/tmp`, then `pg_ctl start`
-//!     on a free port of 127.0.0.1 with the socket in that directory (no
-//!     fsync: a test server), every wait bounded;
-//!   - as `nobody` when the tests run as root (postgres refuses root);
-//!   - stopped (`pg_ctl stop -m fast`, else `-m immediate`) and its directory
-//!     removed by a small guardian process that waits for the test process to
-//!     end (end of file on a pipe, so a killed test process is cleaned up too).
+//!   to ask starts, once per test process, with `scripts/pg-tmp.sh` (see
+//!   there): `initdb -A trust` in a new directory under `/tmp`, the server on
+//!   a free port of 127.0.0.1 with its socket in that directory, as `nobody`
+//!   when the tests run as root (postgres refuses root). The script stops the
+//!   server and removes the directory when its stdin, a pipe from this
+//!   process, closes: when the test process ends, however it ends. Every
+//!   wait is bounded.
 //!
 //! `RACKBOOT_TEST_PG_URL=postgres://user@host:port/db` uses an existing
 //! server instead (the user needs CREATEDB; the per-test databases are left
@@ -21,13 +20,12 @@
 //! fail. A server that is found but does not start always fails.
 
 use super::Store;
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One test's database. Keeps its temporary directory (SQLite) alive.
 pub(crate) struct TestDb {
@@ -176,45 +174,9 @@ fn run_as() -> Option<(u32, u32)> {
     Some(ids.unwrap_or((65534, 65534)))
 }
 
-fn command(bin: &Path, prog: &str, user: Option<(u32, u32)>) -> Command {
-    let mut c = Command::new(bin.join(prog));
-    c.env("LC_ALL", "C").env("LANG", "C").stdin(Stdio::null());
-    if let Some((uid, gid)) = user {
-        // std also drops the supplementary groups (setgroups) before exec.
-        c.uid(uid).gid(gid);
-    }
-    c
-}
-
-/// Run to completion within `limit`; output goes to `log`. Killed past it.
-fn run_bounded(mut c: Command, log: &Path, limit: Duration) -> Result<(), String> {
-    let what = format!("{c:?}");
-    let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    let mut child = c
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("{what}: {e}"))?;
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait().map_err(|e| e.to_string())? {
-            Some(st) if st.success() => return Ok(()),
-            Some(st) => {
-                let out = std::fs::read_to_string(log).unwrap_or_default();
-                return Err(format!("{what}: {st}: {}", out.trim()));
-            }
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{what}: no answer in {limit:?}"));
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
+/// Start `scripts/pg-tmp.sh` (as `user`) and wait, bounded, for its one line.
 fn start(bin: &Path) -> Result<Server, String> {
+    const SCRIPT: &str = include_str!("../../scripts/pg-tmp.sh");
     let user = run_as();
     let base = tempfile::Builder::new()
         .prefix("rackboot-pg-")
@@ -222,102 +184,62 @@ fn start(bin: &Path) -> Result<Server, String> {
         .map_err(|e| format!("temporary directory: {e}"))?
         .keep();
     if let Some((uid, gid)) = user {
-        std::os::unix::fs::chown(&base, Some(uid), Some(gid))
-            .map_err(|e| format!("chown {}: {e}", base.display()))?;
-    }
-    let data = base.join("data");
-    let fail = |why: String| {
-        let _ = std::fs::remove_dir_all(&base);
-        Err(why)
-    };
-    let mut initdb = command(bin, "initdb", user);
-    initdb
-        .arg("-D")
-        .arg(&data)
-        .args(["-A", "trust", "-U", "rackboot", "-E", "UTF8", "--no-sync"])
-        .arg("--no-instructions");
-    if let Err(why) = run_bounded(initdb, &base.join("initdb.log"), Duration::from_secs(120)) {
-        return fail(why);
-    }
-    // A free port can be taken between the probe and postgres' bind: retry.
-    let mut last = String::new();
-    for _ in 0..3 {
-        let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-            Ok(a) => a.port(),
-            Err(e) => return fail(format!("probing a free port: {e}")),
-        };
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 \
-             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-             -c shared_buffers=32MB",
-            base.display()
-        );
-        let mut pg_ctl = command(bin, "pg_ctl", user);
-        pg_ctl
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(base.join("postgres.log"))
-            .args(["-w", "-t", "60", "-o", &opts, "start"]);
-        match run_bounded(pg_ctl, &base.join("pg_ctl.log"), Duration::from_secs(90)) {
-            Ok(()) => {
-                let guardian = match guard(bin, &base, user) {
-                    Ok(g) => g,
-                    Err(why) => {
-                        stop_now(bin, &base, user);
-                        return fail(why);
-                    }
-                };
-                return Ok(Server::Ready {
-                    admin_url: format!("postgres://rackboot@127.0.0.1:{port}/postgres"),
-                    _guardian: Some(Mutex::new(guardian)),
-                });
-            }
-            Err(why) => {
-                let log = std::fs::read_to_string(base.join("postgres.log")).unwrap_or_default();
-                last = format!("{why}\n{}", log.trim());
-            }
+        if let Err(e) = std::os::unix::fs::chown(&base, Some(uid), Some(gid)) {
+            let _ = std::fs::remove_dir_all(&base);
+            return Err(format!("chown {}: {e}", base.display()));
         }
     }
-    fail(last)
-}
-
-/// A process (as the server's user, in its own process group so a ^C on the
-/// tests does not reach it) that stops the server and removes its directory
-/// once its stdin closes: when this test process exits, however it exits.
-fn guard(
-    bin: &Path,
-    base: &Path,
-    user: Option<(u32, u32)>,
-) -> Result<std::process::ChildStdin, String> {
-    const SCRIPT: &str = r#"cat >/dev/null
-"$1/pg_ctl" -D "$2/data" stop -m fast -w -t 20 >/dev/null 2>&1 ||
-  "$1/pg_ctl" -D "$2/data" stop -m immediate -w -t 10 >/dev/null 2>&1
-rm -rf "$2""#;
+    // Three free ports at once (held together, so distinct): a port can be
+    // taken between this probe and postgres' bind, the script tries the next.
+    let probes: Vec<std::net::TcpListener> = (0..3)
+        .filter_map(|_| std::net::TcpListener::bind("127.0.0.1:0").ok())
+        .collect();
+    let ports: Vec<String> = probes
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.port().to_string())
+        .collect();
+    drop(probes);
     let mut c = Command::new("/bin/sh");
-    c.args(["-c", SCRIPT, "pg-guardian"])
+    c.args(["-c", SCRIPT, "pg-tmp.sh"])
         .arg(bin)
-        .arg(base)
+        .arg(&base)
+        .args(&ports)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        // Its own process group: a ^C on the tests does not cut its clean-up.
         .process_group(0);
     if let Some((uid, gid)) = user {
+        // std also drops the supplementary groups (setgroups) before exec.
         c.uid(uid).gid(gid);
     }
-    let mut child = c.spawn().map_err(|e| format!("guardian: {e}"))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    // Nothing is ever written; a failed write would mean the guardian died.
-    stdin.flush().map_err(|e| format!("guardian: {e}"))?;
-    Ok(stdin)
-}
-
-fn stop_now(bin: &Path, base: &Path, user: Option<(u32, u32)>) {
-    let mut c = command(bin, "pg_ctl", user);
-    c.arg("-D")
-        .arg(base.join("data"))
-        .args(["stop", "-m", "immediate", "-w", "-t", "10"]);
-    let _ = run_bounded(c, &base.join("stop.log"), Duration::from_secs(20));
+    let mut child = c.spawn().map_err(|e| {
+        let _ = std::fs::remove_dir_all(&base);
+        format!("scripts/pg-tmp.sh: {e}")
+    })?;
+    let stdin = child.stdin.take().expect("piped stdin");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
+    });
+    // initdb and a start on a busy 2-core machine take seconds; a minute
+    // per port for pg_ctl -w at most.
+    let line = rx
+        .recv_timeout(Duration::from_secs(300))
+        .map_err(|_| "scripts/pg-tmp.sh printed nothing in 300 s".to_string())?;
+    // Dropping `stdin` on a failure below makes the script clean up.
+    match line.trim().split_once(' ') {
+        Some(("ready", url)) => Ok(Server::Ready {
+            admin_url: url.to_string(),
+            _guardian: Some(Mutex::new(stdin)),
+        }),
+        _ if line.trim().is_empty() => Err("scripts/pg-tmp.sh ended without a word".into()),
+        _ => Err(line.trim().to_string()),
+    }
 }
 
 /// `CREATE DATABASE` with a name unique to this process and call; returns

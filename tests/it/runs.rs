@@ -677,7 +677,12 @@ async fn wait_diagnosis(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_resumes_after_daemon_restart() {
-    let mut sim = sim("true").await;
+    resumes_after_daemon_restart(sim("true").await).await;
+}
+
+/// Mid-install the daemon stops; a new one on the same store resumes the
+/// run, and the installer's callback finishes it (also `pg::`).
+pub async fn resumes_after_daemon_restart(mut sim: Sim) {
     let (_, v) = sim.create(&["sim1"]).await;
     let id = v["runs"][0]["id"].as_str().unwrap().to_string();
     sim.wait_state(&id, "dhcp", 5).await;
