@@ -6,7 +6,7 @@
 //!   daemons).
 //!
 //! All SQL text of the project lives here and in `migrations/{sqlite,postgres}/`.
-//! Each verb is written once: [`with_pool!`] compiles its body once per
+//! Each verb is written once: `with_pool!` compiles its body once per
 //! backend (sqlx infers the database from the executor), and the SQL text is
 //! the dialect both engines read (`$N` placeholders, `ON CONFLICT`,
 //! `RETURNING`, aliased subqueries). The few places where they differ say so
