@@ -4,7 +4,8 @@
 # venv are already present it changes nothing and does not touch the network.
 #
 #   apt (Debian 12):  QEMU + firmware, IPMI simulator, DHCP/TFTP stand-in, guest initrd tools,
-#                     disk-image tools, TFTP clients (tests), cloud-init (`cloud-init schema` only)
+#                     disk-image tools, TFTP clients (tests), cloud-init (`cloud-init schema` only),
+#                     PostgreSQL 15 (the store's tests on Postgres)
 #   cargo:            cargo-deb (packaging/build-deb.sh), cargo-afl + its AFL++ (bench/fuzz.sh)
 #   pip (PyPI):       pykickstart and sushy-tools into $REPO/.lab/venv (ksvalidator,
 #                     sushy-emulator = the Redfish BMC emulator for tests/it/power_redfish.rs)
@@ -40,6 +41,10 @@ PKGS=(
   # MQTT broker and its client for tests/it/mqtt.rs (on a systemd host the
   # mosquitto package also enables a broker service on port 1883)
   mosquitto mosquitto-clients
+  # PostgreSQL server binaries for the store's tests on Postgres (src/store/testdb.rs starts a
+  # throwaway server itself through scripts/pg-tmp.sh; on a systemd host the package also creates
+  # and starts a cluster "main" on port 5432, which the tests do not use)
+  postgresql-15
   # promtool for `promtool check metrics` on /metrics (tests/it/metrics.rs); the server is not used
   prometheus
   # the Debian package (packaging/build-deb.sh, tests/pkg/run.sh): dpkg-shlibdeps, lintian

@@ -228,9 +228,12 @@ pub async fn start_with(
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let store = Store::open(&settings.database_url)
-        .await
-        .with_context(|| format!("opening the store {}", settings.database_url))?;
+    let store = Store::open(&settings.database_url).await.with_context(|| {
+        format!(
+            "opening the store {}",
+            crate::store::redact_url(&settings.database_url)
+        )
+    })?;
     let mut inventory = cfg.inventory;
     inventory.set_generation(FIRST_GENERATION);
     let (inv_tx, inv_rx) = watch::channel(Arc::new(inventory));

@@ -715,7 +715,11 @@ impl Engine {
                     now,
                 )
                 .await
-                .map_err(|e| CreateError::Store(e.to_string()))?;
+                .map_err(|e| match e {
+                    // Another daemon (or connection) queued one first.
+                    e @ store::StoreError::ActiveRun { .. } => CreateError::Busy(e.to_string()),
+                    e => CreateError::Store(e.to_string()),
+                })?;
             tracing::info!(run = %id, system = %name, profile = %p.name, "run queued");
             self.emit(json!({"type": "transition", "run": id, "system": name, "from": null, "to": "queued", "at": now, "detail": "created"}));
             self.by_system.insert(name.clone(), id.clone());

@@ -178,7 +178,10 @@ fn settings_from_wire(
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("rackboot.db").display()));
-    if !database_url.starts_with("sqlite:") && !database_url.starts_with("postgres") {
+    if !["sqlite:", "postgres://", "postgresql://"]
+        .iter()
+        .any(|s| database_url.starts_with(s))
+    {
         e.push(
             "server.database_url",
             "must be sqlite://PATH or postgres://...",

@@ -1,13 +1,42 @@
-//! The state store: a small facade with domain verbs over sqlx.
-//! SQLite (WAL, embedded migrations) is the default. All SQL text of the
-//! project lives here and in `migrations/`, so a Postgres module can sit
-//! beside this one (sqlx's `Any` driver cannot decode SQLite booleans and has
-//! no time types; see ARCHITECTURE.md).
+//! The state store: a small facade with domain verbs over sqlx, on one of
+//! two backends chosen once by the database URL:
+//!
+//! * SQLite (`sqlite://PATH`, WAL, the embedded default for one daemon);
+//! * PostgreSQL (`postgres://…` or `postgresql://…`, shared by several
+//!   daemons).
+//!
+//! All SQL text of the project lives here and in `migrations/{sqlite,postgres}/`.
+//! Each verb is written once: `with_pool!` compiles its body once per
+//! backend (sqlx infers the database from the executor), and the SQL text is
+//! the dialect both engines read (`$N` placeholders, `ON CONFLICT`,
+//! `RETURNING`, aliased subqueries). The few places where they differ say so
+//! in place. sqlx's `Any` driver is not used: it cannot decode SQLite
+//! booleans and has no time types (see ARCHITECTURE.md).
+//!
+//! Concurrency. SQLite has one writer at a time; on Postgres several
+//! connections (and daemons) write at once, so what SQLite got from its
+//! write lock is explicit here:
+//! * one active run per system: a partial unique index (migration 6, both
+//!   backends); [`Store::create_run`] reports the loser as
+//!   [`StoreError::ActiveRun`];
+//! * run transitions are compare-and-set (`WHERE state = $from`): under
+//!   Postgres' READ COMMITTED the second writer re-reads the row and matches
+//!   nothing;
+//! * feed ids are visible in id order (SSE and webhook cursors never skip an
+//!   event): an identity value is taken at insert but a transaction may
+//!   commit after a later one, so on Postgres appends take a transaction-scoped
+//!   `EXCLUSIVE` lock on `feed` (readers are not blocked);
+//! * a lease batch is applied as one unit, in order: on Postgres the batch
+//!   holds an `EXCLUSIVE` lock on `leases` (two batches moving one address
+//!   would otherwise deadlock or fail on the unique `ip`).
+//!
+//! Only transaction-scoped locks are taken, so a PgBouncer in transaction
+//! mode in front of Postgres is fine.
 
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::Row;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,10 +46,13 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database URL {0:?} (this build supports sqlite:// only)")]
+    #[error("unsupported database URL {0:?} (this build supports sqlite:// and postgres:// only)")]
     Unsupported(String),
     #[error("cannot create data dir {0}: {1}")]
     Dir(String, std::io::Error),
+    /// [`Store::create_run`] for a system that already has an unfinished run.
+    #[error("{system} already has an active run {run}")]
+    ActiveRun { system: String, run: String },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -34,18 +66,79 @@ pub fn now_ms() -> i64 {
 }
 
 /// Leases per multi-row statement in [`Store::upsert_leases`] (5 bound
-/// values each, well under SQLite's 32766-variable limit).
+/// values each: well under SQLite's 32766 and Postgres' 65535 parameters).
 pub const LEASE_CHUNK: usize = 500;
+
+/// A database URL fit for logs and error messages: the password, if any,
+/// is replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (auth, tail) = rest.split_at(auth_end);
+    match auth.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Which engine a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    /// How the file was opened (`None` for an in-memory store).
-    opts: Option<SqliteConnectOptions>,
+    db: Db,
 }
 
+#[derive(Clone)]
+enum Db {
+    Sqlite {
+        pool: SqlitePool,
+        /// How the file was opened (`None` for an in-memory store).
+        opts: Option<Box<SqliteConnectOptions>>,
+    },
+    Pg(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the store's pool and `$kind` to its
+/// [`Backend`]. The body is written once and compiled once per backend: the
+/// sqlx calls in it are generic, the database is inferred from the executor.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident, $kind:ident| $body:expr) => {
+        match &$store.db {
+            Db::Sqlite { pool: $pool, .. } => {
+                #[allow(unused_variables)]
+                let $kind = Backend::Sqlite;
+                $body
+            }
+            Db::Pg($pool) => {
+                #[allow(unused_variables)]
+                let $kind = Backend::Postgres;
+                $body
+            }
+        }
+    };
+    ($store:expr, |$pool:ident| $body:expr) => {
+        with_pool!($store, |$pool, _kind| $body)
+    };
+}
+
+/// Postgres only (SQLite has one writer anyway): taken first in a feed
+/// append so ids become visible in id order. See the module doc.
+const PG_LOCK_FEED: &str = "LOCK TABLE feed IN EXCLUSIVE MODE";
+/// Postgres only: taken first in a lease batch. See the module doc.
+const PG_LOCK_LEASES: &str = "LOCK TABLE leases IN EXCLUSIVE MODE";
+
 /// One event of the operator feed, as stored (`data` is JSON text).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FeedRow {
     pub id: i64,
     pub at: i64,
@@ -56,7 +149,7 @@ pub struct FeedRow {
 }
 
 /// A webhook's delivery state (see `webhooks`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
 pub struct WebhookRow {
     pub name: String,
     /// The last event id the receiver acknowledged.
@@ -80,7 +173,7 @@ pub struct NewFeed {
     pub data: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RunRow {
     pub id: String,
     pub system: String,
@@ -108,7 +201,7 @@ pub struct NewRun<'a> {
     pub retry_of: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EventRow {
     pub at: i64,
     pub from_state: Option<String>,
@@ -116,7 +209,7 @@ pub struct EventRow {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StageRow {
     pub run_id: String,
     pub seq: i64,
@@ -129,14 +222,14 @@ pub struct StageRow {
     pub log_path: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ArtifactRow {
     pub path: String,
     pub size: i64,
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct LeaseRow {
     pub mac: String,
     pub ip: String,
@@ -144,7 +237,7 @@ pub struct LeaseRow {
     pub expires_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct NetbootRow {
     pub system: String,
     pub enabled: bool,
@@ -163,31 +256,59 @@ pub struct RunFilter {
     pub limit: Option<i64>,
 }
 
-fn run_from_row(r: &sqlx::sqlite::SqliteRow) -> RunRow {
-    RunRow {
-        id: r.get("id"),
-        system: r.get("system"),
-        profile: r.get("profile"),
-        state: r.get("state"),
-        data: r.get("data"),
-        reason: r.get("reason"),
-        requested_by: r.get("requested_by"),
-        overrides: r.get("overrides"),
-        retry_of: r.get("retry_of"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-        finished_at: r.get("finished_at"),
+/// An audit row as stored (`detail` is JSON text, `status` an integer).
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: i64,
+    at: i64,
+    actor: String,
+    scope: String,
+    via: String,
+    remote: String,
+    action: String,
+    path: String,
+    target: String,
+    status: i64,
+    detail: String,
+}
+
+impl From<AuditRow> for crate::api::AuditEntry {
+    fn from(r: AuditRow) -> Self {
+        crate::api::AuditEntry {
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            scope: r.scope,
+            via: r.via,
+            remote: r.remote,
+            action: r.action,
+            path: r.path,
+            target: r.target,
+            status: r.status as u16,
+            detail: serde_json::from_str(&r.detail).unwrap_or(serde_json::Value::Null),
+        }
     }
 }
 
 const RUN_COLS: &str = "id, system, profile, state, data, reason, requested_by, overrides, retry_of, created_at, updated_at, finished_at";
 
+/// Connections per Postgres pool (one daemon).
+const PG_POOL_SIZE: u32 = 8;
+
 impl Store {
-    /// Open (creating if needed) and migrate.
+    /// Open (creating if needed) and migrate: `sqlite://PATH` or
+    /// `postgres://…` / `postgresql://…` (the database must exist).
     pub async fn open(url: &str) -> Result<Store> {
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::Unsupported(url.to_string()));
+        if url.starts_with("sqlite:") {
+            Self::open_sqlite(url).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::open_postgres(url).await
+        } else {
+            Err(StoreError::Unsupported(redact_url(url)))
         }
+    }
+
+    async fn open_sqlite(url: &str) -> Result<Store> {
         let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -206,31 +327,62 @@ impl Store {
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(Store {
-            pool,
-            opts: Some(opts),
+            db: Db::Sqlite {
+                pool,
+                opts: Some(Box::new(opts)),
+            },
         })
     }
 
+    async fn open_postgres(url: &str) -> Result<Store> {
+        let opts = PgConnectOptions::from_str(url)?.application_name("rackboot");
+        let pool = PgPoolOptions::new()
+            .max_connections(PG_POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        // Several daemons starting at once: sqlx's Postgres migrator holds
+        // an advisory lock while it applies migrations.
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Store { db: Db::Pg(pool) })
+    }
+
+    /// Which engine this store runs on.
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Pg(_) => Backend::Postgres,
+        }
+    }
+
     /// A second handle on the same database for writes that must be durable
-    /// when they return (DHCP lease commits before their ACK): one connection
-    /// with `synchronous=FULL`, so every commit fsyncs the WAL. The main pool
-    /// keeps `synchronous=NORMAL`. An in-memory store returns itself.
+    /// when they return (DHCP lease commits before their ACK). SQLite: one
+    /// connection with `synchronous=FULL`, so every commit fsyncs the WAL (the
+    /// main pool keeps `synchronous=NORMAL`). Postgres commits are durable
+    /// already (`synchronous_commit` on): the store itself. An in-memory
+    /// store returns itself.
     pub async fn durable(&self) -> Result<Store> {
-        let Some(opts) = &self.opts else {
+        let Db::Sqlite {
+            opts: Some(opts), ..
+        } = &self.db
+        else {
             return Ok(self.clone());
         };
-        let opts = opts.clone().synchronous(SqliteSynchronous::Full);
+        let opts = (**opts).clone().synchronous(SqliteSynchronous::Full);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts.clone())
             .await?;
         Ok(Store {
-            pool,
-            opts: Some(opts),
+            db: Db::Sqlite {
+                pool,
+                opts: Some(Box::new(opts)),
+            },
         })
     }
 
-    /// An in-memory store (one connection: each `:memory:` connection is its own DB).
+    /// An in-memory SQLite store (one connection: each `:memory:` connection
+    /// is its own DB).
     pub async fn memory() -> Result<Store> {
         let opts = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
         let pool = SqlitePoolOptions::new()
@@ -238,49 +390,81 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Store { pool, opts: None })
+        Ok(Store {
+            db: Db::Sqlite { pool, opts: None },
+        })
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        with_pool!(self, |pool| pool.close().await)
     }
 
     /// Applied migration versions (for `rackboot check` and tests).
     pub async fn schema_versions(&self) -> Result<Vec<i64>> {
-        let rows = sqlx::query("SELECT version FROM _sqlx_migrations ORDER BY version")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
+        const Q: &str = "SELECT version FROM _sqlx_migrations ORDER BY version";
+        Ok(with_pool!(self, |pool| sqlx::query_scalar(Q)
+            .fetch_all(pool)
+            .await?))
     }
 
     // ---- runs ----
 
-    /// Store a new run and its first event in one transaction.
+    /// Store a new run and its first event in one transaction. A system has
+    /// at most one unfinished run: a second one is
+    /// [`StoreError::ActiveRun`], whichever daemon or connection asks.
     pub async fn create_run(&self, r: &NewRun<'_>, at: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO runs (id, system, profile, state, data, requested_by, overrides, retry_of, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-        )
-        .bind(r.id)
-        .bind(r.system)
-        .bind(r.profile)
-        .bind(r.state)
-        .bind(r.data)
-        .bind(r.requested_by)
-        .bind(r.overrides)
-        .bind(r.retry_of)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO run_events (run_id, at, from_state, to_state, detail) VALUES (?1, ?2, NULL, ?3, 'created')")
+        // An async block, so that `?` ends up in `res`, not out of the verb.
+        let res: Result<()> = with_pool!(self, |pool| {
+            async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO runs (id, system, profile, state, data, requested_by, overrides, retry_of, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            )
             .bind(r.id)
-            .bind(at)
+            .bind(r.system)
+            .bind(r.profile)
             .bind(r.state)
+            .bind(r.data)
+            .bind(r.requested_by)
+            .bind(r.overrides)
+            .bind(r.retry_of)
+            .bind(at)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(())
+            sqlx::query("INSERT INTO run_events (run_id, at, from_state, to_state, detail) VALUES ($1, $2, NULL, $3, 'created')")
+                .bind(r.id)
+                .bind(at)
+                .bind(r.state)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await
+        });
+        match res {
+            Err(StoreError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                // The index `runs_one_active`, or a duplicate id.
+                match self.active_run_of(r.system).await? {
+                    Some(run) if run != r.id => Err(StoreError::ActiveRun {
+                        system: r.system.to_string(),
+                        run,
+                    }),
+                    _ => Err(StoreError::Db(sqlx::Error::Database(e))),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The id of a system's unfinished run, if it has one.
+    async fn active_run_of(&self, system: &str) -> Result<Option<String>> {
+        const Q: &str = "SELECT id FROM runs WHERE system = $1 AND finished_at IS NULL";
+        Ok(with_pool!(self, |pool| sqlx::query_scalar(Q)
+            .bind(system)
+            .fetch_optional(pool)
+            .await?))
     }
 
     /// Compare-and-set transition: succeeds only if the run is still in `from`.
@@ -297,95 +481,95 @@ impl Store {
         detail: &str,
         at: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let res = sqlx::query(
-            "UPDATE runs SET state = ?1, data = ?2, reason = COALESCE(?3, reason), updated_at = ?4,
-                    finished_at = CASE WHEN ?5 THEN ?4 ELSE finished_at END
-             WHERE id = ?6 AND state = ?7",
-        )
-        .bind(to)
-        .bind(data)
-        .bind(reason)
-        .bind(at)
-        .bind(terminal)
-        .bind(id)
-        .bind(from)
-        .execute(&mut *tx)
-        .await?;
-        if res.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO run_events (run_id, at, from_state, to_state, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(id)
-        .bind(at)
-        .bind(from)
-        .bind(to)
-        .bind(detail)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let res = sqlx::query(
+                "UPDATE runs SET state = $1, data = $2, reason = COALESCE($3, reason), updated_at = $4,
+                        finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END
+                 WHERE id = $6 AND state = $7",
+            )
+            .bind(to)
+            .bind(data)
+            .bind(reason)
+            .bind(at)
+            .bind(terminal)
+            .bind(id)
+            .bind(from)
+            .execute(&mut *tx)
+            .await?;
+            if res.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO run_events (run_id, at, from_state, to_state, detail) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(at)
+            .bind(from)
+            .bind(to)
+            .bind(detail)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     pub async fn get_run(&self, id: &str) -> Result<Option<RunRow>> {
-        let q = format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(run_from_row))
+        let q = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1");
+        Ok(with_pool!(self, |pool| sqlx::query_as(
+            sqlx::AssertSqlSafe(q)
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await?))
     }
 
     pub async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRow>> {
         let q = format!(
             "SELECT {RUN_COLS} FROM runs
-             WHERE (?1 IS NULL OR system = ?1) AND (?2 IS NULL OR state = ?2)
-               AND (NOT ?3 OR finished_at IS NULL)
-             ORDER BY created_at DESC, id DESC LIMIT ?4"
+             WHERE ($1 IS NULL OR system = $1) AND ($2 IS NULL OR state = $2)
+               AND (NOT $3 OR finished_at IS NULL)
+             ORDER BY created_at DESC, id DESC LIMIT $4"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(&f.system)
-            .bind(&f.state)
-            .bind(f.active_only)
-            .bind(f.limit.unwrap_or(100))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(run_from_row).collect())
+        Ok(with_pool!(self, |pool| sqlx::query_as(
+            sqlx::AssertSqlSafe(q)
+        )
+        .bind(&f.system)
+        .bind(&f.state)
+        .bind(f.active_only)
+        .bind(f.limit.unwrap_or(100))
+        .fetch_all(pool)
+        .await?))
     }
 
     /// The last `per_system` finished runs of every system, newest first
     /// within a system: `(system, run id, state)` (the web UI's streaks).
     pub async fn recent_results(&self, per_system: u32) -> Result<Vec<(String, String, String)>> {
-        let rows = sqlx::query(
-            "SELECT system, id, state FROM (
+        const Q: &str = "SELECT system, id, state FROM (
                SELECT system, id, state, created_at,
                       ROW_NUMBER() OVER (PARTITION BY system ORDER BY created_at DESC, id DESC) AS rn
-               FROM runs WHERE finished_at IS NOT NULL)
-             WHERE rn <= ?1 ORDER BY system, created_at DESC, id DESC",
-        )
-        .bind(i64::from(per_system))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get("system"), r.get("id"), r.get("state")))
-            .collect())
+               FROM runs WHERE finished_at IS NOT NULL) AS t
+             WHERE rn <= $1 ORDER BY system, created_at DESC, id DESC";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .bind(i64::from(per_system))
+            .fetch_all(pool)
+            .await?))
     }
 
     /// The last `limit` runs that failed or timed out, newest first.
     pub async fn recent_failures(&self, limit: u32) -> Result<Vec<RunRow>> {
         let q = format!(
             "SELECT {RUN_COLS} FROM runs WHERE state IN ('failed', 'timed_out')
-             ORDER BY finished_at DESC, id DESC LIMIT ?1"
+             ORDER BY finished_at DESC, id DESC LIMIT $1"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(run_from_row).collect())
+        Ok(with_pool!(self, |pool| sqlx::query_as(
+            sqlx::AssertSqlSafe(q)
+        )
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?))
     }
 
     /// Runs that have not finished (resumed at start-up), oldest first.
@@ -393,10 +577,11 @@ impl Store {
         let q = format!(
             "SELECT {RUN_COLS} FROM runs WHERE finished_at IS NULL ORDER BY created_at, id"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(run_from_row).collect())
+        Ok(with_pool!(self, |pool| sqlx::query_as(
+            sqlx::AssertSqlSafe(q)
+        )
+        .fetch_all(pool)
+        .await?))
     }
 
     pub async fn append_event(
@@ -406,69 +591,65 @@ impl Store {
         state: &str,
         detail: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO run_events (run_id, at, from_state, to_state, detail) VALUES (?1, ?2, ?3, ?3, ?4)",
-        )
-        .bind(run_id)
-        .bind(at)
-        .bind(state)
-        .bind(detail)
-        .execute(&self.pool)
-        .await?;
+        const Q: &str = "INSERT INTO run_events (run_id, at, from_state, to_state, detail) VALUES ($1, $2, $3, $3, $4)";
+        with_pool!(self, |pool| {
+            sqlx::query(Q)
+                .bind(run_id)
+                .bind(at)
+                .bind(state)
+                .bind(detail)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     pub async fn run_events(&self, run_id: &str) -> Result<Vec<EventRow>> {
-        let rows = sqlx::query(
-            "SELECT at, from_state, to_state, detail FROM run_events WHERE run_id = ?1 ORDER BY id",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| EventRow {
-                at: r.get("at"),
-                from_state: r.get("from_state"),
-                to_state: r.get("to_state"),
-                detail: r.get("detail"),
-            })
-            .collect())
+        const Q: &str =
+            "SELECT at, from_state, to_state, detail FROM run_events WHERE run_id = $1 ORDER BY id";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?))
     }
 
     // ---- the operator feed ----
 
     /// Store feed events in one transaction; returns their ids, in order.
+    /// Ids become visible in id order on both backends (see the module doc).
     pub async fn append_feed(&self, events: &[NewFeed]) -> Result<Vec<i64>> {
-        let mut tx = self.pool.begin().await?;
-        let mut ids = Vec::with_capacity(events.len());
-        for e in events {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO feed (at, kind, system, run_id, data) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-            )
-            .bind(e.at)
-            .bind(&e.kind)
-            .bind(&e.system)
-            .bind(&e.run_id)
-            .bind(&e.data)
-            .fetch_one(&mut *tx)
-            .await?;
-            ids.push(id);
-        }
-        tx.commit().await?;
-        Ok(ids)
+        with_pool!(self, |pool, kind| {
+            let mut tx = pool.begin().await?;
+            if kind == Backend::Postgres {
+                sqlx::query(PG_LOCK_FEED).execute(&mut *tx).await?;
+            }
+            let mut ids = Vec::with_capacity(events.len());
+            for e in events {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO feed (at, kind, system, run_id, data) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                )
+                .bind(e.at)
+                .bind(&e.kind)
+                .bind(&e.system)
+                .bind(&e.run_id)
+                .bind(&e.data)
+                .fetch_one(&mut *tx)
+                .await?;
+                ids.push(id);
+            }
+            tx.commit().await?;
+            Ok(ids)
+        })
     }
 
     /// Feed events after `after` (exclusive), oldest first, at most `limit`.
     pub async fn feed_since(&self, after: i64, limit: u32) -> Result<Vec<FeedRow>> {
-        let rows = sqlx::query(
-            "SELECT id, at, kind, system, run_id, data FROM feed WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(feed_from_row).collect())
+        const Q: &str = "SELECT id, at, kind, system, run_id, data FROM feed WHERE id > $1 ORDER BY id LIMIT $2";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?))
     }
 
     /// A system's feed events before `before` (exclusive; `None`: the
@@ -479,84 +660,76 @@ impl Store {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<FeedRow>> {
-        let rows = sqlx::query(
-            "SELECT id, at, kind, system, run_id, data FROM feed \
-             WHERE system = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(system)
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(feed_from_row).collect())
+        const Q: &str = "SELECT id, at, kind, system, run_id, data FROM feed \
+             WHERE system = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .bind(system)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?))
     }
 
     /// The newest feed id (0 when empty).
     pub async fn feed_head(&self) -> Result<i64> {
-        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM feed")
-            .fetch_one(&self.pool)
-            .await?;
+        const Q: &str = "SELECT MAX(id) FROM feed";
+        let id: Option<i64> =
+            with_pool!(self, |pool| sqlx::query_scalar(Q).fetch_one(pool).await?);
         Ok(id.unwrap_or(0))
     }
 
     /// Drop feed events older than `older_than` (ms), and all but the newest
     /// `keep_per_system` events of each system. Returns how many went.
     pub async fn prune_feed(&self, older_than: i64, keep_per_system: u32) -> Result<u64> {
-        let mut n = sqlx::query("DELETE FROM feed WHERE at < ?1")
-            .bind(older_than)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        n += sqlx::query(
-            "DELETE FROM feed WHERE system IS NOT NULL AND id IN ( \
+        const BY_AGE: &str = "DELETE FROM feed WHERE at < $1";
+        const BY_CAP: &str = "DELETE FROM feed WHERE system IS NOT NULL AND id IN ( \
                SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY system ORDER BY id DESC) AS rn \
-                               FROM feed WHERE system IS NOT NULL) WHERE rn > ?1)",
-        )
-        .bind(i64::from(keep_per_system))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n)
+                               FROM feed WHERE system IS NOT NULL) AS t WHERE rn > $1)";
+        with_pool!(self, |pool| {
+            let mut n = sqlx::query(BY_AGE)
+                .bind(older_than)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            n += sqlx::query(BY_CAP)
+                .bind(i64::from(keep_per_system))
+                .execute(pool)
+                .await?
+                .rows_affected();
+            Ok(n)
+        })
     }
 
     pub async fn webhook_state(&self, name: &str) -> Result<Option<WebhookRow>> {
-        let r = sqlx::query(
-            "SELECT name, delivered_through, attempts, last_error, last_attempt_at, \
-             next_attempt_at, delivered FROM webhook_state WHERE name = ?1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(r.map(|r| WebhookRow {
-            name: r.get("name"),
-            delivered_through: r.get("delivered_through"),
-            attempts: r.get("attempts"),
-            last_error: r.get("last_error"),
-            last_attempt_at: r.get("last_attempt_at"),
-            next_attempt_at: r.get("next_attempt_at"),
-            delivered: r.get("delivered"),
-        }))
+        const Q: &str = "SELECT name, delivered_through, attempts, last_error, last_attempt_at, \
+             next_attempt_at, delivered FROM webhook_state WHERE name = $1";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .bind(name)
+            .fetch_optional(pool)
+            .await?))
     }
 
     pub async fn save_webhook_state(&self, w: &WebhookRow, at: i64) -> Result<()> {
-        sqlx::query(
+        const Q: &str =
             "INSERT INTO webhook_state (name, delivered_through, attempts, last_error, \
              last_attempt_at, next_attempt_at, delivered, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-             ON CONFLICT(name) DO UPDATE SET delivered_through = ?2, attempts = ?3, \
-             last_error = ?4, last_attempt_at = ?5, next_attempt_at = ?6, delivered = ?7, \
-             updated_at = ?8",
-        )
-        .bind(&w.name)
-        .bind(w.delivered_through)
-        .bind(w.attempts)
-        .bind(&w.last_error)
-        .bind(w.last_attempt_at)
-        .bind(w.next_attempt_at)
-        .bind(w.delivered)
-        .bind(at)
-        .execute(&self.pool)
-        .await?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT(name) DO UPDATE SET delivered_through = $2, attempts = $3, \
+             last_error = $4, last_attempt_at = $5, next_attempt_at = $6, delivered = $7, \
+             updated_at = $8";
+        with_pool!(self, |pool| {
+            sqlx::query(Q)
+                .bind(&w.name)
+                .bind(w.delivered_through)
+                .bind(w.attempts)
+                .bind(&w.last_error)
+                .bind(w.last_attempt_at)
+                .bind(w.next_attempt_at)
+                .bind(w.delivered)
+                .bind(at)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
@@ -564,23 +737,22 @@ impl Store {
 
     /// Append one entry (its `id` is ignored); returns the new id.
     pub async fn append_audit(&self, e: &crate::api::AuditEntry) -> Result<i64> {
-        let r = sqlx::query(
-            "INSERT INTO audit (at, actor, scope, via, remote, action, path, target, status, detail) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )
-        .bind(e.at)
-        .bind(&e.actor)
-        .bind(&e.scope)
-        .bind(&e.via)
-        .bind(&e.remote)
-        .bind(&e.action)
-        .bind(&e.path)
-        .bind(&e.target)
-        .bind(e.status as i64)
-        .bind(e.detail.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(r.last_insert_rowid())
+        const Q: &str = "INSERT INTO audit (at, actor, scope, via, remote, action, path, target, status, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
+        let detail = e.detail.to_string();
+        Ok(with_pool!(self, |pool| sqlx::query_scalar(Q)
+            .bind(e.at)
+            .bind(&e.actor)
+            .bind(&e.scope)
+            .bind(&e.via)
+            .bind(&e.remote)
+            .bind(&e.action)
+            .bind(&e.path)
+            .bind(&e.target)
+            .bind(i64::from(e.status))
+            .bind(&detail)
+            .fetch_one(pool)
+            .await?))
     }
 
     /// Newest first: at most `limit` entries with an id below `before`
@@ -591,110 +763,74 @@ impl Store {
         limit: u32,
         target: Option<&str>,
     ) -> Result<Vec<crate::api::AuditEntry>> {
-        let before = if before <= 0 { i64::MAX } else { before };
-        let rows = sqlx::query(
+        const Q: &str =
             "SELECT id, at, actor, scope, via, remote, action, path, target, status, detail \
-             FROM audit WHERE id < ?1 AND (?2 IS NULL OR target = ?2) ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(before)
-        .bind(target)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| crate::api::AuditEntry {
-                id: r.get("id"),
-                at: r.get("at"),
-                actor: r.get("actor"),
-                scope: r.get("scope"),
-                via: r.get("via"),
-                remote: r.get("remote"),
-                action: r.get("action"),
-                path: r.get("path"),
-                target: r.get("target"),
-                status: r.get::<i64, _>("status") as u16,
-                detail: serde_json::from_str(r.get::<&str, _>("detail"))
-                    .unwrap_or(serde_json::Value::Null),
-            })
-            .collect())
+             FROM audit WHERE id < $1 AND ($2 IS NULL OR target = $2) ORDER BY id DESC LIMIT $3";
+        let before = if before <= 0 { i64::MAX } else { before };
+        let rows: Vec<AuditRow> = with_pool!(self, |pool| sqlx::query_as(Q)
+            .bind(before)
+            .bind(target)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?);
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     // ---- stages and artifacts ----
 
     pub async fn upsert_stage(&self, s: &StageRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO stage_results (run_id, seq, name, kind, status, exit_code, started_at, finished_at, log_path)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        const Q: &str = "INSERT INTO stage_results (run_id, seq, name, kind, status, exit_code, started_at, finished_at, log_path)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (run_id, seq) DO UPDATE SET status = excluded.status, exit_code = excluded.exit_code,
-                started_at = excluded.started_at, finished_at = excluded.finished_at, log_path = excluded.log_path",
-        )
-        .bind(&s.run_id)
-        .bind(s.seq)
-        .bind(&s.name)
-        .bind(&s.kind)
-        .bind(&s.status)
-        .bind(s.exit_code)
-        .bind(s.started_at)
-        .bind(s.finished_at)
-        .bind(&s.log_path)
-        .execute(&self.pool)
-        .await?;
+                started_at = excluded.started_at, finished_at = excluded.finished_at, log_path = excluded.log_path";
+        with_pool!(self, |pool| {
+            sqlx::query(Q)
+                .bind(&s.run_id)
+                .bind(s.seq)
+                .bind(&s.name)
+                .bind(&s.kind)
+                .bind(&s.status)
+                .bind(s.exit_code)
+                .bind(s.started_at)
+                .bind(s.finished_at)
+                .bind(&s.log_path)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     pub async fn stages(&self, run_id: &str) -> Result<Vec<StageRow>> {
-        let rows = sqlx::query(
+        const Q: &str =
             "SELECT run_id, seq, name, kind, status, exit_code, started_at, finished_at, log_path
-             FROM stage_results WHERE run_id = ?1 ORDER BY seq",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StageRow {
-                run_id: r.get("run_id"),
-                seq: r.get("seq"),
-                name: r.get("name"),
-                kind: r.get("kind"),
-                status: r.get("status"),
-                exit_code: r.get("exit_code"),
-                started_at: r.get("started_at"),
-                finished_at: r.get("finished_at"),
-                log_path: r.get("log_path"),
-            })
-            .collect())
+             FROM stage_results WHERE run_id = $1 ORDER BY seq";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?))
     }
 
     pub async fn add_artifact(&self, run_id: &str, a: &ArtifactRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO artifacts (run_id, path, size, sha256) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (run_id, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256",
-        )
-        .bind(run_id)
-        .bind(&a.path)
-        .bind(a.size)
-        .bind(&a.sha256)
-        .execute(&self.pool)
-        .await?;
+        const Q: &str = "INSERT INTO artifacts (run_id, path, size, sha256) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (run_id, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256";
+        with_pool!(self, |pool| {
+            sqlx::query(Q)
+                .bind(run_id)
+                .bind(&a.path)
+                .bind(a.size)
+                .bind(&a.sha256)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     pub async fn artifacts(&self, run_id: &str) -> Result<Vec<ArtifactRow>> {
-        let rows =
-            sqlx::query("SELECT path, size, sha256 FROM artifacts WHERE run_id = ?1 ORDER BY path")
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ArtifactRow {
-                path: r.get("path"),
-                size: r.get("size"),
-                sha256: r.get("sha256"),
-            })
-            .collect())
+        const Q: &str = "SELECT path, size, sha256 FROM artifacts WHERE run_id = $1 ORDER BY path";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?))
     }
 
     // ---- DHCP leases ----
@@ -702,8 +838,9 @@ impl Store {
     /// Persist a batch of leases in one transaction (group commit). In
     /// order, as if one by one: an IP moving to another MAC takes it from its
     /// old holder. Written as a few multi-row statements (chunks of
-    /// [`LEASE_CHUNK`]): per-statement overhead, not SQLite, is what limits a
-    /// DHCP server's commit rate.
+    /// [`LEASE_CHUNK`]): per-statement overhead, not the database, is what
+    /// limits a DHCP server's commit rate. Concurrent batches (several
+    /// connections or daemons) apply one after the other.
     pub async fn upsert_leases(&self, leases: &[LeaseRow], at: i64) -> Result<()> {
         match self.upsert_leases_bulk(leases, at).await {
             Ok(()) => Ok(()),
@@ -717,86 +854,108 @@ impl Store {
     }
 
     async fn upsert_leases_bulk(&self, leases: &[LeaseRow], at: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for chunk in leases.chunks(LEASE_CHUNK) {
-            let pairs = vec!["(?, ?)"; chunk.len()].join(", ");
-            let q = format!(
-                "DELETE FROM leases WHERE rowid IN (SELECT l.rowid FROM leases l
-                   JOIN (VALUES {pairs}) v ON l.ip = v.column1 AND l.mac <> v.column2)"
-            );
-            let mut del = sqlx::query(sqlx::AssertSqlSafe(q));
-            for l in chunk {
-                del = del.bind(&l.ip).bind(&l.mac);
-            }
-            del.execute(&mut *tx).await?;
-            let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let q = format!(
-                "INSERT INTO leases (mac, ip, hostname, expires_at, updated_at) VALUES {rows}
-                 ON CONFLICT (mac) DO UPDATE SET ip = excluded.ip, hostname = excluded.hostname,
-                    expires_at = excluded.expires_at, updated_at = excluded.updated_at"
-            );
-            let mut ins = sqlx::query(sqlx::AssertSqlSafe(q));
-            for l in chunk {
-                ins = ins
-                    .bind(&l.mac)
-                    .bind(&l.ip)
-                    .bind(&l.hostname)
-                    .bind(l.expires_at)
-                    .bind(at);
-            }
-            ins.execute(&mut *tx).await?;
+        // A MAC given twice keeps its last lease, at the place of its last
+        // occurrence: what SQLite's multi-row upsert did row by row, and
+        // Postgres refuses to update one row twice in a statement. The old
+        // holders of every address in the batch, the intermediate ones
+        // included, still go (the DELETE sees the whole batch).
+        let mut last = std::collections::HashMap::with_capacity(leases.len());
+        for (i, l) in leases.iter().enumerate() {
+            last.insert(l.mac.as_str(), i);
         }
-        tx.commit().await?;
-        Ok(())
+        with_pool!(self, |pool, kind| {
+            let mut tx = pool.begin().await?;
+            if kind == Backend::Postgres {
+                sqlx::query(PG_LOCK_LEASES).execute(&mut *tx).await?;
+            }
+            for (c, chunk) in leases.chunks(LEASE_CHUNK).enumerate() {
+                let q = format!(
+                    "WITH v(ip, mac) AS (VALUES {})
+                     DELETE FROM leases WHERE ip IN (
+                       SELECT l.ip FROM leases l JOIN v ON l.ip = v.ip AND l.mac <> v.mac)",
+                    placeholders(chunk.len(), 2)
+                );
+                let mut del = sqlx::query(sqlx::AssertSqlSafe(q));
+                for l in chunk {
+                    del = del.bind(&l.ip).bind(&l.mac);
+                }
+                del.execute(&mut *tx).await?;
+                let base = c * LEASE_CHUNK;
+                let rows: Vec<&LeaseRow> = chunk
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, l)| last[l.mac.as_str()] == base + i)
+                    .map(|(_, l)| l)
+                    .collect();
+                if rows.is_empty() {
+                    continue;
+                }
+                let q = format!(
+                    "INSERT INTO leases (mac, ip, hostname, expires_at, updated_at) VALUES {}
+                     ON CONFLICT (mac) DO UPDATE SET ip = excluded.ip, hostname = excluded.hostname,
+                        expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+                    placeholders(rows.len(), 5)
+                );
+                let mut ins = sqlx::query(sqlx::AssertSqlSafe(q));
+                for l in rows {
+                    ins = ins
+                        .bind(&l.mac)
+                        .bind(&l.ip)
+                        .bind(&l.hostname)
+                        .bind(l.expires_at)
+                        .bind(at);
+                }
+                ins.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     async fn upsert_leases_rows(&self, leases: &[LeaseRow], at: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for l in leases {
-            // An IP moving to another MAC: the old holder's row goes.
-            sqlx::query("DELETE FROM leases WHERE ip = ?1 AND mac <> ?2")
-                .bind(&l.ip)
+        with_pool!(self, |pool, kind| {
+            let mut tx = pool.begin().await?;
+            if kind == Backend::Postgres {
+                sqlx::query(PG_LOCK_LEASES).execute(&mut *tx).await?;
+            }
+            for l in leases {
+                // An IP moving to another MAC: the old holder's row goes.
+                sqlx::query("DELETE FROM leases WHERE ip = $1 AND mac <> $2")
+                    .bind(&l.ip)
+                    .bind(&l.mac)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO leases (mac, ip, hostname, expires_at, updated_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (mac) DO UPDATE SET ip = excluded.ip, hostname = excluded.hostname,
+                        expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+                )
                 .bind(&l.mac)
+                .bind(&l.ip)
+                .bind(&l.hostname)
+                .bind(l.expires_at)
+                .bind(at)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
-                "INSERT INTO leases (mac, ip, hostname, expires_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (mac) DO UPDATE SET ip = excluded.ip, hostname = excluded.hostname,
-                    expires_at = excluded.expires_at, updated_at = excluded.updated_at",
-            )
-            .bind(&l.mac)
-            .bind(&l.ip)
-            .bind(&l.hostname)
-            .bind(l.expires_at)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     pub async fn delete_lease(&self, mac: &str) -> Result<()> {
-        sqlx::query("DELETE FROM leases WHERE mac = ?1")
-            .bind(mac)
-            .execute(&self.pool)
-            .await?;
+        const Q: &str = "DELETE FROM leases WHERE mac = $1";
+        with_pool!(self, |pool| {
+            sqlx::query(Q).bind(mac).execute(pool).await?;
+        });
         Ok(())
     }
 
     pub async fn leases(&self) -> Result<Vec<LeaseRow>> {
-        let rows = sqlx::query("SELECT mac, ip, hostname, expires_at FROM leases ORDER BY ip")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| LeaseRow {
-                mac: r.get("mac"),
-                ip: r.get("ip"),
-                hostname: r.get("hostname"),
-                expires_at: r.get("expires_at"),
-            })
-            .collect())
+        const Q: &str = "SELECT mac, ip, hostname, expires_at FROM leases ORDER BY ip";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .fetch_all(pool)
+            .await?))
     }
 
     // ---- netboot switch ----
@@ -809,51 +968,55 @@ impl Store {
         token: Option<&str>,
         persistent: bool,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO netboot (system, enabled, run_id, token, updated_at, persistent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        const Q: &str = "INSERT INTO netboot (system, enabled, run_id, token, updated_at, persistent) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (system) DO UPDATE SET enabled = excluded.enabled, run_id = excluded.run_id,
-                token = excluded.token, updated_at = excluded.updated_at, persistent = excluded.persistent",
-        )
-        .bind(system)
-        .bind(enabled)
-        .bind(run_id)
-        .bind(token)
-        .bind(now_ms())
-        .bind(persistent)
-        .execute(&self.pool)
-        .await?;
+                token = excluded.token, updated_at = excluded.updated_at, persistent = excluded.persistent";
+        with_pool!(self, |pool| {
+            sqlx::query(Q)
+                .bind(system)
+                .bind(enabled)
+                .bind(run_id)
+                .bind(token)
+                .bind(now_ms())
+                .bind(persistent)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     pub async fn netboot(&self) -> Result<Vec<NetbootRow>> {
-        let rows = sqlx::query(
-            "SELECT system, enabled, run_id, token, persistent FROM netboot ORDER BY system",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| NetbootRow {
-                system: r.get("system"),
-                enabled: r.get("enabled"),
-                run_id: r.get("run_id"),
-                token: r.get("token"),
-                persistent: r.get("persistent"),
-            })
-            .collect())
+        const Q: &str =
+            "SELECT system, enabled, run_id, token, persistent FROM netboot ORDER BY system";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .fetch_all(pool)
+            .await?))
     }
 }
 
-fn feed_from_row(r: &sqlx::sqlite::SqliteRow) -> FeedRow {
-    FeedRow {
-        id: r.get("id"),
-        at: r.get("at"),
-        kind: r.get("kind"),
-        system: r.get("system"),
-        run_id: r.get("run_id"),
-        data: r.get("data"),
+/// `($1, $2), ($3, $4), …`: `rows` tuples of `width` numbered placeholders
+/// (the form both SQLite and Postgres read).
+fn placeholders(rows: usize, width: usize) -> String {
+    let mut s = String::with_capacity(rows * width * 6);
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        for c in 0..width {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            s.push('$');
+            s.push_str(&(r * width + c + 1).to_string());
+        }
+        s.push(')');
     }
+    s
 }
+
+#[cfg(test)]
+pub(crate) mod testdb;
 
 #[cfg(test)]
 mod tests;

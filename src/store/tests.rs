@@ -1,3 +1,4 @@
+use super::testdb::{self, TestDb};
 use super::*;
 
 fn new_run<'a>(id: &'a str, system: &'a str) -> NewRun<'a> {
@@ -13,21 +14,27 @@ fn new_run<'a>(id: &'a str, system: &'a str) -> NewRun<'a> {
     }
 }
 
+async fn migrations_apply_and_are_idempotent(db: TestDb) {
+    let s = db.open().await;
+    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    s.close().await;
+    // Re-opening runs the migrator again: nothing new, nothing broken.
+    let s = db.open().await;
+    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+}
+
+/// The SQLite file's directory is created on open.
 #[tokio::test]
-async fn migrations_apply_and_are_idempotent() {
+async fn sqlite_creates_the_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("sub/r.db").display());
     let s = Store::open(&url).await.unwrap();
-    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5]);
-    s.close().await;
-    // Re-opening runs the migrator again: nothing new, nothing broken.
-    let s = Store::open(&url).await.unwrap();
-    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(s.backend(), Backend::Sqlite);
+    assert!(dir.path().join("sub/r.db").is_file());
 }
 
-#[tokio::test]
-async fn run_round_trip_and_cas_transition() {
-    let s = Store::memory().await.unwrap();
+async fn run_round_trip_and_cas_transition(db: TestDb) {
+    let s = db.open().await;
     s.create_run(&new_run("r1", "node50"), 1000).await.unwrap();
     let r = s.get_run("r1").await.unwrap().unwrap();
     assert_eq!(r.state, "queued");
@@ -80,15 +87,14 @@ async fn run_round_trip_and_cas_transition() {
     assert_eq!(ev[2].from_state.as_deref(), Some("locked"));
 }
 
-#[tokio::test]
-async fn active_runs_and_filters() {
-    let s = Store::memory().await.unwrap();
+async fn active_runs_and_filters(db: TestDb) {
+    let s = db.open().await;
     s.create_run(&new_run("a", "n1"), 1).await.unwrap();
     s.create_run(&new_run("b", "n2"), 2).await.unwrap();
-    s.create_run(&new_run("c", "n1"), 3).await.unwrap();
-    s.transition("a", "queued", "succeeded", "{}", None, true, "", 4)
+    s.transition("a", "queued", "succeeded", "{}", None, true, "", 3)
         .await
         .unwrap();
+    s.create_run(&new_run("c", "n1"), 4).await.unwrap();
     let active: Vec<_> = s
         .active_runs()
         .await
@@ -118,9 +124,8 @@ async fn active_runs_and_filters() {
     assert_eq!(done.len(), 1);
 }
 
-#[tokio::test]
-async fn stages_and_artifacts() {
-    let s = Store::memory().await.unwrap();
+async fn stages_and_artifacts(db: TestDb) {
+    let s = db.open().await;
     s.create_run(&new_run("r", "n"), 1).await.unwrap();
     let mut st = StageRow {
         run_id: "r".into(),
@@ -150,11 +155,8 @@ async fn stages_and_artifacts() {
     assert_eq!(s.artifacts("r").await.unwrap(), vec![a]);
 }
 
-#[tokio::test]
-async fn leases_group_commit_and_ip_move() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("l.db").display());
-    let s = Store::open(&url).await.unwrap();
+async fn leases_group_commit_and_ip_move(db: TestDb) {
+    let s = db.open().await;
     let l1 = LeaseRow {
         mac: "52:54:00:00:00:01".into(),
         ip: "10.0.0.10".into(),
@@ -178,7 +180,7 @@ async fn leases_group_commit_and_ip_move() {
     s.upsert_leases(std::slice::from_ref(&l3), 6).await.unwrap();
     s.close().await;
     // Survives a reopen.
-    let s = Store::open(&url).await.unwrap();
+    let s = db.open().await;
     assert_eq!(s.leases().await.unwrap(), vec![l3, l2.clone()]);
     s.delete_lease(&l2.mac).await.unwrap();
     assert_eq!(s.leases().await.unwrap().len(), 1);
@@ -186,15 +188,14 @@ async fn leases_group_commit_and_ip_move() {
 
 /// The bulk form behaves like row by row: moves, renewals, duplicates in
 /// one batch, chunks, and an IP handed from one MAC to another in one batch.
-#[tokio::test]
-async fn leases_bulk_matches_row_by_row() {
+async fn leases_bulk_matches_row_by_row(db: TestDb) {
     let l = |m: u32, ip: u32, exp: i64| LeaseRow {
         mac: format!("52:54:00:00:{:02x}:{:02x}", m / 256, m % 256),
         ip: format!("10.1.{}.{}", ip / 256, ip % 256),
         hostname: None,
         expires_at: exp,
     };
-    let s = Store::memory().await.unwrap();
+    let s = db.open().await;
     let first: Vec<LeaseRow> = (0..1200).map(|i| l(i, i, 1)).collect();
     s.upsert_leases(&first, 1).await.unwrap();
     assert_eq!(s.leases().await.unwrap().len(), 1200);
@@ -232,9 +233,8 @@ async fn leases_bulk_matches_row_by_row() {
     assert!(!got.iter().any(|r| r.mac == l(7000, 0, 0).mac));
 }
 
-#[tokio::test]
-async fn netboot_switch() {
-    let s = Store::memory().await.unwrap();
+async fn netboot_switch(db: TestDb) {
+    let s = db.open().await;
     assert!(s.netboot().await.unwrap().is_empty());
     s.set_netboot("node50", true, Some("r1"), Some("tok"), false)
         .await
@@ -275,9 +275,8 @@ fn feed_ev(at: i64, kind: &str, system: Option<&str>) -> NewFeed {
     }
 }
 
-#[tokio::test]
-async fn feed_ids_order_replay_and_history() {
-    let s = Store::memory().await.unwrap();
+async fn feed_ids_order_replay_and_history(db: TestDb) {
+    let s = db.open().await;
     assert_eq!(s.feed_head().await.unwrap(), 0);
     let ids = s
         .append_feed(&[
@@ -302,9 +301,8 @@ async fn feed_ids_order_replay_and_history() {
     assert_eq!(older.iter().map(|r| r.at).collect::<Vec<_>>(), [1]);
 }
 
-#[tokio::test]
-async fn feed_prune_by_age_and_per_system_cap() {
-    let s = Store::memory().await.unwrap();
+async fn feed_prune_by_age_and_per_system_cap(db: TestDb) {
+    let s = db.open().await;
     let mut evs = Vec::new();
     for at in 1..=10 {
         evs.push(feed_ev(at, "observation", Some("a")));
@@ -320,9 +318,8 @@ async fn feed_prune_by_age_and_per_system_cap() {
     assert_eq!(s.feed_of_system("b", None, 100).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn audit_pages_newest_first_and_filters_by_target() {
-    let s = Store::memory().await.unwrap();
+async fn audit_pages_newest_first_and_filters_by_target(db: TestDb) {
+    let s = db.open().await;
     for i in 0..5 {
         let e = crate::api::AuditEntry {
             id: 0,
@@ -353,3 +350,376 @@ async fn audit_pages_newest_first_and_filters_by_target() {
         [1004, 1002, 1000]
     );
 }
+
+async fn backend_is_chosen_by_the_url(db: TestDb) {
+    let s = db.open().await;
+    if db.url.starts_with("sqlite:") {
+        assert_eq!(s.backend(), Backend::Sqlite);
+    } else {
+        assert_eq!(s.backend(), Backend::Postgres);
+        // Both spellings of the scheme.
+        let alt = db.url.replacen("postgres://", "postgresql://", 1);
+        let s2 = Store::open(&alt).await.unwrap();
+        assert_eq!(s2.backend(), Backend::Postgres);
+        assert_eq!(s2.schema_versions().await.unwrap().len(), 6);
+    }
+}
+
+#[test]
+fn redact_url_hides_the_password_only() {
+    assert_eq!(
+        redact_url("postgres://rb:s3cr:et@db.example:5432/rackboot?sslmode=require"),
+        "postgres://rb:***@db.example:5432/rackboot?sslmode=require"
+    );
+    assert_eq!(
+        redact_url("postgres://rb@127.0.0.1/rackboot"),
+        "postgres://rb@127.0.0.1/rackboot"
+    );
+    assert_eq!(
+        redact_url("sqlite:///var/lib/x.db"),
+        "sqlite:///var/lib/x.db"
+    );
+    assert_eq!(redact_url("postgres://h/db@x"), "postgres://h/db@x");
+}
+
+/// A system has one unfinished run; its id is in the refusal. A duplicate
+/// run id is a plain database error, not a busy system.
+async fn one_active_run_per_system(db: TestDb) {
+    let s = db.open().await;
+    s.create_run(&new_run("r1", "n1"), 1).await.unwrap();
+    match s.create_run(&new_run("r2", "n1"), 2).await {
+        Err(StoreError::ActiveRun { system, run }) => {
+            assert_eq!((system.as_str(), run.as_str()), ("n1", "r1"));
+        }
+        other => panic!("second active run on n1: {other:?}"),
+    }
+    match s.create_run(&new_run("r1", "n2"), 2).await {
+        Err(StoreError::Db(_)) => {}
+        other => panic!("duplicate run id: {other:?}"),
+    }
+    // Nothing of the refused runs was stored.
+    assert!(s.get_run("r2").await.unwrap().is_none());
+    assert_eq!(s.run_events("r1").await.unwrap().len(), 1);
+    // A finished run frees the system.
+    assert!(s
+        .transition("r1", "queued", "cancelled", "{}", None, true, "x", 3)
+        .await
+        .unwrap());
+    s.create_run(&new_run("r2", "n1"), 4).await.unwrap();
+    // A transition that does not finish the run keeps it active.
+    assert!(s
+        .transition("r2", "queued", "locked", "{}", None, false, "x", 5)
+        .await
+        .unwrap());
+    assert!(matches!(
+        s.create_run(&new_run("r3", "n1"), 6).await,
+        Err(StoreError::ActiveRun { .. })
+    ));
+}
+
+/// Many callers on two handles (two daemons) create a run for the same
+/// system at once: exactly one wins, the others are told which run won.
+async fn concurrent_create_run_has_one_winner(db: TestDb) {
+    const CALLERS: usize = 8;
+    let handles = [db.open().await, db.open().await];
+    for sys in 0..10 {
+        let system = format!("n{sys}");
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(CALLERS));
+        let mut tasks = Vec::new();
+        for k in 0..CALLERS {
+            let s = handles[k % 2].clone();
+            let (system, barrier) = (system.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                let id = format!("{system}-{k}");
+                barrier.wait().await;
+                (id.clone(), s.create_run(&new_run(&id, &system), 1).await)
+            }));
+        }
+        let mut winners = Vec::new();
+        let mut refused = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                (id, Ok(())) => winners.push(id),
+                (_, Err(StoreError::ActiveRun { run, .. })) => refused.push(run),
+                (id, Err(e)) => panic!("{id}: {e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "{system}: winners {winners:?}");
+        assert_eq!(refused.len(), CALLERS - 1);
+        assert!(refused.iter().all(|r| *r == winners[0]), "{refused:?}");
+    }
+    let active = handles[0].active_runs().await.unwrap();
+    assert_eq!(active.len(), 10);
+}
+
+/// Many callers move the same run out of `queued` at once: one wins, one
+/// event is recorded for it, the others see a stale state.
+async fn concurrent_transitions_have_one_winner(db: TestDb) {
+    const CALLERS: usize = 8;
+    let handles = [db.open().await, db.open().await];
+    for r in 0..10 {
+        let id = format!("r{r}");
+        handles[0]
+            .create_run(&new_run(&id, &format!("n{r}")), 1)
+            .await
+            .unwrap();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(CALLERS));
+        let mut tasks = Vec::new();
+        for k in 0..CALLERS {
+            let s = handles[k % 2].clone();
+            let (id, barrier) = (id.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                let to = format!("to{k}");
+                barrier.wait().await;
+                let won = s
+                    .transition(&id, "queued", &to, "{}", None, k % 2 == 0, "race", 2)
+                    .await
+                    .unwrap();
+                (to, won)
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (to, won) = t.await.unwrap();
+            if won {
+                winners.push(to);
+            }
+        }
+        assert_eq!(winners.len(), 1, "{id}: winners {winners:?}");
+        let run = handles[1].get_run(&id).await.unwrap().unwrap();
+        assert_eq!(run.state, winners[0]);
+        let ev = handles[1].run_events(&id).await.unwrap();
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[1].to_state, winners[0]);
+    }
+}
+
+/// An append that took a feed id but has not committed holds back a later
+/// append: a reader never sees an id while a smaller one may still appear
+/// (SSE and webhook cursors would skip it for good).
+async fn feed_append_waits_for_an_earlier_uncommitted_one(db: TestDb) {
+    let s = db.open().await;
+    let other = db.open().await;
+    let reader = db.open().await;
+    with_pool!(other, |pool| {
+        // Another daemon's append, caught between its insert and its commit.
+        let mut tx = pool.begin().await.unwrap();
+        let first: i64 = sqlx::query_scalar(
+            "INSERT INTO feed (at, kind, data) VALUES (1, 'slow', '{}') RETURNING id",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        let s2 = s.clone();
+        let later =
+            tokio::spawn(async move { s2.append_feed(&[feed_ev(2, "fast", None)]).await.unwrap() });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            reader.feed_since(0, 100).await.unwrap(),
+            vec![],
+            "a later feed id is visible before an earlier, uncommitted one"
+        );
+        assert!(!later.is_finished());
+        tx.commit().await.unwrap();
+        let ids = tokio::time::timeout(Duration::from_secs(10), later)
+            .await
+            .expect("the later append finishes once the first commits")
+            .unwrap();
+        assert!(ids[0] > first);
+        let seen: Vec<i64> = reader
+            .feed_since(0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(seen, vec![first, ids[0]]);
+    });
+}
+
+/// Writers on two handles append while a reader tails the feed by cursor,
+/// as SSE clients and webhooks do: the reader sees every event, once.
+async fn concurrent_feed_appends_are_seen_in_order(db: TestDb) {
+    const WRITERS: usize = 4;
+    const APPENDS: usize = 40;
+    let handles = [db.open().await, db.open().await];
+    let reader = db.open().await;
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let s = handles[w % 2].clone();
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..APPENDS {
+                let batch: Vec<NewFeed> = (0..1 + n % 3)
+                    .map(|_| feed_ev(n as i64, "observation", Some("a")))
+                    .collect();
+                ids.extend(s.append_feed(&batch).await.unwrap());
+            }
+            ids
+        }));
+    }
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let done = writers.iter().all(|w| w.is_finished());
+        let rows = reader.feed_since(cursor, 1000).await.unwrap();
+        for r in &rows {
+            assert!(r.id > cursor);
+            cursor = r.id;
+            seen.push(r.id);
+        }
+        if done && rows.is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let mut all = Vec::new();
+    for w in writers {
+        all.extend(w.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(seen.len(), all.len(), "the tailing reader skipped events");
+    assert_eq!(seen, all);
+}
+
+/// Two daemons commit lease batches over the same leases at once, in
+/// opposite orders: both succeed, one after the other, never a deadlock, a
+/// lost batch or a mix of the two. Each round renews the same MACs (each
+/// batch with its own expiry), then hands every address to other MACs.
+async fn concurrent_lease_batches_apply_whole(db: TestDb) {
+    const N: u32 = 60;
+    let lease = |tag: u32, i: u32, exp: i64| LeaseRow {
+        mac: format!("52:54:00:{tag:02x}:{:02x}:{:02x}", i / 256, i % 256),
+        ip: format!("10.9.{}.{}", i / 256, i % 256),
+        hostname: None,
+        expires_at: exp,
+    };
+    let handles = [db.open().await, db.open().await];
+    let race = |batches: [Vec<LeaseRow>; 2]| {
+        let handles = handles.clone();
+        async move {
+            let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+            let mut tasks = Vec::new();
+            for (s, b) in handles.into_iter().zip(batches) {
+                let barrier = barrier.clone();
+                tasks.push(tokio::spawn(async move {
+                    barrier.wait().await;
+                    s.upsert_leases(&b, 1).await
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+        }
+    };
+    for round in 0..20i64 {
+        // Renewals of the same MACs, ascending and descending.
+        let tag = (round % 2) as u32;
+        let a: Vec<LeaseRow> = (0..N).map(|i| lease(tag, i, 2 * round)).collect();
+        let b: Vec<LeaseRow> = (0..N).rev().map(|i| lease(tag, i, 2 * round + 1)).collect();
+        race([a, b]).await;
+        let got = handles[0].leases().await.unwrap();
+        assert_eq!(got.len(), N as usize, "round {round}");
+        let exp: std::collections::HashSet<i64> = got.iter().map(|l| l.expires_at).collect();
+        assert_eq!(exp.len(), 1, "round {round}: a mix of two batches {exp:?}");
+        // Every address moves to new MACs, two batches competing for them.
+        let a: Vec<LeaseRow> = (0..N).map(|i| lease(2, i, 0)).collect();
+        let b: Vec<LeaseRow> = (0..N).rev().map(|i| lease(3, i, 0)).collect();
+        race([a, b]).await;
+        let got = handles[1].leases().await.unwrap();
+        assert_eq!(got.len(), N as usize, "round {round}");
+        let tags: std::collections::HashSet<&str> = got.iter().map(|l| &l.mac[..11]).collect();
+        assert_eq!(
+            tags.len(),
+            1,
+            "round {round}: a mix of two batches {tags:?}"
+        );
+        // And back to the renewed MACs for the next round.
+        let back: Vec<LeaseRow> = (0..N).map(|i| lease(1 - tag, i, 0)).collect();
+        handles[0].upsert_leases(&back, 1).await.unwrap();
+    }
+}
+
+/// Migration 6 on a database that (by a hand edit) holds two unfinished
+/// runs of one system: the older is closed as failed, with an event, and
+/// the index goes on. Replayed here by dropping the index, adding the
+/// duplicate and running the migration's SQL again.
+async fn migration_6_closes_duplicate_active_runs(db: TestDb) {
+    let s = db.open().await;
+    s.create_run(&new_run("old", "n1"), 1).await.unwrap();
+    s.create_run(&new_run("other", "n2"), 1).await.unwrap();
+    let sql = match s.backend() {
+        Backend::Sqlite => include_str!("../../migrations/sqlite/0006_one_active_run.sql"),
+        Backend::Postgres => include_str!("../../migrations/postgres/0006_one_active_run.sql"),
+    };
+    with_pool!(s, |pool| {
+        sqlx::raw_sql("DROP INDEX runs_one_active")
+            .execute(pool)
+            .await
+            .unwrap();
+        s.create_run(&new_run("new", "n1"), 2).await.unwrap();
+        sqlx::raw_sql(sql).execute(pool).await.unwrap();
+    });
+    let old = s.get_run("old").await.unwrap().unwrap();
+    assert_eq!(old.state, "failed");
+    assert_eq!(old.finished_at, Some(1));
+    assert!(old.reason.unwrap().contains("superseded"));
+    assert_eq!(s.run_events("old").await.unwrap().len(), 2);
+    let active: Vec<_> = s
+        .active_runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(active, vec!["other", "new"]);
+    assert!(matches!(
+        s.create_run(&new_run("newer", "n1"), 3).await,
+        Err(StoreError::ActiveRun { .. })
+    ));
+}
+
+/// Each test above, once per backend: `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::testdb::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = super::testdb::postgres(stringify!($name)).await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    migrations_apply_and_are_idempotent,
+    backend_is_chosen_by_the_url,
+    run_round_trip_and_cas_transition,
+    active_runs_and_filters,
+    stages_and_artifacts,
+    leases_group_commit_and_ip_move,
+    leases_bulk_matches_row_by_row,
+    netboot_switch,
+    feed_ids_order_replay_and_history,
+    feed_prune_by_age_and_per_system_cap,
+    audit_pages_newest_first_and_filters_by_target,
+    one_active_run_per_system,
+    concurrent_create_run_has_one_winner,
+    concurrent_transitions_have_one_winner,
+    feed_append_waits_for_an_earlier_uncommitted_one,
+    concurrent_feed_appends_are_seen_in_order,
+    concurrent_lease_batches_apply_whole,
+    migration_6_closes_duplicate_active_runs,
+);

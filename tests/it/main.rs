@@ -19,6 +19,7 @@ mod init;
 mod metrics;
 mod mqtt;
 mod notify;
+mod pg;
 mod power_ipmi;
 mod power_redfish;
 mod render;

@@ -698,7 +698,12 @@ async fn wait_diagnosis(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_resumes_after_daemon_restart() {
-    let mut sim = sim("true").await;
+    resumes_after_daemon_restart(sim("true").await).await;
+}
+
+/// Mid-install the daemon stops; a new one on the same store resumes the
+/// run, and the installer's callback finishes it (also `pg::`).
+pub async fn resumes_after_daemon_restart(mut sim: Sim) {
     let (_, v) = sim.create(&["sim1"]).await;
     let id = v["runs"][0]["id"].as_str().unwrap().to_string();
     sim.wait_state(&id, "dhcp", 5).await;
@@ -1012,4 +1017,39 @@ async fn cli_power_bootdev_and_systems_power_column() {
         out.contains("sim2") && out.contains("FAILED: BMC unreachable: no answer"),
         "{out}"
     );
+}
+
+/// A run queued behind this daemon's back (another daemon on the same
+/// database, or another connection) holds its system: the database's one
+/// active run per system turns the API's request into a 409, not a second
+/// run and not a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stored_by_another_daemon_makes_the_api_answer_busy() {
+    let sim = sim("true").await;
+    let url = sim.c.load().unwrap().settings.database_url;
+    let other = rackboot::store::Store::open(&url).await.unwrap();
+    other
+        .create_run(
+            &rackboot::store::NewRun {
+                id: "elsewhere-1",
+                system: "sim1",
+                profile: "sim",
+                state: "queued",
+                data: "{}",
+                requested_by: Some("another daemon"),
+                overrides: "{}",
+                retry_of: None,
+            },
+            rackboot::store::now_ms(),
+        )
+        .await
+        .unwrap();
+    let (s, v) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v.to_string().contains("elsewhere-1"), "{v}");
+    let active = other.active_runs().await.unwrap();
+    assert_eq!(active.len(), 1, "{active:?}");
+    // The other system is free.
+    let (s, v) = sim.create(&["sim2"]).await;
+    assert_eq!(s, 201, "{v}");
 }
