@@ -336,6 +336,7 @@ pub async fn lab_in(c: ConfigDir) -> Lab {
             .unwrap(),
         dhcp: vec![(server, params)],
         tftp: None,
+        dns: None,
     };
     let d = rackboot::daemon::start(cfg, listeners).await.unwrap();
     Lab {
