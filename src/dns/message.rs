@@ -447,6 +447,30 @@ mod tests {
     }
 
     #[test]
+    fn udp_answers_over_the_limit_are_truncated() {
+        let mut big = Message::response(5, OpCode::Query);
+        let name = Name::from_ascii("many.lab.example.").unwrap();
+        big.add_query(Query::query(name.clone(), RecordType::A));
+        for i in 0..60u8 {
+            let ip = Ipv4Addr::new(10, 0, 0, i);
+            big.add_answer(Record::from_rdata(name.clone(), 60, RData::A(A(ip))));
+        }
+        let full = encode(&big, None);
+        assert!(full.len() > 512);
+        assert_eq!(encode(&big, Some(full.len())), full);
+        let cut = Message::from_vec(&encode(&big, Some(512))).unwrap();
+        assert!(cut.metadata.truncation);
+        assert!(cut.answers.is_empty());
+        assert_eq!((cut.metadata.id, cut.queries.len()), (5, 1));
+        // The limit: 512 without EDNS, the client's size with it, at most MAX_UDP.
+        let q = |e| Message::from_vec(&query("a.", RecordType::A, e)).unwrap();
+        assert_eq!(udp_limit(&q(None)), 512);
+        assert_eq!(udp_limit(&q(Some(1000))), 1000);
+        assert_eq!(udp_limit(&q(Some(4096))), usize::from(MAX_UDP));
+        assert_eq!(udp_limit(&q(Some(100))), 512);
+    }
+
+    #[test]
     fn ids_and_servfail() {
         let q = query("example.org.", RecordType::A, None);
         assert_eq!(header_id(&q), Some((0x1234, false)));
