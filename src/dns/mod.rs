@@ -76,11 +76,17 @@ pub struct DnsSockets {
 
 impl DnsSockets {
     /// Bind both (port 0: the TCP listener takes an ephemeral port and UDP
-    /// the same number).
+    /// the same number; tried again if that UDP port is taken).
     pub async fn bind(addr: SocketAddr) -> io::Result<DnsSockets> {
-        let tcp = TcpListener::bind(addr).await?;
-        let udp = UdpSocket::bind(tcp.local_addr()?).await?;
-        Ok(DnsSockets { udp, tcp })
+        let mut tries = if addr.port() == 0 { 10 } else { 1 };
+        loop {
+            let tcp = TcpListener::bind(addr).await?;
+            match UdpSocket::bind(tcp.local_addr()?).await {
+                Ok(udp) => return Ok(DnsSockets { udp, tcp }),
+                Err(e) if tries > 1 && e.kind() == io::ErrorKind::AddrInUse => tries -= 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
