@@ -6,6 +6,7 @@
 #   apt (Debian 12):  QEMU + firmware, IPMI simulator, DHCP/TFTP stand-in, guest initrd tools,
 #                     disk-image tools, TFTP clients (tests), cloud-init (`cloud-init schema` only),
 #                     PostgreSQL 15 (the store's tests on Postgres)
+#                     dig and dnsperf (DNS tests and bench)
 #   cargo:            cargo-deb (packaging/build-deb.sh), cargo-afl + its AFL++ (bench/fuzz.sh)
 #   pip (PyPI):       pykickstart and sushy-tools into $REPO/.lab/venv (ksvalidator,
 #                     sushy-emulator = the Redfish BMC emulator for tests/it/power_redfish.rs)
@@ -52,6 +53,8 @@ PKGS=(
   # bench/http-bench.sh: the static-file peer and the load generator (on a systemd host the
   # nginx packages also enable a default site on port 80; the bench runs its own nginx)
   nginx-light wrk
+  # DNS: dig for tests/it/dns.rs, dnsperf for bench/dns-bench.sh (its peer is dnsmasq-base above)
+  bind9-dnsutils dnsperf
 )
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 

@@ -77,6 +77,8 @@ pub struct Listeners {
     pub dhcp: Vec<(tokio::net::UdpSocket, crate::dhcp::ServerParams)>,
     /// TFTP on the server address (one per interface address: replies leave from it).
     pub tftp: Option<tokio::net::UdpSocket>,
+    /// DNS (UDP and TCP on `dns.listen`), when `[dns] enabled`.
+    pub dns: Option<crate::dns::DnsSockets>,
 }
 
 impl Listeners {
@@ -124,11 +126,21 @@ impl Listeners {
         } else {
             None
         };
+        let dns = if s.dns.enabled {
+            Some(
+                crate::dns::DnsSockets::bind(s.dns.listen)
+                    .await
+                    .with_context(|| format!("binding DNS (UDP and TCP) on {}", s.dns.listen))?,
+            )
+        } else {
+            None
+        };
         Ok(Listeners {
             http,
             api,
             dhcp,
             tftp,
+            dns,
         })
     }
 }
@@ -139,6 +151,8 @@ pub struct Running {
     pub api_addr: SocketAddr,
     /// The TFTP listen socket's address, when there is one.
     pub tftp_addr: Option<SocketAddr>,
+    /// The DNS server's address (UDP and TCP), when it runs.
+    pub dns_addr: Option<SocketAddr>,
     pub reloader: Arc<Reloader>,
     pub engine: EngineHandle,
     pub inventory: watch::Receiver<Arc<Inventory>>,
@@ -340,6 +354,25 @@ pub async fn start_with(
         });
     }
 
+    let dns_stats = Arc::new(crate::dns::DnsStats::default());
+    let dns_addr = match listeners.dns {
+        Some(sockets) => {
+            let cfg = crate::dns::DnsConfig::from_settings(&settings.dns)
+                .context("dns: no zone (set dns.zone or dhcp.domain)")?;
+            let addr = sockets.local_addr()?;
+            tracker.spawn(crate::dns::serve(
+                sockets,
+                inv_rx.clone(),
+                cfg,
+                dns_stats.clone(),
+                tracker.clone(),
+                shutdown.child_token(),
+            ));
+            Some(addr)
+        }
+        None => None,
+    };
+
     let http_stats = Arc::new(boot::HttpStats::default());
     let boot_ctx = boot::BootContext {
         inventory: inv_rx.clone(),
@@ -364,6 +397,7 @@ pub async fn start_with(
             dhcp: dhcp_stats.clone(),
             tftp: tftp_stats.clone(),
             http: http_stats.clone(),
+            dns: dns_stats.clone(),
             pool,
             engine: engine.metrics.clone(),
             obs: obs.clone(),
@@ -385,6 +419,7 @@ pub async fn start_with(
         http_stats: http_stats.clone(),
         extra_stats: {
             let (d, t, p) = (dhcp_stats.clone(), tftp_stats.clone(), pool_stats.clone());
+            let dns = dns_stats.clone();
             let o = obs.clone();
             Arc::new(move || {
                 let d = d.snapshot();
@@ -415,6 +450,7 @@ pub async fn start_with(
                         "probes": t.probes, "bytes_sent": t.bytes_sent, "active": t.active,
                     },
                     "pool": p.json(),
+                    "dns": dns.json(),
                     // Boot observations the run engine did not take (its queue was full):
                     // the replies went out, a run may miss a phase event.
                     "observations_dropped": o.dropped(),
@@ -464,12 +500,13 @@ pub async fn start_with(
     let poll = std::time::Duration::from_secs(settings.power_poll_secs);
     let poller = crate::power::poll::run(power, inv_rx.clone(), poll, shutdown.child_token());
     tracker.spawn(poller);
-    tracing::info!(%http_addr, %api_addr, dhcp = settings.dhcp.mode.as_str(), "rackboot serving");
+    tracing::info!(%http_addr, %api_addr, dhcp = settings.dhcp.mode.as_str(), dns = ?dns_addr, "rackboot serving");
 
     Ok(Running {
         http_addr,
         api_addr,
         tftp_addr,
+        dns_addr,
         api_rules,
         tls,
         reloader,
@@ -560,7 +597,7 @@ pub async fn run(config_dir: &std::path::Path) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    // Every listener (DHCP, TFTP, HTTP boot, API) was bound before `start`,
+    // Every listener (DHCP, TFTP, DNS, HTTP boot, API) was bound before `start`,
     // the store is open and the servers are spawned: ready.
     notifier.ready(&crate::notify::current_status(
         &running.engine,

@@ -6,6 +6,7 @@
 //! - `inventory`: the immutable, indexed snapshot. `render`: templates.
 //! - `boot`: the one pure boot decision ("what does MAC X get now?").
 //! - `http`: the machine-facing boot server and the operator API.
+//! - `dns`: the optional DNS server (`[dns]`) answering from the inventory.
 //! - `engine`: the only writer of machine intent and run state.
 //! - `metrics`: Prometheus `/metrics` (mirrors the adapters' counters).
 //! - `store`: the SQL facade. `daemon`: the composition root. `reload`: the
@@ -25,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod dhcp;
 pub mod diagnose;
+pub mod dns;
 pub mod engine;
 pub mod feed;
 pub mod http;

@@ -3,7 +3,7 @@
 //! 2.42 rejects the OpenMetrics that `prometheus-client` writes).
 //!
 //! Two kinds of series:
-//! - **Mirrored** from the adapters' own atomic counters (DHCP, TFTP, boot
+//! - **Mirrored** from the adapters' own atomic counters (DHCP, TFTP, DNS, boot
 //!   HTTP, pool, engine, observation sink) at scrape time: the adapters keep
 //!   counting with `AtomicU64` and know nothing of this crate. A scrape adds
 //!   each counter's increase since the last scrape (`inc_by(now - seen)`)
@@ -17,6 +17,7 @@
 
 use crate::dhcp::leases::PoolLeases;
 use crate::dhcp::{ClientMessage, DhcpStats, IgnoreReason, MalformedClass, ReplyKind};
+use crate::dns::{DnsStats, Malformed as DnsMalformed, Outcome as DnsOutcome};
 use crate::engine::EngineMetrics;
 use crate::http::boot::{HttpStats, ROUTES, STATUS_CLASSES, UNMATCHED};
 use crate::inventory::Inventory;
@@ -75,6 +76,11 @@ pub struct Metrics {
     tftp_transfers: IntCounterVec,
     tftp_malformed: IntCounter,
     tftp_sent_bytes: IntCounter,
+    dns_queries: IntCounterVec,
+    dns_malformed: IntCounterVec,
+    dns_replies: IntCounterVec,
+    dns_forwarded: IntCounterVec,
+    dns_send_errors: IntCounter,
     http_responses: IntCounterVec,
     http_callbacks: IntCounterVec,
     http_sendfile_bytes: IntCounter,
@@ -232,6 +238,38 @@ impl Metrics {
                 &r,
                 "rackboot_tftp_sent_bytes_total",
                 "TFTP DATA payload bytes sent, retransmissions included.",
+            ),
+            dns_queries: counter_vec(
+                &r,
+                "rackboot_dns_queries_total",
+                "Well-formed DNS queries by transport.",
+                &["transport"],
+            ),
+            dns_malformed: counter_vec(
+                &r,
+                "rackboot_dns_malformed_total",
+                "DNS messages dropped unanswered: shorter than a header (short), not \
+                 decodable (undecodable), a response (response), not one question (questions).",
+                &["reason"],
+            ),
+            dns_replies: counter_vec(
+                &r,
+                "rackboot_dns_replies_total",
+                "DNS replies rackboot built, by outcome (forwarded answers are counted in \
+                 rackboot_dns_forwarded_total).",
+                &["outcome"],
+            ),
+            dns_forwarded: counter_vec(
+                &r,
+                "rackboot_dns_forwarded_total",
+                "DNS queries outside the zone sent upstream: answered, failed (no upstream \
+                 answered in time: SERVFAIL), busy (dropped: too many in flight).",
+                &["result"],
+            ),
+            dns_send_errors: counter(
+                &r,
+                "rackboot_dns_send_errors_total",
+                "DNS replies the socket refused to send.",
             ),
             http_responses: counter_vec(
                 &r,
@@ -455,6 +493,31 @@ impl Metrics {
         mirror(&self.tftp_sent_bytes, t.bytes_sent);
         self.tftp_active.set(t.active as i64);
 
+        let d = src.dns.snapshot();
+        for (t, n) in [("udp", d.queries_udp), ("tcp", d.queries_tcp)] {
+            mirror(&self.dns_queries.with_label_values(&[t]), n);
+        }
+        for m in DnsMalformed::ALL {
+            mirror(
+                &self.dns_malformed.with_label_values(&[m.as_str()]),
+                d.malformed[m as usize],
+            );
+        }
+        for o in DnsOutcome::ALL {
+            mirror(
+                &self.dns_replies.with_label_values(&[o.as_str()]),
+                d.outcomes[o as usize],
+            );
+        }
+        for (result, n) in [
+            ("answered", d.forwarded),
+            ("failed", d.forward_failed),
+            ("busy", d.forward_busy),
+        ] {
+            mirror(&self.dns_forwarded.with_label_values(&[result]), n);
+        }
+        mirror(&self.dns_send_errors, d.send_errors);
+
         let h = &src.http;
         for route in ROUTES.iter().copied().chain([UNMATCHED]) {
             for class in STATUS_CLASSES {
@@ -511,6 +574,7 @@ pub struct Sources {
     pub dhcp: Arc<DhcpStats>,
     pub tftp: Arc<TftpStats>,
     pub http: Arc<HttpStats>,
+    pub dns: Arc<DnsStats>,
     /// Pool mode only.
     pub pool: Option<Arc<PoolLeases>>,
     pub engine: Arc<EngineMetrics>,

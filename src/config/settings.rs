@@ -37,6 +37,7 @@ pub struct Settings {
     pub systems_file: PathBuf,
     pub dhcp: DhcpSettings,
     pub tftp: TftpSettings,
+    pub dns: DnsSettings,
     pub api_listen: SocketAddr,
     pub api_tokens: TokenSource,
     /// TLS on the API/UI listener: (certificate chain, key) PEM files.
@@ -106,6 +107,21 @@ pub struct TftpSettings {
     pub port: u16,
     pub max_transfers: usize,
     pub max_blksize: u16,
+}
+
+/// A validated `[dns]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsSettings {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Lower case, no trailing dot. Always set when `enabled`.
+    pub zone: Option<String>,
+    pub upstream: Vec<SocketAddr>,
+    pub ttl: u32,
+    /// Names outside the zone go to `upstream` (else: REFUSED).
+    pub forward: bool,
+    /// What one upstream resolver gets before the next is tried.
+    pub upstream_timeout: Duration,
 }
 
 /// Where API tokens come from. Tokens themselves are read at start, never logged.
@@ -293,6 +309,7 @@ fn settings_from_wire(
     if !(1..=256).contains(&max_transfers) {
         e.push("tftp.max_transfers", "must be between 1 and 256");
     }
+    let dns_server = dns_settings(&w.dns, address, w.dhcp.domain.as_deref(), &mut e);
     let mut webhooks: Vec<WebhookSettings> = Vec::new();
     for (i, h) in w.webhooks.iter().enumerate() {
         let key = |k: &str| format!("webhooks[{i}].{k}");
@@ -414,6 +431,7 @@ fn settings_from_wire(
             max_transfers,
             max_blksize,
         },
+        dns: dns_server,
         api_listen,
         api_tokens: TokenSource {
             file: w.api.tokens_file.as_deref().map(|f| rel(dir, f)),
@@ -429,4 +447,104 @@ fn settings_from_wire(
         webhooks,
         mqtt,
     })
+}
+
+/// `[dns]`: every key checked whether or not the server is enabled; the zone
+/// is required only when it is.
+fn dns_settings(
+    w: &wire::DnsWire,
+    address: Ipv4Addr,
+    dhcp_domain: Option<&str>,
+    e: &mut Errs<'_>,
+) -> DnsSettings {
+    let enabled = w.enabled.unwrap_or(false);
+    let default_listen = SocketAddr::from((address, 53));
+    let listen = match w.listen.as_deref() {
+        None => default_listen,
+        Some(l) => l.parse().unwrap_or_else(|_| {
+            e.push("dns.listen", format!("{l:?}: expected ADDRESS:PORT"));
+            default_listen
+        }),
+    };
+    // dhcp.domain is checked here only when it is the zone of a running
+    // server: a disabled `[dns]` changes nothing for existing files.
+    let zone = match w.zone.as_deref().or(dhcp_domain.filter(|_| enabled)) {
+        Some(z) => {
+            let z = z.strip_suffix('.').unwrap_or(z).to_ascii_lowercase();
+            if valid_hostname(&z) {
+                Some(z)
+            } else {
+                let key = if w.zone.is_some() {
+                    "dns.zone"
+                } else {
+                    "dhcp.domain"
+                };
+                e.push(key, format!("{z:?} is not a valid domain name"));
+                None
+            }
+        }
+        None => {
+            if enabled {
+                e.push(
+                    "dns.zone",
+                    "the DNS server needs its zone: set dns.zone (or dhcp.domain)",
+                );
+            }
+            None
+        }
+    };
+    let mut upstream = Vec::new();
+    for (i, u) in w.upstream.iter().enumerate() {
+        let parsed = u.parse::<SocketAddr>().or_else(|_| {
+            u.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        });
+        match parsed {
+            Ok(a) if a.port() != 0 => upstream.push(a),
+            _ => e.push(
+                format!("dns.upstream[{i}]"),
+                format!("{u:?}: expected an IP address or ADDRESS:PORT"),
+            ),
+        }
+    }
+    let forward = match w.outside_zone.as_deref() {
+        None => !w.upstream.is_empty(),
+        Some("forward") => {
+            if w.upstream.is_empty() {
+                e.push(
+                    "dns.outside_zone",
+                    "\"forward\" needs at least one dns.upstream resolver",
+                );
+            }
+            true
+        }
+        Some("refuse") => false,
+        Some(other) => {
+            e.push(
+                "dns.outside_zone",
+                format!("unknown value {other:?}: expected forward or refuse"),
+            );
+            false
+        }
+    };
+    let ttl = w.ttl.unwrap_or(60);
+    if ttl > 86_400 {
+        e.push("dns.ttl", "must be between 0 and 86400 seconds");
+    }
+    let timeout_ms = w.upstream_timeout_ms.unwrap_or(1500);
+    if !(50..=10_000).contains(&timeout_ms) {
+        e.push(
+            "dns.upstream_timeout_ms",
+            "must be between 50 and 10000 milliseconds",
+        );
+    }
+    DnsSettings {
+        enabled,
+        listen,
+        zone,
+        upstream,
+        ttl,
+        forward,
+        upstream_timeout: Duration::from_millis(timeout_ms),
+    }
 }

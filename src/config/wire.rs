@@ -16,6 +16,9 @@ pub struct DaemonFile {
     pub dhcp: DhcpWire,
     #[serde(default)]
     pub tftp: TftpWire,
+    /// `[dns]`: answer DNS for the inventory (off unless `enabled`).
+    #[serde(default)]
+    pub dns: DnsWire,
     #[serde(default)]
     pub api: ApiWire,
     #[serde(default)]
@@ -118,6 +121,27 @@ pub struct TftpWire {
     pub port: Option<u16>,
     pub max_transfers: Option<usize>,
     pub max_blksize: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsWire {
+    /// Serve DNS (default false).
+    pub enabled: Option<bool>,
+    /// ADDRESS:PORT, UDP and TCP (default: server.address, port 53).
+    pub listen: Option<String>,
+    /// The domain rackboot answers for with authority (default: dhcp.domain).
+    pub zone: Option<String>,
+    /// Resolvers for names outside the zone: ADDRESS or ADDRESS:PORT (port 53).
+    #[serde(default)]
+    pub upstream: Vec<String>,
+    /// TTL of the answers, seconds (default 60).
+    pub ttl: Option<u32>,
+    /// Names outside the zone: "forward" (default when `upstream` is set) or
+    /// "refuse" (default without).
+    pub outside_zone: Option<String>,
+    /// How long one upstream resolver gets before the next is tried, ms (default 1500).
+    pub upstream_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -40,6 +40,7 @@ async fn start() -> (ConfigDir, daemon::Running) {
         api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         dhcp: vec![],
         tftp: None,
+        dns: None,
     };
     let d = daemon::start(cfg, listeners).await.unwrap();
     (c, d)

@@ -136,6 +136,7 @@ async fn bench_200_reimages_of_50_machines() {
         api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         dhcp: vec![(server, params)],
         tftp: None,
+        dns: None,
     };
     let d = daemon::start_with(cfg, listeners, power).await.unwrap();
     let http_addr = d.http_addr;

@@ -284,6 +284,100 @@ fn bad_daemon_settings() {
     );
 }
 
+/// `[dns]`: each key checked with file, key and reason; off by default,
+/// its zone defaulting to dhcp.domain; `rackboot check` prints the errors.
+#[test]
+fn dns_settings_defaults_and_errors() {
+    let c = ConfigDir::sample();
+    let s = c.load().unwrap().settings.dns;
+    assert!(!s.enabled);
+    assert_eq!(s.listen, "10.77.0.1:53".parse().unwrap());
+    assert_eq!((s.zone, s.ttl, s.forward), (None, 60, false));
+
+    // Enabled without a zone (and no dhcp.domain): refused.
+    c.append("rackboot.toml", "\n[dns]\nenabled = true\n");
+    assert_error(
+        &c,
+        "rackboot.toml",
+        "dns.zone",
+        "set dns.zone (or dhcp.domain)",
+    );
+    // dhcp.domain is the default zone; upstream alone turns forwarding on.
+    c.replace(
+        "rackboot.toml",
+        "router = \"10.77.0.1\"",
+        "router = \"10.77.0.1\"\ndomain = \"Lab.Example.\"",
+    );
+    c.append(
+        "rackboot.toml",
+        "upstream = [\"10.0.0.53\", \"127.0.0.1:5353\"]\n",
+    );
+    let s = c.load().unwrap().settings.dns;
+    assert_eq!(s.zone.as_deref(), Some("lab.example"));
+    assert!(s.forward);
+    assert_eq!(
+        s.upstream,
+        vec![
+            "10.0.0.53:53".parse().unwrap(),
+            "127.0.0.1:5353".parse().unwrap()
+        ]
+    );
+
+    let c = ConfigDir::sample();
+    c.append(
+        "rackboot.toml",
+        "\n[dns]\nenabled = true\nzone = \"bad_zone..x\"\nlisten = \"10.77.0.1\"\n\
+         upstream = [\"resolver\"]\nttl = 100000\noutside_zone = \"drop\"\n\
+         upstream_timeout_ms = 5\n",
+    );
+    assert_error(&c, "rackboot.toml", "dns.zone", "not a valid domain name");
+    assert_error(&c, "rackboot.toml", "dns.listen", "expected ADDRESS:PORT");
+    assert_error(
+        &c,
+        "rackboot.toml",
+        "dns.upstream[0]",
+        "expected an IP address",
+    );
+    assert_error(&c, "rackboot.toml", "dns.ttl", "between 0 and 86400");
+    assert_error(
+        &c,
+        "rackboot.toml",
+        "dns.outside_zone",
+        "expected forward or refuse",
+    );
+    assert_error(
+        &c,
+        "rackboot.toml",
+        "dns.upstream_timeout_ms",
+        "between 50 and 10000",
+    );
+
+    let c = ConfigDir::sample();
+    c.append(
+        "rackboot.toml",
+        "\n[dns]\nenabled = true\nzone = \"lab.example\"\noutside_zone = \"forward\"\n",
+    );
+    assert_error(
+        &c,
+        "rackboot.toml",
+        "dns.outside_zone",
+        "needs at least one dns.upstream",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rackboot"))
+        .args(["check", "--config"])
+        .arg(c.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "rackboot.toml: dns.outside_zone: \"forward\" needs at least one dns.upstream resolver"
+        ),
+        "{err}"
+    );
+}
+
 #[test]
 fn stage_and_timeout_errors() {
     let c = ConfigDir::sample();

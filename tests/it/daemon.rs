@@ -13,6 +13,7 @@ async fn start(c: &ConfigDir) -> daemon::Running {
         api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         dhcp: vec![],
         tftp: None,
+        dns: None,
     };
     daemon::start(cfg, listeners).await.unwrap()
 }
@@ -404,6 +405,7 @@ async fn dhcp_answers_from_inventory_and_follows_reload() {
         api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         dhcp: vec![(server, params)],
         tftp: None,
+        dns: None,
     };
     let d = daemon::start(cfg, listeners).await.unwrap();
     let ask = |mac: Mac, ipxe: bool| {

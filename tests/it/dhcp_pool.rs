@@ -181,6 +181,7 @@ async fn start(c: &ConfigDir) -> (daemon::Running, Client) {
         api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         dhcp: vec![(sock, params)],
         tftp: None,
+        dns: None,
     };
     let d = daemon::start(cfg, listeners).await.unwrap();
     (

@@ -336,6 +336,15 @@ pub async fn lab_in(c: ConfigDir) -> Lab {
             .unwrap(),
         dhcp: vec![(server, params)],
         tftp: None,
+        // `[dns] enabled` (tests/it/dns.rs): on its `listen` (port 0: a free one).
+        dns: match cfg.settings.dns.enabled {
+            true => Some(
+                rackboot::dns::DnsSockets::bind(cfg.settings.dns.listen)
+                    .await
+                    .unwrap(),
+            ),
+            false => None,
+        },
     };
     let d = rackboot::daemon::start(cfg, listeners).await.unwrap();
     Lab {

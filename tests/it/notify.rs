@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A loopback config whose DHCP and TFTP listen on ephemeral ports.
-fn config() -> ConfigDir {
+pub(crate) fn config() -> ConfigDir {
     let c = ConfigDir::sample();
     c.use_loopback(free_port(), free_port());
     c.replace("rackboot.toml", "[dhcp]\n", "[dhcp]\nport = 0\n");
@@ -18,7 +18,7 @@ fn config() -> ConfigDir {
     c
 }
 
-fn spawn(c: &ConfigDir, sock: &Path, watchdog_usec: Option<u64>) -> Child {
+pub(crate) fn spawn(c: &ConfigDir, sock: &Path, watchdog_usec: Option<u64>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rackboot"));
     cmd.args(["serve", "--config"])
         .arg(c.path())
@@ -54,7 +54,7 @@ fn recv(sock: &UnixDatagram, within: Duration) -> Option<String> {
 }
 
 /// Messages until one has a line `want`, within `secs`; all of them.
-fn until(sock: &UnixDatagram, want: &str, secs: u64, c: &ConfigDir) -> Vec<String> {
+pub(crate) fn until(sock: &UnixDatagram, want: &str, secs: u64, c: &ConfigDir) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut got = Vec::new();
     loop {
@@ -74,7 +74,7 @@ fn until(sock: &UnixDatagram, want: &str, secs: u64, c: &ConfigDir) -> Vec<Strin
     }
 }
 
-fn stop(child: &mut Child) -> std::process::ExitStatus {
+pub(crate) fn stop(child: &mut Child) -> std::process::ExitStatus {
     // SAFETY: signalling our own child by pid.
     assert_eq!(
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },

@@ -570,6 +570,7 @@ password_file = "tests/lab/bmc-password"
         api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         dhcp: vec![],
         tftp: None,
+        dns: None,
     };
     let d = rackboot::daemon::start(cfg, listeners).await.unwrap();
     let api = d.api_addr.to_string();

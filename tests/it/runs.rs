@@ -136,6 +136,7 @@ async fn start_daemon(
         dhcp,
         // GRUB machines (`loader = "grub"`) read their config, kernel and initrd over TFTP.
         tftp: Some(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap()),
+        dns: None,
     };
     daemon::start_with(cfg, listeners, power).await.unwrap()
 }

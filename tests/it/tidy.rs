@@ -126,6 +126,8 @@ fn core_files() -> Vec<PathBuf> {
         "template.rs",
         "diagnose.rs",
         "inventory.rs",
+        // Which answer a DNS name gets: the pure part of the `dns` adapter.
+        "dns/names.rs",
     ]
     .iter()
     .map(|f| src.join(f))

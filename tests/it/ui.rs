@@ -600,6 +600,7 @@ async fn ui_bench_5000_systems() {
         api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         dhcp: vec![],
         tftp: None,
+        dns: None,
     };
     let d = rackboot::daemon::start_with(cfg, listeners, power.clone())
         .await
