@@ -30,17 +30,7 @@ CONF="$OUT/config"
 trap '"$LAB/down.sh" >/dev/null 2>&1' EXIT
 
 # rackboot's config: the repository's, with absolute paths and a fresh data dir per lab.
-make_config() {
-  rm -rf "$CONF"; mkdir -p "$CONF/tests/lab"
-  cp -r "$REPO/profiles" "$REPO/kickstarts" "$REPO/systems.toml" "$CONF/"
-  cp "$LAB/bmc-password" "$CONF/tests/lab/"
-  sed -e "s#^boot_dir = .*#boot_dir = \"$LAB_BOOT\"#" \
-      -e "s#^firmware_dir = .*#firmware_dir = \"$LAB_FIRMWARE\"#" \
-      -e "s#^data_dir = .*#data_dir = \"$OUT/data\"#" \
-      -e "s#^ssh_key = .*#ssh_key = \"$LAB_SSH_KEY\"#" \
-      "$REPO/rackboot.toml" > "$CONF/rackboot.toml"
-  rm -rf "$OUT/data"
-}
+make_config() { lab_config "$CONF" "$OUT/data"; }
 rb() { ip netns exec "$NS_PROV" "$BIN" --config "$CONF" "$@"; }
 
 # one_rackboot VM_RESET: prints "TOTAL <s>" and "PHASE <name> <s>" lines of one reimage.

@@ -13,12 +13,28 @@
 #   lab_node_dir NODE / lab_node_ip NODE / lab_node_mac NODE / lab_node_name NODE
 #   lab_wait_grep FILE REGEX TIMEOUT   bounded poll until FILE has a line matching REGEX
 #   lab_wait_gone PID TIMEOUT          bounded poll until PID is gone or a zombie
+#   lab_config CONF DATA [SED...]      a copy of the repository's rackboot config in CONF with the
+#                                      lab's absolute paths, data_dir DATA (emptied), extra sed -e's
 #   time: lab_now (epoch.ns), lab_mark [VAR] (sets LAB_T0 or VAR to now), lab_since T,
 #         lab_dt A B (B-A in s, 2 decimals)
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lab.env"
 # settings of the running lab (VM_FW, VM_DISK, LAB_NODES ...) as up.sh recorded them; not loaded
 # automatically (a stale file would override the caller's environment)
 lab_vm_env() { [ -f "$LAB_WORK/run/vm.env" ] && source "$LAB_WORK/run/vm.env"; }
+
+lab_config() {
+  local conf="$1" data="$2"; shift 2
+  local extra=(); for e in "$@"; do extra+=(-e "$e"); done
+  rm -rf "$conf"; mkdir -p "$conf/tests/lab"
+  cp -r "$REPO/profiles" "$REPO/kickstarts" "$REPO/systems.toml" "$conf/"
+  cp "$LAB/bmc-password" "$conf/tests/lab/"
+  sed -e "s#^boot_dir = .*#boot_dir = \"$LAB_BOOT\"#" \
+      -e "s#^firmware_dir = .*#firmware_dir = \"$LAB_FIRMWARE\"#" \
+      -e "s#^data_dir = .*#data_dir = \"$data\"#" \
+      -e "s#^ssh_key = .*#ssh_key = \"$LAB_SSH_KEY\"#" \
+      "${extra[@]}" "$REPO/rackboot.toml" > "$conf/rackboot.toml"
+  rm -rf "$data"
+}
 
 lab_now()   { date +%s.%N; }
 lab_dt()    { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b-a}'; }

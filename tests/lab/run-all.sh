@@ -52,15 +52,7 @@ trap cleanup EXIT
 # A copy of the repository's lab config with absolute paths, a fresh data dir per lab, and one
 # extra profile whose test stage fails.
 make_config() {
-  rm -rf "$CONF"; mkdir -p "$CONF/tests/lab"
-  cp -r "$REPO/profiles" "$REPO/kickstarts" "$REPO/systems.toml" "$CONF/"
-  cp "$LAB/bmc-password" "$CONF/tests/lab/"
-  sed -e "s#^boot_dir = .*#boot_dir = \"$LAB_BOOT\"#" \
-      -e "s#^firmware_dir = .*#firmware_dir = \"$LAB_FIRMWARE\"#" \
-      -e "s#^data_dir = .*#data_dir = \"$OUT/data\"#" \
-      -e "s#^ssh_key = .*#ssh_key = \"$LAB_SSH_KEY\"#" \
-      -e "s#^mode = \"reservations\"#mode = \"${LAB_DHCP_MODE:-reservations}\"#" \
-      "$REPO/rackboot.toml" > "$CONF/rackboot.toml"
+  lab_config "$CONF" "$OUT/data" "s#^mode = \"reservations\"#mode = \"${LAB_DHCP_MODE:-reservations}\"#"
   cat > "$CONF/profiles/lab-disk-failing.toml" <<'EOF'
 parent = "lab-disk"
 description = "lab-disk whose test stage fails (run-all.sh stage-fails)"
@@ -93,7 +85,6 @@ EOF
   if [ -n "${LAB_NODE50_PROFILE:-}" ]; then
     sed -i "/^\[systems.node50\]/,/^profile/ s/^profile = .*/profile = \"$LAB_NODE50_PROFILE\"/" "$CONF/systems.toml"
   fi
-  rm -rf "$OUT/data"
 }
 
 rb() { ip netns exec "$NS_PROV" "$BIN" --config "$CONF" "$@"; }
