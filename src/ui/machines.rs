@@ -29,9 +29,24 @@ const STATES: &[&str] = &[
     "unknown",
 ];
 const SORTS: &[&str] = &["name", "profile", "ip", "power", "phase", "result"];
+/// The columns one may hide (name and the selection box always show), with
+/// their headings.
+const COLUMNS: &[(&str, &str)] = &[
+    ("profile", "Profile"),
+    ("ip", "IP"),
+    ("power", "Power"),
+    ("netboot", "Netboot"),
+    ("phase", "Run phase"),
+    ("left", "Time left"),
+    ("result", "Last result"),
+    ("streak", "Last 10 runs"),
+];
+/// The cookie that keeps the hidden columns (the `hide` query wins).
+const HIDE_COOKIE: &str = "rb_hide";
 
 /// The page's query: `q`, `profile`, `state`, `sort` (`-` first: descending),
-/// `page` (from 1).
+/// `page` (from 1), `hide` (columns, comma-separated; or the columns form:
+/// `cols=1` with a `show` per column kept).
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     pub q: String,
@@ -40,6 +55,30 @@ pub struct Filter {
     pub sort: String,
     pub desc: bool,
     pub page: usize,
+    pub hide: Vec<String>,
+    /// The query said which columns to hide (else the cookie says).
+    pub hide_given: bool,
+}
+
+/// `hide`'s value: known columns only, in the table's order.
+fn parse_hide(v: &str) -> Result<Vec<String>, String> {
+    let asked: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    if let Some(bad) = asked.iter().find(|c| !COLUMNS.iter().any(|(k, _)| k == *c)) {
+        let keys: Vec<&str> = COLUMNS.iter().map(|(k, _)| *k).collect();
+        return Err(format!(
+            "hide: unknown column {bad:?} (one of {})",
+            keys.join(", ")
+        ));
+    }
+    Ok(COLUMNS
+        .iter()
+        .filter(|(k, _)| asked.contains(k))
+        .map(|(k, _)| k.to_string())
+        .collect())
 }
 
 impl Filter {
@@ -77,8 +116,26 @@ impl Filter {
                         .filter(|p| *p >= 1)
                         .ok_or("page must be a number from 1")?
                 }
+                "hide" => {
+                    f.hide = parse_hide(v)?;
+                    f.hide_given = true;
+                }
                 _ => {}
             }
+        }
+        // The columns form: every column not ticked is hidden.
+        if !f.hide_given && pairs.iter().any(|(k, v)| k == "cols" && v == "1") {
+            let shown: Vec<&str> = pairs
+                .iter()
+                .filter(|(k, _)| k == "show")
+                .map(|(_, v)| v.as_str())
+                .collect();
+            f.hide = COLUMNS
+                .iter()
+                .filter(|(k, _)| !shown.contains(k))
+                .map(|(k, _)| k.to_string())
+                .collect();
+            f.hide_given = true;
         }
         Ok(f)
     }
@@ -106,6 +163,9 @@ impl Filter {
         }
         if page > 1 {
             q.push(format!("page={page}"));
+        }
+        if self.hide_given && !self.hide.is_empty() {
+            q.push(format!("hide={}", enc(&self.hide.join(","))));
         }
         if q.is_empty() {
             "/".into()
@@ -158,36 +218,56 @@ impl Row<'_> {
     }
 }
 
-/// The machines page as HTML (also what the bench renders).
-pub async fn render(ui: &Ui, req: &Req, f: &Filter) -> Response {
+/// What the page and the filter-wide actions read: one snapshot.
+struct Data {
+    inv: std::sync::Arc<crate::inventory::Inventory>,
+    table: std::sync::Arc<crate::boot::BootTable>,
+    active: Vec<RunRow>,
+    results: HashMap<String, Vec<(String, String)>>,
+    head: i64,
+}
+
+async fn load(ui: &Ui) -> Result<Data, Response> {
     let ctx = &ui.ctx;
     let inv = ctx.inventory.borrow().clone();
     let table = ctx.table.borrow().clone();
-    let (active, recent, head) = match (
+    match (
         ctx.store.active_runs().await,
         ctx.store.recent_results(STREAK).await,
         ctx.store.feed_head().await,
     ) {
-        (Ok(a), Ok(r), Ok(h)) => (a, r, h),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return ui.error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Store error",
-                &e.to_string(),
-            )
+        (Ok(active), Ok(recent), Ok(head)) => {
+            let mut results: HashMap<String, Vec<(String, String)>> = HashMap::new();
+            for (system, id, state) in recent {
+                results.entry(system).or_default().push((id, state));
+            }
+            Ok(Data {
+                inv,
+                table,
+                active,
+                results,
+                head,
+            })
         }
-    };
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(ui.error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Store error",
+            &e.to_string(),
+        )),
+    }
+}
+
+/// The rows the filter keeps, sorted as it says.
+fn rows<'a>(ui: &Ui, d: &'a Data, f: &Filter) -> Vec<Row<'a>> {
+    let (inv, table, results) = (&d.inv, &d.table, &d.results);
     // The newest unfinished run of each system.
     let mut runs: HashMap<&str, &RunRow> = HashMap::new();
-    for r in &active {
+    for r in &d.active {
         runs.insert(r.system.as_str(), r);
     }
-    let mut results: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    for (system, id, state) in recent {
-        results.entry(system).or_default().push((id, state));
-    }
-    let empty = Vec::new();
-    let mut rows: Vec<Row> = ctx.power.polled().with(|polled| {
+    static EMPTY: Vec<(String, String)> = Vec::new();
+    let empty = &EMPTY;
+    let mut rows: Vec<Row> = ui.ctx.power.polled().with(|polled| {
         inv.systems()
             .iter()
             .map(|s| {
@@ -204,7 +284,7 @@ pub async fn render(ui: &Ui, req: &Req, f: &Filter) -> Response {
                     power_at: p.map(|p| p.checked_at),
                     power_err,
                     netboot: table.get(&s.name).is_some(),
-                    results: results.get(s.name.as_str()).unwrap_or(&empty),
+                    results: results.get(s.name.as_str()).unwrap_or(empty),
                 }
             })
             .filter(|r| r.matches(f))
@@ -224,6 +304,17 @@ pub async fn render(ui: &Ui, req: &Req, f: &Filter) -> Response {
     if f.desc {
         rows.reverse();
     }
+    rows
+}
+
+/// The machines page as HTML (also what the bench renders).
+pub async fn render(ui: &Ui, req: &Req, f: &Filter) -> Response {
+    let d = match load(ui).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let rows = rows(ui, &d, f);
+    let (inv, head) = (&d.inv, d.head);
     let total = rows.len();
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     let now = crate::store::now_ms();
@@ -267,6 +358,9 @@ pub async fn render(ui: &Ui, req: &Req, f: &Filter) -> Response {
             "profiles": profiles,
             "sort": sort_links,
             "back": back,
+            "hide": f.hide,
+            "columns": COLUMNS.iter().map(|(k, label)| json!({"key": k, "label": label, "shown": !f.hide.contains(&k.to_string())})).collect::<Vec<_>>(),
+            "shown_cols": 2 + COLUMNS.len() - f.hide.len(),
             "feed_head": head,
         }),
     )
@@ -315,13 +409,32 @@ pub async fn page(State(ui): S, headers: HeaderMap, ext: Extensions, q: QueryArg
         Ok(p) => p,
         Err(r) => return r,
     };
-    let f = match Filter::parse(&pairs) {
+    let mut f = match Filter::parse(&pairs) {
         Ok(f) => f,
         Err(m) => return ui.error(StatusCode::BAD_REQUEST, "Bad request", &m),
     };
+    if !f.hide_given {
+        // The last choice, kept in a cookie (a bad value is ignored).
+        if let Some((_, v)) = super::cookies(&headers)
+            .into_iter()
+            .find(|(k, _)| k == HIDE_COOKIE)
+        {
+            f.hide = parse_hide(&super::pct_decode(&v)).unwrap_or_default();
+        }
+    }
     let req = Req::new(&headers, &ext);
     let t0 = std::time::Instant::now();
     let mut r = render(&ui, &req, &f).await;
+    if f.hide_given {
+        r.headers_mut().append(
+            axum::http::header::SET_COOKIE,
+            super::cookie(
+                HIDE_COOKIE,
+                &super::pct_encode(&f.hide.join(",")),
+                Some(365 * 86400),
+            ),
+        );
+    }
     // The server's time for this page (bench/ui-bench.sh reads it).
     let ms = t0.elapsed().as_secs_f64() * 1000.0;
     if let Ok(v) = axum::http::HeaderValue::from_str(&format!("render;dur={ms:.1}")) {
@@ -364,11 +477,31 @@ async fn act(
         return r;
     }
     let back = field(form, "back");
-    let systems: Vec<String> = form
+    let mut systems: Vec<String> = form
         .iter()
         .filter(|(k, _)| k == "system")
         .map(|(_, v)| v.clone())
         .collect();
+    let by_filter = field(form, "scope") == Some("filter");
+    if by_filter {
+        // Every machine the filter matches (every page), not only the ticked ones.
+        let f = match Filter::parse(form) {
+            Ok(f) => f,
+            Err(m) => return ui.error(StatusCode::BAD_REQUEST, "Bad request", &m),
+        };
+        let d = match load(ui).await {
+            Ok(d) => d,
+            Err(r) => return r,
+        };
+        systems = rows(ui, &d, &f).iter().map(|r| r.s.name.clone()).collect();
+        if systems.is_empty() {
+            return ui.error(
+                StatusCode::BAD_REQUEST,
+                "Nothing matches",
+                "No machine matches the filter: nothing was done.",
+            );
+        }
+    }
     if systems.is_empty() {
         return ui.error(
             StatusCode::BAD_REQUEST,
@@ -395,8 +528,73 @@ async fn act(
         }
     };
     let run_of = |s: &str| active.iter().rev().find(|r| r.system == s);
+    // More than one machine (or a whole filter): first a dry run that says
+    // how many and which would block the action; the confirmation posts the
+    // list it showed.
+    let action = field(form, "action").unwrap_or("");
+    if (by_filter || systems.len() > 1) && field(form, "confirm") != Some("1") {
+        let (label, blockers): (&str, Vec<String>) = match action {
+            "reimage" => (
+                "Reimage",
+                systems
+                    .iter()
+                    .filter(|s| run_of(s).is_some())
+                    .map(|s| format!("{s}: a run is in progress"))
+                    .collect(),
+            ),
+            "cycle" => (
+                "Power-cycle",
+                systems
+                    .iter()
+                    .filter_map(|s| {
+                        if run_of(s).is_some() {
+                            Some(format!("{s}: a run is in progress"))
+                        } else if inv.system(s).is_some_and(|x| x.bmc.is_none()) {
+                            Some(format!("{s}: no BMC"))
+                        } else {
+                            None
+                        }
+                    })
+                    .collect(),
+            ),
+            "cancel" => (
+                "Cancel the runs of",
+                systems
+                    .iter()
+                    .filter(|s| run_of(s).is_none())
+                    .map(|s| format!("{s}: no run in progress"))
+                    .collect(),
+            ),
+            "netboot-on" => ("Netboot on", vec![]),
+            "netboot-off" => ("Netboot off", vec![]),
+            other => {
+                return ui.error(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    &format!(
+                    "unknown action {other:?} (reimage, cycle, cancel, netboot-on, netboot-off)"
+                ),
+                )
+            }
+        };
+        return ui.render(
+            StatusCode::OK,
+            &req,
+            "confirm.html",
+            json!({
+                "nav": "machines",
+                "title": format!("{label} {} machines?", systems.len()),
+                "label": label,
+                "action": action,
+                "systems": systems,
+                "count": systems.len(),
+                "blockers": blockers,
+                "back": back.unwrap_or("/"),
+            }),
+        );
+    }
     let list = systems.join(", ");
-    match field(form, "action").unwrap_or("") {
+    match action {
         "reimage" => match ui
             .ctx
             .engine

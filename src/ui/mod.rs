@@ -58,6 +58,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("webhooks.html", include_str!("assets/webhooks.html")),
     ("error.html", include_str!("assets/error.html")),
     ("login.html", include_str!("assets/login.html")),
+    ("confirm.html", include_str!("assets/confirm.html")),
 ];
 const CSS: &str = include_str!("assets/ui.css");
 const JS: &str = include_str!("assets/ui.js");

@@ -262,11 +262,13 @@ impl Browser {
         );
         self.fill("input[name=token]", token);
         self.click("form[action=\"/ui/login\"] button[type=submit]");
-        assert!(
-            !self.url().contains("/ui/login"),
-            "login failed: {}",
-            self.url()
-        );
+        // The click returns before the navigation ends (on a busy host, well before).
+        if let Err(e) = self.wait_for(
+            Until::Js("!location.pathname.startsWith('/ui/login')"),
+            Duration::from_secs(15),
+        ) {
+            panic!("login failed: {} ({e})", self.url());
+        }
     }
 
     /// The current URL.

@@ -1087,3 +1087,113 @@ async fn browser_machine_page_why_no_boot_and_profile() {
     });
     println!("screenshots written to {}", shots.display());
 }
+
+/// Hidden columns (query, the columns form, kept in a cookie) and the dry
+/// run before an action on several machines or a whole filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ui_hidden_columns_and_dry_run() {
+    let sim = lab("echo ok").await;
+    let addr = sim.d().api_addr;
+    let (cookie, csrf) = blocking(move || session(addr)).await;
+    let c = cookie.clone();
+    let r = blocking(move || req(addr, "GET", "/?hide=ip,streak", &c, None)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains(">IP "), "the IP column is hidden");
+    assert!(!r.body.contains("Last 10 runs</th>"));
+    assert!(r.body.contains(">Power "), "the others show");
+    let set = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.clone())
+        .find(|v| v.starts_with("rb_hide="))
+        .expect("the choice is kept");
+    let hide = set.split(';').next().unwrap().to_string();
+    // Kept: the next plain visit hides the same columns.
+    let c2 = format!("{cookie}; {hide}");
+    let r = blocking(move || req(addr, "GET", "/", &c2, None)).await;
+    assert!(!r.body.contains(">IP ") && r.body.contains(">Power "));
+    // The columns form: only Profile and Power ticked.
+    let c = cookie.clone();
+    let r = blocking(move || req(addr, "GET", "/?cols=1&show=profile&show=power", &c, None)).await;
+    assert!(r.body.contains(">Profile ") && r.body.contains(">Power "));
+    assert!(!r.body.contains(">Run phase ") && !r.body.contains(">IP "));
+    // A column that does not exist: 400.
+    let c = cookie.clone();
+    let r = blocking(move || req(addr, "GET", "/?hide=bogus", &c, None)).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("unknown column"), "{}", r.body);
+
+    // A whole filter: the dry run counts and lists, and nothing happens yet.
+    let (c, t) = (cookie.clone(), csrf.clone());
+    let r = blocking(move || {
+        req(
+            addr,
+            "POST",
+            "/ui/actions",
+            &c,
+            Some(&format!(
+                "csrf={t}&action=reimage&scope=filter&q=sim&back=%2F"
+            )),
+        )
+    })
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .contains("This would act on <strong>2</strong> machines"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("sim1, sim2"), "{}", r.body);
+    assert!(
+        runs_of(&sim, "sim1").await.is_empty(),
+        "a dry run created a run"
+    );
+    // Confirmed: both queued.
+    let (c, t) = (cookie.clone(), csrf.clone());
+    let r = blocking(move || {
+        req(
+            addr,
+            "POST",
+            "/ui/actions",
+            &c,
+            Some(&format!(
+                "csrf={t}&action=reimage&confirm=1&system=sim1&system=sim2&back=%2F"
+            )),
+        )
+    })
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(runs_of(&sim, "sim1").await.len(), 1);
+    assert_eq!(runs_of(&sim, "sim2").await.len(), 1);
+    // Two ticked machines, both busy now: the dry run names the blockers.
+    let (c, t) = (cookie.clone(), csrf.clone());
+    let r = blocking(move || {
+        req(
+            addr,
+            "POST",
+            "/ui/actions",
+            &c,
+            Some(&format!("csrf={t}&action=reimage&system=sim1&system=sim2")),
+        )
+    })
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("2 of them would refuse it"), "{}", r.body);
+    assert!(r.body.contains("sim1: a run is in progress"), "{}", r.body);
+    // A filter that matches nothing.
+    let (c, t) = (cookie.clone(), csrf.clone());
+    let r = blocking(move || {
+        req(
+            addr,
+            "POST",
+            "/ui/actions",
+            &c,
+            Some(&format!("csrf={t}&action=cancel&scope=filter&q=nomatch")),
+        )
+    })
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("No machine matches"), "{}", r.body);
+}
