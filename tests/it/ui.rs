@@ -533,6 +533,19 @@ async fn browser_reimage_from_the_page_live_phase_and_log() {
         b.screenshot(&shots.join("ui-machine-ok.png"));
         b.goto(&format!("http://{addr}/ui/queue"));
         b.screenshot(&shots.join("ui-queue.png"));
+        // Hidden columns, and the dry run of a power cycle of the whole filter.
+        b.goto(&format!("http://{addr}/?q=sim&hide=ip,netboot"));
+        assert!(!b.exists("#machines th a[href*=\"sort=ip\"]"));
+        b.exec("document.querySelector('#columns').open = true;", &[]);
+        b.screenshot(&shots.join("ui-machines-columns.png"));
+        b.click("#scope-filter");
+        b.click("#act-cycle");
+        b.wait_for(Until::Present("#dry-run"), Duration::from_secs(10))
+            .unwrap();
+        assert!(b
+            .text("#dry-count")
+            .contains("This would act on 2 machines"));
+        b.screenshot(&shots.join("ui-dry-run.png"));
         b.goto(&format!("http://{addr}/ui/login"));
         b.screenshot(&shots.join("ui-login.png"));
         // The audit trail names the reimage from the page, the token and the way.
@@ -1124,6 +1137,27 @@ async fn ui_hidden_columns_and_dry_run() {
     assert_eq!(r.status, 400);
     assert!(r.body.contains("unknown column"), "{}", r.body);
 
+    // A power cycle of a whole filter: a dry run first, no BMC call.
+    let (c, t) = (cookie.clone(), csrf.clone());
+    let r = blocking(move || {
+        req(
+            addr,
+            "POST",
+            "/ui/actions",
+            &c,
+            Some(&format!(
+                "csrf={t}&back=%2F&action=cycle&scope=filter&q=sim"
+            )),
+        )
+    })
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .contains("This would act on <strong>2</strong> machines"),
+        "{}",
+        r.body
+    );
     // A whole filter: the dry run counts and lists, and nothing happens yet.
     let (c, t) = (cookie.clone(), csrf.clone());
     let r = blocking(move || {
@@ -1196,4 +1230,23 @@ async fn ui_hidden_columns_and_dry_run() {
     .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("No machine matches"), "{}", r.body);
+}
+
+/// Page after page in one browser: each page's event stream is closed when
+/// the page is left. (They used to stay open in the back/forward cache: the
+/// seventh page then waited forever for one of Chromium's six connections.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_many_pages_in_a_row() {
+    let sim = lab("echo ok").await;
+    let Some(b) = Browser::start() else { return };
+    let addr = sim.d().api_addr;
+    on(|| {
+        b.login(&format!("http://{addr}"), crate::harness::TOKEN);
+        for i in 0..12 {
+            let t = std::time::Instant::now();
+            b.goto(&format!("http://{addr}/?q=sim&x={i}"));
+            assert!(b.exists("#m-sim1"), "visit {i}");
+            println!("visit {i}: {:?}", t.elapsed());
+        }
+    });
 }

@@ -152,6 +152,11 @@
     const live = document.getElementById("live");
     es.onopen = () => { if (live) { live.classList.add("on"); live.title = "live updates: on"; } };
     es.onerror = () => { if (live) { live.classList.remove("on"); live.title = "live updates: reconnecting"; } };
+    // Leaving the page closes the stream: a page kept in the back/forward
+    // cache would otherwise hold its connection, and after six of them the
+    // browser has no connection left for this server (HTTP/1.1 limit).
+    window.addEventListener("pagehide", () => es.close());
+    window.addEventListener("pageshow", (e) => { if (e.persisted) location.reload(); });
     es.onmessage = (m) => {
       let ev;
       try { ev = JSON.parse(m.data); } catch (e) { return; }
