@@ -1108,8 +1108,20 @@ async fn ui_hidden_columns_and_dry_run() {
     let sim = lab("echo ok").await;
     let addr = sim.d().api_addr;
     let (cookie, csrf) = blocking(move || session(addr)).await;
-    let c = cookie.clone();
-    let r = blocking(move || req(addr, "GET", "/?hide=ip,streak", &c, None)).await;
+    let get = |path: &'static str, c: String| blocking(move || req(addr, "GET", path, &c, None));
+    let post = |form: &'static str| {
+        let (c, t) = (cookie.clone(), csrf.clone());
+        blocking(move || {
+            req(
+                addr,
+                "POST",
+                "/ui/actions",
+                &c,
+                Some(&format!("csrf={t}&{form}")),
+            )
+        })
+    };
+    let r = get("/?hide=ip,streak", cookie.clone()).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(!r.body.contains(">IP "), "the IP column is hidden");
     assert!(!r.body.contains("Last 10 runs</th>"));
@@ -1124,33 +1136,19 @@ async fn ui_hidden_columns_and_dry_run() {
     let hide = set.split(';').next().unwrap().to_string();
     // Kept: the next plain visit hides the same columns.
     let c2 = format!("{cookie}; {hide}");
-    let r = blocking(move || req(addr, "GET", "/", &c2, None)).await;
+    let r = get("/", c2).await;
     assert!(!r.body.contains(">IP ") && r.body.contains(">Power "));
     // The columns form: only Profile and Power ticked.
-    let c = cookie.clone();
-    let r = blocking(move || req(addr, "GET", "/?cols=1&show=profile&show=power", &c, None)).await;
+    let r = get("/?cols=1&show=profile&show=power", cookie.clone()).await;
     assert!(r.body.contains(">Profile ") && r.body.contains(">Power "));
     assert!(!r.body.contains(">Run phase ") && !r.body.contains(">IP "));
     // A column that does not exist: 400.
-    let c = cookie.clone();
-    let r = blocking(move || req(addr, "GET", "/?hide=bogus", &c, None)).await;
+    let r = get("/?hide=bogus", cookie.clone()).await;
     assert_eq!(r.status, 400);
     assert!(r.body.contains("unknown column"), "{}", r.body);
 
     // A power cycle of a whole filter: a dry run first, no BMC call.
-    let (c, t) = (cookie.clone(), csrf.clone());
-    let r = blocking(move || {
-        req(
-            addr,
-            "POST",
-            "/ui/actions",
-            &c,
-            Some(&format!(
-                "csrf={t}&back=%2F&action=cycle&scope=filter&q=sim"
-            )),
-        )
-    })
-    .await;
+    let r = post("back=%2F&action=cycle&scope=filter&q=sim").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
         r.body
@@ -1159,19 +1157,7 @@ async fn ui_hidden_columns_and_dry_run() {
         r.body
     );
     // A whole filter: the dry run counts and lists, and nothing happens yet.
-    let (c, t) = (cookie.clone(), csrf.clone());
-    let r = blocking(move || {
-        req(
-            addr,
-            "POST",
-            "/ui/actions",
-            &c,
-            Some(&format!(
-                "csrf={t}&action=reimage&scope=filter&q=sim&back=%2F"
-            )),
-        )
-    })
-    .await;
+    let r = post("action=reimage&scope=filter&q=sim&back=%2F").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
         r.body
@@ -1185,49 +1171,17 @@ async fn ui_hidden_columns_and_dry_run() {
         "a dry run created a run"
     );
     // Confirmed: both queued.
-    let (c, t) = (cookie.clone(), csrf.clone());
-    let r = blocking(move || {
-        req(
-            addr,
-            "POST",
-            "/ui/actions",
-            &c,
-            Some(&format!(
-                "csrf={t}&action=reimage&confirm=1&system=sim1&system=sim2&back=%2F"
-            )),
-        )
-    })
-    .await;
+    let r = post("action=reimage&confirm=1&system=sim1&system=sim2&back=%2F").await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(runs_of(&sim, "sim1").await.len(), 1);
     assert_eq!(runs_of(&sim, "sim2").await.len(), 1);
     // Two ticked machines, both busy now: the dry run names the blockers.
-    let (c, t) = (cookie.clone(), csrf.clone());
-    let r = blocking(move || {
-        req(
-            addr,
-            "POST",
-            "/ui/actions",
-            &c,
-            Some(&format!("csrf={t}&action=reimage&system=sim1&system=sim2")),
-        )
-    })
-    .await;
+    let r = post("action=reimage&system=sim1&system=sim2").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("2 of them would refuse it"), "{}", r.body);
     assert!(r.body.contains("sim1: a run is in progress"), "{}", r.body);
     // A filter that matches nothing.
-    let (c, t) = (cookie.clone(), csrf.clone());
-    let r = blocking(move || {
-        req(
-            addr,
-            "POST",
-            "/ui/actions",
-            &c,
-            Some(&format!("csrf={t}&action=cancel&scope=filter&q=nomatch")),
-        )
-    })
-    .await;
+    let r = post("action=cancel&scope=filter&q=nomatch").await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("No machine matches"), "{}", r.body);
 }
