@@ -302,6 +302,20 @@ pub async fn start_with(
         )),
         _ => None,
     };
+    // Requests from MACs outside the inventory: recorded in memory, flushed
+    // to the store in batches (`dhcp::discovery`).
+    let discovery = (settings.dhcp.mode != config::DhcpMode::Off
+        && settings.dhcp.discovered_max > 0)
+        .then(|| {
+            Arc::new(crate::dhcp::discovery::Discovery::new(
+                settings.interface.clone(),
+                settings.dhcp.discovered_max,
+            ))
+        });
+    if let Some(d) = &discovery {
+        let (d, st, sd) = (d.clone(), store.clone(), shutdown.child_token());
+        tracker.spawn(async move { d.run_flusher(st, sd).await });
+    }
     let policy: Arc<dyn crate::dhcp::DhcpPolicy> = Arc::new(crate::dhcp::InventoryDhcpPolicy {
         inventory: inv_rx.clone(),
         cfg: crate::dhcp::DhcpPolicySettings {
@@ -311,6 +325,7 @@ pub async fn start_with(
             efi_x64_file: settings.dhcp.efi_x64_file.clone(),
         },
         pool: pool.clone(),
+        discovery: discovery.clone(),
     });
     for (sock, params) in listeners.dhcp {
         let (policy, stats, obs, sd) = (
@@ -399,6 +414,7 @@ pub async fn start_with(
             http: http_stats.clone(),
             dns: dns_stats.clone(),
             pool,
+            discovery,
             engine: engine.metrics.clone(),
             obs: obs.clone(),
             inventory: inv_rx.clone(),

@@ -72,6 +72,9 @@ pub struct Metrics {
     dhcp_withheld: IntCounter,
     pool_exhausted: IntCounter,
     pool_commit_errors: IntCounter,
+    discovered_sightings: IntCounter,
+    discovered_dropped: IntCounter,
+    discovered_flush_errors: IntCounter,
     tftp_requests: IntCounter,
     tftp_transfers: IntCounterVec,
     tftp_malformed: IntCounter,
@@ -216,6 +219,21 @@ impl Metrics {
                 &r,
                 "rackboot_dhcp_pool_commit_errors_total",
                 "Failed lease commit transactions.",
+            ),
+            discovered_sightings: counter(
+                &r,
+                "rackboot_dhcp_discovered_sightings_total",
+                "DHCP requests from MACs outside the inventory (recorded for `rackboot discovered`).",
+            ),
+            discovered_dropped: counter(
+                &r,
+                "rackboot_dhcp_discovered_dropped_total",
+                "Sightings of new MACs not recorded: too many waited for the next flush.",
+            ),
+            discovered_flush_errors: counter(
+                &r,
+                "rackboot_dhcp_discovered_flush_errors_total",
+                "Failed writes of discovered MACs to the store (retried).",
             ),
             tftp_requests: counter(
                 &r,
@@ -461,6 +479,12 @@ impl Metrics {
         mirror(&self.dhcp_held, d.held);
         mirror(&self.dhcp_withheld, d.unsent_uncommitted);
 
+        if let Some(d) = &src.discovery {
+            let l = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            mirror(&self.discovered_sightings, l(&d.stats.sightings));
+            mirror(&self.discovered_dropped, l(&d.stats.dropped));
+            mirror(&self.discovered_flush_errors, l(&d.stats.flush_errors));
+        }
         if let Some(pool) = &src.pool {
             let l = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
             mirror(&self.pool_exhausted, l(&pool.stats.exhausted));
@@ -577,6 +601,8 @@ pub struct Sources {
     pub dns: Arc<DnsStats>,
     /// Pool mode only.
     pub pool: Option<Arc<PoolLeases>>,
+    /// `None` when discovery is off.
+    pub discovery: Option<Arc<crate::dhcp::discovery::Discovery>>,
     pub engine: Arc<EngineMetrics>,
     pub obs: ObservationSink,
     pub inventory: watch::Receiver<Arc<Inventory>>,

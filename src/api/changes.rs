@@ -39,6 +39,30 @@ pub struct SystemChange {
     pub unset_vars: Vec<String>,
     #[serde(default)]
     pub unset: Vec<String>,
+    /// `POST` only: take the MAC (and arch, as the var `arch`) from this
+    /// discovered machine's record, and forget the record once added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_discovered: Option<String>,
+}
+
+impl SystemChange {
+    /// Takes a discovered machine's MAC (as the system's only MAC) and its
+    /// arch (as the var `arch`, unless the change sets one). Refused when the
+    /// change names MACs itself: one source for the MAC. The API's
+    /// `from_discovered` and `rackboot systems add --from-discovered` both
+    /// come here.
+    pub fn adopt(&mut self, d: &super::Discovered) -> Result<(), String> {
+        if self.macs.is_some() || !self.add_macs.is_empty() {
+            return Err("give either a discovered MAC or MACs, not both".into());
+        }
+        self.macs = Some(vec![d.mac.clone()]);
+        if let Some(arch) = &d.arch {
+            self.vars
+                .entry("arch".into())
+                .or_insert_with(|| serde_json::Value::String(arch.clone()));
+        }
+        Ok(())
+    }
 }
 
 /// BMC settings. A password is never accepted inline: `password_file` or `password_env`.

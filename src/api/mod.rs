@@ -70,8 +70,8 @@ pub use runs::{
     TimelineEntry,
 };
 pub use systems::{
-    Bmc, BootDev, BootDevRequest, Netboot, NetbootRequest, NetbootState, PasswordSource, PowerDone,
-    PowerRequest, PowerState, System,
+    Bmc, BootDev, BootDevRequest, Discovered, Netboot, NetbootRequest, NetbootState,
+    PasswordSource, PowerDone, PowerRequest, PowerState, System,
 };
 
 /// `GET /api/v1/status`. The counters are the subsystems' own snapshots.

@@ -116,3 +116,29 @@ pub struct BootDev {
     pub persistent: bool,
     pub uefi: bool,
 }
+
+/// A machine seen on DHCP whose MAC is not in the inventory
+/// (`GET /api/v1/discovered[/{mac}]`, `rackboot discovered --json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Discovered {
+    pub mac: String,
+    /// Client architecture as the firmware gave it (`bios`, `efi-x64`, …).
+    pub arch: Option<String>,
+    /// Option 60, printable characters only.
+    pub vendor_class: Option<String>,
+    /// The last request came from iPXE.
+    pub ipxe: bool,
+    /// Seen by proxyDHCP (port 4011 or a proxy-mode daemon).
+    pub proxy: bool,
+    /// The relay agent (giaddr) it came through, if relayed.
+    pub relay: Option<String>,
+    /// The interface the daemon's DHCP is bound to, if named.
+    pub interface: Option<String>,
+    /// Option 12, printable characters only.
+    pub hostname: Option<String>,
+    /// Unix milliseconds.
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// DHCP requests seen.
+    pub count: i64,
+}

@@ -169,8 +169,16 @@ pub struct SystemCommon {
 pub struct SystemAddArgs {
     pub name: String,
     /// MAC address (repeat for more NICs; the first is the boot NIC).
-    #[arg(long = "mac", value_name = "MAC", required = true)]
+    #[arg(
+        long = "mac",
+        value_name = "MAC",
+        required_unless_present = "from_discovered"
+    )]
     pub macs: Vec<String>,
+    /// Take the MAC (and the arch, as the var `arch`) from a discovered
+    /// machine (`rackboot discovered`), and forget the record once added.
+    #[arg(long, value_name = "MAC", conflicts_with = "macs")]
+    pub from_discovered: Option<String>,
     /// Reserved IPv4 address.
     #[arg(long)]
     pub ip: String,
@@ -400,11 +408,32 @@ pub fn run_systems(dir: &Path, api: Option<&str>, cmd: SystemsCmd) -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
             let mut ch = system_change(&a.common);
-            ch.macs = Some(a.macs.clone());
+            let adopted = match &a.from_discovered {
+                Some(mac) => {
+                    let d = match super::discovered::lookup(dir, api, mac) {
+                        Ok(d) => d,
+                        Err(code) => return code,
+                    };
+                    if let Err(m) = ch.adopt(&d) {
+                        eprintln!("error: {m}");
+                        return ExitCode::from(EXIT_USAGE);
+                    }
+                    Some(d.mac)
+                }
+                None => {
+                    ch.macs = Some(a.macs.clone());
+                    None
+                }
+            };
             ch.ip = Some(a.ip.clone());
             ch.profile = Some(a.profile.clone());
             let r = admin::add_system(&settings, &a.name, &ch);
-            finish(&settings, api, &a.out, "added", Target::System(&a.name), r)
+            let added = r.as_ref().is_ok_and(|o| !o.written.is_empty());
+            let code = finish(&settings, api, &a.out, "added", Target::System(&a.name), r);
+            if let (true, Some(mac)) = (added, adopted) {
+                super::discovered::forget_adopted(dir, api, &mac);
+            }
+            code
         }
         SystemsCmd::Edit(a) => {
             if a.common.bmc_password.is_some() {

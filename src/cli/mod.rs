@@ -11,6 +11,7 @@ mod audit;
 mod bench;
 mod check;
 mod completions;
+mod discovered;
 mod init;
 mod output;
 mod power;
@@ -130,6 +131,8 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Machines seen on DHCP whose MAC is not in the inventory (`forget MAC` to drop one).
+    Discovered(discovered::DiscoveredArgs),
     /// The audit trail: who changed what (token, via, address), newest first.
     Audit(audit::AuditArgs),
     /// Print shell completions (bash or zsh).
@@ -187,6 +190,7 @@ pub fn main() -> ExitCode {
         Cmd::Profiles { cmd } => admin::run_profiles(&cli.config, api, cmd),
         Cmd::Why { ref system, json } => why::why(&cli.config, api, system, json),
         Cmd::Audit(a) => audit::audit(&cli.config, api, a),
+        Cmd::Discovered(a) => discovered::discovered(&cli.config, api, a),
         Cmd::Completions { shell } => completions::run(shell, Cli::command()),
         Cmd::Init(a) => init::run(&cli.config, a),
         Cmd::Man => completions::man(Cli::command()),

@@ -85,6 +85,9 @@ pub struct WebhookSettings {
 /// The event kinds the feed publishes (what `[[webhooks]] events` may name).
 pub const EVENT_KINDS: &[&str] = &["transition", "observation"];
 
+/// `dhcp.discovered_max` unless set.
+pub const DISCOVERED_MAX_DEFAULT: u32 = 10_000;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DhcpSettings {
     pub mode: DhcpMode,
@@ -99,6 +102,8 @@ pub struct DhcpSettings {
     /// Test / lab only: where "broadcast" replies go (and the client port
     /// for unicast ones). `None`: 255.255.255.255:68.
     pub reply_to: Option<SocketAddr>,
+    /// MACs outside the inventory kept in the discovered table (0: discovery off).
+    pub discovered_max: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -424,6 +429,7 @@ fn settings_from_wire(
             pool,
             efi_x64_file,
             reply_to,
+            discovered_max: w.dhcp.discovered_max.unwrap_or(DISCOVERED_MAX_DEFAULT),
         },
         tftp: TftpSettings {
             enabled: w.tftp.enabled.unwrap_or(true),

@@ -109,6 +109,9 @@ pub struct DhcpWire {
     pub pool_end: Option<String>,
     /// UEFI x64 PXE clients get this file: "ipxe.efi" (default) or "snponly.efi".
     pub efi_x64_file: Option<String>,
+    /// How many MACs outside the inventory `rackboot discovered` keeps
+    /// (least recently seen first out; default 10000; 0 turns discovery off).
+    pub discovered_max: Option<u32>,
     /// Undocumented test / lab knob: send every reply that would be
     /// broadcast to this ADDRESS:PORT instead (clients on loopback).
     pub reply_to: Option<String>,

@@ -20,6 +20,7 @@
 //! DECLINE) go to [`DhcpPolicy::lease_event`].
 
 pub mod classify;
+pub mod discovery;
 pub mod leases;
 pub mod opts;
 pub mod policy;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::discovery::{Discovery, Sighting};
 use super::leases::{Durable, PoolLeases};
 use super::{Answer, BootFile, DhcpPolicy, DhcpRequest, LeaseEvent, Reply};
 use crate::boot::{self, Loader};
@@ -73,6 +74,8 @@ pub struct InventoryDhcpPolicy {
     pub inventory: watch::Receiver<Arc<Inventory>>,
     pub cfg: DhcpPolicySettings,
     pub pool: Option<Arc<PoolLeases>>,
+    /// Records requests from MACs outside the inventory (`None`: off).
+    pub discovery: Option<Arc<Discovery>>,
 }
 
 impl InventoryDhcpPolicy {
@@ -95,6 +98,12 @@ impl DhcpPolicy for InventoryDhcpPolicy {
         let inv = self.inventory.borrow().clone();
         if let Some(a) = dhcp_answer(&inv, &self.cfg, req) {
             return Some(a);
+        }
+        if let Some(d) = &self.discovery {
+            if inv.by_mac(&req.mac).is_none() {
+                let proxy = self.cfg.mode == DhcpMode::Proxy;
+                d.record(req.mac, Sighting::of(req, proxy), crate::store::now_ms());
+            }
         }
         drop(inv);
         let (_inv, pool) = self.pool_for(&req.mac)?;
@@ -194,6 +203,7 @@ mod tests {
                 efi_x64_file: "ipxe.efi".into(),
             },
             pool: Some(Arc::new(pool)),
+            discovery: None,
         };
         let client = |n: u8| Mac([2, 0, 0, 0, 0, n]);
 

@@ -62,6 +62,7 @@ pub fn routes() -> Routes<ApiContext> {
         )
         .get("/api/v1/audit", audit);
     let r = super::api_runs::routes(r);
+    let r = super::api_discovered::routes(r);
     crate::http::api_admin::routes(r)
 }
 

@@ -170,8 +170,39 @@ async fn create_system(
     State(ctx): State<ApiContext>,
     b: Result<Json<SystemChange>, JsonRejection>,
 ) -> Response {
+    match body(b) {
+        Ok(ch) => add_system(ctx, ch).await,
+        Err(r) => r,
+    }
+}
+
+/// `POST /api/v1/systems` after its body is parsed (the web UI's "add from
+/// discovery" comes here too): `from_discovered` resolved, the edit, the
+/// record forgotten once the system is added.
+pub async fn add_system(ctx: ApiContext, ch: SystemChange) -> Response {
+    let (ch, adopted) = match crate::http::api_discovered::adopt(&ctx, ch).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
     let name = |c: &SystemChange| c.name.clone();
-    upsert(ctx, None, b, name, Made::System, admin::add_system).await
+    let store = ctx.store.clone();
+    let r = upsert(
+        ctx,
+        None,
+        Ok(Json(ch)),
+        name,
+        Made::System,
+        admin::add_system,
+    )
+    .await;
+    if let Some(mac) = adopted {
+        if r.status() == StatusCode::CREATED {
+            if let Err(e) = store.remove_discovered(&mac).await {
+                tracing::warn!(%mac, error = %e, "added from discovery, but the record stays");
+            }
+        }
+    }
+    r
 }
 
 async fn update_system(
@@ -179,6 +210,13 @@ async fn update_system(
     Path(name): Path<String>,
     b: Result<Json<SystemChange>, JsonRejection>,
 ) -> Response {
+    if matches!(&b, Ok(Json(c)) if c.from_discovered.is_some()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "\"from_discovered\" is for POST /api/v1/systems (a new system)",
+        );
+    }
     let none = |_: &SystemChange| None;
     upsert(ctx, Some(name), b, none, Made::System, admin::edit_system).await
 }

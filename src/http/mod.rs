@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod api_admin;
+pub mod api_discovered;
 pub mod api_runs;
 pub mod boot;
 pub mod boot_conn;

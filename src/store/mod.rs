@@ -237,6 +237,26 @@ pub struct LeaseRow {
     pub expires_at: i64,
 }
 
+/// A MAC seen on DHCP that is not in the inventory (`discovered` table).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DiscoveredRow {
+    pub mac: String,
+    pub arch: Option<String>,
+    pub vendor_class: Option<String>,
+    pub ipxe: bool,
+    /// Seen on the proxyDHCP port 4011 or by a proxyDHCP daemon.
+    pub proxy: bool,
+    pub relay: Option<String>,
+    pub interface: Option<String>,
+    pub hostname: Option<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: i64,
+}
+
+/// Rows per multi-row statement in [`Store::upsert_discovered`] (11 values each).
+pub const DISCOVERED_CHUNK: usize = 400;
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct NetbootRow {
     pub system: String,
@@ -991,6 +1011,102 @@ impl Store {
         Ok(with_pool!(self, |pool| sqlx::query_as(Q)
             .fetch_all(pool)
             .await?))
+    }
+
+    // ---- discovery ----
+
+    /// Merges a batch of sightings (one row per MAC, as aggregated by
+    /// `discovery::Discovery`): counts add up, first/last seen widen, the
+    /// newest non-empty details win. Then keeps only the `cap` most recently
+    /// seen MACs; returns how many were pruned. Rows are written in MAC order
+    /// so two daemons' batches cannot deadlock on each other.
+    pub async fn upsert_discovered(&self, rows: &[DiscoveredRow], cap: u32) -> Result<u64> {
+        let mut rows: Vec<&DiscoveredRow> = rows.iter().collect();
+        rows.sort_by(|a, b| a.mac.cmp(&b.mac));
+        rows.dedup_by(|a, b| a.mac == b.mac);
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for chunk in rows.chunks(DISCOVERED_CHUNK) {
+                let q = format!(
+                    "INSERT INTO discovered (mac, arch, vendor_class, ipxe, proxy, relay, interface,
+                        hostname, first_seen, last_seen, count) VALUES {}
+                     ON CONFLICT (mac) DO UPDATE SET
+                        arch = COALESCE(excluded.arch, discovered.arch),
+                        vendor_class = COALESCE(excluded.vendor_class, discovered.vendor_class),
+                        ipxe = excluded.ipxe, proxy = excluded.proxy,
+                        relay = COALESCE(excluded.relay, discovered.relay),
+                        interface = COALESCE(excluded.interface, discovered.interface),
+                        hostname = COALESCE(excluded.hostname, discovered.hostname),
+                        first_seen = CASE WHEN excluded.first_seen < discovered.first_seen
+                            THEN excluded.first_seen ELSE discovered.first_seen END,
+                        last_seen = CASE WHEN excluded.last_seen > discovered.last_seen
+                            THEN excluded.last_seen ELSE discovered.last_seen END,
+                        count = discovered.count + excluded.count",
+                    placeholders(chunk.len(), 11)
+                );
+                let mut ins = sqlx::query(sqlx::AssertSqlSafe(q));
+                for r in chunk {
+                    ins = ins
+                        .bind(&r.mac)
+                        .bind(&r.arch)
+                        .bind(&r.vendor_class)
+                        .bind(r.ipxe)
+                        .bind(r.proxy)
+                        .bind(&r.relay)
+                        .bind(&r.interface)
+                        .bind(&r.hostname)
+                        .bind(r.first_seen)
+                        .bind(r.last_seen)
+                        .bind(r.count);
+                }
+                ins.execute(&mut *tx).await?;
+            }
+            // The least recently seen beyond the cap go (LIMIT before
+            // OFFSET: SQLite needs a LIMIT, Postgres takes any bigint).
+            let pruned = sqlx::query(
+                "DELETE FROM discovered WHERE mac IN (
+                   SELECT d.mac FROM discovered d ORDER BY d.last_seen DESC, d.mac
+                   LIMIT $1 OFFSET $2)",
+            )
+            .bind(i64::MAX)
+            .bind(i64::from(cap))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(pruned)
+        })
+    }
+
+    /// The discovered MACs, most recently seen first.
+    pub async fn discovered(&self, limit: u32) -> Result<Vec<DiscoveredRow>> {
+        const Q: &str = "SELECT mac, arch, vendor_class, ipxe, proxy, relay, interface, hostname,
+                first_seen, last_seen, count FROM discovered ORDER BY last_seen DESC, mac LIMIT $1";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?))
+    }
+
+    pub async fn discovered_one(&self, mac: &str) -> Result<Option<DiscoveredRow>> {
+        const Q: &str = "SELECT mac, arch, vendor_class, ipxe, proxy, relay, interface, hostname,
+                first_seen, last_seen, count FROM discovered WHERE mac = $1";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .bind(mac)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    /// Forgets a discovered MAC (adopted into the inventory, or dismissed).
+    /// `true` if it was there.
+    pub async fn remove_discovered(&self, mac: &str) -> Result<bool> {
+        const Q: &str = "DELETE FROM discovered WHERE mac = $1";
+        Ok(with_pool!(self, |pool| sqlx::query(Q)
+            .bind(mac)
+            .execute(pool)
+            .await?
+            .rows_affected())
+            > 0)
     }
 }
 

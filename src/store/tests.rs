@@ -14,13 +14,92 @@ fn new_run<'a>(id: &'a str, system: &'a str) -> NewRun<'a> {
     }
 }
 
+fn sighting(mac: &str, arch: Option<&str>, first: i64, last: i64, count: i64) -> DiscoveredRow {
+    DiscoveredRow {
+        mac: mac.into(),
+        arch: arch.map(Into::into),
+        vendor_class: Some("PXEClient:Arch:00000:UNDI:002001".into()),
+        ipxe: false,
+        proxy: false,
+        relay: None,
+        interface: Some("br0".into()),
+        hostname: None,
+        first_seen: first,
+        last_seen: last,
+        count,
+    }
+}
+
+/// Batches merge per MAC (counts add, the seen window widens, newer
+/// details win, a missing detail keeps the old one), and the table keeps
+/// only the `cap` most recently seen.
+async fn discovered_merge_and_cap(db: TestDb) {
+    let s = db.open().await;
+    let a = "52:54:00:00:00:0a";
+    let b = "52:54:00:00:00:0b";
+    let c = "52:54:00:00:00:0c";
+    let pruned = s
+        .upsert_discovered(
+            &[
+                sighting(a, Some("bios"), 100, 200, 3),
+                sighting(b, None, 150, 150, 1),
+            ],
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pruned, 0);
+    let mut later = sighting(a, None, 50, 900, 2);
+    later.ipxe = true;
+    later.relay = Some("10.9.0.1".into());
+    later.vendor_class = None;
+    s.upsert_discovered(&[later], 10).await.unwrap();
+    let got = s.discovered_one(a).await.unwrap().unwrap();
+    assert_eq!((got.first_seen, got.last_seen, got.count), (50, 900, 5));
+    assert_eq!(
+        got.arch.as_deref(),
+        Some("bios"),
+        "a missing arch keeps the old one"
+    );
+    assert_eq!(
+        got.vendor_class.as_deref(),
+        Some("PXEClient:Arch:00000:UNDI:002001")
+    );
+    assert!(got.ipxe);
+    assert_eq!(got.relay.as_deref(), Some("10.9.0.1"));
+
+    // Cap 2: the least recently seen (b, last seen 150) goes.
+    let pruned = s
+        .upsert_discovered(&[sighting(c, Some("efi-x64"), 300, 300, 1)], 2)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    let all: Vec<String> = s
+        .discovered(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.mac)
+        .collect();
+    assert_eq!(all, vec![a.to_string(), c.to_string()], "newest first");
+    assert!(s.remove_discovered(c).await.unwrap());
+    assert!(!s.remove_discovered(c).await.unwrap());
+    assert_eq!(s.discovered(100).await.unwrap().len(), 1);
+}
+
 async fn migrations_apply_and_are_idempotent(db: TestDb) {
     let s = db.open().await;
-    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        s.schema_versions().await.unwrap(),
+        vec![1, 2, 3, 4, 5, 6, 7]
+    );
     s.close().await;
     // Re-opening runs the migrator again: nothing new, nothing broken.
     let s = db.open().await;
-    assert_eq!(s.schema_versions().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        s.schema_versions().await.unwrap(),
+        vec![1, 2, 3, 4, 5, 6, 7]
+    );
 }
 
 /// The SQLite file's directory is created on open.
@@ -722,4 +801,5 @@ on_both_backends!(
     concurrent_feed_appends_are_seen_in_order,
     concurrent_lease_batches_apply_whole,
     migration_6_closes_duplicate_active_runs,
+    discovered_merge_and_cap,
 );

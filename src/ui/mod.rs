@@ -13,13 +13,14 @@
 //! the UI changes nothing, like the API.
 //!
 //! Routes: `/` machines, `/ui/machines/{name}`, `/ui/runs/{id}`,
-//! `/ui/queue`, `/ui/profiles`, `/ui/profiles/{name}`, `/ui/login`, the
+//! `/ui/queue`, `/ui/discovered`, `/ui/profiles`, `/ui/profiles/{name}`, `/ui/login`, the
 //! actions under `/ui/…` (POST) and `/ui/assets/…`.
 
 // Handlers return `Result<_, Response>` to short-circuit with a ready page.
 #![allow(clippy::result_large_err)]
 
 mod audit;
+mod discovered;
 mod machine;
 mod machines;
 mod profiles;
@@ -56,6 +57,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("queue.html", include_str!("assets/queue.html")),
     ("audit.html", include_str!("assets/audit.html")),
     ("webhooks.html", include_str!("assets/webhooks.html")),
+    ("discovered.html", include_str!("assets/discovered.html")),
     ("error.html", include_str!("assets/error.html")),
     ("login.html", include_str!("assets/login.html")),
     ("confirm.html", include_str!("assets/confirm.html")),
@@ -88,6 +90,9 @@ pub fn router(ctx: ApiContext) -> Guarded {
         .get("/ui/queue", queue::page)
         .get("/ui/audit", audit::page)
         .get("/ui/webhooks", webhooks::page)
+        .get("/ui/discovered", discovered::page)
+        .post("/ui/discovered/adopt", Scope::Admin, discovered::adopt)
+        .post("/ui/discovered/forget", Scope::Admin, discovered::forget)
         .public(Method::GET, "/ui/login", login_page)
         .public(Method::POST, "/ui/login", login)
         .public(Method::POST, "/ui/logout", logout)

@@ -10,6 +10,7 @@ mod config;
 mod daemon;
 mod dhcp;
 mod dhcp_pool;
+mod discovery;
 mod dns;
 mod feed;
 mod fields;

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 const MAC1: &str = "52:54:00:aa:00:01";
 
 /// A response of a form POST: status, headers, body.
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -29,7 +29,13 @@ impl Resp {
 }
 
 /// GET or POST (a form body) with a cookie, no redirects followed.
-fn req(addr: SocketAddr, method: &str, path: &str, cookie: &str, form: Option<&str>) -> Resp {
+pub(crate) fn req(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    form: Option<&str>,
+) -> Resp {
     let agent =
         ureq::Agent::new_with_config(rackboot::client::agent_config(Duration::from_secs(10)));
     let url = format!("http://{addr}{path}");
@@ -63,7 +69,7 @@ fn req(addr: SocketAddr, method: &str, path: &str, cookie: &str, form: Option<&s
 }
 
 /// The session cookie a page set, and the CSRF token in its forms.
-fn session(addr: SocketAddr) -> (String, String) {
+pub(crate) fn session(addr: SocketAddr) -> (String, String) {
     let r = req(addr, "GET", "/", "", None);
     assert_eq!(r.status, 200, "{}", r.body);
     let set = r.header("set-cookie").expect("a session cookie");
@@ -82,7 +88,7 @@ fn session(addr: SocketAddr) -> (String, String) {
     (cookie, csrf)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
 }
 

@@ -1,0 +1,257 @@
+//! Discovery (issue 17.1): DHCP requests from MACs outside the inventory are
+//! recorded without an answer (reservations mode), listed by the API, the
+//! CLI and the UI, and adopted with `systems add --from-discovered`.
+
+use crate::admin::rb;
+use crate::browser::{screenshot_dir, Browser, Until};
+use crate::harness::{lab, Lab};
+use crate::ui::{blocking, req, session};
+use dhcproto::{Encodable, Encoder};
+use rackboot::api::Discovered;
+use rackboot::model::Mac;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+const IPXE_MAC: &str = "52:54:00:dd:00:01";
+const UEFI_MAC: &str = "52:54:00:dd:00:02";
+const OTHER_MAC: &str = "52:54:00:dd:00:03";
+
+async fn send(l: &Lab, m: dhcproto::v4::Message) {
+    let mut buf = Vec::new();
+    m.encode(&mut Encoder::new(&mut buf)).unwrap();
+    l.client.send_to(&buf, l.server).await.unwrap();
+}
+
+/// The API's list once it holds every MAC of `want` (flushes are batched:
+/// bounded wait, 10 s).
+async fn listed(l: &Lab, want: &[&str]) -> Vec<Discovered> {
+    let t = Instant::now();
+    loop {
+        let r = l.api("GET", "/api/v1/discovered", None, true).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v: Vec<Discovered> = r.typed();
+        if want.iter().all(|m| v.iter().any(|d| d.mac == *m)) {
+            return v;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "not listed: {v:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_macs_are_recorded_listed_and_adopted() {
+    let l = lab().await;
+    // An iPXE client outside the inventory: no answer in reservations mode.
+    assert_eq!(l.offer(IPXE_MAC).await, None);
+    assert_eq!(l.offer(IPXE_MAC).await, None);
+    // A UEFI PXE ROM behind a relay, with a vendor class carrying an escape
+    // sequence (untrusted bytes shown as text).
+    let mut m = crate::dhcp::discover(
+        UEFI_MAC.parse::<Mac>().unwrap(),
+        41,
+        b"PXEClient:Arch:00007:UNDI:003016\x1b[2J",
+        7,
+    );
+    m.set_giaddr(Ipv4Addr::new(10, 9, 0, 1));
+    m.opts_mut()
+        .insert(dhcproto::v4::DhcpOption::Hostname("lab-box-7".into()));
+    send(&l, m).await;
+    send(
+        &l,
+        crate::dhcp::discover(OTHER_MAC.parse().unwrap(), 42, b"PXEClient", 0),
+    )
+    .await;
+    // A machine of the inventory is answered and not recorded.
+    let node50 = l.c.load().unwrap().inventory.system("node50").unwrap().macs[0];
+    assert!(l.offer(&node50.to_string()).await.is_some());
+
+    let v = listed(&l, &[IPXE_MAC, UEFI_MAC, OTHER_MAC]).await;
+    assert!(!v.iter().any(|d| d.mac == node50.to_string()), "{v:?}");
+    let ipxe = v.iter().find(|d| d.mac == IPXE_MAC).unwrap();
+    assert!(ipxe.ipxe);
+    assert_eq!(ipxe.count, 2);
+    assert_eq!(ipxe.arch.as_deref(), Some("bios"));
+    let uefi = v.iter().find(|d| d.mac == UEFI_MAC).unwrap();
+    assert!(!uefi.ipxe);
+    assert_eq!(uefi.arch.as_deref(), Some("efi-x64"));
+    assert_eq!(uefi.relay.as_deref(), Some("10.9.0.1"));
+    assert_eq!(uefi.hostname.as_deref(), Some("lab-box-7"));
+    assert_eq!(
+        uefi.vendor_class.as_deref(),
+        Some("PXEClient:Arch:00007:UNDI:003016?[2J"),
+        "control bytes masked"
+    );
+    assert!(uefi.first_seen <= uefi.last_seen && uefi.last_seen > 0);
+
+    // The CLI lists them (table and JSON).
+    let lc = &l.c;
+    let out = blocking({
+        let lc = lc.path().to_path_buf();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_rackboot"))
+                .arg("--config")
+                .arg(&lc)
+                .arg("discovered")
+                .env_remove("RACKBOOT_TOKEN")
+                .output()
+                .unwrap()
+        }
+    })
+    .await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains(UEFI_MAC) && table.contains("efi-x64") && table.contains("10.9.0.1"),
+        "{table}"
+    );
+
+    // Adopt the iPXE one with the CLI: the MAC and arch come from the record,
+    // the record goes, and the machine is answered from now on.
+    let r = rb(
+        lc,
+        &[
+            "systems",
+            "add",
+            "found1",
+            "--from-discovered",
+            IPXE_MAC,
+            "--ip",
+            "10.77.0.91",
+            "--profile",
+            "lab-disk",
+        ],
+    );
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    let toml = lc.read("systems.toml");
+    assert!(
+        toml.contains(IPXE_MAC) && toml.contains("arch = \"bios\""),
+        "{toml}"
+    );
+    let r = l
+        .api("GET", &format!("/api/v1/discovered/{IPXE_MAC}"), None, true)
+        .await;
+    assert_eq!(r.status, 404, "the record is forgotten: {}", r.text());
+    assert_eq!(l.offer(IPXE_MAC).await, Some(Ipv4Addr::new(10, 77, 0, 91)));
+
+    // The API: MACs and from_discovered together are refused; an unknown
+    // record is 404; a good one is 201 and forgotten.
+    let body = |extra: serde_json::Value| {
+        let mut b = serde_json::json!({
+            "name": "found2", "ip": "10.77.0.92", "profile": "lab-disk",
+            "from_discovered": UEFI_MAC,
+        });
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let r = l
+        .api(
+            "POST",
+            "/api/v1/systems",
+            Some(body(serde_json::json!({"macs": ["52:54:00:dd:00:99"]}))),
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = l
+        .api(
+            "POST",
+            "/api/v1/systems",
+            Some(body(
+                serde_json::json!({"from_discovered": "52:54:00:dd:00:98"}),
+            )),
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = l
+        .api(
+            "POST",
+            "/api/v1/systems",
+            Some(body(serde_json::json!({}))),
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let sys: rackboot::api::Edit = r.typed();
+    let rackboot::api::Edited::System(Some(s)) = sys.object else {
+        panic!("{:?}", sys.object)
+    };
+    assert_eq!(s.macs, vec![UEFI_MAC.to_string()]);
+    assert_eq!(s.vars.get("arch"), Some(&serde_json::json!("efi-x64")));
+    let v = listed(&l, &[OTHER_MAC]).await;
+    assert!(!v.iter().any(|d| d.mac == UEFI_MAC), "{v:?}");
+
+    // The UI lists the last one; its forget form drops it.
+    let addr = l.d.api_addr;
+    let (cookie, csrf) = blocking(move || session(addr)).await;
+    let page = {
+        let cookie = cookie.clone();
+        blocking(move || req(addr, "GET", "/ui/discovered", &cookie, None)).await
+    };
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(OTHER_MAC), "{}", page.body);
+    let form = format!("csrf={csrf}&mac={}", OTHER_MAC.replace(':', "%3A"));
+    let r =
+        blocking(move || req(addr, "POST", "/ui/discovered/forget", &cookie, Some(&form))).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = l.api("GET", "/api/v1/discovered", None, true).await;
+    let v: Vec<Discovered> = r.typed();
+    assert!(v.is_empty(), "{v:?}");
+
+    // In a browser: the page lists a new machine; its "Add" form adds it and
+    // lands on the new machine's page.
+    const BROWSER_MAC: &str = "52:54:00:dd:00:04";
+    send(
+        &l,
+        crate::dhcp::discover(BROWSER_MAC.parse().unwrap(), 43, b"PXEClient:Arch:00007", 7),
+    )
+    .await;
+    listed(&l, &[BROWSER_MAC]).await;
+    if let Some(b) = Browser::start() {
+        tokio::task::block_in_place(|| {
+            b.login(&format!("http://{addr}"), crate::harness::TOKEN);
+            b.goto(&format!("http://{addr}/ui/discovered"));
+            let row = "#d-525400dd0004";
+            assert!(b.text(row).contains("efi-x64"), "{}", b.text(row));
+            b.fill(&format!("{row} input[name=name]"), "found4");
+            b.fill(&format!("{row} input[name=ip]"), "10.77.0.94");
+            b.screenshot(&screenshot_dir().join("ui-discovered.png"));
+            b.click(&format!("{row} button[type=submit]"));
+            b.wait_for(
+                Until::Js("location.pathname === '/ui/machines/found4'"),
+                Duration::from_secs(10),
+            )
+            .unwrap();
+            b.screenshot(&screenshot_dir().join("ui-discovered-added.png"));
+            assert!(b.url().ends_with("/ui/machines/found4"), "{}", b.url());
+        });
+        assert!(lc.read("systems.toml").contains(BROWSER_MAC));
+    } else {
+        // Without a browser the same form, posted by hand.
+        let (cookie, csrf) = blocking(move || session(addr)).await;
+        let form = format!(
+            "csrf={csrf}&mac={}&name=found4&ip=10.77.0.94&profile=lab-disk",
+            BROWSER_MAC.replace(':', "%3A")
+        );
+        let r =
+            blocking(move || req(addr, "POST", "/ui/discovered/adopt", &cookie, Some(&form))).await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        assert_eq!(r.header("location"), Some("/ui/machines/found4"));
+    }
+
+    // /metrics counts the sightings.
+    let m = l.api("GET", "/metrics", None, true).await.text();
+    let n: f64 = m
+        .lines()
+        .find_map(|x| x.strip_prefix("rackboot_dhcp_discovered_sightings_total "))
+        .expect("the counter")
+        .parse()
+        .unwrap();
+    assert!(n >= 4.0, "{n}");
+}
