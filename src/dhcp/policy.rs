@@ -226,4 +226,35 @@ mod tests {
         let n = policy.answer(&discover(node)).expect("the system's answer");
         assert_eq!(n.yiaddr, Some(hi));
     }
+
+    /// Proxy mode: an unknown MAC gets no answer and is recorded (as a
+    /// proxyDHCP sighting); a known one is answered and not recorded.
+    #[test]
+    fn proxy_mode_records_unknown_macs_only() {
+        let node = Mac([0x52, 0x54, 0, 0, 0, 1]);
+        let (_tx, rx) = watch::channel(Arc::new(inventory(
+            vec![system("node", node, Ipv4Addr::new(10, 0, 0, 50))],
+            1,
+        )));
+        let d = Arc::new(Discovery::new(Some("eth1".into()), 100));
+        let policy = InventoryDhcpPolicy {
+            inventory: rx,
+            cfg: DhcpPolicySettings {
+                mode: DhcpMode::Proxy,
+                server: SERVER,
+                lease_secs: 600,
+                efi_x64_file: "ipxe.efi".into(),
+            },
+            pool: None,
+            discovery: Some(d.clone()),
+        };
+        let stranger = Mac([2, 0, 0, 0, 0, 9]);
+        assert_eq!(policy.answer(&discover(stranger)), None);
+        let _ = policy.answer(&discover(node));
+        let rows = d.take();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].mac, stranger.to_string());
+        assert!(rows[0].proxy);
+        assert_eq!(rows[0].interface.as_deref(), Some("eth1"));
+    }
 }
