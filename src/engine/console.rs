@@ -332,7 +332,8 @@ mod tests {
     /// Table: chunks (with their arrival time) → the log text.
     #[test]
     fn lines_and_stamps() {
-        let cases: Vec<(&str, Vec<(i64, &[u8])>, &str)> = vec![
+        type Chunks<'a> = Vec<(i64, &'a [u8])>;
+        let cases: Vec<(&str, Chunks, &str)> = vec![
             (
                 "a line split across chunks keeps its first byte's time",
                 vec![(T0, b"Boo"), (T0 + 5, b"ting\r\n")],

@@ -349,7 +349,8 @@ mod tests {
     #[test]
     fn receive_ack_and_duplicates() {
         let mut s = SolState::new(32);
-        let cases: Vec<(Vec<u8>, &[u8], Option<Vec<u8>>)> = vec![
+        type Case<'a> = (Vec<u8>, &'a [u8], Option<Vec<u8>>);
+        let cases: Vec<Case> = vec![
             // New data: delivered, ACKed with its length.
             (bmc(1, 0, 0, 0, b"boot"), b"boot", Some(vec![0, 1, 4, 0])),
             // The BMC did not get our ACK: same seq again, re-ACK, no data.
