@@ -10,7 +10,7 @@
 #                                         until it crashes or MINUTES (default 10) pass
 #   FUZZ_SMOKE=1 bench/fuzz.sh            same as --smoke
 #
-# Targets: dhcp tftp ipmi redfish boot_routes config (fuzz/src/targets.rs). Per target it
+# Targets: dhcp tftp ipmi sol redfish boot_routes config (fuzz/src/targets.rs). Per target it
 # prints executions, exec/s, corpus size before -> after, crashes and hangs; a crash's input
 # is kept in fuzz/out/<target>/default/crashes/ and replays with
 #   ~/.cache/rackboot/fuzz-target/release/<target> < fuzz/out/<target>/default/crashes/<file>
@@ -18,7 +18,7 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 FUZZ="$REPO/fuzz"
-ALL=(dhcp tftp ipmi redfish boot_routes config)
+ALL=(dhcp tftp ipmi sol redfish boot_routes config)
 
 mode=run; minutes=1
 case "${1:-}" in

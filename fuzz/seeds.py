@@ -241,6 +241,24 @@ def write_config():
     write("config", "duration", b"30s")
 
 
+def write_sol():
+    # Inbound size 32 (ipmi_sim), then the records of fuzz/src/targets.rs::sol.
+    def sol(seq, ack, acc, st, data=b""):
+        return bytes([seq, ack, acc, st]) + data
+    write("sol", "boot-lines", bytes([32])
+          + rec(0, sol(1, 0, 0, 0, b"SeaBIOS (version 1.16)\r\n"))
+          + rec(0, sol(1, 0, 0, 0, b"SeaBIOS (version 1.16)\r\n"))
+          + rec(0, sol(2, 0, 0, 0x08, b"\x1b[2Jlogin: ")))
+    write("sol", "typed-partial-nack", bytes([4])
+          + rec(1, b"root\r")
+          + rec(0, sol(0, 1, 0, 0x40))
+          + rec(2, b"")
+          + rec(0, sol(3, 1, 2, 0, b"ok"))
+          + rec(0, sol(0, 2, 3, 0x10)))
+    write("sol", "activate", bytes([32])
+          + rec(3, bytes([0, 0, 0, 0, 32, 0, 0, 0x40, 0x6f, 0x02, 0xff, 0xff])))
+
+
 def main():
     # Keep the crash inputs of fixed bugs (regression-*): the smoke replays them.
     for root, _, files in os.walk(CORPUS):
@@ -250,6 +268,7 @@ def main():
     write_dhcp()
     write_tftp()
     write_ipmi()
+    write_sol()
     write_redfish()
     write_boot_routes()
     write_config()

@@ -268,6 +268,7 @@ pub async fn start_with(
             ssh_key: settings.ssh_key.clone(),
             max_parallel_runs: settings.max_parallel_runs,
             max_parallel_stages: settings.max_parallel_stages,
+            console_max_bytes: settings.console_max_bytes,
             metrics: metrics.clone(),
         },
         obs_rx,

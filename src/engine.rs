@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+pub mod console;
 pub mod junit;
 pub mod probe;
 pub mod stage;
@@ -302,6 +303,8 @@ pub struct EngineDeps {
     pub ssh_key: Option<PathBuf>,
     pub max_parallel_runs: usize,
     pub max_parallel_stages: usize,
+    /// Serial console kept per run (`console.log`, IPMI SOL); 0: no capture.
+    pub console_max_bytes: u64,
     /// Phase and run duration histograms (`/metrics`).
     /// Told how long each phase and each run took (the daemon's `/metrics`).
     pub metrics: Arc<dyn RunObserver>,
@@ -333,6 +336,8 @@ pub struct Engine {
     /// device disk (or `PARK_MAX` passed): the installer reboots when the
     /// callback returns, and the reboot must find the new boot device.
     parked: HashMap<String, Parked>,
+    /// Serial console captures by run id (started before the power-on).
+    consoles: HashMap<String, console::Capture>,
 }
 
 type Parked = Arc<std::sync::Mutex<Option<oneshot::Sender<Result<(), String>>>>>;
@@ -371,6 +376,7 @@ impl Engine {
             stage_sem,
             metrics: Arc::new(EngineMetrics::default()),
             parked: HashMap::new(),
+            consoles: HashMap::new(),
         };
         let metrics = e.metrics.clone();
         e.load().await?;
@@ -885,6 +891,34 @@ impl Engine {
         });
     }
 
+    /// Capture the run's serial console from before its power-on until it
+    /// ends (IPMI BMCs; once per run, a boot retry keeps the capture). What
+    /// happens to it comes back as `Event::Console` timeline notes.
+    fn start_console(&mut self, id: &str, system: &str, bmc: &crate::inventory::Bmc) {
+        if self.d.console_max_bytes == 0
+            || bmc.kind != crate::inventory::BmcKind::Ipmi
+            || self.consoles.contains_key(id)
+        {
+            return;
+        }
+        let tx = self.internal_tx.clone();
+        let run = id.to_string();
+        let file = console::path(&stage::run_dir(&self.d.data_dir, id));
+        tracing::debug!(run = %id, system, bmc = %bmc.address, "console capture starting");
+        let c = console::start(
+            self.d.power.clone(),
+            bmc.clone(),
+            file,
+            self.d.console_max_bytes,
+            id.to_string(),
+            self.shutdown.clone(),
+            move |what| {
+                let _ = tx.send((run.clone(), Event::Console(what)));
+            },
+        );
+        self.consoles.insert(id.to_string(), c);
+    }
+
     /// Perform one effect. Immediate results are returned as the next event.
     async fn effect(&mut self, id: &str, eff: Effect) -> Option<Event> {
         let a = self.runs.get(id)?;
@@ -950,6 +984,9 @@ impl Engine {
                         Err(format!("no BMC configured for {system}")),
                     ));
                 };
+                if step == PowerStep::PowerCycle {
+                    self.start_console(id, &system, &bmc);
+                }
                 let power = self.d.power.clone();
                 let efi = inv
                     .system(&system)
@@ -1083,6 +1120,9 @@ impl Engine {
             Effect::Finish => {
                 if let Some(p) = self.parked.remove(id) {
                     unpark(&p);
+                }
+                if let Some(c) = self.consoles.remove(id) {
+                    c.stop();
                 }
                 let a = self.runs.remove(id)?;
                 self.by_system.remove(&a.system);

@@ -231,6 +231,9 @@ pub enum Event {
     Cancel(String),
     /// The daemon restarted: re-derive the effects of the current phase.
     Resume,
+    /// What happened to the run's serial console capture (refused, ended):
+    /// a timeline note, never a change of phase.
+    Console(String),
 }
 
 /// What the adapters saw a machine do (from an `observe::Observation`),
@@ -408,6 +411,7 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
     };
     match (run.phase, ev) {
         (_, Event::Cancel(why)) => end(Cancelled, format!("cancelled: {why}")),
+        (_, Event::Console(what)) => note(run, what.clone()),
         // The boot evidence did not come: power-cycle again (boot device
         // first: a one-time PXE setting was used up by the failed boot).
         (p @ (Dhcp | Kernel | Config), Event::Deadline(seq))

@@ -475,3 +475,39 @@ impl Default for BootRoutes {
         Self::new()
     }
 }
+
+// ---------------------------------------------------------------- sol
+
+/// Serial over LAN (`power::ipmi::sol`): the first byte is the BMC's
+/// inbound payload size; then records: kind & 3 = 0 a SOL payload from the
+/// BMC (`SolState::on_payload`), 1 characters typed (`write`), 2 the
+/// retransmission timer (`on_timeout`), 3 an Activate Payload response
+/// (`Activated::parse`). Every packet the state sends must be a valid SOL
+/// payload of at most 255 characters.
+pub fn sol(data: &[u8]) {
+    use rackboot::power::ipmi::sol::{Activated, SolPacket, SolState};
+    let Some((&size, rest)) = data.split_first() else {
+        return;
+    };
+    let mut s = SolState::new(u16::from(size));
+    let check = |p: Option<Vec<u8>>| {
+        if let Some(p) = p {
+            let d = SolPacket::decode(&p).expect("our own packet decodes");
+            assert!(d.data.len() <= 255);
+        }
+    };
+    for (kind, bytes) in records(rest) {
+        match kind & 3 {
+            0 => {
+                if let Ok(o) = s.on_payload(bytes) {
+                    check(o.send);
+                }
+            }
+            1 => check(s.write(bytes)),
+            2 => check(s.on_timeout()),
+            _ => {
+                let _ = Activated::parse(bytes);
+            }
+        }
+    }
+}

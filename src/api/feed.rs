@@ -42,6 +42,12 @@ pub struct Diagnosis {
     pub cause: Option<String>,
     /// The run's final phase and reason, if it ended.
     pub ended: Option<RunEnd>,
+    /// The last attempt's run, when it was a reimage run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The last lines its serial console printed (`console.log`), if captured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub console: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

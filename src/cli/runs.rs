@@ -57,11 +57,13 @@ pub enum RunsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// A stage's log (by number or name; default: the last stage).
+    /// A stage's log (by number or name; default: the last stage), or
+    /// `console`: the machine's serial console captured during the run.
     Logs {
         id: String,
+        /// Stage number or name, or `console`.
         stage: Option<String>,
-        /// Keep printing while the stage runs.
+        /// Keep printing while the stage (the run, for `console`) runs.
         #[arg(long, short = 'f')]
         follow: bool,
     },
@@ -366,21 +368,26 @@ pub fn runs(dir: &Path, api: Option<&str>, cmd: RunsCmd) -> ExitCode {
         }
         RunsCmd::Logs { id, stage, follow } => {
             let v: api::RunDetail = trya!(c.get_json(&format!("/api/v1/runs/{id}")));
-            let st = match &stage {
-                None => v.stages.last(),
-                Some(s) => v
-                    .stages
-                    .iter()
-                    .find(|x| &x.name == s || x.seq.to_string() == *s),
-            };
-            let Some(st) = st else {
-                return fail(
-                    EXIT_FAILED,
-                    format!("run {id} has no such stage (it has {})", v.stages.len()),
-                );
+            let log = if stage.as_deref() == Some("console") {
+                format!("/api/v1/runs/{}/console", v.run.id)
+            } else {
+                let st = match &stage {
+                    None => v.stages.last(),
+                    Some(s) => v
+                        .stages
+                        .iter()
+                        .find(|x| &x.name == s || x.seq.to_string() == *s),
+                };
+                let Some(st) = st else {
+                    return fail(
+                        EXIT_FAILED,
+                        format!("run {id} has no such stage (it has {})", v.stages.len()),
+                    );
+                };
+                st.log.clone()
             };
             if !follow {
-                let r = tryc!(c.get(&st.log));
+                let r = tryc!(c.get(&log));
                 if !r.ok() {
                     return fail(EXIT_FAILED, r.error_message());
                 }
@@ -388,7 +395,7 @@ pub fn runs(dir: &Path, api: Option<&str>, cmd: RunsCmd) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             // Follow: print the log as it arrives, until the stage ends.
-            let mut s = tryc!(c.stream(&format!("{}?follow=1", st.log)));
+            let mut s = tryc!(c.stream(&format!("{log}?follow=1")));
             if !s.ok() {
                 let mut body = Vec::new();
                 let _ = s.read_to_end(&mut body);

@@ -76,5 +76,14 @@ pub fn render(d: &Diagnosis) -> String {
             None => out.push_str(&format!("run ended: {}\n", e.state)),
         }
     }
+    if !d.console.is_empty() {
+        let run = d.run_id.as_deref().unwrap_or("?");
+        out.push_str(&format!(
+            "last serial console lines (rackboot runs logs {run} console):\n"
+        ));
+        for l in &d.console {
+            out.push_str(&format!("  | {l}\n"));
+        }
+    }
     out
 }

@@ -50,9 +50,14 @@ pub struct Settings {
     pub max_parallel_bmc: usize,
     pub max_parallel_stages: usize,
     pub ssh_key: Option<PathBuf>,
+    /// `[runs] console_max_bytes`: serial console kept per run (0: off).
+    pub console_max_bytes: u64,
     pub webhooks: Vec<WebhookSettings>,
     pub mqtt: Option<MqttSettings>,
 }
+
+/// `[runs] console_max_bytes` when unset: 4 MiB of serial console per run.
+pub const DEFAULT_CONSOLE_MAX_BYTES: u64 = 4 << 20;
 
 /// `[api] tls_cert` and `tls_key`: PEM files, read at start and on SIGHUP.
 #[derive(Debug, Clone, PartialEq)]
@@ -450,6 +455,10 @@ fn settings_from_wire(
         max_parallel_bmc: w.limits.max_parallel_bmc.unwrap_or(8).max(1),
         max_parallel_stages: w.limits.max_parallel_stages.unwrap_or(4).max(1),
         ssh_key: w.runs.ssh_key.as_deref().map(|k| rel(dir, k)),
+        console_max_bytes: w
+            .runs
+            .console_max_bytes
+            .unwrap_or(DEFAULT_CONSOLE_MAX_BYTES),
         webhooks,
         mqtt,
     })

@@ -65,6 +65,8 @@ pub struct WebhookWire {
 pub struct RunsWire {
     /// Private key the stages use to reach machines (exported as RACKBOOT_SSH_KEY).
     pub ssh_key: Option<String>,
+    /// Bytes of serial console kept per run (`console.log`); 0: no capture.
+    pub console_max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,6 @@
 //! Runs through the operator API: create (all or nothing; acknowledged once
-//! stored), list, detail with timeline, cancel, retry, JUnit, stage logs
-//! (followable, or from a byte offset), artifacts, and a server-sent event stream.
+//! stored), list, detail with timeline, cancel, retry, JUnit, stage logs and
+//! the serial console (followable, or from a byte offset), artifacts, and a server-sent event stream.
 
 use super::api::{error, parse, ApiContext};
 use crate::api;
@@ -29,6 +29,7 @@ pub fn routes(r: Routes<ApiContext>) -> Routes<ApiContext> {
         .post("/api/v1/runs/{id}/retry", Scope::Operate, retry)
         .get("/api/v1/runs/{id}/junit", junit_xml)
         .get("/api/v1/runs/{id}/stages/{seq}/log", stage_log)
+        .get("/api/v1/runs/{id}/console", console_log)
         .get("/api/v1/runs/{id}/artifacts/{*path}", artifact)
         .get("/api/v1/events", events)
         .get("/api/v1/systems/{name}/history", history)
@@ -278,6 +279,59 @@ async fn stage_log(
         );
     };
     let path = stage::run_dir(&ctx.data_dir, &id).join(&st.log_path);
+    let store = ctx.store.clone();
+    let live = move || {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            store
+                .stages(&id)
+                .await
+                .ok()
+                .and_then(|s| s.into_iter().find(|s| s.seq == seq))
+                .map(|s| s.status == "running")
+                .unwrap_or(false)
+        }
+    };
+    progressive_log(path, &q, st.status == "running", live).await
+}
+
+/// `GET /api/v1/runs/{id}/console`: the run's serial console
+/// (`console.log`), as a stage log: from a byte offset, or followed while
+/// the run goes on.
+async fn console_log(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let row = match ctx.store.get_run(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", format!("no run {id:?}")),
+        Err(e) => return internal(e),
+    };
+    let path = crate::engine::console::path(&stage::run_dir(&ctx.data_dir, &id));
+    let store = ctx.store.clone();
+    let live = move || {
+        let (store, id) = (store.clone(), id.clone());
+        async move { matches!(store.get_run(&id).await, Ok(Some(r)) if r.finished_at.is_none()) }
+    };
+    progressive_log(path, &q, row.finished_at.is_none(), live).await
+}
+
+/// A log file that grows while its writer runs (`running`; `live` asks
+/// again), served as Jenkins' progressive text: the bytes from `offset=`,
+/// the log's size (`X-Text-Size`, the next offset) and whether more may
+/// come (`X-More-Data`); or, with `follow=1` and no offset, streamed as it
+/// grows until the writer is done (bounded: 30 minutes of 250 ms polls).
+async fn progressive_log<F, Fut>(
+    path: std::path::PathBuf,
+    q: &HashMap<String, String>,
+    running: bool,
+    live: F,
+) -> Response
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     let follow = q
         .get("follow")
         .map(|v| v == "1" || v == "true")
@@ -293,22 +347,16 @@ async fn stage_log(
             )
         }
     };
-    if !follow || st.status != "running" || offset.is_some() {
-        // Jenkins' progressive text: the bytes from `offset`, the log's size
-        // (the next offset) and whether more may come (the stage still runs).
+    if !follow || !running || offset.is_some() {
         let b = match tokio::fs::read(&path).await {
             Ok(b) => b,
-            // A running stage that has not written yet.
-            Err(_) if st.status == "running" => Vec::new(),
+            // A running writer that has not written yet.
+            Err(_) if running => Vec::new(),
             Err(e) => return error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
         };
         let size = b.len();
         let from = (offset.unwrap_or(0).min(size as u64)) as usize;
-        let more = if st.status == "running" {
-            "true"
-        } else {
-            "false"
-        };
+        let more = if running { "true" } else { "false" };
         return (
             [
                 (
@@ -328,10 +376,9 @@ async fn stage_log(
         )
             .into_response();
     }
-    // Follow: stream what is there, then what is appended, until the stage ends.
-    let store = ctx.store.clone();
+    // Follow: stream what is there, then what is appended, until the writer ends.
     let stream = futures_util::stream::unfold((0u64, false), move |(pos, done)| {
-        let (path, store, id) = (path.clone(), store.clone(), id.clone());
+        let (path, live) = (path.clone(), live.clone());
         async move {
             if done {
                 return None;
@@ -342,14 +389,7 @@ async fn stage_log(
                     let chunk = data[pos as usize..].to_vec();
                     return Some((Ok::<_, Infallible>(chunk), (data.len() as u64, false)));
                 }
-                let running = store
-                    .stages(&id)
-                    .await
-                    .ok()
-                    .and_then(|s| s.into_iter().find(|s| s.seq == seq))
-                    .map(|s| s.status == "running")
-                    .unwrap_or(false);
-                if !running {
+                if !live().await {
                     return None;
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -558,7 +598,35 @@ async fn diagnosis(State(ctx): State<ApiContext>, Path(name): Path<String>) -> R
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     };
     events.reverse();
-    Json(diagnosis_of(&name, &events)).into_response()
+    let mut d = diagnosis_of(&name, &events);
+    add_console_tail(&mut d, &ctx.data_dir).await;
+    Json(d).into_response()
+}
+
+/// Lines of the serial console the diagnosis shows.
+pub const DIAGNOSIS_CONSOLE_LINES: usize = 20;
+
+/// The last console lines of the diagnosed run, as evidence (read from its
+/// `console.log`; nothing when it was not captured).
+pub async fn add_console_tail(d: &mut api::feed::Diagnosis, data_dir: &std::path::Path) {
+    let Some(run) = d.run_id.as_deref() else {
+        return;
+    };
+    let path = crate::engine::console::path(&stage::run_dir(data_dir, run));
+    // Only the end of a big log is read.
+    let tail = match tokio::fs::File::open(&path).await {
+        Ok(mut f) => {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+            let from = len.saturating_sub(64 * 1024);
+            let _ = f.seek(std::io::SeekFrom::Start(from)).await;
+            let mut b = Vec::new();
+            let _ = f.read_to_end(&mut b).await;
+            String::from_utf8_lossy(&b).into_owned()
+        }
+        Err(_) => return,
+    };
+    d.console = crate::engine::console::tail_lines(&tail, DIAGNOSIS_CONSOLE_LINES);
 }
 
 /// The feed events (oldest first) as evidence, diagnosed.
@@ -584,6 +652,16 @@ pub fn diagnosis_of(system: &str, events: &[api::feed::FeedEvent]) -> api::feed:
         })
         .collect();
     let d = diagnose(&evidence);
+    // The last attempt's run: the latest run its transitions name.
+    let run_id = if d.run {
+        events
+            .iter()
+            .rev()
+            .filter(|e| e.kind == "transition" && d.since.is_none_or(|s| e.at >= s))
+            .find_map(|e| s(&e.data, "run").map(String::from))
+    } else {
+        None
+    };
     api::feed::Diagnosis {
         system: system.to_string(),
         since: d.since,
@@ -602,6 +680,8 @@ pub fn diagnosis_of(system: &str, events: &[api::feed::FeedEvent]) -> api::feed:
         ended: d
             .ended
             .map(|(state, reason)| api::feed::RunEnd { state, reason }),
+        run_id,
+        console: Vec::new(),
     }
 }
 

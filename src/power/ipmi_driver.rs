@@ -2,10 +2,13 @@
 //! call (open, raise privilege, command, close). The password is read from its
 //! file or variable at each call and lives only in the session.
 
+use super::ipmi::console::{SolConsole, SolTiming};
 use super::ipmi::{
     BootDevice, BootTarget, ChassisControl, IpmiClient, IpmiError, IpmiTarget, Secret,
 };
-use super::{BootDev, BootSpec, BoxFut, PowerDriver, PowerError, PowerOp, PowerState};
+use super::{
+    BootDev, BootSpec, BoxFut, ConsoleStream, PowerDriver, PowerError, PowerOp, PowerState,
+};
 use crate::inventory::Bmc;
 use std::time::Duration;
 
@@ -38,7 +41,7 @@ fn map(e: IpmiError) -> PowerError {
 }
 
 impl IpmiDriver {
-    async fn session(&self, bmc: &Bmc) -> Result<IpmiClient, PowerError> {
+    async fn target(&self, bmc: &Bmc) -> Result<IpmiTarget, PowerError> {
         let addr = super::resolve(&bmc.address, 623).await?;
         let password = bmc.password.read().map_err(PowerError::Secret)?;
         let mut t = IpmiTarget::new(addr, bmc.username.clone(), Secret::from(password));
@@ -46,6 +49,11 @@ impl IpmiDriver {
         t.timeout = self.timeout;
         t.retries = self.retries;
         t.deadline = self.deadline;
+        Ok(t)
+    }
+
+    async fn session(&self, bmc: &Bmc) -> Result<IpmiClient, PowerError> {
+        let t = self.target(bmc).await?;
         let c = IpmiClient::connect(&t).await.map_err(map)?;
         if bmc.cipher_suites.first() != Some(&c.cipher_suite()) {
             tracing::info!(
@@ -70,6 +78,22 @@ async fn finish<T>(c: IpmiClient, r: Result<T, IpmiError>) -> Result<T, PowerErr
 impl PowerDriver for IpmiDriver {
     fn name(&self) -> &'static str {
         "ipmi"
+    }
+
+    /// Serial over LAN on a session of its own (`ipmi::console`).
+    fn console<'a>(&'a self, bmc: &'a Bmc) -> BoxFut<'a, Result<ConsoleStream, PowerError>> {
+        Box::pin(async move {
+            let t = self.target(bmc).await?;
+            let sol = SolConsole::open(&t, SolTiming::default())
+                .await
+                .map_err(map)?;
+            let (output, input, stop) = sol.into_parts();
+            Ok(ConsoleStream::new(
+                output,
+                input,
+                Box::pin(async move { stop.close().await.map_err(map) }),
+            ))
+        })
     }
 
     fn status<'a>(&'a self, bmc: &'a Bmc) -> BoxFut<'a, Result<PowerState, PowerError>> {

@@ -10,7 +10,7 @@ pub mod poll;
 pub mod redfish;
 
 use crate::inventory::{Bmc, BmcKind, SecretRef};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -143,6 +143,67 @@ pub trait PowerDriver: Send + Sync {
     /// Set the next boot device and read it back (a BMC that ignores it is an error).
     fn set_boot<'a>(&'a self, bmc: &'a Bmc, b: BootSpec) -> BoxFut<'a, Result<(), PowerError>>;
     fn get_boot<'a>(&'a self, bmc: &'a Bmc) -> BoxFut<'a, Result<BootSpec, PowerError>>;
+    /// Open the BMC's serial console (IPMI: Serial over LAN on a session of
+    /// its own). Drivers without one say so.
+    fn console<'a>(&'a self, bmc: &'a Bmc) -> BoxFut<'a, Result<ConsoleStream, PowerError>> {
+        let _ = bmc;
+        let name = self.name();
+        Box::pin(async move {
+            Err(PowerError::Unsupported(format!(
+                "the {name} driver has no serial console"
+            )))
+        })
+    }
+}
+
+/// A BMC's serial console while it is open ([`Power::console`]).
+pub struct ConsoleStream {
+    /// What the console prints; closed when the console ends.
+    pub output: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    /// Characters to type into it.
+    pub input: tokio::sync::mpsc::Sender<Vec<u8>>,
+    close: Option<BoxFut<'static, Result<(), PowerError>>>,
+    /// Removed from `Power`'s open consoles when this is dropped.
+    active: Option<(Arc<Mutex<HashSet<String>>>, String)>,
+}
+
+impl std::fmt::Debug for ConsoleStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleStream").finish_non_exhaustive()
+    }
+}
+
+impl ConsoleStream {
+    /// `close` ends the console (and says why it ended, if on its own);
+    /// dropping it must end the console too.
+    pub fn new(
+        output: tokio::sync::mpsc::Receiver<Vec<u8>>,
+        input: tokio::sync::mpsc::Sender<Vec<u8>>,
+        close: BoxFut<'static, Result<(), PowerError>>,
+    ) -> ConsoleStream {
+        ConsoleStream {
+            output,
+            input,
+            close: Some(close),
+            active: None,
+        }
+    }
+
+    /// End the console (deactivate, close the session): why it ended.
+    pub async fn close(mut self) -> Result<(), PowerError> {
+        match self.close.take() {
+            Some(c) => c.await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ConsoleStream {
+    fn drop(&mut self) {
+        if let Some((set, addr)) = self.active.take() {
+            set.lock().unwrap_or_else(|p| p.into_inner()).remove(&addr);
+        }
+    }
 }
 
 /// Resolve `host[:port]` (default port given).
@@ -203,6 +264,8 @@ pub struct Power {
     /// Last polled state per system (`poll`): what pages show.
     polled: poll::PowerCache,
     observer: Mutex<Option<Arc<dyn PowerObserver>>>,
+    /// BMC addresses with a console open: never two per BMC.
+    consoles: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Power {
@@ -219,6 +282,39 @@ impl Power {
             slots: Mutex::new(HashMap::new()),
             polled: poll::PowerCache::default(),
             observer: Mutex::new(None),
+            consoles: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// Open the serial console of `bmc`; refused while one is open to it.
+    pub async fn console(&self, bmc: &Bmc) -> Result<ConsoleStream, PowerError> {
+        let addr = bmc.address.clone();
+        if !self
+            .consoles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(addr.clone())
+        {
+            return Err(PowerError::Rejected(format!(
+                "a console session to {addr} is already open"
+            )));
+        }
+        let r = match self.driver(bmc) {
+            Ok(d) => d.console(bmc).await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(mut s) => {
+                s.active = Some((self.consoles.clone(), addr));
+                Ok(s)
+            }
+            Err(e) => {
+                self.consoles
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&addr);
+                Err(e)
+            }
         }
     }
 
@@ -382,6 +478,9 @@ pub struct FakePower {
     pub delay: Duration,
     #[allow(clippy::type_complexity)]
     pub on_power: Mutex<Option<Box<dyn Fn(&str, PowerOp) + Send + Sync>>>,
+    /// What a BMC's serial console prints when opened (by BMC address);
+    /// a BMC not listed has no console (refused).
+    pub console: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl Default for FakePower {
@@ -392,6 +491,7 @@ impl Default for FakePower {
             fail: Mutex::new(HashMap::new()),
             delay: Duration::from_millis(0),
             on_power: Mutex::new(None),
+            console: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -472,6 +572,38 @@ impl PowerDriver for FakePower {
         Box::pin(async move {
             self.record(bmc, "get-bootdev".into())?;
             Ok(self.entry(&bmc.address).1)
+        })
+    }
+    fn console<'a>(&'a self, bmc: &'a Bmc) -> BoxFut<'a, Result<ConsoleStream, PowerError>> {
+        Box::pin(async move {
+            // Not in `calls`: the capture runs beside the power calls, in no set order.
+            if let Some(e) = self.fail.lock().unwrap().get(&bmc.address) {
+                return Err(e.clone());
+            }
+            let Some(text) = self.console.lock().unwrap().get(&bmc.address).cloned() else {
+                return Err(PowerError::Rejected(
+                    "Activate Payload (SOL) rejected by the BMC: completion code 0x81 (payload type is disabled)".into(),
+                ));
+            };
+            // Prints its text, then stays open until closed.
+            let (tx, output) = tokio::sync::mpsc::channel(4);
+            let (input, mut typed) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(async move {
+                let _ = tx.send(text).await;
+                tokio::select! {
+                    _ = stopped => {}
+                    _ = async { while typed.recv().await.is_some() {} } => {}
+                }
+            });
+            Ok(ConsoleStream::new(
+                output,
+                input,
+                Box::pin(async move {
+                    let _ = stop.send(());
+                    Ok(())
+                }),
+            ))
         })
     }
 }

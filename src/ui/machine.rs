@@ -200,7 +200,8 @@ pub async fn render(ui: &Ui, req: &Req, name: &str, before: Option<i64>) -> Resp
         (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return store_error(ui, e),
     };
     recent_ev.reverse();
-    let d = diagnosis_of(name, &recent_ev);
+    let mut d = diagnosis_of(name, &recent_ev);
+    crate::http::api_runs::add_console_tail(&mut d, &ctx.data_dir).await;
     let now = crate::store::now_ms();
 
     // "Why didn't it boot?"
@@ -241,6 +242,8 @@ pub async fn render(ui: &Ui, req: &Req, name: &str, before: Option<i64>) -> Resp
             "state": e.state, "class": phase_class(&e.state), "reason": e.reason,
         })),
         "in_progress": d.ended.is_none() && current.is_some(),
+        "run_id": d.run_id,
+        "console": d.console,
     });
 
     // The sparkline and the streak: finished runs, newest first in `runs`.

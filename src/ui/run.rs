@@ -1,5 +1,6 @@
 //! The run page (`/ui/runs/{id}`): header, the phase timeline as an SVG bar
-//! chart drawn here, stages with their logs (tailed live by byte offset),
+//! chart drawn here, stages with their logs and the serial console (tailed
+//! live by byte offset),
 //! artifacts, JUnit, cancel and retry.
 
 use super::{
@@ -15,6 +16,21 @@ use std::fmt::Write;
 
 /// The tail of a stage log rendered into the page (the script fetches the rest).
 const LOG_TAIL: usize = 64 * 1024;
+
+/// The last `LOG_TAIL` bytes of a log: (text, the log's size, whether cut).
+async fn log_tail(path: &std::path::Path) -> (String, usize, bool) {
+    match tokio::fs::read(path).await {
+        Ok(b) => {
+            let from = b.len().saturating_sub(LOG_TAIL);
+            (
+                String::from_utf8_lossy(&b[from..]).into_owned(),
+                b.len(),
+                from > 0,
+            )
+        }
+        Err(_) => (String::new(), 0, false),
+    }
+}
 
 /// One bar of the timeline: a phase, its start and its duration (seconds).
 pub struct Bar {
@@ -172,17 +188,7 @@ pub async fn page(
     let dir = stage::run_dir(&ctx.data_dir, &id);
     let mut stage_rows = Vec::new();
     for s in &stages {
-        let (text, size, cut) = match tokio::fs::read(dir.join(&s.log_path)).await {
-            Ok(b) => {
-                let from = b.len().saturating_sub(LOG_TAIL);
-                (
-                    String::from_utf8_lossy(&b[from..]).into_owned(),
-                    b.len(),
-                    from > 0,
-                )
-            }
-            Err(_) => (String::new(), 0, false),
-        };
+        let (text, size, cut) = log_tail(&dir.join(&s.log_path)).await;
         stage_rows.push(json!({
             "seq": s.seq, "name": s.name, "kind": s.kind, "status": s.status,
             "class": stage_class(&s.status),
@@ -214,6 +220,17 @@ pub async fn page(
         })
         .collect();
     let has_junit = tokio::fs::metadata(dir.join("junit.xml")).await.is_ok();
+    let console_path = crate::engine::console::path(&dir);
+    let console = match tokio::fs::metadata(&console_path).await {
+        Ok(_) => {
+            let (text, size, cut) = log_tail(&console_path).await;
+            Some(json!({
+                "log": format!("/api/v1/runs/{id}/console"),
+                "text": text, "offset": size, "cut": cut, "live": !terminal,
+            }))
+        }
+        Err(_) => None,
+    };
     let due = if terminal { None } else { due_of(&row.data) };
     let run = json!({
         "id": row.id, "system": row.system, "profile": row.profile,
@@ -237,6 +254,7 @@ pub async fn page(
             "chart": chart,
             "phases": bars.len(),
             "stages": stage_rows,
+            "console": console,
             "artifacts": artifacts,
             "junit": has_junit.then(|| format!("/api/v1/runs/{id}/junit")),
             "feed_head": head,

@@ -715,3 +715,24 @@ fn after_install_netboot_keeps_the_image_and_sets_no_disk() {
     assert_eq!(t.effects, vec![Effect::NetbootPersist, Effect::Finish]);
     let _ = effects;
 }
+
+#[test]
+fn console_news_is_a_note_in_any_running_phase() {
+    let f = facts();
+    let mut run = RunState::new(0);
+    for ev in &happy()[..4] {
+        run = step(&run, ev, &f, 0).unwrap().state;
+        let ev = Event::Console("console: BMC refused SOL: disabled".into());
+        let t = step(&run, &ev, &f, 50).unwrap();
+        assert_eq!((t.state.phase, t.state.due), (run.phase, run.due));
+        assert_eq!(t.detail, "console: BMC refused SOL: disabled");
+        assert!(t
+            .effects
+            .iter()
+            .all(|e| matches!(e, Effect::Deadline { .. })));
+    }
+    let done = step(&run, &Event::Cancel("x".into()), &f, 60)
+        .unwrap()
+        .state;
+    assert!(step(&done, &Event::Console("late".into()), &f, 70).is_none());
+}

@@ -77,6 +77,11 @@ struct Sim {
 
 impl Sim {
     fn start() -> Sim {
+        Sim::start_with("")
+    }
+
+    /// With `extra` lines in the MC section of lan.conf (e.g. `sol …`).
+    fn start_with(extra: &str) -> Sim {
         let fx = fixtures();
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("chassis");
@@ -90,7 +95,8 @@ impl Sim {
             .expect("lan.conf.in")
             .replace("@PORT@", &port.to_string())
             .replace("@CHASSIS@", &fx.join("chassis.sh").display().to_string())
-            .replace("@STATE@", &state.display().to_string());
+            .replace("@STATE@", &state.display().to_string())
+            .replace("  chassis_control", &format!("{extra}  chassis_control"));
         let conf_path = dir.path().join("lan.conf");
         std::fs::write(&conf_path, conf).expect("write lan.conf");
         let log = std::fs::File::create(dir.path().join("ipmi_sim.log")).expect("log");
@@ -677,4 +683,195 @@ async fn bench_power_status() {
     for s in &stats {
         assert_eq!(s.errors, 0, "{}", s.label);
     }
+}
+
+/// The serial port side of an ipmi_sim `sol "tcp:…"` device: ipmi_sim
+/// connects to it on its own timer (every 10 s until it succeeds).
+fn accept_serial(l: &std::net::TcpListener, within: Duration) -> std::net::TcpStream {
+    l.set_nonblocking(true).expect("nonblocking");
+    let t0 = Instant::now();
+    loop {
+        match l.accept() {
+            Ok((c, _)) => {
+                c.set_nonblocking(false).expect("blocking");
+                c.set_read_timeout(Some(Duration::from_millis(200)))
+                    .expect("timeout");
+                return c;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    t0.elapsed() < within,
+                    "ipmi_sim never connected to the serial port"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+/// Read the serial side until `want` shows up (bounded).
+fn serial_until(c: &mut std::net::TcpStream, want: &str, within: Duration) -> String {
+    use std::io::Read;
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while t0.elapsed() < within {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if String::from_utf8_lossy(&got).contains(want) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipmi_sim_sol_console_both_ways_cross_checked_with_ipmitool() {
+    use rackboot::power::ipmi::console::{SolConsole, SolTiming};
+    use std::io::{Read, Write};
+    if tools_missing() {
+        return;
+    }
+    let serial = std::net::TcpListener::bind("127.0.0.1:0").expect("bind serial");
+    let sport = serial.local_addr().expect("addr").port();
+    let mut sim = Sim::start_with(&format!("  sol \"tcp:127.0.0.1:{sport}\" 115200\n"));
+    sim.ready().await;
+    let mut con = SolConsole::open(&sim.target(), SolTiming::default())
+        .await
+        .unwrap_or_else(|e| panic!("activate SOL: {e}; log: {}", sim.log()));
+    assert!(con.activated.inbound_max > 0);
+    let mut port =
+        tokio::task::spawn_blocking(move || accept_serial(&serial, Duration::from_secs(25)))
+            .await
+            .expect("join");
+
+    // Serial → our capture (written until seen: ipmi_sim may still be wiring up).
+    let mut seen = Vec::new();
+    let t0 = Instant::now();
+    while !String::from_utf8_lossy(&seen).contains("hello from the serial port") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "never captured: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        port.write_all(b"hello from the serial port\r\n")
+            .expect("write serial");
+        let until = tokio::time::Instant::now() + Duration::from_millis(700);
+        while let Ok(Some(b)) = tokio::time::timeout_at(until, con.output.recv()).await {
+            seen.extend_from_slice(&b);
+        }
+    }
+    // More than one packet's worth (ipmi_sim sends at most 255 bytes a packet): nothing lost, in order.
+    let big: String = (0..40)
+        .map(|i| format!("line {i:03} of the boot log\r\n"))
+        .collect();
+    port.write_all(big.as_bytes()).expect("write serial");
+    let mut got = Vec::new();
+    let t0 = Instant::now();
+    while !String::from_utf8_lossy(&got).contains("line 039 of the boot log\r\n") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "partial: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        if let Ok(Some(b)) = tokio::time::timeout(Duration::from_secs(1), con.output.recv()).await {
+            got.extend_from_slice(&b);
+        }
+    }
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.contains(&big), "reordered or lost: {got:?}");
+
+    // Ours → the serial side.
+    con.input
+        .send(b"typed at rackboot\r".to_vec())
+        .await
+        .expect("input");
+    let typed = tokio::task::spawn_blocking(move || {
+        let s = serial_until(&mut port, "typed at rackboot", Duration::from_secs(10));
+        (s, port)
+    })
+    .await
+    .expect("join");
+    assert!(
+        typed.0.contains("typed at rackboot"),
+        "serial side got {:?}",
+        typed.0
+    );
+    let mut port = typed.1;
+    con.close().await.expect("deactivate and close");
+
+    // ipmitool's `sol activate` against the same config sees the serial port too.
+    let mut child = Command::new("ipmitool")
+        .args([
+            "-I",
+            "lanplus",
+            "-C",
+            "3",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &sim.port.to_string(),
+            "-U",
+            USER,
+            "-E",
+            "sol",
+            "activate",
+        ])
+        .env("IPMI_PASSWORD", PASS)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ipmitool sol activate");
+    let mut out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 512];
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(20) {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+            if String::from_utf8_lossy(&all).contains("seen by ipmitool") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let t0 = Instant::now();
+    while !reader.is_finished() && t0.elapsed() < Duration::from_secs(20) {
+        let _ = port.write_all(b"seen by ipmitool\r\n");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(b"\n~.");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = reader.join().expect("reader");
+    assert!(
+        text.contains("seen by ipmitool"),
+        "ipmitool sol printed {text:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipmi_sim_without_sol_refuses_activation() {
+    use rackboot::power::ipmi::console::{SolConsole, SolTiming};
+    if tools_missing() {
+        return;
+    }
+    let mut sim = Sim::start();
+    sim.ready().await;
+    let e = SolConsole::open(&sim.target(), SolTiming::default())
+        .await
+        .expect_err("no sol device: refused");
+    let m = e.to_string();
+    assert!(m.contains("Activate Payload"), "{m}");
 }

@@ -554,7 +554,13 @@ async fn missed_boot_deadline_power_cycles_again_and_the_machine_boots() {
     play_machine(&sim, MAC1.parse().unwrap()).await;
     let v = sim.wait_terminal(&id, 20).await;
     assert_eq!(v["state"], "succeeded", "{v:#}");
-    let tl = v["timeline"].as_array().unwrap();
+    // Without the console's note (this fake BMC has no serial console).
+    let tl: Vec<&Value> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| !e["detail"].as_str().unwrap().starts_with("console:"))
+        .collect();
     let states: Vec<&str> = tl.iter().map(|e| e["state"].as_str().unwrap()).collect();
     assert_eq!(
         states[..8],
@@ -1053,4 +1059,100 @@ async fn a_run_stored_by_another_daemon_makes_the_api_answer_busy() {
     // The other system is free.
     let (s, v) = sim.create(&["sim2"]).await;
     assert_eq!(s, 201, "{v}");
+}
+
+/// The serial console: a BMC without one is a timeline note and the run
+/// goes on; one with one fills the run's console.log, which the API serves
+/// from a byte offset, and the diagnosis ends with its last lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_console_refused_is_a_note_and_captured_is_served() {
+    let sim = sim("true").await;
+    let (s, v) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id, "dhcp", 5).await;
+    play_machine(&sim, MAC1.parse().unwrap()).await;
+    let v = sim.wait_terminal(&id, 20).await;
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    let notes: Vec<&str> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["detail"].as_str())
+        .filter(|d| d.starts_with("console:"))
+        .collect();
+    assert_eq!(
+        notes,
+        ["console: BMC refused SOL: BMC rejected the command: Activate Payload (SOL) rejected by the BMC: completion code 0x81 (payload type is disabled)"],
+        "{v:#}"
+    );
+    let (s, _) = sim
+        .api("GET", &format!("/api/v1/runs/{id}/console"), None)
+        .await;
+    assert_eq!(s, 404, "nothing captured, nothing served");
+
+    // Now the BMC has a console.
+    sim.fake.console.lock().unwrap().insert(
+        "127.0.0.1:1".into(),
+        b"\x1b[2JSeaBIOS (version 1.16)\r\niPXE 1.21\r\nDebian GNU/Linux 12 sim1 ttyS0\r\n\r\nsim1 login: ".to_vec(),
+    );
+    let (s, v) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id, "dhcp", 5).await;
+    play_machine(&sim, MAC1.parse().unwrap()).await;
+    let v = sim.wait_terminal(&id, 20).await;
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    assert!(
+        v["timeline"].as_array().unwrap().iter().any(|e| e["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("console: capturing"))),
+        "{v:#}"
+    );
+    let addr = sim.d().api_addr;
+    let path = format!("/api/v1/runs/{id}/console");
+    // The capture's last lines are written as it stops: ask until they are there.
+    let t0 = Instant::now();
+    let (all, size) = loop {
+        let p = path.clone();
+        let r = tokio::task::spawn_blocking(move || http(addr, "GET", &p, &[], None))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.text();
+        if text.contains("console capture ended") || t0.elapsed() > Duration::from_secs(5) {
+            let size = r.0.header("x-text-size").unwrap_or_default().to_string();
+            assert_eq!(r.0.header("x-more-data"), Some("false"));
+            break (text, size);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let lines: Vec<&str> = all.lines().collect();
+    // `2024-05-01T12:00:00.123Z text`, escape sequences gone.
+    let text: Vec<&str> = lines.iter().map(|l| l.split_once(' ').unwrap().1).collect();
+    assert!(text.contains(&"SeaBIOS (version 1.16)"), "{all}");
+    assert!(text.contains(&"Debian GNU/Linux 12 sim1 ttyS0"), "{all}");
+    assert!(text.contains(&"sim1 login: "), "prompt flushed: {all}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.len() > 24 && l.as_bytes()[23] == b'Z' && l.as_bytes()[10] == b'T'),
+        "{all}"
+    );
+    assert_eq!(size, all.len().to_string());
+    // Resumable at a byte offset.
+    let off = all.find("iPXE").unwrap();
+    let p = format!("{path}?offset={off}");
+    let r = tokio::task::spawn_blocking(move || http(addr, "GET", &p, &[], None))
+        .await
+        .unwrap();
+    assert_eq!(r.text(), all[off..]);
+    // The diagnosis shows the last console lines of the run.
+    let d = wait_diagnosis(&sim, "sim1", |d| !d.console.is_empty()).await;
+    assert_eq!(d.run_id.as_deref(), Some(id.as_str()));
+    assert!(
+        d.console.iter().any(|l| l.ends_with("sim1 login: ")),
+        "{d:#?}"
+    );
+    assert!(d.console.len() <= 20);
 }

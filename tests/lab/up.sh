@@ -170,6 +170,7 @@ set_working_mc 0x20
     guid a123456789abcdefa123456789abcd$(printf '%02x' "$1")
   endlan
   serial 15 127.0.0.1 $VM_IPMI_PORT codec VM
+  sol "tcp:127.0.0.1:$VM_SOL_PORT" 115200
   poweroff_wait 10
   kill_wait 5
   chassis_control "$LAB/bmc-chassis.sh 0x20"

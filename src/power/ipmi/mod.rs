@@ -2,6 +2,8 @@
 //!
 //! * [`crypto`]: RAKP key exchange and per-suite algorithms (suites 3 and 17).
 //! * [`session`]: sans-IO packet codec and session state machines.
+//! * [`sol`]: sans-IO Serial over LAN (payload type 1) codec and state;
+//!   [`console`]: the SOL console driver on a session of its own.
 //! * this module: a thin tokio UDP driver (retransmission with exponential
 //!   backoff inside a per-call deadline) and the typed chassis API.
 //!
@@ -12,8 +14,10 @@
 //! This module depends on nothing else in the crate.
 
 pub mod bench;
+pub mod console;
 pub mod crypto;
 pub mod session;
+pub mod sol;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -159,6 +163,12 @@ pub fn completion_code_meaning(netfn: u8, cmd: u8, cc: u8) -> &'static str {
         (0x06, 0x3c, 0x87) => "invalid session ID in request",
         (0x06, 0x3c, 0x88) => "invalid session handle in request",
         (0x00, 0x08, 0x80) | (0x00, 0x09, 0x80) => "parameter not supported",
+        (0x06, 0x48, 0x80) => "payload already active on another session",
+        (0x06, 0x48, 0x81) | (0x06, 0x49, 0x81) => "payload type is disabled",
+        (0x06, 0x48, 0x82) => "payload activation limit reached",
+        (0x06, 0x48, 0x83) => "cannot activate payload with encryption",
+        (0x06, 0x48, 0x84) => "cannot activate payload without encryption",
+        (0x06, 0x49, 0x80) => "payload already deactivated",
         (0x00, 0x08, 0x81) => "attempt to set 'set in progress' when not in 'set complete' state",
         (0x00, 0x08, 0x82) => "attempt to write a read-only parameter",
         (_, _, 0x00) => "success",
@@ -413,6 +423,10 @@ impl Exchange for ReqExchange<'_> {
     fn on_datagram(&mut self, d: &[u8]) -> Result<Step<Response>, IpmiError> {
         match self.0.handle(d) {
             Incoming::Response(r) => Ok(Step::Done(r)),
+            Incoming::Sol(_) => {
+                tracing::debug!(target: LOG, "SOL payload while awaiting a response: dropped");
+                Ok(Step::Continue)
+            }
             Incoming::Ignored(why) => {
                 tracing::debug!(target: LOG, why, "ignored datagram");
                 Ok(Step::Continue)

@@ -33,6 +33,8 @@ const SEQ_WINDOW: u32 = 32;
 /// RMCP+ payload types (low 6 bits of the payload type byte).
 pub mod payload_type {
     pub const IPMI: u8 = 0x00;
+    /// Serial over LAN (`sol.rs`).
+    pub const SOL: u8 = 0x01;
     pub const OPEN_SESSION_REQUEST: u8 = 0x10;
     pub const OPEN_SESSION_RESPONSE: u8 = 0x11;
     pub const RAKP1: u8 = 0x12;
@@ -846,6 +848,8 @@ pub struct Response {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
     Response(Response),
+    /// An authentic, fresh SOL payload (decrypted): for `sol::SolState`.
+    Sol(Vec<u8>),
     Ignored(&'static str),
 }
 
@@ -906,6 +910,15 @@ impl Session {
     }
 
     fn wrap(&mut self, msg: &[u8]) -> Result<Vec<u8>, SessionError> {
+        self.wrap_as(payload_type::IPMI, msg)
+    }
+
+    /// A SOL payload (`sol::SolPacket`) framed in this session.
+    pub fn sol(&mut self, payload: &[u8]) -> Result<Vec<u8>, SessionError> {
+        self.wrap_as(payload_type::SOL, payload)
+    }
+
+    fn wrap_as(&mut self, ptype: u8, msg: &[u8]) -> Result<Vec<u8>, SessionError> {
         let seq = self.out_seq;
         if seq == u32::MAX {
             return Err(SessionError::Unsupported(
@@ -916,7 +929,7 @@ impl Session {
         let mut iv = [0u8; 16];
         self.rng.fill_bytes(&mut iv);
         Ok(encode_packet(
-            payload_type::IPMI,
+            ptype,
             self.bmc_sid,
             seq,
             msg,
@@ -990,8 +1003,8 @@ impl Session {
         let Ok(pkt) = decode_packet(datagram, self.keys.suite.integrity.auth_code_len()) else {
             return Incoming::Ignored("undecodable datagram");
         };
-        if pkt.payload_type != payload_type::IPMI {
-            return Incoming::Ignored("not an IPMI payload");
+        if pkt.payload_type != payload_type::IPMI && pkt.payload_type != payload_type::SOL {
+            return Incoming::Ignored("not an IPMI or SOL payload");
         }
         if pkt.session_id != self.console_sid {
             return Incoming::Ignored("wrong session ID");
@@ -1011,6 +1024,10 @@ impl Session {
         let Ok(plain) = self.keys.decrypt(pkt.payload) else {
             return Incoming::Ignored("undecryptable payload");
         };
+        if pkt.payload_type == payload_type::SOL {
+            self.seq_record(pkt.seq);
+            return Incoming::Sol(plain);
+        }
         let Ok(rsp) = LanResponse::decode(&plain) else {
             return Incoming::Ignored("malformed IPMI response");
         };
@@ -1172,6 +1189,34 @@ pub(crate) mod tests {
                 HsEvent::Established(s) => return (*s, bmc),
                 HsEvent::Ignored(r) => panic!("ignored: {r}"),
             }
+        }
+    }
+
+    #[test]
+    fn sol_payloads_pass_the_session_checks() {
+        for suite in [CipherSuite::SUITE_3, CipherSuite::SUITE_17] {
+            let (mut s, mut bmc) = establish(suite);
+            let keys = bmc.keys.clone().expect("keys");
+            bmc.seq += 1;
+            let d = encode_packet(
+                payload_type::SOL,
+                bmc.console_sid,
+                bmc.seq,
+                &[1, 0, 0, 0, b'x'],
+                Some((&keys, [7; 16])),
+            );
+            assert_eq!(s.handle(&d), Incoming::Sol(vec![1, 0, 0, 0, b'x']));
+            // A replay is not delivered twice.
+            assert!(matches!(s.handle(&d), Incoming::Ignored(_)));
+            // Ours: payload type 1, encrypted, authenticated.
+            let out = s.sol(&[0, 1, 1, 0]).expect("sol");
+            let pkt = decode_packet(&out, keys.suite.integrity.auth_code_len()).expect("decode");
+            assert_eq!(pkt.payload_type, payload_type::SOL);
+            assert!(pkt.encrypted && pkt.integrity.is_some());
+            assert_eq!(
+                keys.decrypt(pkt.payload).expect("decrypt"),
+                vec![0, 1, 1, 0]
+            );
         }
     }
 

@@ -165,7 +165,7 @@
     };
   }
 
-  // Tail a stage log: the bytes after data-offset, again while more may come.
+  // Tail a log (a stage's, the serial console): the bytes after data-offset, again while more may come.
   function tail(pre) {
     pre.dataset.tailing = "1";
     state.tails++;
