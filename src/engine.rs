@@ -59,6 +59,13 @@ pub enum Command {
         reason: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// A machine reported its hardware facts (checked) with its run's token.
+    Facts {
+        system: String,
+        run_id: String,
+        facts: crate::api::facts::Facts,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// A heartbeat: answered by the loop itself, so an answer means the loop
     /// is taking commands (the service watchdog, `notify`, pings on it).
     Ping { reply: oneshot::Sender<()> },
@@ -172,6 +179,24 @@ impl EngineHandle {
             system,
             on,
             persistent,
+            reply,
+        })
+        .await?
+    }
+
+    /// Store a machine's facts report (the boot route checked it and the
+    /// token); pending renders see them at once.
+    pub async fn facts(
+        &self,
+        system: &str,
+        run_id: &str,
+        facts: crate::api::facts::Facts,
+    ) -> Result<(), String> {
+        let (system, run_id) = (system.to_string(), run_id.to_string());
+        self.call(|reply| Command::Facts {
+            system,
+            run_id,
+            facts,
             reply,
         })
         .await?
@@ -336,6 +361,9 @@ pub struct Engine {
     /// device disk (or `PARK_MAX` passed): the installer reboots when the
     /// callback returns, and the reboot must find the new boot device.
     parked: HashMap<String, Parked>,
+    /// Each system's last reported hardware facts (templates' `facts`,
+    /// stages' `RACKBOOT_FACT_*`), loaded at start, replaced by reports.
+    hw: HashMap<String, Arc<serde_json::Value>>,
     /// Serial console captures by run id (started before the power-on).
     consoles: HashMap<String, console::Capture>,
 }
@@ -377,6 +405,7 @@ impl Engine {
             metrics: Arc::new(EngineMetrics::default()),
             parked: HashMap::new(),
             consoles: HashMap::new(),
+            hw: HashMap::new(),
         };
         let metrics = e.metrics.clone();
         e.load().await?;
@@ -407,6 +436,16 @@ impl Engine {
     async fn load(&mut self) -> Result<(), store::StoreError> {
         let rows = self.d.store.active_runs().await?;
         let netboot = self.d.store.netboot().await?;
+        for f in self.d.store.all_facts().await? {
+            match serde_json::from_str(&f.data) {
+                Ok(v) => {
+                    self.hw.insert(f.system, Arc::new(v));
+                }
+                Err(e) => {
+                    tracing::warn!(system = %f.system, error = %e, "stored facts unreadable: ignored")
+                }
+            }
+        }
         let inv = self.d.inventory.borrow().clone();
         let mut resumed = Vec::new();
         for r in rows {
@@ -479,6 +518,7 @@ impl Engine {
                         token: n.token.unwrap_or_default(),
                         profile: None,
                         persistent: n.persistent,
+                        facts: self.hw.get(&n.system).cloned(),
                     },
                 ),
             }
@@ -498,7 +538,43 @@ impl Engine {
             token: a.token.clone(),
             profile: Some(a.profile.clone()),
             persistent: false,
+            facts: self.hw.get(&a.system).cloned(),
         }
+    }
+
+    async fn take_facts(
+        &mut self,
+        system: &str,
+        run_id: &str,
+        facts: &crate::api::facts::Facts,
+    ) -> Result<(), String> {
+        let v = serde_json::to_value(facts).map_err(|e| e.to_string())?;
+        let at = store::now_ms();
+        self.d
+            .store
+            .put_facts(&store::FactsRow {
+                system: system.to_string(),
+                at,
+                run_id: Some(run_id.to_string()),
+                data: v.to_string(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let v = Arc::new(v);
+        self.hw.insert(system.to_string(), v.clone());
+        if let Some(mut ctx) = self.table.get(system).cloned() {
+            ctx.facts = Some(v);
+            self.table.insert(system, ctx);
+            self.publish();
+        }
+        tracing::info!(system = %system, run = %run_id, "hardware facts reported");
+        self.emit(
+            json!({"type": "facts", "run": run_id, "system": system, "at": at,
+            "detail": format!("{} CPUs, {} MiB, {} disks, {} NICs",
+                facts.cpu.as_ref().map(|c| c.count).unwrap_or(0),
+                facts.memory_mib.unwrap_or(0), facts.disks.len(), facts.nics.len())}),
+        );
+        Ok(())
     }
 
     fn publish(&self) {
@@ -518,6 +594,15 @@ impl Engine {
                 reply,
             } => {
                 let r = self.manual_netboot(&system, on, persistent).await;
+                let _ = reply.send(r);
+            }
+            Command::Facts {
+                system,
+                run_id,
+                facts,
+                reply,
+            } => {
+                let r = self.take_facts(&system, &run_id, &facts).await;
                 let _ = reply.send(r);
             }
             Command::InstallDone {
@@ -626,6 +711,7 @@ impl Engine {
                 token: random_token(),
                 profile: None,
                 persistent,
+                facts: self.hw.get(system).cloned(),
             };
             self.d
                 .store
@@ -963,6 +1049,7 @@ impl Engine {
                         token: random_token(),
                         profile: Some(a.profile.clone()),
                         persistent: true,
+                        facts: self.hw.get(&system).cloned(),
                     };
                     if let Err(e) = self
                         .d
@@ -1109,10 +1196,31 @@ impl Engine {
                         ("RACKBOOT_ARTIFACTS".into(), art.display().to_string()),
                     ],
                 };
+                let mut job = job;
+                let hw = self.hw.get(&s.name).cloned();
+                if let Some(v) = &hw {
+                    // Values only through the environment and a file: a
+                    // stage reads "$RACKBOOT_FACT_…" or parses the JSON.
+                    if let Ok(f) = serde_json::from_value::<crate::api::facts::Facts>((**v).clone())
+                    {
+                        job.env.extend(crate::facts::env(&f));
+                    }
+                    let file = job.dir.join("facts.json");
+                    job.env
+                        .push(("RACKBOOT_FACTS".into(), file.display().to_string()));
+                }
                 let store = self.d.store.clone();
                 let sem = self.stage_sem.clone();
                 self.spawn_event(id, async move {
                     let _permit = sem.acquire_owned().await.ok()?;
+                    if let Some(v) = hw {
+                        let _ = tokio::fs::create_dir_all(&job.dir).await;
+                        if let Err(e) =
+                            tokio::fs::write(job.dir.join("facts.json"), v.to_string()).await
+                        {
+                            tracing::warn!(error = %e, "cannot write facts.json for the stage");
+                        }
+                    }
                     Some(Event::StageDone(i, stage::run(&store, job).await))
                 });
                 None

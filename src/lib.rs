@@ -28,6 +28,7 @@ pub mod dhcp;
 pub mod diagnose;
 pub mod dns;
 pub mod engine;
+pub mod facts;
 pub mod feed;
 pub mod http;
 pub mod inventory;

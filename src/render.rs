@@ -59,6 +59,7 @@ impl Inventory {
                 "initrd": p.initrd.iter().map(|i| self.urls.file(i)).collect::<Vec<_>>(),
                 "nocloud": self.urls.nocloud(&mac),
                 "done": self.urls.done(&mac, &run.token),
+                "facts": self.urls.facts(&mac, &run.token),
                 "files": format!("{}/boot", self.urls.base),
             },
             "server": {
@@ -67,6 +68,7 @@ impl Inventory {
             },
             "run": { "id": run.id, "token": run.token },
             "vars": vars,
+            "facts": run.facts.as_deref().cloned().unwrap_or_else(|| json!({})),
         })
     }
 

@@ -192,6 +192,11 @@ impl Urls {
     pub fn done(&self, mac: &Mac, token: &str) -> String {
         format!("{}/done/{}?token={}", self.base, mac.hyphenated(), token)
     }
+
+    /// Where a machine POSTs its hardware facts (JSON, `api::facts::Facts`).
+    pub fn facts(&self, mac: &Mac, token: &str) -> String {
+        format!("{}/facts/{}?token={}", self.base, mac.hyphenated(), token)
+    }
 }
 
 /// Run facts visible to templates. At `check`/`render` time a preview run is used.
@@ -203,6 +208,9 @@ pub struct RunCtx {
     pub profile: Option<String>,
     /// A netboot that stays on (no run): callbacks do not end it.
     pub persistent: bool,
+    /// The machine's last reported hardware facts (`facts` in templates;
+    /// `{}` when it has none).
+    pub facts: Option<std::sync::Arc<serde_json::Value>>,
 }
 
 impl RunCtx {
@@ -212,6 +220,7 @@ impl RunCtx {
             token: "preview".into(),
             profile: None,
             persistent: false,
+            facts: None,
         }
     }
 }
@@ -237,6 +246,7 @@ fn new_env() -> Environment<'static> {
     // ` initrd=NAME`: the kernel argument naming an initrd (UEFI boot).
     env.add_filter("format_initrd", |s: String| format!(" initrd={s}"));
     env.add_filter("grub_words", |s: String| grub_words(&s));
+    env.add_filter("shell_quote", |s: String| shell_quote(&s));
     env
 }
 
@@ -329,4 +339,11 @@ fn describe(e: &minijinja::Error) -> String {
         s.push_str(&format!(" (line {l})"));
     }
     s
+}
+
+/// `s` as one POSIX shell word: single-quoted, inner `'` as `'\''`. The
+/// template filter `shell_quote`, for a value from the machine (a fact) that
+/// must go into a shell line of a kickstart `%pre` or a script.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub const CLIENT_HEADER: &str = "x-rackboot-client";
 
 pub mod changes;
+pub mod facts;
 pub mod feed;
 
 /// Every refusal: `{"error": {"code", "message", "errors"?}}`.

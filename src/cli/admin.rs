@@ -486,10 +486,27 @@ pub fn run_systems(dir: &Path, api: Option<&str>, cmd: SystemsCmd) -> ExitCode {
                 eprintln!("error: no system {name:?}");
                 return ExitCode::from(EXIT_FAILED);
             };
+            // The facts live in the daemon's store: asked of it, if it runs.
+            let facts = crate::client::Client::from_config(dir, api)
+                .ok()
+                .and_then(|c| {
+                    c.get_json::<api::facts::FactsReport>(&format!(
+                        "/api/v1/systems/{}/facts",
+                        crate::http::guard::pct(&s.name)
+                    ))
+                    .ok()
+                });
             if json {
-                println!("{}", pretty(&system_out(s)));
+                let mut v = serde_json::to_value(system_out(s)).unwrap_or_default();
+                if let (Some(f), Some(m)) = (&facts, v.as_object_mut()) {
+                    m.insert("facts".into(), serde_json::to_value(f).unwrap_or_default());
+                }
+                println!("{}", pretty(&v));
             } else {
                 print_system(s);
+                if let Some(f) = &facts {
+                    print_facts(f);
+                }
             }
             ExitCode::SUCCESS
         }),
@@ -672,4 +689,70 @@ fn system_out(s: &System) -> api::System {
         bj.password_source = Some(api::convert::password_source(&b.password));
     }
     v
+}
+
+/// `systems show`: the last facts report, a line per kind.
+fn print_facts(r: &api::facts::FactsReport) {
+    let f = &r.facts;
+    println!(
+        "facts:      reported {} (run {})",
+        crate::ui::fmt_time(r.at),
+        r.run_id.as_deref().unwrap_or("-")
+    );
+    if let Some(c) = &f.cpu {
+        println!(
+            "  cpu:      {} x {}",
+            c.count,
+            c.model.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some(m) = f.memory_mib {
+        println!("  memory:   {m} MiB");
+    }
+    for d in &f.disks {
+        println!(
+            "  disk:     {} {:.1} GiB{}{}",
+            d.name,
+            d.size_bytes as f64 / (1u64 << 30) as f64,
+            d.model
+                .as_deref()
+                .map(|m| format!(" {m}"))
+                .unwrap_or_default(),
+            match d.rotational {
+                Some(true) => " (rotational)",
+                Some(false) => " (solid state)",
+                None => "",
+            }
+        );
+    }
+    for n in &f.nics {
+        println!(
+            "  nic:      {} {}{}",
+            n.name,
+            n.mac,
+            match (n.link, n.speed_mbps) {
+                (Some(true), Some(s)) => format!(" link up {s} Mb/s"),
+                (Some(true), None) => " link up".into(),
+                (Some(false), _) => " no link".into(),
+                _ => String::new(),
+            }
+        );
+    }
+    if let Some(d) = &f.dmi {
+        println!(
+            "  dmi:      {} {} serial {} BIOS {}",
+            d.vendor.as_deref().unwrap_or("?"),
+            d.product.as_deref().unwrap_or("?"),
+            d.serial.as_deref().unwrap_or("?"),
+            d.bios_version.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some(fw) = &f.firmware {
+        let sb = match f.secure_boot {
+            Some(true) => ", Secure Boot on",
+            Some(false) => ", Secure Boot off",
+            None => "",
+        };
+        println!("  firmware: {fw}{sb}");
+    }
 }

@@ -44,6 +44,7 @@ pub fn routes() -> Routes<ApiContext> {
         .get("/api/v1/status", status)
         .get("/api/v1/systems", list_systems)
         .get("/api/v1/systems/{name}", get_system)
+        .get("/api/v1/systems/{name}/facts", get_facts)
         .put(
             "/api/v1/systems/{name}/netboot",
             Scope::Operate,
@@ -135,6 +136,42 @@ async fn get_system(State(ctx): State<ApiContext>, Path(name): Path<String>) -> 
             "not_found",
             format!("no system {name:?}"),
         ),
+    }
+}
+
+/// The system's last hardware facts report (404 if it has none).
+pub async fn facts_of(
+    ctx: &ApiContext,
+    name: &str,
+) -> Result<Option<api::facts::FactsReport>, String> {
+    let Some(row) = ctx.store.facts(name).await.map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let facts = serde_json::from_str(&row.data).map_err(|e| e.to_string())?;
+    Ok(Some(api::facts::FactsReport {
+        system: row.system,
+        at: row.at,
+        run_id: row.run_id,
+        facts,
+    }))
+}
+
+async fn get_facts(State(ctx): State<ApiContext>, Path(name): Path<String>) -> Response {
+    if ctx.inventory.borrow().system(&name).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no system {name:?}"),
+        );
+    }
+    match facts_of(&ctx, &name).await {
+        Ok(Some(f)) => Json(f).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{name} has reported no facts yet (rackboot inspect, or POST {{urls.facts}} from its installer)"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
     }
 }
 

@@ -9,6 +9,7 @@ use crate::inventory::Inventory;
 use crate::model::Mac;
 use crate::observe::{HttpServed, Observation, ObservationSink};
 use crate::render::RenderKind;
+use crate::template::RunCtx;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, Method, StatusCode, Uri};
@@ -26,7 +27,7 @@ use tower::ServiceExt;
 /// The boot router's route templates, as `MatchedPath` reports them (the
 /// metrics' `route` label: never a concrete path, so no MAC). A request that
 /// matches none (404 fallback) is counted under [`UNMATCHED`].
-pub const ROUTES: [&str; 8] = [
+pub const ROUTES: [&str; 9] = [
     "/healthz",
     "/boot.ipxe",
     "/ipxe/{mac}",
@@ -35,6 +36,7 @@ pub const ROUTES: [&str; 8] = [
     "/boot/{*path}",
     "/firmware/{*path}",
     "/done/{mac}",
+    "/facts/{mac}",
 ];
 pub const UNMATCHED: &str = "unmatched";
 /// Status classes counted per route; 1xx is counted as 2xx (never final here).
@@ -56,6 +58,9 @@ pub struct HttpStats {
     pub callbacks_refused: AtomicU64,
     /// Callbacks with a valid token the engine did not take (503; the installer retries).
     pub callbacks_not_taken: AtomicU64,
+    /// Facts reports stored / refused (bad token, no run, malformed or oversized).
+    pub facts_accepted: AtomicU64,
+    pub facts_refused: AtomicU64,
     /// Bytes of static files sent with `sendfile(2)` (`http::boot_conn`).
     pub sendfile_bytes: AtomicU64,
     /// Static-file responses whose body went out with `sendfile(2)`, whole.
@@ -129,6 +134,13 @@ pub fn router(ctx: BootContext) -> Router {
         .route("/boot/{*path}", get(boot_file))
         .route("/firmware/{*path}", get(firmware_file))
         .route("/done/{mac}", get(done).post(done))
+        // A body of at most facts::MAX_BYTES (+ slack for the 413 check itself).
+        .route(
+            "/facts/{mac}",
+            axum::routing::post(facts).layer(axum::extract::DefaultBodyLimit::max(
+                crate::facts::MAX_BYTES + 1,
+            )),
+        )
         .with_state(ctx.clone())
         // `layer` (not `route_layer`): the 404 fallback is counted too.
         .layer(axum::middleware::from_fn_with_state(
@@ -501,27 +513,12 @@ async fn done(
         Err(r) => return refused(r),
     };
     let peer = peer_ip(&ci);
-    let inv = ctx.inventory.borrow().clone();
-    let table = ctx.table.borrow().clone();
-    let Some(system) = inv.by_mac(&mac) else {
-        return refused(ctx.not_found(format!("{mac} is not in the inventory")));
-    };
     let token = q.get("token").map(String::as_str).unwrap_or("");
-    let run = match table.get(&system.name) {
-        Some(run)
-            if !token.is_empty() && constant_time_eq(run.token.as_bytes(), token.as_bytes()) =>
-        {
-            run.clone()
-        }
-        Some(_) => {
-            tracing::warn!(%mac, %peer, system = %system.name, "install-done callback with a wrong token: refused");
-            return refused(ctx.forbidden("wrong or stale token".into()));
-        }
-        None => {
-            tracing::warn!(%mac, %peer, system = %system.name, "install-done callback with no run pending: refused");
-            return refused(ctx.forbidden(format!("{} has no reimage pending", system.name)));
-        }
+    let (system, run) = match pending_run(&ctx, mac, peer, token, "install-done callback") {
+        Ok(x) => x,
+        Err(r) => return refused(r),
     };
+    let system = &system;
     ctx.stats.callbacks.fetch_add(1, Ordering::Relaxed);
     tracing::info!(%mac, system = %system.name, run = %run.id, "install-done callback");
     ctx.obs.emit(Observation::Http {
@@ -541,6 +538,92 @@ async fn done(
         }
     }
     ctx.stats.callbacks_accepted.fetch_add(1, Ordering::Relaxed);
+    text(StatusCode::OK, "ok\n")
+}
+
+/// The machine at `mac` and its pending run, if `token` is that run's
+/// (the install-done callback and the facts report share it).
+fn pending_run(
+    ctx: &BootContext,
+    mac: Mac,
+    peer: IpAddr,
+    token: &str,
+    what: &str,
+) -> Result<(crate::inventory::System, RunCtx), Response> {
+    let inv = ctx.inventory.borrow().clone();
+    let table = ctx.table.borrow().clone();
+    let Some(system) = inv.by_mac(&mac) else {
+        return Err(ctx.not_found(format!("{mac} is not in the inventory")));
+    };
+    match table.get(&system.name) {
+        Some(run)
+            if !token.is_empty() && constant_time_eq(run.token.as_bytes(), token.as_bytes()) =>
+        {
+            Ok((system.clone(), run.clone()))
+        }
+        Some(_) => {
+            tracing::warn!(%mac, %peer, system = %system.name, "{what} with a wrong token: refused");
+            Err(ctx.forbidden("wrong or stale token".into()))
+        }
+        None => {
+            tracing::warn!(%mac, %peer, system = %system.name, "{what} with no run pending: refused");
+            Err(ctx.forbidden(format!("{} has no reimage pending", system.name)))
+        }
+    }
+}
+
+/// `POST /facts/{mac}?token=…`: the machine's hardware facts (JSON,
+/// `api::facts::Facts`), checked by `facts::check` (size, schema, strings),
+/// stored through the engine. Refused whole, nothing stored, otherwise.
+async fn facts(
+    State(ctx): State<BootContext>,
+    ConnectInfo(ci): ConnectInfo<SocketAddr>,
+    Path(mac): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let refused = |r: Response| {
+        ctx.stats.facts_refused.fetch_add(1, Ordering::Relaxed);
+        r
+    };
+    let mac = match ctx.parse_mac(&mac) {
+        Ok(m) => m,
+        Err(r) => return refused(r),
+    };
+    let peer = peer_ip(&ci);
+    let token = q.get("token").map(String::as_str).unwrap_or("");
+    let (system, run) = match pending_run(&ctx, mac, peer, token, "facts report") {
+        Ok(x) => x,
+        Err(r) => return refused(r),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return refused(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("facts report refused: {e}\n"),
+            ))
+        }
+    };
+    let f = match crate::facts::check(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(%mac, %peer, system = %system.name, error = %e, "facts report refused");
+            let status = match e {
+                crate::facts::FactsError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            return refused(text(status, format!("facts report refused: {e}\n")));
+        }
+    };
+    if let Some(engine) = &ctx.engine {
+        if let Err(e) = engine.facts(&system.name, &run.id, f).await {
+            tracing::error!(%mac, error = %e, "facts not stored");
+            return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+        }
+    }
+    ctx.stats.facts_accepted.fetch_add(1, Ordering::Relaxed);
     text(StatusCode::OK, "ok\n")
 }
 

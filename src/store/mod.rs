@@ -254,6 +254,15 @@ pub struct DiscoveredRow {
     pub count: i64,
 }
 
+/// A system's last facts report (`facts` table; `data` is checked JSON).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FactsRow {
+    pub system: String,
+    pub at: i64,
+    pub run_id: Option<String>,
+    pub data: String,
+}
+
 /// Rows per multi-row statement in [`Store::upsert_discovered`] (11 values each).
 pub const DISCOVERED_CHUNK: usize = 400;
 
@@ -1107,6 +1116,40 @@ impl Store {
             .await?
             .rows_affected())
             > 0)
+    }
+
+    // ---- facts ----
+
+    /// Replaces the system's facts with a newer report.
+    pub async fn put_facts(&self, f: &FactsRow) -> Result<()> {
+        const Q: &str = "INSERT INTO facts (system, at, run_id, data) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (system) DO UPDATE SET at = excluded.at, run_id = excluded.run_id,
+                data = excluded.data";
+        with_pool!(self, |pool| {
+            sqlx::query(Q)
+                .bind(&f.system)
+                .bind(f.at)
+                .bind(&f.run_id)
+                .bind(&f.data)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn all_facts(&self) -> Result<Vec<FactsRow>> {
+        const Q: &str = "SELECT system, at, run_id, data FROM facts ORDER BY system";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .fetch_all(pool)
+            .await?))
+    }
+
+    pub async fn facts(&self, system: &str) -> Result<Option<FactsRow>> {
+        const Q: &str = "SELECT system, at, run_id, data FROM facts WHERE system = $1";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .bind(system)
+            .fetch_optional(pool)
+            .await?))
     }
 }
 

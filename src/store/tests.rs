@@ -87,18 +87,36 @@ async fn discovered_merge_and_cap(db: TestDb) {
     assert_eq!(s.discovered(100).await.unwrap().len(), 1);
 }
 
+/// The last report wins.
+async fn facts_last_report_wins(db: TestDb) {
+    let s = db.open().await;
+    assert_eq!(s.facts("n1").await.unwrap(), None);
+    let mut f = FactsRow {
+        system: "n1".into(),
+        at: 10,
+        run_id: Some("r1".into()),
+        data: "{\"memory_mib\":1}".into(),
+    };
+    s.put_facts(&f).await.unwrap();
+    f.at = 20;
+    f.data = "{\"memory_mib\":2}".into();
+    f.run_id = None;
+    s.put_facts(&f).await.unwrap();
+    assert_eq!(s.facts("n1").await.unwrap(), Some(f));
+}
+
 async fn migrations_apply_and_are_idempotent(db: TestDb) {
     let s = db.open().await;
     assert_eq!(
         s.schema_versions().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7]
+        vec![1, 2, 3, 4, 5, 6, 7, 8]
     );
     s.close().await;
     // Re-opening runs the migrator again: nothing new, nothing broken.
     let s = db.open().await;
     assert_eq!(
         s.schema_versions().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7]
+        vec![1, 2, 3, 4, 5, 6, 7, 8]
     );
 }
 
@@ -805,4 +823,5 @@ on_both_backends!(
     concurrent_lease_batches_apply_whole,
     migration_6_closes_duplicate_active_runs,
     discovered_merge_and_cap,
+    facts_last_report_wins,
 );

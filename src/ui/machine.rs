@@ -340,6 +340,30 @@ pub async fn render(ui: &Ui, req: &Req, name: &str, before: Option<i64>) -> Resp
             "elapsed": fmt_dur(now - r.created_at),
         })
     });
+    let hw = crate::http::api::facts_of(&ui.ctx, &sys.name)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| {
+            let f = r.facts;
+            json!({
+                "at": fmt_time(r.at), "ago": fmt_dur(now - r.at), "run": r.run_id,
+                "cpu": f.cpu.map(|c| format!("{} × {}", c.count, c.model.unwrap_or_else(|| "?".into()))),
+                "memory": f.memory_mib.map(|m| format!("{m} MiB")),
+                "disks": f.disks.iter().map(|d| format!("{} {:.1} GiB{}", d.name,
+                    d.size_bytes as f64 / (1u64 << 30) as f64,
+                    d.model.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())).collect::<Vec<_>>(),
+                "nics": f.nics.iter().map(|n| format!("{} {}{}", n.name, n.mac,
+                    if n.link == Some(true) { " link up" } else { "" })).collect::<Vec<_>>(),
+                "dmi": f.dmi.map(|d| [d.vendor, d.product, d.serial.map(|s| format!("serial {s}"))]
+                    .into_iter().flatten().collect::<Vec<_>>().join(" · ")),
+                "firmware": f.firmware.map(|fw| match f.secure_boot {
+                    Some(true) => format!("{fw}, Secure Boot on"),
+                    Some(false) => format!("{fw}, Secure Boot off"),
+                    None => fw,
+                }),
+            })
+        });
     let enc = super::pct_encode(name);
     let machine = json!({
         "name": sys.name,
@@ -355,6 +379,7 @@ pub async fn render(ui: &Ui, req: &Req, name: &str, before: Option<i64>) -> Resp
         "netboot_run": netboot,
         "run": run,
         "url": format!("/ui/machines/{enc}"),
+        "hw": hw,
     });
     ui.render(
         StatusCode::OK,

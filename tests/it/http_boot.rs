@@ -53,6 +53,7 @@ impl T {
                 token: "secret-token".into(),
                 profile: None,
                 persistent: false,
+                facts: None,
             },
         );
         self.table_tx.send_replace(Arc::new(t));

@@ -12,6 +12,7 @@ mod dhcp;
 mod dhcp_pool;
 mod discovery;
 mod dns;
+mod facts;
 mod feed;
 mod fields;
 mod grub;

@@ -10,6 +10,7 @@ fn run() -> RunCtx {
         token: "tok-abc".into(),
         profile: None,
         persistent: false,
+        facts: None,
     }
 }
 
@@ -140,4 +141,66 @@ fn cloud_init_schema_accepts_rendered_user_data() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "cloud-init schema accepted garbage");
+}
+
+/// A template puts a machine-reported fact into a shell line through
+/// `shell_quote`: the rendered script prints it literally; nothing in it runs.
+#[test]
+fn facts_reach_templates_as_data_and_shell_quote_keeps_them_inert() {
+    let c = ConfigDir::sample();
+    c.write(
+        "kickstarts/facts.sh.j2",
+        "#!/bin/sh\n{% if facts.cpu is defined %}model={{ facts.cpu.model | shell_quote }}\ndisk={{ facts.disks[0].name | shell_quote }}{% else %}model=none\ndisk=none{% endif %}\nprintf '%s|%s\\n' \"$model\" \"$disk\"\n",
+    );
+    c.write(
+        "profiles/factsy.toml",
+        "parent = \"lab\"\ntemplate = \"facts.sh.j2\"\n",
+    );
+    c.append(
+        "systems.toml",
+        "\n[systems.f1]\nmacs = [\"52:54:00:fa:00:01\"]\nip = \"10.77.0.97\"\nprofile = \"factsy\"\n",
+    );
+    let cfg = c.load().unwrap_or_else(|e| panic!("{e}"));
+    let inv = &cfg.inventory;
+    let s = inv.system("f1").unwrap();
+    // No facts yet: the template's guard takes the other branch.
+    let plain = inv.render(s, RenderKind::Config, &run()).unwrap().unwrap();
+    assert!(plain.contains("model=none"), "{plain}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let pwned = dir.path().join("PWNED");
+    let evil = format!(
+        "x'; touch {}; echo '$(touch {})`id`",
+        pwned.display(),
+        pwned.display()
+    );
+    let body = serde_json::json!({
+        "cpu": {"model": evil, "count": 2},
+        "disks": [{"name": "vda\"; touch PWNED; \"", "size_bytes": 1}],
+    })
+    .to_string();
+    let facts = rackboot::facts::check(body.as_bytes()).unwrap();
+    let mut r = run();
+    r.facts = Some(std::sync::Arc::new(serde_json::to_value(&facts).unwrap()));
+    let script = inv.render(s, RenderKind::Config, &r).unwrap().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{evil}|vda\"; touch PWNED; \"\n"),
+        "printed literally"
+    );
+    assert!(
+        !pwned.exists() && !dir.path().join("PWNED").exists(),
+        "nothing ran"
+    );
 }

@@ -1,0 +1,132 @@
+//! Hardware facts (issue 17.2, the report and its uses): a machine with a
+//! pending run POSTs its facts with the run's token; malformed, oversized or
+//! unauthenticated reports are refused whole; stored facts are served by the
+//! API, shown by `systems show`, and reach stage commands only through the
+//! environment and a JSON file.
+
+use crate::admin::rb;
+use crate::harness::http;
+use crate::runs::{sim, Sim};
+use rackboot::model::Mac;
+
+const MAC1: &str = "52:54:00:aa:00:01";
+
+async fn post(sim: &Sim, path: &str, body: String) -> (u16, String) {
+    let addr = sim.d().http_addr;
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        let r = http(
+            addr,
+            "POST",
+            &path,
+            &[("Content-Type", "application/json")],
+            Some(&body),
+        );
+        (r.status, r.text())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_report_checked_stored_shown_and_given_to_stages() {
+    // The test stage writes what it was given; the evil strings must arrive
+    // as data (quoted expansions), and nothing in them may run.
+    let sim = sim(
+        // (a TOML basic string: its quotes escaped)
+        r#"printf '%s\n' \"$RACKBOOT_FACT_CPU_MODEL\" \"$RACKBOOT_FACT_DISK0\" \"$RACKBOOT_FACT_MEMORY_MIB\" > {{ artifacts }}/facts-env.txt && cp \"$RACKBOOT_FACTS\" {{ artifacts }}/facts.json"#,
+    )
+    .await;
+    let (s, v) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    let mac: Mac = MAC1.parse().unwrap();
+    let done = sim.netboot_to_install(mac).await;
+    let facts_path = done.replacen("/done/", "/facts/", 1);
+    let no_token = facts_path.split('?').next().unwrap().to_string();
+
+    let pwned = sim.c.path().join("PWNED");
+    let evil = format!("$(touch {p}); `touch {p}`; \"'", p = pwned.display());
+    let good = serde_json::json!({
+        "cpu": {"model": evil, "count": 4},
+        "memory_mib": 2048,
+        "disks": [{"name": "vda", "size_bytes": 21474836480u64, "model": "QEMU HARDDISK", "rotational": true}],
+        "nics": [{"name": "eth0", "mac": MAC1, "link": true, "speed_mbps": 1000}],
+        "dmi": {"vendor": "QEMU", "product": "Standard PC", "serial": "S1", "bios_version": "1.16"},
+        "firmware": "bios",
+        "secure_boot": false,
+    });
+
+    // Refused, nothing stored: no token, a wrong token, a control character,
+    // an unknown key, not JSON, too large.
+    let cases: Vec<(String, String, u16)> = vec![
+        (no_token.clone(), good.to_string(), 403),
+        (format!("{no_token}?token=nope"), good.to_string(), 403),
+        (
+            facts_path.clone(),
+            good.to_string().replace("\"vda\"", "\"vda\\n; reboot\""),
+            422,
+        ),
+        (
+            facts_path.clone(),
+            r#"{"memory_mib": 1, "shell": "id"}"#.into(),
+            422,
+        ),
+        (facts_path.clone(), "memory=1".into(), 422),
+        (
+            facts_path.clone(),
+            format!(r#"{{"dmi": {{"vendor": "{}"}}}}"#, "v".repeat(70_000)),
+            413,
+        ),
+    ];
+    for (path, body, want) in cases {
+        let (s, text) = post(&sim, &path, body).await;
+        assert_eq!(s, want, "{path}: {text}");
+    }
+    let (s, _) = sim.api("GET", "/api/v1/systems/sim1/facts", None).await;
+    assert_eq!(s, 404, "nothing stored by a refused report");
+
+    let (s, text) = post(&sim, &facts_path, good.to_string()).await;
+    assert_eq!(s, 200, "{text}");
+    let (s, v) = sim.api("GET", "/api/v1/systems/sim1/facts", None).await;
+    assert_eq!(s, 200, "{v}");
+    let report: rackboot::api::facts::FactsReport = serde_json::from_value(v).unwrap();
+    assert_eq!(report.run_id.as_deref(), Some(id.as_str()));
+    assert_eq!(report.facts.memory_mib, Some(2048));
+    assert_eq!(report.facts.disks[0].name, "vda");
+
+    // The rest of the run: callback, reboot, ports, stages.
+    let (s, body) = sim.boot_http("POST", &done).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(sim.dhcp(mac).await.is_some());
+    let v = sim.wait_terminal(&id, 30).await;
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    let art = sim
+        .c
+        .path()
+        .join(".lab/data/runs")
+        .join(&id)
+        .join("artifacts");
+    let env = std::fs::read_to_string(art.join("facts-env.txt")).unwrap();
+    assert_eq!(env, format!("{evil}\nvda\n2048\n"));
+    let file: rackboot::api::facts::Facts =
+        serde_json::from_str(&std::fs::read_to_string(art.join("facts.json")).unwrap()).unwrap();
+    assert_eq!(file, report.facts);
+    assert!(!pwned.exists(), "nothing in the facts ran");
+
+    // `systems show` prints them (asked of the running daemon).
+    let c = &sim.c;
+    let api = sim.d().api_addr.to_string();
+    let out = rb(c, &["--api", &api, "systems", "show", "sim1"]);
+    assert_eq!(out.code, 0, "{}", out.err);
+    assert!(out.out.contains("memory:   2048 MiB"), "{}", out.out);
+    assert!(
+        out.out
+            .contains("disk:     vda 20.0 GiB QEMU HARDDISK (rotational)"),
+        "{}",
+        out.out
+    );
+    // The feed has the report.
+    let (_, hist) = sim.api("GET", "/api/v1/systems/sim1/history", None).await;
+    assert!(hist.to_string().contains("\"facts\""), "{hist}");
+}
