@@ -163,6 +163,8 @@ fn proves(e: &Evidence<'_>) -> Option<Step> {
             "kernel" => Some(Step::Dhcp),
             "config" => Some(Step::Kernel),
             "install" => Some(Step::Config),
+            // An inspection run's image was fetched.
+            "inspect" => Some(Step::Kernel),
             "reboot" => Some(Step::Done),
             "ports" => Some(Step::LocalBoot),
             t if t.starts_with("stage:") || t == "succeeded" => Some(Step::Ports),

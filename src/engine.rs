@@ -11,7 +11,7 @@ use crate::feed::Feed;
 use crate::inventory::{Inventory, Profile};
 use crate::model::Mac;
 use crate::observe::{DhcpKind, HttpServed, Observation};
-use crate::power::{BootDev, BootSpec, Power};
+use crate::power::{BootDev, BootSpec, Power, PowerOp};
 use crate::render::RunCtx;
 use crate::store::{self, NewRun, Store};
 use crate::workflow::{
@@ -52,6 +52,8 @@ pub enum Command {
         profile: Option<String>,
         requested_by: Option<String>,
         retry_of: Option<String>,
+        /// Inspection runs (`rackboot inspect`) instead of reimages.
+        inspect: bool,
         reply: oneshot::Sender<Result<Vec<RunInfo>, CreateError>>,
     },
     Cancel {
@@ -219,11 +221,25 @@ impl EngineHandle {
         requested_by: Option<String>,
         retry_of: Option<String>,
     ) -> Result<Vec<RunInfo>, CreateError> {
+        self.create_runs_of(systems, profile, requested_by, retry_of, false)
+            .await
+    }
+
+    /// [`Self::create_runs`], or inspection runs (`inspect`).
+    pub async fn create_runs_of(
+        &self,
+        systems: Vec<String>,
+        profile: Option<String>,
+        requested_by: Option<String>,
+        retry_of: Option<String>,
+        inspect: bool,
+    ) -> Result<Vec<RunInfo>, CreateError> {
         self.call(|reply| Command::CreateRuns {
             systems,
             profile,
             requested_by,
             retry_of,
+            inspect,
             reply,
         })
         .await
@@ -296,7 +312,32 @@ pub fn facts(p: &Profile) -> Facts {
         boot_retries: p.boot_retries,
         before_stages: p.stages.iter().filter(|s| s.before).count(),
         rerun_interrupted: p.rerun_interrupted,
+        inspect: false,
     }
+}
+
+/// The stored `overrides` of an inspection run.
+pub const INSPECT_OVERRIDES: &str = r#"{"kind":"inspect"}"#;
+
+/// Is a run with these stored `overrides` an inspection run?
+pub fn is_inspect(overrides: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(overrides)
+        .map(|v| v["kind"] == "inspect")
+        .unwrap_or(false)
+}
+
+/// The run facts of a run: a reimage's from its profile; an inspection
+/// run's without install, reboot or stages.
+pub fn run_facts(p: &Profile, inspect: bool) -> Facts {
+    let mut f = facts(p);
+    if inspect {
+        f.inspect = true;
+        f.stages.clear();
+        f.before_stages = 0;
+        f.reboots = false;
+        f.netboot_after = false;
+    }
+    f
 }
 
 /// The state machine's extra data as stored in `runs.data` (the store boundary).
@@ -491,7 +532,7 @@ impl Engine {
                     id: r.id.clone(),
                     system: r.system,
                     profile: r.profile.clone(),
-                    facts: facts(&profile),
+                    facts: run_facts(&profile, is_inspect(&r.overrides)),
                     state,
                     token,
                     started_ms: r.created_at,
@@ -568,6 +609,9 @@ impl Engine {
             self.publish();
         }
         tracing::info!(system = %system, run = %run_id, "hardware facts reported");
+        if self.runs.get(run_id).is_some_and(|a| a.facts.inspect) {
+            self.apply(run_id, Event::FactsReported).await;
+        }
         self.emit(
             json!({"type": "facts", "run": run_id, "system": system, "at": at,
             "detail": format!("{} CPUs, {} MiB, {} disks, {} NICs",
@@ -667,9 +711,12 @@ impl Engine {
                 profile,
                 requested_by,
                 retry_of,
+                inspect,
                 reply,
             } => {
-                let r = self.create(systems, profile, requested_by, retry_of).await;
+                let r = self
+                    .create(systems, profile, requested_by, retry_of, inspect)
+                    .await;
                 let _ = reply.send(r);
                 self.schedule().await;
             }
@@ -752,6 +799,7 @@ impl Engine {
         profile: Option<String>,
         requested_by: Option<String>,
         retry_of: Option<String>,
+        inspect: bool,
     ) -> Result<Vec<RunInfo>, CreateError> {
         let inv = self.d.inventory.borrow().clone();
         if systems.is_empty() {
@@ -801,7 +849,7 @@ impl Engine {
                         state: "queued",
                         data: &encode_state(&state),
                         requested_by: requested_by.as_deref(),
-                        overrides: "{}",
+                        overrides: if inspect { INSPECT_OVERRIDES } else { "{}" },
                         retry_of: retry_of.as_deref(),
                     },
                     now,
@@ -812,7 +860,7 @@ impl Engine {
                     e @ store::StoreError::ActiveRun { .. } => CreateError::Busy(e.to_string()),
                     e => CreateError::Store(e.to_string()),
                 })?;
-            tracing::info!(run = %id, system = %name, profile = %p.name, "run queued");
+            tracing::info!(run = %id, system = %name, profile = %p.name, inspect, "run queued");
             self.emit(json!({"type": "transition", "run": id, "system": name, "from": null, "to": "queued", "at": now, "detail": "created"}));
             self.by_system.insert(name.clone(), id.clone());
             self.queue.push_back(id.clone());
@@ -822,7 +870,7 @@ impl Engine {
                     id: id.clone(),
                     system: name.clone(),
                     profile: p.name.clone(),
-                    facts: facts(&p),
+                    facts: run_facts(&p, inspect),
                     state,
                     token: random_token(),
                     started_ms: now,
@@ -1094,6 +1142,7 @@ impl Engine {
                             .await
                             .map(|_| ()),
                         PowerStep::PowerCycle => power.on_or_cycle(&bmc).await.map(|_| ()),
+                        PowerStep::PowerOff => power.power(&bmc, PowerOp::Off).await,
                         PowerStep::SetBootDisk => power
                             .set_boot(
                                 &bmc,

@@ -27,6 +27,8 @@ pub enum Phase {
     Kernel,
     Config,
     Install,
+    /// An inspection run: the image runs, waiting for its facts report.
+    Inspect,
     Reboot,
     Ports,
     Stage(usize),
@@ -63,6 +65,7 @@ impl Phase {
             Phase::Kernel => "kernel",
             Phase::Config => "config",
             Phase::Install => "install",
+            Phase::Inspect => "inspect",
             Phase::Reboot => "reboot",
             Phase::Ports => "ports",
             Phase::Stage(_) => "stage",
@@ -86,6 +89,7 @@ impl Phase {
             "kernel" => Phase::Kernel,
             "config" => Phase::Config,
             "install" => Phase::Install,
+            "inspect" => Phase::Inspect,
             "reboot" => Phase::Reboot,
             "ports" => Phase::Ports,
             "succeeded" => Phase::Succeeded,
@@ -107,6 +111,7 @@ impl Phase {
             Phase::Kernel => "the kernel and initrd download",
             Phase::Config => "the installer to fetch its config",
             Phase::Install => "the install-done callback",
+            Phase::Inspect => "the inspection image's hardware facts report",
             Phase::Reboot => "the reboot to the local disk",
             Phase::Ports => "SSH and the service ports",
             Phase::Stage(_) => "the stage command",
@@ -152,6 +157,10 @@ pub struct Facts {
     pub before_stages: usize,
     /// Rerun a stage interrupted by a restart (else fail the run).
     pub rerun_interrupted: bool,
+    /// An inspection run (`rackboot inspect`): netboot the profile's image,
+    /// wait for its facts report, power the machine off; no install, no
+    /// stages.
+    pub inspect: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -199,6 +208,8 @@ pub enum PowerStep {
     PowerCycle,
     /// One-time boot from disk after the install-done callback (read back).
     SetBootDisk,
+    /// The end of an inspection run: the machine is powered off.
+    PowerOff,
 }
 
 /// Inputs to the state machine.
@@ -218,6 +229,9 @@ pub enum Event {
     ConfigServed,
     /// The run's install-done callback arrived (token checked by the adapter).
     InstallDone,
+    /// The machine's hardware facts report was stored (token and body
+    /// checked by the adapter).
+    FactsReported,
     /// After the callback: local-boot script served, or DHCP seen again.
     RebootSeen,
     /// SSH answered with a banner and every service port is open.
@@ -464,6 +478,25 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
         (BootDev | Power, Event::Bmc(_, Err(e))) => end(Failed, format!("power: {e}")),
 
         (Power | Dhcp, Event::DhcpSeen) => to(Kernel, "DHCP seen".into(), vec![]),
+        // An inspection run: the image is loading, then its report ends the
+        // run and the machine is powered off (it also powers itself off).
+        (Power | Dhcp | Kernel, Event::KernelServed) if f.inspect => {
+            to(Inspect, "inspection image fetched".into(), vec![])
+        }
+        (Power | Dhcp | Kernel | Inspect, Event::FactsReported) if f.inspect => Some(Transition {
+            state: RunState {
+                phase: Succeeded,
+                seq: run.seq + 1,
+                since: now,
+                due: None,
+                stage_failed: false,
+                boot_attempt: run.boot_attempt,
+                reason: None,
+            },
+            effects: vec![release(f), Effect::Bmc(PowerStep::PowerOff), Effect::Finish],
+            detail: "hardware facts reported: powering off".into(),
+        }),
+        (_, Event::FactsReported) => None,
         // The machine may be seen booting before the BMC call reports back (Power),
         // and a missed observation must not stall the run: later evidence moves it on.
         (Power | Dhcp | Kernel, Event::KernelServed) => {
@@ -606,7 +639,7 @@ fn deadline_for(p: Phase, f: &Facts) -> Option<i64> {
         Phase::Dhcp => d.dhcp_ms,
         Phase::Kernel => d.kernel_ms,
         Phase::Config => d.config_ms,
-        Phase::Install => d.install_ms,
+        Phase::Install | Phase::Inspect => d.install_ms,
         Phase::Reboot => d.reboot_ms,
         Phase::Ports => d.ports_ms,
         // A stage's own timeout is enforced by the runner; the deadline is a backstop.
@@ -693,7 +726,7 @@ fn resume(run: &RunState, p: Phase, f: &Facts, now: i64) -> Option<Transition> {
         Phase::Locked => vec![Effect::NetbootOn],
         Phase::BootDev => vec![Effect::Bmc(PowerStep::SetBootPxe)],
         Phase::Power => vec![Effect::Bmc(PowerStep::PowerCycle)],
-        Phase::Dhcp | Phase::Kernel | Phase::Config | Phase::Install => vec![],
+        Phase::Dhcp | Phase::Kernel | Phase::Config | Phase::Install | Phase::Inspect => vec![],
         // The machine may be up on its disk by now: no need to see it go down.
         Phase::Reboot => vec![Effect::ProbePorts {
             until: run.due.unwrap_or(now + f.deadlines.reboot_ms),

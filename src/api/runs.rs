@@ -11,7 +11,14 @@ pub struct CreateRuns {
     pub profile: Option<String>,
     #[serde(default)]
     pub requested_by: Option<String>,
+    /// `reimage` (default) or `inspect` (netboot the inspection image, store
+    /// its hardware facts, power off; the profile defaults to `inspect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
+
+/// The profile an inspection run uses unless told otherwise.
+pub const INSPECT_PROFILE: &str = "inspect";
 
 /// The answer to `POST /api/v1/runs` and `POST …/retry` (201).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +46,9 @@ pub struct Run {
     pub reason: Option<String>,
     pub requested_by: Option<String>,
     pub retry_of: Option<String>,
+    /// `reimage` or `inspect`.
+    #[serde(default = "reimage")]
+    pub kind: String,
     /// Unix milliseconds.
     pub created_at: i64,
     pub updated_at: i64,
@@ -92,4 +102,8 @@ pub struct Artifact {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cancelled {
     pub cancelled: String,
+}
+
+fn reimage() -> String {
+    "reimage".into()
 }

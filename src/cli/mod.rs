@@ -83,6 +83,9 @@ pub enum Cmd {
     },
     /// Reimage systems: PXE, install, reboot, SSH, config and test stages.
     Reimage(runs::ReimageArgs),
+    /// Inspect systems' hardware: netboot the `inspect` profile's image, store
+    /// the facts it reports (`systems show`), power off. Same options as reimage.
+    Inspect(runs::ReimageArgs),
     /// Reimage runs: list, show, logs, cancel, retry.
     #[command(subcommand)]
     Runs(runs::RunsCmd),
@@ -169,6 +172,7 @@ pub fn main() -> ExitCode {
         Cmd::Serve => serve::serve(&cli.config, &cli.log_format),
         Cmd::TftpServe { addr, root } => serve::tftp_serve(addr, root, &cli.log_format),
         Cmd::Reimage(a) => runs::reimage(&cli.config, api, a),
+        Cmd::Inspect(a) => runs::inspect(&cli.config, api, a),
         Cmd::Runs(r) => runs::runs(&cli.config, api, r),
         Cmd::Power { args } => {
             let (op, systems) = args.split_last().expect("clap: at least 2");

@@ -115,6 +115,16 @@ fn parse_timeout(t: Option<&str>) -> Result<Option<Duration>, ExitCode> {
 }
 
 pub fn reimage(dir: &Path, api: Option<&str>, a: ReimageArgs) -> ExitCode {
+    start(dir, api, a, None)
+}
+
+/// `rackboot inspect`: inspection runs (the `inspect` profile unless
+/// `--profile`), waited for like reimages with `--wait`.
+pub fn inspect(dir: &Path, api: Option<&str>, a: ReimageArgs) -> ExitCode {
+    start(dir, api, a, Some("inspect"))
+}
+
+fn start(dir: &Path, api: Option<&str>, a: ReimageArgs, kind: Option<&str>) -> ExitCode {
     let timeout = match parse_timeout(a.timeout.as_deref()) {
         Ok(t) => t,
         Err(code) => return code,
@@ -124,6 +134,7 @@ pub fn reimage(dir: &Path, api: Option<&str>, a: ReimageArgs) -> ExitCode {
         systems: a.systems.clone(),
         profile: a.profile.clone(),
         requested_by: Some(whoami()),
+        kind: kind.map(String::from),
     };
     let created: api::RunsCreated = match c.call_json("POST", "/api/v1/runs", &req) {
         Ok(v) => v,

@@ -46,6 +46,12 @@ pub fn run(r: &RunRow) -> api::Run {
         reason: r.reason.clone(),
         requested_by: r.requested_by.clone(),
         retry_of: r.retry_of.clone(),
+        kind: if crate::engine::is_inspect(&r.overrides) {
+            "inspect"
+        } else {
+            "reimage"
+        }
+        .into(),
         created_at: r.created_at,
         updated_at: r.updated_at,
         finished_at: r.finished_at,
@@ -106,13 +112,29 @@ async fn create(
         Ok(r) => r,
         Err(r) => return r,
     };
+    let inspect = match req.kind.as_deref() {
+        None | Some("reimage") => false,
+        Some("inspect") => true,
+        Some(k) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("\"kind\" is \"reimage\" or \"inspect\", not {k:?}"),
+            )
+        }
+    };
+    let profile = match (inspect, req.profile) {
+        (true, None) => Some(api::runs::INSPECT_PROFILE.to_string()),
+        (_, p) => p,
+    };
     match ctx
         .engine
-        .create_runs(
+        .create_runs_of(
             req.systems,
-            req.profile,
+            profile,
             req.requested_by.or(Some(who.name)),
             None,
+            inspect,
         )
         .await
     {
@@ -224,11 +246,12 @@ async fn retry(
     }
     match ctx
         .engine
-        .create_runs(
+        .create_runs_of(
             vec![run.system.clone()],
             Some(run.profile.clone()),
             Some(who.name),
             Some(id),
+            crate::engine::is_inspect(&run.overrides),
         )
         .await
     {

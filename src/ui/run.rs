@@ -383,11 +383,12 @@ pub async fn retry(
     match ui
         .ctx
         .engine
-        .create_runs(
+        .create_runs_of(
             vec![run.system.clone()],
             Some(run.profile.clone()),
             Some(req.who.clone()),
             Some(id.clone()),
+            crate::engine::is_inspect(&run.overrides),
         )
         .await
     {

@@ -30,6 +30,7 @@ fn facts() -> Facts {
         boot_retries: 0,
         before_stages: 0,
         rerun_interrupted: true,
+        inspect: false,
     }
 }
 
@@ -358,6 +359,7 @@ fn phase_names_round_trip() {
         Phase::Kernel,
         Phase::Config,
         Phase::Install,
+        Phase::Inspect,
         Phase::Reboot,
         Phase::Ports,
         Phase::Stage(3),
@@ -735,4 +737,58 @@ fn console_news_is_a_note_in_any_running_phase() {
         .unwrap()
         .state;
     assert!(step(&done, &Event::Console("late".into()), &f, 70).is_none());
+}
+
+/// An inspection run: netboot, the image loads, its facts report ends the
+/// run with a power-off; no config, install, reboot or stages. A reimage
+/// ignores a facts report; an inspection run that gets no report times out
+/// in `inspect`.
+#[test]
+fn inspection_run_ends_at_its_facts_report_with_a_power_off() {
+    let mut f = facts();
+    f.inspect = true;
+    f.stages.clear();
+    let events = vec![
+        Event::Start,
+        Event::NetbootOn,
+        ok(PowerStep::SetBootPxe),
+        ok(PowerStep::PowerCycle),
+        Event::DhcpSeen,
+        Event::KernelServed,
+        Event::ConfigServed,
+        Event::FactsReported,
+    ];
+    let (phases, effects, run) = drive(&events, &f);
+    assert_eq!(
+        phases,
+        [
+            "queued",
+            "locked",
+            "bootdev",
+            "power",
+            "dhcp",
+            "kernel",
+            "inspect",
+            "ignored:inspect",
+            "succeeded"
+        ]
+    );
+    assert_eq!(run.phase, Phase::Succeeded);
+    let tail: Vec<&Effect> = effects.iter().rev().take(3).collect();
+    assert_eq!(tail[0], &Effect::Finish);
+    assert_eq!(tail[1], &Effect::Bmc(PowerStep::PowerOff));
+
+    // The same report in a reimage changes nothing.
+    let mut r = happy();
+    r.insert(6, Event::FactsReported);
+    let (phases, _, _) = drive(&r, &facts());
+    assert_eq!(phases[7], "ignored:config");
+    assert_eq!(phases.last().unwrap(), "succeeded");
+
+    // No report: the install deadline ends it in `inspect`.
+    let (_, _, run) = drive(&events[..6], &f);
+    assert_eq!(run.phase, Phase::Inspect);
+    let t = step(&run, &Event::Deadline(run.seq), &f, 10_000_000).unwrap();
+    assert_eq!(t.state.phase, Phase::TimedOut);
+    assert!(t.detail.contains("hardware facts report"), "{}", t.detail);
 }

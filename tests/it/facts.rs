@@ -130,3 +130,95 @@ async fn facts_report_checked_stored_shown_and_given_to_stages() {
     let (_, hist) = sim.api("GET", "/api/v1/systems/sim1/history", None).await;
     assert!(hist.to_string().contains("\"facts\""), "{hist}");
 }
+
+/// `rackboot inspect`: an inspection run netboots the `inspect` profile's
+/// image, which reports its facts to `urls.facts` (from its kernel args);
+/// the report ends the run and the machine is powered off. A retry is an
+/// inspection run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_run_netboots_the_image_stores_facts_and_powers_off() {
+    let sim = crate::runs::sim_with("true", |c| {
+        c.write(
+            "profiles/inspect.toml",
+            "parent = \"lab\"\ndescription = \"hardware inspection\"\nkernel_args = \"console=ttyS0 rackboot.facts={{ urls.facts }}\"\n[timeouts]\npower = \"5s\"\ndhcp = \"5s\"\nkernel = \"5s\"\ninstall = \"10s\"\n",
+        );
+    })
+    .await;
+    let body = serde_json::json!({"systems": ["sim1"], "kind": "inspect"}).to_string();
+    let (s, v) = sim.api("POST", "/api/v1/runs", Some(body)).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(v["runs"][0]["profile"], "inspect");
+    let (s, v) = sim
+        .api(
+            "POST",
+            "/api/v1/runs",
+            Some(serde_json::json!({"systems": ["sim2"], "kind": "nope"}).to_string()),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+
+    let mac: Mac = MAC1.parse().unwrap();
+    assert!(sim.dhcp(mac).await.is_some());
+    let (s, script) = sim
+        .boot_http("GET", &format!("/ipxe/{}", mac.hyphenated()))
+        .await;
+    assert_eq!(s, 200);
+    let url = script
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rackboot.facts="))
+        .unwrap_or_else(|| panic!("facts URL in the kernel args: {script}"));
+    let path = url[url.find("/facts/").unwrap()..].to_string();
+    let (s, _) = sim.boot_http("GET", "/boot/vmlinuz").await;
+    assert_eq!(s, 200);
+    sim.wait_state(&id, "inspect", 5).await;
+    let report = serde_json::json!({
+        "cpu": {"model": "QEMU Virtual CPU", "count": 1}, "memory_mib": 512,
+        "disks": [{"name": "vda", "size_bytes": 4294967296u64}],
+        "nics": [{"name": "eth0", "mac": MAC1, "link": true}],
+        "firmware": "bios", "secure_boot": false,
+    });
+    let (s, text) = post(&sim, &path, report.to_string()).await;
+    assert_eq!(s, 200, "{text}");
+    let v = sim.wait_terminal(&id, 10).await;
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    assert_eq!(v["kind"], "inspect");
+    let phases: Vec<String> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(phases.contains(&"inspect".to_string()), "{phases:?}");
+    assert!(
+        !phases.iter().any(|p| p == "install" || p == "reboot"),
+        "{phases:?}"
+    );
+    // Powered off at the end (the fake BMC records it).
+    let t = std::time::Instant::now();
+    loop {
+        let calls = sim.fake.calls.lock().unwrap().clone();
+        if calls.iter().any(|c| c == "127.0.0.1:1 power off") {
+            break;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{calls:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (s, v) = sim.api("GET", "/api/v1/systems/sim1/facts", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["facts"]["memory_mib"], 512);
+    assert_eq!(v["run_id"], id.as_str());
+    // The netboot switch is off again: the next boot is local.
+    let (_, script) = sim
+        .boot_http("GET", &format!("/ipxe/{}", mac.hyphenated()))
+        .await;
+    assert!(script.contains("\nexit\n"), "{script}");
+    // A retry is an inspection run again.
+    let (s, v) = sim
+        .api("POST", &format!("/api/v1/runs/{id}/retry"), None)
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let retry = v["runs"][0]["id"].as_str().unwrap().to_string();
+    let (_, v) = sim.api("GET", &format!("/api/v1/runs/{retry}"), None).await;
+    assert_eq!(v["kind"], "inspect", "{v}");
+}
