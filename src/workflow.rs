@@ -483,6 +483,11 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
         (Power | Dhcp | Kernel, Event::KernelServed) if f.inspect => {
             to(Inspect, "inspection image fetched".into(), vec![])
         }
+        // The image fetched its inspection script (a missed kernel observation).
+        (Power | Dhcp | Kernel, Event::ConfigServed) if f.inspect => {
+            to(Inspect, "inspection script fetched".into(), vec![])
+        }
+        (Inspect, Event::ConfigServed | Event::InstallDone) => None,
         (Power | Dhcp | Kernel | Inspect, Event::FactsReported) if f.inspect => Some(Transition {
             state: RunState {
                 phase: Succeeded,
