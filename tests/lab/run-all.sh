@@ -36,7 +36,7 @@ set -uo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/lab.env"
 source "$LAB/lib.sh"
 BIN="${RACKBOOT_BIN:-$REPO/target/debug/rackboot}"
-CASES="${LAB_CASES:-bios-disk bmc-down stage-fails kill9-resume kill9-kernel daemon-down two-at-once unknown-mac uefi-disk uefi-norom uefi-sb-unsigned uefi-sb proxy arm64}"
+CASES="${LAB_CASES:-bios-disk inspect bmc-down stage-fails kill9-resume kill9-kernel daemon-down two-at-once unknown-mac uefi-disk uefi-norom uefi-sb-unsigned uefi-sb proxy arm64}"
 OUT="${LAB_RESULTS:-$LAB_WORK-results}"
 rm -rf "$OUT"; mkdir -p "$OUT"
 CONF="$OUT/config"
@@ -153,7 +153,7 @@ kill_at() {
   echo "$id"
 }
 
-if want bios-disk || want bmc-down || want stage-fails || want kill9-resume || want kill9-kernel || want daemon-down || want two-at-once || want unknown-mac; then
+if want bios-disk || want inspect || want bmc-down || want stage-fails || want kill9-resume || want kill9-kernel || want daemon-down || want two-at-once || want unknown-mac; then
   if lab bios 2; then
     if want bios-disk; then
       if reimage_case bios-disk node50; then
@@ -174,6 +174,38 @@ if want bios-disk || want bmc-down || want stage-fails || want kill9-resume || w
         else
           pass bios-disk "power-on->SSH $(ssh_time "$id") s, straight to disk after the install, $(grep -c . "$OUT/bios-disk.console") console lines (run $id)"
         fi
+      fi
+    fi
+    # Hardware inspection: node51 netboots the inspect profile's script, which reports its
+    # facts; the run ends there and the BMC powers the machine off. The facts must match how
+    # up.sh started the VM (memory VM_MEM=512 MiB less the kernel's own, disk 256M, its MAC,
+    # BIOS firmware).
+    if want inspect; then
+      t0=$(lab_now)
+      rb inspect node51 --wait --timeout 5m > "$OUT/inspect.out" 2>&1; rc=$?
+      dt=$(lab_since "$t0"); cat "$OUT/inspect.out"
+      rb systems show node51 --json > "$OUT/inspect.json" 2>&1
+      rb systems show node51 > "$OUT/inspect.txt" 2>&1
+      why=$(python3 - "$OUT/inspect.json" "$(lab_node_mac 1)" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1])); f = (v.get("facts") or {}).get("facts") or {}
+bad = []
+if not 256 <= (f.get("memory_mib") or 0) <= 512: bad.append("memory_mib %r" % f.get("memory_mib"))
+if not any(d["name"] == "vda" and d["size_bytes"] == 256 << 20 for d in f.get("disks", [])): bad.append("disks %r" % f.get("disks"))
+if not any(n["mac"] == sys.argv[2] for n in f.get("nics", [])): bad.append("nics %r" % f.get("nics"))
+if f.get("firmware") != "bios": bad.append("firmware %r" % f.get("firmware"))
+print("; ".join(bad))
+PY
+)
+      off=""; for _ in $(seq 50); do [ "$(lab_power_state 1)" = off ] && { off=1; break; }; sleep 0.2; done
+      if [ $rc != 0 ]; then
+        fail inspect "rackboot inspect exit $rc"
+      elif [ -n "$why" ]; then
+        fail inspect "facts do not match the VM: $why ($OUT/inspect.json)"
+      elif [ -z "$off" ]; then
+        fail inspect "the machine was not powered off after its report"
+      else
+        pass inspect "facts in ${dt}s from the request: $(grep -E '^  (memory|disk|nic|firmware):' "$OUT/inspect.txt" | sed 's/  */ /g' | paste -sd ';'), powered off"
       fi
     fi
     if want bmc-down; then
