@@ -7,7 +7,7 @@
 //! 2 usage error.
 
 use super::output::{
-    pretty, print_profile, print_profiles, print_system, print_systems, print_systems_with,
+    pretty, print_profile, print_profiles, print_system_with, print_systems, print_systems_with,
     vars_origin, EXIT_FAILED, EXIT_USAGE,
 };
 use super::reload;
@@ -503,10 +503,7 @@ pub fn run_systems(dir: &Path, api: Option<&str>, cmd: SystemsCmd) -> ExitCode {
                 }
                 println!("{}", pretty(&v));
             } else {
-                print_system(s);
-                if let Some(f) = &facts {
-                    print_facts(f);
-                }
+                print_system_with(s, facts.as_ref().map(facts_rows).unwrap_or_default());
             }
             ExitCode::SUCCESS
         }),
@@ -691,61 +688,77 @@ fn system_out(s: &System) -> api::System {
     v
 }
 
-/// `systems show`: the last facts report, a line per kind.
-fn print_facts(r: &api::facts::FactsReport) {
+/// `systems show`: the last facts report as `facts.*` rows.
+fn facts_rows(r: &api::facts::FactsReport) -> Vec<Vec<String>> {
     let f = &r.facts;
-    println!(
-        "facts:      reported {} (run {})",
-        crate::ui::fmt_time(r.at),
-        r.run_id.as_deref().unwrap_or("-")
-    );
+    let size = |b: u64| {
+        if b >= 1 << 30 {
+            format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+        } else {
+            format!("{} MiB", b >> 20)
+        }
+    };
+    let mut rows = vec![vec![
+        "facts".to_string(),
+        format!(
+            "reported {} (run {})",
+            crate::ui::fmt_time(r.at),
+            r.run_id.as_deref().unwrap_or("-")
+        ),
+    ]];
+    let mut row = |k: &str, v: String| rows.push(vec![format!("facts.{k}"), v]);
     if let Some(c) = &f.cpu {
-        println!(
-            "  cpu:      {} x {}",
-            c.count,
-            c.model.as_deref().unwrap_or("?")
+        row(
+            "cpu",
+            format!("{} x {}", c.count, c.model.as_deref().unwrap_or("?")),
         );
     }
     if let Some(m) = f.memory_mib {
-        println!("  memory:   {m} MiB");
+        row("memory", format!("{m} MiB"));
     }
     for d in &f.disks {
-        println!(
-            "  disk:     {} {:.1} GiB{}{}",
-            d.name,
-            d.size_bytes as f64 / (1u64 << 30) as f64,
-            d.model
-                .as_deref()
-                .map(|m| format!(" {m}"))
-                .unwrap_or_default(),
-            match d.rotational {
-                Some(true) => " (rotational)",
-                Some(false) => " (solid state)",
-                None => "",
-            }
+        row(
+            "disk",
+            format!(
+                "{} {}{}{}",
+                d.name,
+                size(d.size_bytes),
+                d.model
+                    .as_deref()
+                    .map(|m| format!(" {m}"))
+                    .unwrap_or_default(),
+                match d.rotational {
+                    Some(true) => " (rotational)",
+                    Some(false) => " (solid state)",
+                    None => "",
+                }
+            ),
         );
     }
     for n in &f.nics {
-        println!(
-            "  nic:      {} {}{}",
-            n.name,
-            n.mac,
-            match (n.link, n.speed_mbps) {
-                (Some(true), Some(s)) => format!(" link up {s} Mb/s"),
-                (Some(true), None) => " link up".into(),
-                (Some(false), _) => " no link".into(),
-                _ => String::new(),
-            }
+        row(
+            "nic",
+            format!(
+                "{} {}{}",
+                n.name,
+                n.mac,
+                match (n.link, n.speed_mbps) {
+                    (Some(true), Some(s)) => format!(" link up {s} Mb/s"),
+                    (Some(true), None) => " link up".into(),
+                    (Some(false), _) => " no link".into(),
+                    _ => String::new(),
+                }
+            ),
         );
     }
     if let Some(d) = &f.dmi {
-        println!(
-            "  dmi:      {} {} serial {} BIOS {}",
-            d.vendor.as_deref().unwrap_or("?"),
-            d.product.as_deref().unwrap_or("?"),
-            d.serial.as_deref().unwrap_or("?"),
-            d.bios_version.as_deref().unwrap_or("?")
-        );
+        let v = [&d.vendor, &d.product, &d.serial, &d.bios_version]
+            .into_iter()
+            .zip(["", "", "serial ", "BIOS "])
+            .filter_map(|(v, k)| v.as_ref().map(|v| format!("{k}{v}")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        row("dmi", v);
     }
     if let Some(fw) = &f.firmware {
         let sb = match f.secure_boot {
@@ -753,6 +766,7 @@ fn print_facts(r: &api::facts::FactsReport) {
             Some(false) => ", Secure Boot off",
             None => "",
         };
-        println!("  firmware: {fw}{sb}");
+        row("firmware", format!("{fw}{sb}"));
     }
+    rows
 }

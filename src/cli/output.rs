@@ -134,7 +134,8 @@ pub fn print_systems_with<'a>(
     print_table(&rows);
 }
 
-pub fn print_system(s: &System) {
+/// A system as `key value` rows, with more rows after its own (the facts).
+pub fn print_system_with(s: &System, extra: Vec<Vec<String>>) {
     let opt = |o: Option<String>| o.unwrap_or_else(|| "-".into());
     let mut rows = vec![
         vec!["name".to_string(), s.name.clone()],
@@ -187,6 +188,7 @@ pub fn print_system(s: &System) {
     for (k, v) in &s.vars {
         rows.push(vec![format!("vars.{k}"), toml_show(v)]);
     }
+    rows.extend(extra);
     print_table(&rows);
 }
 

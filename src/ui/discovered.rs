@@ -3,7 +3,7 @@
 //! add it as a system (`POST /api/v1/systems` with `from_discovered`, the
 //! same path as `rackboot systems add --from-discovered`) or to forget it.
 
-use super::{field, fmt_dur, fmt_time, form_or_400, redirect_with, FormBody, Req, S};
+use super::{field, fmt_dur, fmt_time, redirect_with, FormBody, Req, S};
 use crate::api::changes::SystemChange;
 use axum::extract::State;
 use axum::http::{Extensions, HeaderMap, StatusCode};
@@ -60,14 +60,10 @@ pub async fn page(State(ui): S, headers: HeaderMap, ext: Extensions) -> Response
 /// "Add as system": name, IP and profile from the form, the MAC (and arch)
 /// from the record.
 pub async fn adopt(State(ui): S, headers: HeaderMap, ext: Extensions, form: FormBody) -> Response {
-    let form = match form_or_400(&ui, form) {
-        Ok(f) => f,
+    let (_req, form) = match super::posted(&ui, &headers, &ext, form) {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let req = Req::new(&headers, &ext);
-    if let Err(r) = ui.check_post(&req, &form) {
-        return r;
-    }
     let get = |k: &str| field(&form, k).map(str::trim).filter(|v| !v.is_empty());
     let (Some(mac), Some(name)) = (get("mac"), get("name")) else {
         return redirect_with(Some("/ui/discovered"), "Give the new system a name.");
@@ -113,14 +109,10 @@ pub async fn adopt(State(ui): S, headers: HeaderMap, ext: Extensions, form: Form
 
 /// "Forget": the record goes (it comes back if the machine asks again).
 pub async fn forget(State(ui): S, headers: HeaderMap, ext: Extensions, form: FormBody) -> Response {
-    let form = match form_or_400(&ui, form) {
-        Ok(f) => f,
+    let (_req, form) = match super::posted(&ui, &headers, &ext, form) {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let req = Req::new(&headers, &ext);
-    if let Err(r) = ui.check_post(&req, &form) {
-        return r;
-    }
     let Some(mac) = field(&form, "mac") else {
         return redirect_with(Some("/ui/discovered"), "No MAC given.");
     };

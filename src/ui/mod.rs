@@ -515,6 +515,20 @@ fn form_or_400(ui: &Ui, f: FormBody) -> Result<Vec<(String, String)>, Response> 
     })
 }
 
+/// An action's POST: the form (400 if it is not one), the request, its CSRF
+/// token and who may act (403), in that order.
+fn posted(
+    ui: &Ui,
+    headers: &HeaderMap,
+    ext: &Extensions,
+    f: FormBody,
+) -> Result<(Req, Vec<(String, String)>), Response> {
+    let form = form_or_400(ui, f)?;
+    let req = Req::new(headers, ext);
+    ui.check_post(&req, &form)?;
+    Ok((req, form))
+}
+
 /// A query string, or the 400 page.
 type QueryArg =
     Result<axum::extract::Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;

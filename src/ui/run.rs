@@ -3,9 +3,7 @@
 //! live by byte offset),
 //! artifacts, JUnit, cancel and retry.
 
-use super::{
-    due_of, field, fmt_dur, fmt_time, form_or_400, phase_class, redirect_with, FormBody, Req, S,
-};
+use super::{due_of, field, fmt_dur, fmt_time, phase_class, redirect_with, FormBody, Req, S};
 use crate::engine::{junit, stage};
 use axum::extract::{Path, State};
 use axum::http::{Extensions, HeaderMap, StatusCode};
@@ -303,14 +301,10 @@ pub async fn cancel(
     Path(id): Path<String>,
     form: FormBody,
 ) -> Response {
-    let form = match form_or_400(&ui, form) {
-        Ok(f) => f,
+    let (req, form) = match super::posted(&ui, &headers, &ext, form) {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let req = Req::new(&headers, &ext);
-    if let Err(r) = ui.check_post(&req, &form) {
-        return r;
-    }
     let _ = field(&form, "csrf");
     match ui.ctx.store.get_run(&id).await {
         Ok(Some(_)) => {}
@@ -348,14 +342,10 @@ pub async fn retry(
     Path(id): Path<String>,
     form: FormBody,
 ) -> Response {
-    let form = match form_or_400(&ui, form) {
-        Ok(f) => f,
+    let (req, _form) = match super::posted(&ui, &headers, &ext, form) {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let req = Req::new(&headers, &ext);
-    if let Err(r) = ui.check_post(&req, &form) {
-        return r;
-    }
     let run = match ui.ctx.store.get_run(&id).await {
         Ok(Some(r)) => r,
         Ok(None) => {

@@ -41,6 +41,7 @@ async fn facts_report_checked_stored_shown_and_given_to_stages() {
     assert_eq!(s, 201, "{v}");
     let id = v["runs"][0]["id"].as_str().unwrap().to_string();
     let mac: Mac = MAC1.parse().unwrap();
+    sim.wait_state(&id, "dhcp", 5).await;
     let done = sim.netboot_to_install(mac).await;
     let facts_path = done.replacen("/done/", "/facts/", 1);
     let no_token = facts_path.split('?').next().unwrap().to_string();
@@ -119,10 +120,10 @@ async fn facts_report_checked_stored_shown_and_given_to_stages() {
     let api = sim.d().api_addr.to_string();
     let out = rb(c, &["--api", &api, "systems", "show", "sim1"]);
     assert_eq!(out.code, 0, "{}", out.err);
-    assert!(out.out.contains("memory:   2048 MiB"), "{}", out.out);
+    assert!(out.out.contains("facts.memory    2048 MiB"), "{}", out.out);
     assert!(
         out.out
-            .contains("disk:     vda 20.0 GiB QEMU HARDDISK (rotational)"),
+            .contains("facts.disk      vda 20.0 GiB QEMU HARDDISK (rotational)"),
         "{}",
         out.out
     );
@@ -159,6 +160,8 @@ async fn inspect_run_netboots_the_image_stores_facts_and_powers_off() {
     assert_eq!(s, 400, "{v}");
 
     let mac: Mac = MAC1.parse().unwrap();
+    // The machine boots once the engine has power-cycled it.
+    sim.wait_state(&id, "dhcp", 5).await;
     assert!(sim.dhcp(mac).await.is_some());
     let (s, script) = sim
         .boot_http("GET", &format!("/ipxe/{}", mac.hyphenated()))

@@ -205,7 +205,7 @@ PY
       elif [ -z "$off" ]; then
         fail inspect "the machine was not powered off after its report"
       else
-        pass inspect "facts in ${dt}s from the request: $(grep -E '^  (memory|disk|nic|firmware):' "$OUT/inspect.txt" | sed 's/  */ /g' | paste -sd ';'), powered off"
+        pass inspect "facts in ${dt}s from the request: $(grep -E '^facts\.(memory|disk|nic|firmware) ' "$OUT/inspect.txt" | sed 's/  */ /g' | paste -sd ';'), powered off"
       fi
     fi
     if want bmc-down; then
