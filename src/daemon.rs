@@ -315,7 +315,8 @@ pub async fn start_with(
         });
     if let Some(d) = &discovery {
         let (d, st, sd) = (d.clone(), store.clone(), shutdown.child_token());
-        tracker.spawn(async move { d.run_flusher(st, sd).await });
+        let feed = engine.feed().clone();
+        tracker.spawn(async move { d.run_flusher(st, Some(feed), sd).await });
     }
     let policy: Arc<dyn crate::dhcp::DhcpPolicy> = Arc::new(crate::dhcp::InventoryDhcpPolicy {
         inventory: inv_rx.clone(),

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
 pub struct ReimageArgs {
-    /// Systems to reimage (all or none are accepted).
+    /// Systems (all or none are accepted).
     #[arg(required = true)]
     pub systems: Vec<String>,
-    /// Profile to install (default: each system's own).
+    /// Profile (default: each system's own; `inspect` for `rackboot inspect`).
     #[arg(long)]
     pub profile: Option<String>,
     /// Wait for every run to finish; one line per phase change.

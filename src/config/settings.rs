@@ -88,7 +88,7 @@ pub struct WebhookSettings {
 }
 
 /// The event kinds the feed publishes (what `[[webhooks]] events` may name).
-pub const EVENT_KINDS: &[&str] = &["transition", "observation"];
+pub const EVENT_KINDS: &[&str] = &["transition", "observation", "facts", "discovered"];
 
 /// `dhcp.discovered_max` unless set.
 pub const DISCOVERED_MAX_DEFAULT: u32 = 10_000;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::opts::code;
 use super::DhcpRequest;
+use crate::feed::Feed;
 use crate::model::Mac;
 use crate::store::{DiscoveredRow, Store};
 
@@ -215,18 +216,31 @@ impl Discovery {
         }
     }
 
-    /// One flush: take the map, write it. Returns the rows written.
-    pub async fn flush(&self, store: &Store) -> usize {
+    /// One flush: take the map, write it; a MAC seen for the first time is
+    /// announced on the feed (`{"type": "discovered", …}`: SSE, webhooks,
+    /// MQTT), if one is given. Returns the rows written.
+    pub async fn flush(&self, store: &Store, feed: Option<&Feed>) -> usize {
         let rows = self.take();
         if rows.is_empty() {
             return 0;
         }
         match store.upsert_discovered(&rows, self.cap).await {
-            Ok(pruned) => {
+            Ok(w) => {
                 self.stats
                     .flushed
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                self.stats.pruned.fetch_add(pruned, Ordering::Relaxed);
+                self.stats.pruned.fetch_add(w.pruned, Ordering::Relaxed);
+                if let Some(feed) = feed {
+                    for r in rows.iter().filter(|r| w.new.contains(&r.mac)) {
+                        feed.publish(serde_json::json!({
+                            "type": "discovered", "mac": r.mac, "at": r.first_seen,
+                            "arch": r.arch, "vendor_class": r.vendor_class, "ipxe": r.ipxe,
+                            "relay": r.relay, "interface": r.interface, "hostname": r.hostname,
+                            "detail": format!("new machine {} ({})", r.mac,
+                                r.arch.as_deref().unwrap_or("arch unknown")),
+                        }));
+                    }
+                }
                 rows.len()
             }
             Err(e) => {
@@ -239,18 +253,23 @@ impl Discovery {
     }
 
     /// Flushes every [`FLUSH_EVERY`] until `shutdown`, then once more.
-    pub async fn run_flusher(&self, store: Store, shutdown: CancellationToken) {
+    pub async fn run_flusher(
+        &self,
+        store: Store,
+        feed: Option<std::sync::Arc<Feed>>,
+        shutdown: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = tick.tick() => {
-                    self.flush(&store).await;
+                    self.flush(&store, feed.as_deref()).await;
                 }
             }
         }
-        self.flush(&store).await;
+        self.flush(&store, feed.as_deref()).await;
     }
 }
 
@@ -321,16 +340,16 @@ mod tests {
         let d = Discovery::new(None, 10);
         let m = Mac([0x52, 0x54, 0, 0, 0, 2]);
         d.record(m, s(Some("efi-x64"), None, false), 10);
-        assert_eq!(d.flush(&store).await, 1);
+        assert_eq!(d.flush(&store, None).await, 1);
         d.record(m, s(None, None, false), 20);
-        assert_eq!(d.flush(&store).await, 1);
+        assert_eq!(d.flush(&store, None).await, 1);
         let r = store.discovered_one(&m.to_string()).await.unwrap().unwrap();
         assert_eq!((r.first_seen, r.last_seen, r.count), (10, 20, 2));
 
         // A closed store: the rows go back and are written by a later flush.
         d.record(m, s(None, None, false), 30);
         store.close().await;
-        assert_eq!(d.flush(&store).await, 0);
+        assert_eq!(d.flush(&store, None).await, 0);
         assert_eq!(d.stats.flush_errors.load(Ordering::Relaxed), 1);
         let back = d.take();
         assert_eq!(back.len(), 1);

@@ -263,6 +263,14 @@ pub struct FactsRow {
     pub data: String,
 }
 
+/// What [`Store::upsert_discovered`] did: MACs pruned by the cap, and the
+/// MACs of the batch the table did not hold before (first sightings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredWrite {
+    pub pruned: u64,
+    pub new: Vec<String>,
+}
+
 /// Rows per multi-row statement in [`Store::upsert_discovered`] (11 values each).
 pub const DISCOVERED_CHUNK: usize = 400;
 
@@ -1027,15 +1035,40 @@ impl Store {
     /// Merges a batch of sightings (one row per MAC, as aggregated by
     /// `discovery::Discovery`): counts add up, first/last seen widen, the
     /// newest non-empty details win. Then keeps only the `cap` most recently
-    /// seen MACs; returns how many were pruned. Rows are written in MAC order
+    /// seen MACs; says how many were pruned and which MACs were new. Rows are written in MAC order
     /// so two daemons' batches cannot deadlock on each other.
-    pub async fn upsert_discovered(&self, rows: &[DiscoveredRow], cap: u32) -> Result<u64> {
+    pub async fn upsert_discovered(
+        &self,
+        rows: &[DiscoveredRow],
+        cap: u32,
+    ) -> Result<DiscoveredWrite> {
         let mut rows: Vec<&DiscoveredRow> = rows.iter().collect();
         rows.sort_by(|a, b| a.mac.cmp(&b.mac));
         rows.dedup_by(|a, b| a.mac == b.mac);
         with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
+            let mut new = Vec::new();
             for chunk in rows.chunks(DISCOVERED_CHUNK) {
+                // Which of these the table did not hold yet (first sightings).
+                let q = format!(
+                    "SELECT mac FROM discovered WHERE mac IN ({})",
+                    (1..=chunk.len())
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut sel = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(q));
+                for r in chunk {
+                    sel = sel.bind(&r.mac);
+                }
+                let known: std::collections::HashSet<String> =
+                    sel.fetch_all(&mut *tx).await?.into_iter().collect();
+                new.extend(
+                    chunk
+                        .iter()
+                        .filter(|r| !known.contains(&r.mac))
+                        .map(|r| r.mac.clone()),
+                );
                 let q = format!(
                     "INSERT INTO discovered (mac, arch, vendor_class, ipxe, proxy, relay, interface,
                         hostname, first_seen, last_seen, count) VALUES {}
@@ -1083,7 +1116,7 @@ impl Store {
             .await?
             .rows_affected();
             tx.commit().await?;
-            Ok(pruned)
+            Ok(DiscoveredWrite { pruned, new })
         })
     }
 

@@ -38,7 +38,7 @@ async fn discovered_merge_and_cap(db: TestDb) {
     let a = "52:54:00:00:00:0a";
     let b = "52:54:00:00:00:0b";
     let c = "52:54:00:00:00:0c";
-    let pruned = s
+    let w = s
         .upsert_discovered(
             &[
                 sighting(a, Some("bios"), 100, 200, 3),
@@ -48,12 +48,14 @@ async fn discovered_merge_and_cap(db: TestDb) {
         )
         .await
         .unwrap();
-    assert_eq!(pruned, 0);
+    assert_eq!(w.pruned, 0);
+    assert_eq!(w.new, vec![a.to_string(), b.to_string()], "first sightings");
     let mut later = sighting(a, None, 50, 900, 2);
     later.ipxe = true;
     later.relay = Some("10.9.0.1".into());
     later.vendor_class = None;
-    s.upsert_discovered(&[later], 10).await.unwrap();
+    let w = s.upsert_discovered(&[later], 10).await.unwrap();
+    assert!(w.new.is_empty(), "a is known: {w:?}");
     let got = s.discovered_one(a).await.unwrap().unwrap();
     assert_eq!((got.first_seen, got.last_seen, got.count), (50, 900, 5));
     assert_eq!(
@@ -69,11 +71,11 @@ async fn discovered_merge_and_cap(db: TestDb) {
     assert_eq!(got.relay.as_deref(), Some("10.9.0.1"));
 
     // Cap 2: the least recently seen (b, last seen 150) goes.
-    let pruned = s
+    let w = s
         .upsert_discovered(&[sighting(c, Some("efi-x64"), 300, 300, 1)], 2)
         .await
         .unwrap();
-    assert_eq!(pruned, 1);
+    assert_eq!((w.pruned, w.new), (1, vec![c.to_string()]));
     let all: Vec<String> = s
         .discovered(100)
         .await

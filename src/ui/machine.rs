@@ -121,7 +121,16 @@ fn event_row(e: &FeedEvent) -> Value {
             let d = s("detail").to_string();
             (s("what").to_string(), "", compact(&d, DETAIL_MAX), d)
         }
-        other => (other.to_string(), "", String::new(), e.data.to_string()),
+        // facts, discovered, …: their own one-line detail.
+        other => {
+            let d = s("detail").to_string();
+            (
+                other.to_string(),
+                "",
+                compact(&d, DETAIL_MAX),
+                e.data.to_string(),
+            )
+        }
     };
     json!({
         "id": e.id, "at": e.at, "time": fmt_time(e.at), "kind": e.kind,

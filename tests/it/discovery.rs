@@ -66,6 +66,38 @@ async fn unknown_macs_are_recorded_listed_and_adopted() {
     assert!(l.offer(&node50.to_string()).await.is_some());
 
     let v = listed(&l, &[IPXE_MAC, UEFI_MAC, OTHER_MAC]).await;
+    // Each first sighting is announced once on the event feed (SSE,
+    // webhooks, MQTT), the second request of IPXE_MAC not again.
+    let t = Instant::now();
+    let announced = loop {
+        // The stored feed, read from the daemon's database (WAL: a second
+        // reader is fine); SSE, webhooks and MQTT all walk this feed.
+        let feed: Vec<serde_json::Value> = {
+            let store = rackboot::store::Store::open(&format!(
+                "sqlite://{}",
+                l.c.path().join(".lab/data/rackboot.db").display()
+            ))
+            .await
+            .unwrap();
+            let rows = store.feed_since(0, 1000).await.unwrap();
+            rows.into_iter()
+                .filter(|e| e.kind == "discovered")
+                .map(|e| serde_json::from_str(&e.data).unwrap())
+                .collect()
+        };
+        if feed.len() >= 3 || t.elapsed() > Duration::from_secs(5) {
+            break feed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let macs: Vec<&str> = announced
+        .iter()
+        .map(|e| e["mac"].as_str().unwrap())
+        .collect();
+    assert_eq!(macs.len(), 3, "{announced:?}");
+    for m in [IPXE_MAC, UEFI_MAC, OTHER_MAC] {
+        assert!(macs.contains(&m), "{m} not announced: {announced:?}");
+    }
     assert!(!v.iter().any(|d| d.mac == node50.to_string()), "{v:?}");
     let ipxe = v.iter().find(|d| d.mac == IPXE_MAC).unwrap();
     assert!(ipxe.ipxe);
