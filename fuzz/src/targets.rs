@@ -415,6 +415,7 @@ impl BootRoutes {
                 token: "secret-token".into(),
                 profile: None,
                 persistent: false,
+                facts: None,
             },
         );
         let (inv_tx, inventory) = watch::channel(Arc::new(cfg.inventory));
