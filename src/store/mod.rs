@@ -1051,11 +1051,8 @@ impl Store {
             for chunk in rows.chunks(DISCOVERED_CHUNK) {
                 // Which of these the table did not hold yet (first sightings).
                 let q = format!(
-                    "SELECT mac FROM discovered WHERE mac IN ({})",
-                    (1..=chunk.len())
-                        .map(|i| format!("${i}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "SELECT mac FROM discovered WHERE mac IN (VALUES {})",
+                    placeholders(chunk.len(), 1)
                 );
                 let mut sel = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(q));
                 for r in chunk {
