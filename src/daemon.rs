@@ -238,20 +238,36 @@ pub async fn start_with(
     listeners: Listeners,
     power: Arc<crate::power::Power>,
 ) -> anyhow::Result<Running> {
-    let settings = Arc::new(cfg.settings);
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let store = Store::open(&settings.database_url).await.with_context(|| {
-        format!(
-            "opening the store {}",
-            crate::store::redact_url(&settings.database_url)
-        )
-    })?;
-    let mut inventory = cfg.inventory;
+    let store = Store::open(&cfg.settings.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the store {}",
+                crate::store::redact_url(&cfg.settings.database_url)
+            )
+        })?;
+    // The shared inventory (Postgres): served from a materialised copy of
+    // the database's documents, the settings pointing at it.
+    let (settings, mut inventory, shared) = if crate::shared::is_shared(&cfg.settings) {
+        let (shared, s) = crate::shared::Shared::start(&store, &cfg.settings).await?;
+        let s2 = s.clone();
+        let inv = tokio::task::spawn_blocking(move || crate::admin::load_for_serving(&s2))
+            .await?
+            .map_err(|e| anyhow::anyhow!("the shared inventory does not load: {e}"))?;
+        (Arc::new(s), inv, Some(shared))
+    } else {
+        (Arc::new(cfg.settings), cfg.inventory, None)
+    };
     inventory.set_generation(FIRST_GENERATION);
     let (inv_tx, inv_rx) = watch::channel(Arc::new(inventory));
     let reloader = Arc::new(Reloader::new(settings.clone(), inv_tx));
+    if let Some(sh) = shared {
+        reloader.set_shared(sh.clone());
+        tracker.spawn(sh.run(reloader.clone(), shutdown.child_token()));
+    }
 
     let metrics = Arc::new(Metrics::new(settings.metrics_per_system));
     power.set_observer(metrics.clone());
@@ -604,7 +620,17 @@ pub async fn run(config_dir: &std::path::Path) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let notifier = crate::notify::Notifier::from_env();
     let started = async {
-        let cfg = config::load(config_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let settings = config::load_settings(config_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cfg = if crate::shared::is_shared(&settings) {
+            // The inventory comes from the database (`start`).
+            let inventory = crate::inventory::Inventory::empty((&settings).into());
+            config::Config {
+                settings,
+                inventory,
+            }
+        } else {
+            config::load(config_dir).map_err(|e| anyhow::anyhow!("{e}"))?
+        };
         let listeners = Listeners::bind(&cfg.settings).await?;
         start(cfg, listeners).await
     };

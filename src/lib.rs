@@ -40,6 +40,7 @@ pub mod observe;
 pub mod power;
 pub mod reload;
 pub mod render;
+pub mod shared;
 pub mod store;
 pub mod template;
 pub mod tftp;

@@ -18,6 +18,8 @@ pub struct Reloader {
     tx: watch::Sender<Arc<Inventory>>,
     generation: AtomicU64,
     lock: Mutex<()>,
+    /// The shared inventory (Postgres): edits go through it.
+    shared: std::sync::OnceLock<Arc<crate::shared::Shared>>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,12 +55,35 @@ impl Reloader {
             tx,
             generation: AtomicU64::new(FIRST_GENERATION),
             lock: Mutex::new(()),
+            shared: std::sync::OnceLock::new(),
         }
     }
 
     /// The settings the daemon started with (the admin API edits their files).
     pub fn settings(&self) -> &Arc<Settings> {
         &self.settings
+    }
+
+    /// The daemon serves the shared inventory (set once at start).
+    pub fn set_shared(&self, s: Arc<crate::shared::Shared>) {
+        let _ = self.shared.set(s);
+    }
+
+    pub fn shared(&self) -> Option<&Arc<crate::shared::Shared>> {
+        self.shared.get()
+    }
+
+    /// An admin edit of the daemon's inventory: on the files, or through
+    /// the shared inventory (compare and set). Blocking.
+    pub fn edit(
+        &self,
+        by: &str,
+        f: impl FnOnce(&Settings) -> Result<crate::admin::Outcome, crate::admin::AdminError>,
+    ) -> Result<crate::admin::Outcome, crate::admin::AdminError> {
+        match self.shared() {
+            Some(s) => s.edit(&self.settings, by, f),
+            None => f(&self.settings),
+        }
     }
 
     pub fn generation(&self) -> u64 {

@@ -427,7 +427,7 @@ pub fn run_systems(dir: &Path, api: Option<&str>, cmd: SystemsCmd) -> ExitCode {
             };
             ch.ip = Some(a.ip.clone());
             ch.profile = Some(a.profile.clone());
-            let r = admin::add_system(&settings, &a.name, &ch);
+            let r = super::inventory::edit(&settings, |s| admin::add_system(s, &a.name, &ch));
             let added = r.as_ref().is_ok_and(|o| !o.written.is_empty());
             let code = finish(&settings, api, &a.out, "added", Target::System(&a.name), r);
             if let (true, Some(mac)) = (added, adopted) {
@@ -447,7 +447,7 @@ pub fn run_systems(dir: &Path, api: Option<&str>, cmd: SystemsCmd) -> ExitCode {
             ch.profile = a.profile.clone();
             ch.unset_vars = a.unset_vars.clone();
             ch.unset = a.unset.clone();
-            let r = admin::edit_system(&settings, &a.name, &ch);
+            let r = super::inventory::edit(&settings, |s| admin::edit_system(s, &a.name, &ch));
             finish(
                 &settings,
                 api,
@@ -458,7 +458,7 @@ pub fn run_systems(dir: &Path, api: Option<&str>, cmd: SystemsCmd) -> ExitCode {
             )
         }
         SystemsCmd::Remove { name, out } => {
-            let r = admin::remove_system(&settings, &name);
+            let r = super::inventory::edit(&settings, |s| admin::remove_system(s, &name));
             finish(&settings, api, &out, "removed", Target::System(&name), r)
         }
         SystemsCmd::List { json, power } => with_inventory(&settings, |inv| {
@@ -522,14 +522,14 @@ pub fn run_profiles(dir: &Path, api: Option<&str>, cmd: ProfilesCmd) -> ExitCode
     };
     match cmd {
         ProfilesCmd::Add(a) => {
-            let r = admin::add_profile(&settings, &a.name, &profile_change(&a.fields));
+            let r = super::inventory::edit(&settings, |s| admin::add_profile(s, &a.name, &profile_change(&a.fields)));
             finish(&settings, api, &a.out, "added", Target::Profile(&a.name), r)
         }
         ProfilesCmd::Edit(a) => {
             let mut ch = profile_change(&a.fields);
             ch.unset = a.unset.clone();
             ch.unset_vars = a.unset_vars.clone();
-            let r = admin::edit_profile(&settings, &a.name, &ch);
+            let r = super::inventory::edit(&settings, |s| admin::edit_profile(s, &a.name, &ch));
             finish(
                 &settings,
                 api,
@@ -540,7 +540,7 @@ pub fn run_profiles(dir: &Path, api: Option<&str>, cmd: ProfilesCmd) -> ExitCode
             )
         }
         ProfilesCmd::Remove { name, out } => {
-            let r = admin::remove_profile(&settings, &name);
+            let r = super::inventory::edit(&settings, |s| admin::remove_profile(s, &name));
             finish(&settings, api, &out, "removed", Target::Profile(&name), r)
         }
         ProfilesCmd::List { json } => with_inventory(&settings, |inv| {
@@ -579,7 +579,7 @@ pub fn run_profiles(dir: &Path, api: Option<&str>, cmd: ProfilesCmd) -> ExitCode
 }
 
 fn with_inventory(settings: &Settings, f: impl FnOnce(&Inventory) -> ExitCode) -> ExitCode {
-    match admin::load_for_reading(settings) {
+    match super::inventory::read(settings) {
         Ok(inv) => f(&inv),
         Err(e) => {
             eprint!("error: {e}");
@@ -624,7 +624,8 @@ fn finish(
         Target::Profile(n) => ("profile", n),
     };
     let changed = !o.written.is_empty();
-    let daemon = if !changed {
+    let daemon = if !changed || crate::shared::is_shared(settings) {
+        // A shared inventory: the daemons poll the database (within 2 s).
         None
     } else if out.no_reload {
         Some(reload::skipped(settings, api))

@@ -13,6 +13,7 @@ mod check;
 mod completions;
 mod discovered;
 mod init;
+mod inventory;
 mod output;
 mod power;
 mod reload;
@@ -136,6 +137,11 @@ pub enum Cmd {
     },
     /// Machines seen on DHCP whose MAC is not in the inventory (`forget MAC` to drop one).
     Discovered(discovered::DiscoveredArgs),
+    /// Load a config dir (systems.toml, profiles/, kickstarts/) into the shared
+    /// inventory (PostgreSQL): checked as a whole, all or nothing.
+    Import { dir: std::path::PathBuf },
+    /// Write the shared inventory (PostgreSQL) into a config dir.
+    Export { dir: std::path::PathBuf },
     /// The audit trail: who changed what (token, via, address), newest first.
     Audit(audit::AuditArgs),
     /// Print shell completions (bash or zsh).
@@ -194,6 +200,8 @@ pub fn main() -> ExitCode {
         Cmd::Profiles { cmd } => admin::run_profiles(&cli.config, api, cmd),
         Cmd::Why { ref system, json } => why::why(&cli.config, api, system, json),
         Cmd::Audit(a) => audit::audit(&cli.config, api, a),
+        Cmd::Import { ref dir } => inventory::import(&cli.config, dir),
+        Cmd::Export { ref dir } => inventory::export(&cli.config, dir),
         Cmd::Discovered(a) => discovered::discovered(&cli.config, api, a),
         Cmd::Completions { shell } => completions::run(shell, Cli::command()),
         Cmd::Init(a) => init::run(&cli.config, a),

@@ -149,6 +149,12 @@ fn rel(dir: &Path, p: &str) -> PathBuf {
     }
 }
 
+/// Every file under `dir` as the template loader sees it (hidden files and
+/// `~` backups skipped), named relative to `dir`.
+pub(crate) fn collect_template_files(dir: &Path, out: &mut Vec<String>) {
+    templates::collect_files(dir, dir, out)
+}
+
 /// Display a path relative to the config dir when possible.
 pub(crate) fn show(dir: &Path, p: &Path) -> String {
     p.strip_prefix(dir).unwrap_or(p).display().to_string()

@@ -50,7 +50,7 @@ pub(crate) fn load(dir: &Path, config_dir: &Path, out: &mut Vec<ConfigError>) ->
     t
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+pub(crate) fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };

@@ -70,7 +70,7 @@ async fn edit(
 ) -> Response {
     let reloader = ctx.reloader.clone();
     let res = tokio::task::spawn_blocking(move || {
-        let o = f(reloader.settings())?;
+        let o = reloader.edit("api", f)?;
         // Reload even when nothing changed on disk is unnecessary; the answer is the same.
         let reload = if o.written.is_empty() {
             None

@@ -53,6 +53,16 @@ pub enum StoreError {
     /// [`Store::create_run`] for a system that already has an unfinished run.
     #[error("{system} already has an active run {run}")]
     ActiveRun { system: String, run: String },
+    /// [`Store::write_inventory`] expected another version of the shared
+    /// inventory (another writer was first).
+    #[error("the shared inventory changed meanwhile (expected {expected}, found {found}); read it again")]
+    InventoryChanged { expected: String, found: String },
+    /// No shared inventory was ever written.
+    #[error("the database holds no inventory yet (run `rackboot import DIR`, or start a daemon once to seed it from its files)")]
+    NoInventory,
+    /// Only the Postgres backend can do this.
+    #[error("{0} needs the PostgreSQL backend")]
+    PostgresOnly(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -262,6 +272,29 @@ pub struct FactsRow {
     pub run_id: Option<String>,
     pub data: String,
 }
+
+/// The shared inventory's version row (`inventory_version`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct InventoryHead {
+    pub version: i64,
+    pub updated_at: i64,
+    pub updated_by: String,
+}
+
+/// The version a [`Store::write_inventory`] expects to replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InventoryExpect {
+    /// Whatever is there (an import replaces it).
+    Any,
+    /// No inventory yet (the first daemon seeding it from its files).
+    Absent,
+    /// Exactly this version (an edit made on that version).
+    Version(i64),
+}
+
+/// The Postgres channel a shared-inventory write notifies (payload: the new
+/// version). A hint only: daemons poll the version anyway.
+pub const INVENTORY_CHANNEL: &str = "rackboot_inventory";
 
 /// What [`Store::upsert_discovered`] did: MACs pruned by the cap, and the
 /// MACs of the batch the table did not hold before (first sightings).
@@ -1146,6 +1179,155 @@ impl Store {
             .await?
             .rows_affected())
             > 0)
+    }
+
+    // ---- shared inventory ----
+
+    /// The shared inventory's version, or None when none was ever written.
+    pub async fn inventory_head(&self) -> Result<Option<InventoryHead>> {
+        const Q: &str =
+            "SELECT version, updated_at, updated_by FROM inventory_version WHERE id = 1";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    /// The whole shared inventory: its version and every document (path,
+    /// body) sorted by path, read by one statement (one snapshot on either
+    /// engine, so version and documents always match). None when none was
+    /// ever written.
+    pub async fn inventory(&self) -> Result<Option<(InventoryHead, Vec<(String, String)>)>> {
+        const Q: &str = "SELECT v.version, v.updated_at, v.updated_by, d.path, d.body
+             FROM inventory_version v LEFT JOIN inventory_docs d ON 1 = 1
+             WHERE v.id = 1 ORDER BY d.path";
+        type Row = (i64, i64, String, Option<String>, Option<String>);
+        let rows: Vec<Row> = with_pool!(self, |pool| sqlx::query_as(Q).fetch_all(pool).await?);
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let head = InventoryHead {
+            version: first.0,
+            updated_at: first.1,
+            updated_by: first.2.clone(),
+        };
+        let docs = rows
+            .into_iter()
+            .filter_map(|(_, _, _, p, b)| Some((p?, b?)))
+            .collect();
+        Ok(Some((head, docs)))
+    }
+
+    /// Write the shared inventory in one transaction and return its new
+    /// version: `replace_all` first removes every document (an import);
+    /// each `(path, Some(body))` is stored, each `(path, None)` removed.
+    /// The version moves by one only when it is what `expect` says, else
+    /// nothing changes and the answer is [`StoreError::InventoryChanged`].
+    /// On Postgres the commit notifies [`INVENTORY_CHANNEL`].
+    pub async fn write_inventory(
+        &self,
+        docs: &[(String, Option<String>)],
+        replace_all: bool,
+        expect: InventoryExpect,
+        by: &str,
+        at: i64,
+    ) -> Result<i64> {
+        with_pool!(self, |pool, kind| {
+            let mut tx = pool.begin().await?;
+            // The version row first: it is the write lock (a second writer
+            // waits here, then finds the version moved).
+            let moved = match expect {
+                InventoryExpect::Any => sqlx::query(
+                    "INSERT INTO inventory_version (id, version, updated_at, updated_by)
+                     VALUES (1, 1, $1, $2)
+                     ON CONFLICT (id) DO UPDATE SET version = inventory_version.version + 1,
+                        updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                )
+                .bind(at)
+                .bind(by)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+                InventoryExpect::Absent => sqlx::query(
+                    "INSERT INTO inventory_version (id, version, updated_at, updated_by)
+                     VALUES (1, 1, $1, $2) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(at)
+                .bind(by)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+                InventoryExpect::Version(v) => sqlx::query(
+                    "UPDATE inventory_version SET version = version + 1, updated_at = $1,
+                        updated_by = $2 WHERE id = 1 AND version = $3",
+                )
+                .bind(at)
+                .bind(by)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            };
+            let now: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM inventory_version WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if moved == 0 {
+                tx.rollback().await?;
+                return Err(StoreError::InventoryChanged {
+                    expected: match expect {
+                        InventoryExpect::Version(v) => format!("version {v}"),
+                        _ => "no inventory".into(),
+                    },
+                    found: now.map_or("none".into(), |v| format!("version {v}")),
+                });
+            }
+            let version = now.unwrap_or(1);
+            if replace_all {
+                sqlx::query("DELETE FROM inventory_docs")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (path, body) in docs {
+                match body {
+                    Some(b) => {
+                        sqlx::query(
+                            "INSERT INTO inventory_docs (path, body) VALUES ($1, $2)
+                             ON CONFLICT (path) DO UPDATE SET body = excluded.body",
+                        )
+                        .bind(path)
+                        .bind(b)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM inventory_docs WHERE path = $1")
+                            .bind(path)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+            if kind == Backend::Postgres {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(INVENTORY_CHANNEL)
+                    .bind(version.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(version)
+        })
+    }
+
+    /// A connection listening on a Postgres NOTIFY channel (a hint that
+    /// something changed; callers poll anyway).
+    pub async fn listen(&self, channel: &str) -> Result<sqlx::postgres::PgListener> {
+        let Db::Pg(pool) = &self.db else {
+            return Err(StoreError::PostgresOnly("LISTEN"));
+        };
+        let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
+        l.listen(channel).await?;
+        Ok(l)
     }
 
     // ---- facts ----

@@ -107,11 +107,116 @@ async fn facts_last_report_wins(db: TestDb) {
     assert_eq!(s.facts("n1").await.unwrap(), Some(f));
 }
 
+fn doc(p: &str, b: Option<&str>) -> (String, Option<String>) {
+    (p.to_string(), b.map(str::to_string))
+}
+
+/// The shared inventory: seeding only when absent, edits only on the
+/// version they were made on, an import replacing every document, and
+/// version and documents always read together.
+async fn inventory_versions_and_documents(db: TestDb) {
+    let s = db.open().await;
+    assert_eq!(s.inventory().await.unwrap(), None);
+    assert_eq!(s.inventory_head().await.unwrap(), None);
+    let seed = [
+        doc("systems.toml", Some("[n1]\n")),
+        doc("profiles/lab.toml", Some("x = 1\n")),
+    ];
+    let v = s
+        .write_inventory(&seed, true, InventoryExpect::Absent, "seed", 10)
+        .await
+        .unwrap();
+    assert_eq!(v, 1);
+    // A second seeder finds it there and changes nothing.
+    let err = s
+        .write_inventory(&[doc("systems.toml", Some("other"))], true, InventoryExpect::Absent, "b", 11)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InventoryChanged { .. }), "{err}");
+    let (head, docs) = s.inventory().await.unwrap().unwrap();
+    assert_eq!((head.version, head.updated_by.as_str()), (1, "seed"));
+    assert_eq!(
+        docs,
+        vec![
+            ("profiles/lab.toml".to_string(), "x = 1\n".to_string()),
+            ("systems.toml".to_string(), "[n1]\n".to_string())
+        ]
+    );
+    // An edit on version 1 wins; a second edit on version 1 is refused whole.
+    let v = s
+        .write_inventory(
+            &[doc("profiles/lab.toml", None), doc("profiles/b.toml", Some("y"))],
+            false,
+            InventoryExpect::Version(1),
+            "alice",
+            12,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v, 2);
+    let err = s
+        .write_inventory(&[doc("systems.toml", Some("lost"))], false, InventoryExpect::Version(1), "bob", 13)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("expected version 1, found version 2"), "{err}");
+    let (head, docs) = s.inventory().await.unwrap().unwrap();
+    assert_eq!(head.version, 2);
+    let paths: Vec<&str> = docs.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, ["profiles/b.toml", "systems.toml"]);
+    assert_eq!(docs[1].1, "[n1]\n", "bob's edit changed nothing");
+    // An import replaces everything, whatever the version.
+    let v = s
+        .write_inventory(&[doc("systems.toml", Some(""))], true, InventoryExpect::Any, "import", 14)
+        .await
+        .unwrap();
+    assert_eq!(v, 3);
+    let (head, docs) = s.inventory().await.unwrap().unwrap();
+    assert_eq!((head.version, head.updated_at), (3, 14));
+    assert_eq!(docs, vec![("systems.toml".to_string(), String::new())]);
+}
+
+/// Two editors on the same version at the same moment: one wins.
+async fn concurrent_inventory_edits_have_one_winner(db: TestDb) {
+    let s = db.open().await;
+    s.write_inventory(&[doc("systems.toml", Some("0"))], true, InventoryExpect::Absent, "seed", 1)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.write_inventory(
+                &[doc("systems.toml", Some(&i.to_string()))],
+                false,
+                InventoryExpect::Version(1),
+                "w",
+                2,
+            )
+            .await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(v) => {
+                assert_eq!(v, 2);
+                won += 1;
+            }
+            Err(StoreError::InventoryChanged { .. }) => {}
+            // SQLite: a writer that finds the database locked past the
+            // busy timeout is a loser too, never a second winner.
+            Err(e) => assert_eq!(s.backend(), Backend::Sqlite, "{e}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(s.inventory_head().await.unwrap().unwrap().version, 2);
+}
+
 async fn migrations_apply_and_are_idempotent(db: TestDb) {
     let s = db.open().await;
     assert_eq!(
         s.schema_versions().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
     );
     s.close().await;
     // Re-opening runs the migrator again: nothing new, nothing broken.
@@ -826,4 +931,6 @@ on_both_backends!(
     migration_6_closes_duplicate_active_runs,
     discovered_merge_and_cap,
     facts_last_report_wins,
+    inventory_versions_and_documents,
+    concurrent_inventory_edits_have_one_winner,
 );
