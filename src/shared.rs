@@ -116,10 +116,12 @@ fn read_docs_at(settings: &Layout<'_>) -> Result<Docs, ConfigErrors> {
                 read(format!("{PROFILES}/{n}"), &settings.profiles_dir.join(&n));
             }
         }
-        Err(e) => read_err = Some(err(
-            shown(settings.profiles_dir),
-            &format!("cannot read profiles dir: {e}"),
-        )),
+        Err(e) => {
+            read_err = Some(err(
+                shown(settings.profiles_dir),
+                &format!("cannot read profiles dir: {e}"),
+            ))
+        }
     }
     let mut files = Vec::new();
     config::collect_template_files(settings.templates_dir, &mut files);
@@ -195,7 +197,11 @@ pub fn materialize(dir: &Path, docs: &Docs) -> std::io::Result<()> {
 /// The documents a dir in the export layout holds (what is missing or
 /// unreadable is left out).
 pub fn read_dir_docs(dir: &Path) -> Docs {
-    let (s, p, t) = (dir.join(SYSTEMS_DOC), dir.join(PROFILES), dir.join(TEMPLATES));
+    let (s, p, t) = (
+        dir.join(SYSTEMS_DOC),
+        dir.join(PROFILES),
+        dir.join(TEMPLATES),
+    );
     let l = Layout {
         base: dir,
         systems_file: &s,
@@ -292,7 +298,12 @@ fn store_err(e: StoreError) -> AdminError {
 /// there (with all of `admin`'s checks), then the changed documents written
 /// back only on that version; made again (at most [`EDIT_ATTEMPTS`] times)
 /// when another writer was first.
-pub async fn edit_detached<F>(store: &Store, settings: &Settings, by: &str, f: F) -> Result<Outcome, AdminError>
+pub async fn edit_detached<F>(
+    store: &Store,
+    settings: &Settings,
+    by: &str,
+    f: F,
+) -> Result<Outcome, AdminError>
 where
     F: Fn(&Settings) -> Result<Outcome, AdminError>,
 {
@@ -312,7 +323,13 @@ where
             return Ok(out);
         }
         match store
-            .write_inventory(&changes, false, InventoryExpect::Version(head.version), by, crate::store::now_ms())
+            .write_inventory(
+                &changes,
+                false,
+                InventoryExpect::Version(head.version),
+                by,
+                crate::store::now_ms(),
+            )
             .await
         {
             Ok(_) => return Ok(out),
@@ -362,7 +379,10 @@ impl Shared {
     /// Seed (an empty database, from the daemon's own files, validated),
     /// fetch and materialise the current version under `DATA_DIR/inventory`;
     /// returns the settings that load from the materialised copy.
-    pub async fn start(store: &Store, settings: &Settings) -> anyhow::Result<(Arc<Shared>, Settings)> {
+    pub async fn start(
+        store: &Store,
+        settings: &Settings,
+    ) -> anyhow::Result<(Arc<Shared>, Settings)> {
         if store.inventory_head().await?.is_none() {
             let (docs, inv) = check_dir(settings, &settings.config_dir.clone())
                 .or_else(|_| {
@@ -371,10 +391,18 @@ impl Shared {
                     let inv = config::load_inventory(settings)?;
                     Ok::<_, ConfigErrors>((docs, inv))
                 })
-                .map_err(|e| anyhow::anyhow!("seeding the shared inventory from the local files: {e}"))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("seeding the shared inventory from the local files: {e}")
+                })?;
             let changes: Vec<_> = docs.into_iter().map(|(k, v)| (k, Some(v))).collect();
             match store
-                .write_inventory(&changes, true, InventoryExpect::Absent, &format!("seed:{}", host()), crate::store::now_ms())
+                .write_inventory(
+                    &changes,
+                    true,
+                    InventoryExpect::Absent,
+                    &format!("seed:{}", host()),
+                    crate::store::now_ms(),
+                )
                 .await
             {
                 Ok(v) => tracing::info!(
@@ -405,7 +433,10 @@ impl Shared {
     }
 
     pub fn status(&self) -> SyncStatus {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn set_status(&self, f: impl FnOnce(&mut SyncStatus)) {
@@ -430,9 +461,8 @@ impl Shared {
         if g.0 == head.version {
             return Ok(false);
         }
-        materialize(&self.dir, &docs).map_err(|e| {
-            StoreError::Dir(self.dir.display().to_string(), e)
-        })?;
+        materialize(&self.dir, &docs)
+            .map_err(|e| StoreError::Dir(self.dir.display().to_string(), e))?;
         *g = (head.version, docs);
         drop(g);
         self.set_status(|s| {
@@ -501,7 +531,11 @@ impl Shared {
         let mut listener = None;
         loop {
             if listener.is_none() {
-                listener = self.store.listen(crate::store::INVENTORY_CHANNEL).await.ok();
+                listener = self
+                    .store
+                    .listen(crate::store::INVENTORY_CHANNEL)
+                    .await
+                    .ok();
             }
             let hint = async {
                 match listener.as_mut() {
@@ -525,7 +559,11 @@ impl Shared {
                     match tokio::task::spawn_blocking(move || r.reload()).await {
                         Ok(Ok(r)) => {
                             self.set_status(|s| s.error = None);
-                            tracing::info!(generation = r.generation, version = self.status().version, "shared inventory: new version loaded");
+                            tracing::info!(
+                                generation = r.generation,
+                                version = self.status().version,
+                                "shared inventory: new version loaded"
+                            );
                         }
                         Ok(Err(e)) => {
                             let msg = e.to_string();
@@ -560,7 +598,11 @@ mod tests {
 
     #[test]
     fn document_names_stay_inside() {
-        for ok in ["systems.toml", "profiles/lab.toml", "kickstarts/lab/a.ks.j2"] {
+        for ok in [
+            "systems.toml",
+            "profiles/lab.toml",
+            "kickstarts/lab/a.ks.j2",
+        ] {
             assert!(safe_doc(ok), "{ok}");
         }
         for bad in [
@@ -584,7 +626,10 @@ mod tests {
         let b: Docs = [("a".into(), "1".into()), ("c".into(), "3".into())].into();
         assert_eq!(
             diff(&a, &b),
-            vec![("c".to_string(), Some("3".to_string())), ("b".to_string(), None)]
+            vec![
+                ("c".to_string(), Some("3".to_string())),
+                ("b".to_string(), None)
+            ]
         );
         assert!(diff(&a, &a).is_empty());
     }

@@ -522,7 +522,9 @@ pub fn run_profiles(dir: &Path, api: Option<&str>, cmd: ProfilesCmd) -> ExitCode
     };
     match cmd {
         ProfilesCmd::Add(a) => {
-            let r = super::inventory::edit(&settings, |s| admin::add_profile(s, &a.name, &profile_change(&a.fields)));
+            let r = super::inventory::edit(&settings, |s| {
+                admin::add_profile(s, &a.name, &profile_change(&a.fields))
+            });
             finish(&settings, api, &a.out, "added", Target::Profile(&a.name), r)
         }
         ProfilesCmd::Edit(a) => {

@@ -56,7 +56,10 @@ pub fn import(config_dir: &Path, dir: &Path) -> ExitCode {
     let (docs, inv) = match shared::check_dir(&settings, dir) {
         Ok(x) => x,
         Err(e) => {
-            eprint!("error: {} not imported, the database is unchanged: {e}", dir.display());
+            eprint!(
+                "error: {} not imported, the database is unchanged: {e}",
+                dir.display()
+            );
             return ExitCode::from(EXIT_FAILED);
         }
     };
@@ -67,7 +70,10 @@ pub fn import(config_dir: &Path, dir: &Path) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let changes: Vec<_> = docs.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+    let changes: Vec<_> = docs
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
     let r = runtime().block_on(store.write_inventory(
         &changes,
         true,
@@ -150,7 +156,11 @@ pub fn edit(
     let rt = runtime();
     let mut out = rt.block_on(shared::edit_detached(&store, settings, &who(), |s| {
         let mut o = op(s)?;
-        let base = s.systems_file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = s
+            .systems_file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         o.written = o
             .written
             .iter()

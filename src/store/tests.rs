@@ -129,7 +129,13 @@ async fn inventory_versions_and_documents(db: TestDb) {
     assert_eq!(v, 1);
     // A second seeder finds it there and changes nothing.
     let err = s
-        .write_inventory(&[doc("systems.toml", Some("other"))], true, InventoryExpect::Absent, "b", 11)
+        .write_inventory(
+            &[doc("systems.toml", Some("other"))],
+            true,
+            InventoryExpect::Absent,
+            "b",
+            11,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::InventoryChanged { .. }), "{err}");
@@ -145,7 +151,10 @@ async fn inventory_versions_and_documents(db: TestDb) {
     // An edit on version 1 wins; a second edit on version 1 is refused whole.
     let v = s
         .write_inventory(
-            &[doc("profiles/lab.toml", None), doc("profiles/b.toml", Some("y"))],
+            &[
+                doc("profiles/lab.toml", None),
+                doc("profiles/b.toml", Some("y")),
+            ],
             false,
             InventoryExpect::Version(1),
             "alice",
@@ -155,10 +164,20 @@ async fn inventory_versions_and_documents(db: TestDb) {
         .unwrap();
     assert_eq!(v, 2);
     let err = s
-        .write_inventory(&[doc("systems.toml", Some("lost"))], false, InventoryExpect::Version(1), "bob", 13)
+        .write_inventory(
+            &[doc("systems.toml", Some("lost"))],
+            false,
+            InventoryExpect::Version(1),
+            "bob",
+            13,
+        )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("expected version 1, found version 2"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("expected version 1, found version 2"),
+        "{err}"
+    );
     let (head, docs) = s.inventory().await.unwrap().unwrap();
     assert_eq!(head.version, 2);
     let paths: Vec<&str> = docs.iter().map(|(p, _)| p.as_str()).collect();
@@ -166,7 +185,13 @@ async fn inventory_versions_and_documents(db: TestDb) {
     assert_eq!(docs[1].1, "[n1]\n", "bob's edit changed nothing");
     // An import replaces everything, whatever the version.
     let v = s
-        .write_inventory(&[doc("systems.toml", Some(""))], true, InventoryExpect::Any, "import", 14)
+        .write_inventory(
+            &[doc("systems.toml", Some(""))],
+            true,
+            InventoryExpect::Any,
+            "import",
+            14,
+        )
         .await
         .unwrap();
     assert_eq!(v, 3);
@@ -178,9 +203,15 @@ async fn inventory_versions_and_documents(db: TestDb) {
 /// Two editors on the same version at the same moment: one wins.
 async fn concurrent_inventory_edits_have_one_winner(db: TestDb) {
     let s = db.open().await;
-    s.write_inventory(&[doc("systems.toml", Some("0"))], true, InventoryExpect::Absent, "seed", 1)
-        .await
-        .unwrap();
+    s.write_inventory(
+        &[doc("systems.toml", Some("0"))],
+        true,
+        InventoryExpect::Absent,
+        "seed",
+        1,
+    )
+    .await
+    .unwrap();
     let mut tasks = Vec::new();
     for i in 0..4 {
         let s = s.clone();

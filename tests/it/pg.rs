@@ -88,3 +88,148 @@ async fn run_resumes_after_daemon_restart_on_postgres() {
     };
     resumes_after_daemon_restart(sim).await;
 }
+
+/// A sample config dir whose `database_url` names `db`.
+fn shared_config(db: &testdb::TestDb) -> crate::harness::ConfigDir {
+    let c = crate::harness::ConfigDir::sample();
+    c.replace(
+        "rackboot.toml",
+        "[server]\n",
+        &format!("[server]\ndatabase_url = \"{}\"\n", db.url),
+    );
+    c
+}
+
+/// Wait (bounded) until `daemon` lists system `name` (or no longer does).
+async fn wait_listed(l: &crate::harness::Lab, name: &str, present: bool) -> std::time::Duration {
+    let t0 = std::time::Instant::now();
+    for _ in 0..100 {
+        let r = l
+            .api("GET", &format!("/api/v1/systems/{name}"), None, true)
+            .await;
+        if (r.status == 200) == present {
+            return t0.elapsed();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{name} present={present} not seen within 5 s");
+}
+
+/// Two daemons on one Postgres share the inventory: the first seeds it
+/// from its files, the second serves the database's (not its own files');
+/// an edit through either daemon's API or the CLI reaches the other within
+/// 2 s; `export` → `import` → `export` is byte-stable; a broken import is
+/// refused with file, key and reason and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_inventory_two_daemons_import_export() {
+    use crate::admin::rb;
+    use serde_json::json;
+    let Some(db) = testdb::postgres("shared_inventory_two_daemons").await else {
+        return;
+    };
+    let a = crate::harness::lab_in(shared_config(&db)).await;
+    // B's own files lack node51: it serves the shared inventory anyway.
+    let cb = shared_config(&db);
+    let sys = cb.read("systems.toml");
+    let cut = sys.find("[systems.node51]").expect("the sample has node51");
+    let end = sys.find("[systems.node52]").expect("and node52");
+    cb.write("systems.toml", &format!("{}{}", &sys[..cut], &sys[end..]));
+    let b = crate::harness::lab_in(cb).await;
+    wait_listed(&b, "node51", true).await;
+    let s = db.open().await;
+    assert_eq!(s.inventory_head().await.unwrap().unwrap().version, 1);
+
+    // An API edit on A reaches B.
+    let new = json!({
+        "name": "node67", "macs": ["52:54:00:77:00:67"], "ip": "10.77.0.67", "profile": "lab",
+    });
+    let r = a.api("POST", "/api/v1/systems", Some(new), true).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let took = wait_listed(&b, "node67", true).await;
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "B saw it after {took:?}"
+    );
+    assert_eq!(s.inventory_head().await.unwrap().unwrap().version, 2);
+    // A's own config dir is untouched: the database is the inventory.
+    assert!(!a.c.read("systems.toml").contains("node67"));
+
+    // A CLI edit (from B's config dir) reaches A, and the CLI lists it.
+    let o = rb(
+        &b.c,
+        &[
+            "systems",
+            "add",
+            "node68",
+            "--mac",
+            "52:54:00:77:00:68",
+            "--ip",
+            "10.77.0.68",
+            "--profile",
+            "lab",
+        ],
+    );
+    assert_eq!(o.code, 0, "{}{}", o.out, o.err);
+    assert!(o.out.contains("shared:systems.toml"), "{}", o.out);
+    wait_listed(&a, "node68", true).await;
+    let o = rb(&a.c, &["systems", "list"]);
+    assert!(
+        o.out.contains("node67") && o.out.contains("node68"),
+        "{}",
+        o.out
+    );
+    // A refused CLI edit changes nothing.
+    let o = rb(
+        &a.c,
+        &[
+            "systems",
+            "add",
+            "node69",
+            "--mac",
+            "52:54:00:77:00:68",
+            "--ip",
+            "10.77.0.69",
+            "--profile",
+            "lab",
+        ],
+    );
+    assert_eq!(o.code, 1, "{}{}", o.out, o.err);
+    assert_eq!(s.inventory_head().await.unwrap().unwrap().version, 3);
+
+    // export → import → export: byte-stable.
+    let x1 = tempfile::tempdir().unwrap();
+    let x2 = tempfile::tempdir().unwrap();
+    let o = rb(&a.c, &["export", x1.path().to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}{}", o.out, o.err);
+    let o = rb(&a.c, &["import", x1.path().to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}{}", o.out, o.err);
+    assert!(o.out.contains("version 4"), "{}", o.out);
+    let o = rb(&b.c, &["export", x2.path().to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}{}", o.out, o.err);
+    let d1 = rackboot::shared::read_dir_docs(x1.path());
+    assert!(d1.len() > 3, "{:?}", d1.keys());
+    assert_eq!(d1, rackboot::shared::read_dir_docs(x2.path()));
+    assert!(d1["systems.toml"].contains("node68"));
+
+    // A broken import: refused with the file and key, nothing changes.
+    std::fs::write(x1.path().join("profiles/lab.toml"), "kernel = 42\n").unwrap();
+    let o = rb(&a.c, &["import", x1.path().to_str().unwrap()]);
+    assert_eq!(o.code, 1, "{}{}", o.out, o.err);
+    assert!(
+        o.err.contains("profiles/lab.toml") && o.err.contains("database is unchanged"),
+        "{}",
+        o.err
+    );
+    assert_eq!(s.inventory_head().await.unwrap().unwrap().version, 4);
+
+    // An import that drops a system: both daemons stop serving it.
+    let sys = std::fs::read_to_string(x2.path().join("systems.toml")).unwrap();
+    let cut = sys.find("[systems.node68]").unwrap();
+    std::fs::write(x2.path().join("systems.toml"), &sys[..cut]).unwrap();
+    let o = rb(&b.c, &["import", x2.path().to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}{}", o.out, o.err);
+    wait_listed(&a, "node68", false).await;
+    wait_listed(&b, "node68", false).await;
+    a.d.stop().await;
+    b.d.stop().await;
+}
