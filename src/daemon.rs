@@ -510,7 +510,13 @@ pub async fn start_with(
         .merge(crate::ui::router(api_ctx))
         .merge(crate::metrics::router(exporter));
     let api_rules = routes.rules.clone();
-    let router = routes.guard(auth, Some(store.clone()));
+    let mut router = routes.guard(auth, Some(store.clone()));
+    if let Some(sh) = reloader.shared() {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            sh.clone(),
+            crate::shared::unavailable,
+        ));
+    }
     let tls = match &settings.api_tls {
         None => {
             serve_http(&tracker, &shutdown, listeners.api, router, "api");

@@ -352,17 +352,8 @@ pub async fn current(store: &Store) -> Result<(InventoryHead, Docs), StoreError>
     }
 }
 
-/// Where a daemon stands with the shared inventory (for `/metrics`, the
-/// status API and the fail-closed rules).
-#[derive(Debug, Clone, Default)]
-pub struct SyncStatus {
-    /// The version the daemon serves.
-    pub version: i64,
-    /// When the database last answered a poll (ms since the epoch).
-    pub checked_at: i64,
-    /// The last poll's or load's error, cleared by the next success.
-    pub error: Option<String>,
-}
+/// Where a daemon stands with the shared inventory (`/api/v1/status`).
+pub use crate::api::SharedInventory as SyncStatus;
 
 /// A daemon's side of the shared inventory: the materialised copy, the
 /// version it serves, the poll loop.
@@ -584,6 +575,49 @@ impl Shared {
             }
         }
     }
+}
+
+/// The API in front of a daemon on the shared inventory: while the
+/// database is unreachable, a change (any method but GET and HEAD) is
+/// answered at once with 503 and the reason, and a read that failed on the
+/// database says the same instead of a bare 500. Reads the daemon answers
+/// from its snapshot (systems, profiles, status) keep working.
+pub async fn unavailable(
+    axum::extract::State(sh): axum::extract::State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{Method, StatusCode};
+    let down = |st: &SyncStatus| {
+        st.error.as_ref().map(|e| {
+            let mut r = crate::http::api::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                format!(
+                    "the database is unreachable ({e}); boot services keep serving inventory version {}; retry when it is back",
+                    st.version
+                ),
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+            r
+        })
+    };
+    let read = matches!(*req.method(), Method::GET | Method::HEAD);
+    if !read {
+        if let Some(r) = down(&sh.status()) {
+            return r;
+        }
+    }
+    let r = next.run(req).await;
+    if r.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        if let Some(r) = down(&sh.status()) {
+            return r;
+        }
+    }
+    r
 }
 
 fn host() -> String {

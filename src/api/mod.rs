@@ -86,6 +86,22 @@ pub struct Status {
     pub http: serde_json::Value,
     pub protocols: serde_json::Value,
     pub engine: serde_json::Value,
+    /// The shared inventory (PostgreSQL only): the version served and how
+    /// the last poll of the database went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedInventory>,
+}
+
+/// Where a daemon stands with the shared inventory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SharedInventory {
+    /// The version the daemon serves.
+    pub version: i64,
+    /// When the database last answered a poll (ms since the epoch).
+    pub checked_at: i64,
+    /// Why the last poll or load failed; None once one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The answer to `POST /api/v1/reload` (422 with an [`ErrorBody`] otherwise).

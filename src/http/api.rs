@@ -117,6 +117,7 @@ async fn status(State(ctx): State<ApiContext>) -> Json<api::Status> {
         http: ctx.http_stats.snapshot(),
         protocols: (ctx.extra_stats)(),
         engine: ctx.engine.metrics.snapshot(),
+        shared: ctx.reloader.shared().map(|s| s.status()),
     })
 }
 

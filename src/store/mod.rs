@@ -408,7 +408,7 @@ impl Store {
         let opts = PgConnectOptions::from_str(url)?.application_name("rackboot");
         let pool = PgPoolOptions::new()
             .max_connections(PG_POOL_SIZE)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts)
             .await?;
         // Several daemons starting at once: sqlx's Postgres migrator holds

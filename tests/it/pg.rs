@@ -233,3 +233,157 @@ async fn shared_inventory_two_daemons_import_export() {
     a.d.stop().await;
     b.d.stop().await;
 }
+
+/// A TCP relay on loopback to `upstream`: `true` on the returned sender
+/// cuts every connection and refuses new ones (the database unreachable),
+/// `false` restores it.
+async fn relay(upstream: std::net::SocketAddr) -> (u16, tokio::sync::watch::Sender<bool>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = l.accept().await else {
+                return;
+            };
+            let mut rx = rx.clone();
+            if *rx.borrow() {
+                continue;
+            }
+            tokio::spawn(async move {
+                let Ok(mut u) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut c, &mut u) => {}
+                    _ = rx.wait_for(|cut| *cut) => {}
+                }
+            });
+        }
+    });
+    (port, tx)
+}
+
+async fn shared_status(l: &crate::harness::Lab) -> rackboot::api::SharedInventory {
+    let r = l.api("GET", "/api/v1/status", None, true).await;
+    let st: rackboot::api::Status = r.typed();
+    st.shared
+        .expect("a daemon on Postgres reports its shared inventory")
+}
+
+/// The database unreachable (a relay in front of it cut): the daemon keeps
+/// answering DHCP reservations and serving its inventory, refuses changes
+/// with 503 and the reason, and once the database is back it loads the
+/// version written meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_inventory_survives_the_database_going_away() {
+    use serde_json::json;
+    let Some(db) = testdb::postgres("shared_inventory_db_away").await else {
+        return;
+    };
+    let url: url_parts::Url = db.url.parse().unwrap();
+    let (port, cut) = relay(url.addr).await;
+    let c = crate::harness::ConfigDir::sample();
+    c.replace(
+        "rackboot.toml",
+        "[server]\n",
+        &format!("[server]\ndatabase_url = \"{}\"\n", url.with_port(port)),
+    );
+    let a = crate::harness::lab_in(c).await;
+    let ip = a.offer("52:54:00:77:00:50").await;
+    assert_eq!(ip, Some("10.77.0.50".parse().unwrap()));
+    assert_eq!(shared_status(&a).await.error, None);
+
+    cut.send_replace(true);
+    let mut down = None;
+    for _ in 0..100 {
+        let st = shared_status(&a).await;
+        if st.error.is_some() {
+            down = Some(st);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let down = down.expect("the daemon notices the database is gone within 5 s");
+    assert_eq!(down.version, 1);
+    // Boot services and snapshot reads go on.
+    for _ in 0..5 {
+        assert_eq!(a.offer("52:54:00:77:00:50").await, ip);
+    }
+    let r = a.api("GET", "/api/v1/systems/node50", None, true).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A change is refused at once, with the reason.
+    let new = json!({"name": "node67", "macs": ["52:54:00:77:00:67"], "ip": "10.77.0.67", "profile": "lab"});
+    let r = a.api("POST", "/api/v1/systems", Some(new), true).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.text().contains("database_unavailable") && r.text().contains("unreachable"),
+        "{}",
+        r.text()
+    );
+
+    // Written meanwhile by another daemon (directly on the database).
+    let s = db.open().await;
+    let (head, docs) = s.inventory().await.unwrap().unwrap();
+    let sys = docs
+        .iter()
+        .find(|(p, _)| p == "systems.toml")
+        .unwrap()
+        .1
+        .clone();
+    let add = "\n[systems.node67]\nmacs = [\"52:54:00:77:00:67\"]\nip = \"10.77.0.67\"\nprofile = \"lab\"\n";
+    s.write_inventory(
+        &[("systems.toml".into(), Some(format!("{sys}{add}")))],
+        false,
+        rackboot::store::InventoryExpect::Version(head.version),
+        "peer",
+        rackboot::store::now_ms(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        a.offer("52:54:00:77:00:67").await,
+        None,
+        "not loaded while away"
+    );
+
+    cut.send_replace(false);
+    let took = wait_listed(&a, "node67", true).await;
+    assert!(took < std::time::Duration::from_secs(4), "{took:?}");
+    assert_eq!(
+        a.offer("52:54:00:77:00:67").await,
+        Some("10.77.0.67".parse().unwrap())
+    );
+    let st = shared_status(&a).await;
+    assert_eq!((st.version, st.error), (2, None));
+    a.d.stop().await;
+}
+
+/// Just enough of a `postgres://user@host:port/db` URL to move its port.
+mod url_parts {
+    pub struct Url {
+        pub addr: std::net::SocketAddr,
+        before: String,
+        after: String,
+    }
+
+    impl std::str::FromStr for Url {
+        type Err = String;
+        fn from_str(s: &str) -> Result<Url, String> {
+            let at = s.find('@').ok_or("no @")? + 1;
+            let slash = at + s[at..].find('/').ok_or("no /")?;
+            let addr = s[at..slash].parse().map_err(|e| format!("{e}"))?;
+            Ok(Url {
+                addr,
+                before: s[..at].to_string(),
+                after: s[slash..].to_string(),
+            })
+        }
+    }
+
+    impl Url {
+        pub fn with_port(&self, port: u16) -> String {
+            format!("{}{}:{port}{}", self.before, self.addr.ip(), self.after)
+        }
+    }
+}
