@@ -210,6 +210,15 @@ impl Running {
 
     /// Stop everything and wait (bounded) for tasks to finish.
     pub async fn stop(self) {
+        // A clean stop hands the runs over at once (a peer, or this node's
+        // next start, claims them); a crash leaves them to the lease.
+        match self.store.retire_daemon(&self.engine.daemon_id()).await {
+            Ok(n) if n > 0 => tracing::info!(runs = n, "runs released for another daemon"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release runs (they wait for the lease to expire)")
+            }
+        }
         self.shutdown.cancel();
         self.tracker.close();
         if tokio::time::timeout(Duration::from_secs(5), self.tracker.wait())
@@ -266,7 +275,9 @@ pub async fn start_with(
     let reloader = Arc::new(Reloader::new(settings.clone(), inv_tx));
     if let Some(sh) = shared {
         reloader.set_shared(sh.clone());
-        tracker.spawn(sh.run(reloader.clone(), shutdown.child_token()));
+        let r = reloader.clone();
+        let reload = Arc::new(move || r.reload().map(|r| r.generation).map_err(|e| e.to_string()));
+        tracker.spawn(sh.run(reload, shutdown.child_token()));
     }
 
     let metrics = Arc::new(Metrics::new(settings.metrics_per_system));
@@ -286,6 +297,11 @@ pub async fn start_with(
             max_parallel_stages: settings.max_parallel_stages,
             console_max_bytes: settings.console_max_bytes,
             metrics: metrics.clone(),
+            ha: crate::engine::HaConfig {
+                node: settings.node.clone(),
+                domains: settings.boot_domains.clone(),
+                ttl: settings.lease_ttl,
+            },
         },
         obs_rx,
         shutdown.child_token(),
@@ -514,7 +530,7 @@ pub async fn start_with(
     if let Some(sh) = reloader.shared() {
         router = router.layer(axum::middleware::from_fn_with_state(
             sh.clone(),
-            crate::shared::unavailable,
+            crate::http::api::database_unavailable,
         ));
     }
     let tls = match &settings.api_tls {

@@ -158,9 +158,18 @@ pub struct EngineHandle {
     tx: mpsc::Sender<Command>,
     feed: Arc<Feed>,
     pub metrics: Arc<EngineMetrics>,
+    daemon_id: Arc<std::sync::Mutex<String>>,
 }
 
 impl EngineHandle {
+    /// This daemon's current id in the registry.
+    pub fn daemon_id(&self) -> String {
+        self.daemon_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     async fn call<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -374,6 +383,40 @@ pub struct EngineDeps {
     /// Phase and run duration histograms (`/metrics`).
     /// Told how long each phase and each run took (the daemon's `/metrics`).
     pub metrics: Arc<dyn RunObserver>,
+    /// Who this daemon is among the site's daemons (claims, leases).
+    pub ha: HaConfig,
+}
+
+/// This daemon among the site's daemons (`[server] node`, `boot_domains`,
+/// `lease_ttl`): runs are claimed by domain and held under a lease; see
+/// `store::Store::claim_runs`.
+#[derive(Debug, Clone)]
+pub struct HaConfig {
+    pub node: String,
+    pub domains: Vec<String>,
+    pub ttl: Duration,
+}
+
+impl HaConfig {
+    /// Heartbeats (and the sweep for silent peers) this often.
+    fn beat(&self) -> Duration {
+        (self.ttl / 6).clamp(Duration::from_millis(200), Duration::from_secs(5))
+    }
+
+    /// Past this since the last heartbeat that got through, the daemon
+    /// sends no BMC command (a peer may be about to fence it).
+    fn trust(&self) -> Duration {
+        self.ttl * 5 / 6
+    }
+}
+
+/// The boot domain of a system: its var `boot_domain`, else "default".
+pub fn boot_domain(s: &crate::inventory::System) -> String {
+    s.vars
+        .get("boot_domain")
+        .and_then(|v| v.as_str())
+        .unwrap_or("default")
+        .to_string()
 }
 
 struct Active {
@@ -384,6 +427,8 @@ struct Active {
     facts: Facts,
     token: String,
     started_ms: i64,
+    /// The lease token of this daemon's claim (fences every write).
+    lease: i64,
 }
 
 pub struct Engine {
@@ -407,6 +452,16 @@ pub struct Engine {
     hw: HashMap<String, Arc<serde_json::Value>>,
     /// Serial console captures by run id (started before the power-on).
     consoles: HashMap<String, console::Capture>,
+    /// This daemon's id in the registry (a new one per start and per
+    /// re-registration after being fenced).
+    me: String,
+    /// When a heartbeat last got through (the trust window's start).
+    last_beat: std::time::Instant,
+    /// When this id registered: a peer is fenced only by a daemon healthy
+    /// for one TTL itself.
+    registered: std::time::Instant,
+    /// Ids of the daemon: shared with the handle (`Running::stop` retires it).
+    id_cell: Arc<std::sync::Mutex<String>>,
 }
 
 type Parked = Arc<std::sync::Mutex<Option<oneshot::Sender<Result<(), String>>>>>;
@@ -447,10 +502,21 @@ impl Engine {
             parked: HashMap::new(),
             consoles: HashMap::new(),
             hw: HashMap::new(),
+            me: String::new(),
+            last_beat: std::time::Instant::now(),
+            registered: std::time::Instant::now(),
+            id_cell: Arc::new(std::sync::Mutex::new(String::new())),
         };
         let metrics = e.metrics.clone();
+        let id_cell = e.id_cell.clone();
+        e.register().await?;
         e.load().await?;
+        let beat = e.d.ha.beat();
         tokio::spawn(async move {
+            let mut claims = tokio::time::interval(Duration::from_secs(1));
+            claims.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut beats = tokio::time::interval(beat);
+            beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 // Biased, in causal order: an effect's result (the BMC call
                 // returned) comes before what the machine did next, and an
@@ -466,16 +532,40 @@ impl Engine {
                         Some(c) => e.command(c).await,
                         None => break,
                     },
+                    _ = beats.tick() => e.beat().await,
+                    _ = claims.tick() => e.claim_tick().await,
                 }
             }
             tracing::debug!("engine stopped");
         });
-        Ok((EngineHandle { tx, feed, metrics }, table_rx))
+        Ok((
+            EngineHandle {
+                tx,
+                feed,
+                metrics,
+                daemon_id: id_cell,
+            },
+            table_rx,
+        ))
     }
 
     /// Rebuild the boot table and resume every non-terminal run.
     async fn load(&mut self) -> Result<(), store::StoreError> {
-        let rows = self.d.store.active_runs().await?;
+        // The runs this daemon may drive: its domains' unowned ones (its
+        // own earlier id's were released by `register`).
+        let claimed = self
+            .d
+            .store
+            .claim_runs(&self.me, &self.d.ha.domains, 100_000)
+            .await?;
+        let mut rows = Vec::new();
+        let mut leases = HashMap::new();
+        for (id, lease) in claimed {
+            if let Some(r) = self.d.store.get_run(&id).await? {
+                leases.insert(id, lease);
+                rows.push(r);
+            }
+        }
         let netboot = self.d.store.netboot().await?;
         for f in self.d.store.all_facts().await? {
             match serde_json::from_str(&f.data) {
@@ -536,6 +626,7 @@ impl Engine {
                     state,
                     token,
                     started_ms: r.created_at,
+                    lease: leases.get(&r.id).copied().unwrap_or(0),
                 },
             );
         }
@@ -544,6 +635,25 @@ impl Engine {
                 Some(id) if id.starts_with("run-") => {
                     if let Some(a) = self.runs.get(id) {
                         self.table.insert(&n.system, self.ctx(a));
+                    } else if self
+                        .d
+                        .store
+                        .get_run(id)
+                        .await?
+                        .is_some_and(|r| r.finished_at.is_none())
+                    {
+                        // A peer's run: boot answers are the same from every
+                        // daemon of the segment.
+                        self.table.insert(
+                            &n.system,
+                            RunCtx {
+                                id: id.to_string(),
+                                token: n.token.clone().unwrap_or_default(),
+                                profile: None,
+                                persistent: false,
+                                facts: self.hw.get(&n.system).cloned(),
+                            },
+                        );
                     } else {
                         // A run that ended while its switch stayed on: turn it off.
                         self.d
@@ -571,6 +681,151 @@ impl Engine {
         }
         self.schedule().await;
         Ok(())
+    }
+
+    /// A new daemon id in the registry; the node's earlier ids are fenced
+    /// and their runs released (a restart takes them back at once).
+    async fn register(&mut self) -> Result<(), store::StoreError> {
+        self.me = format!("{}#{}", self.d.ha.node, &random_token()[..12]);
+        let released = self
+            .d
+            .store
+            .register_daemon(&self.me, &self.d.ha.node, &self.d.ha.domains)
+            .await?;
+        *self.id_cell.lock().unwrap_or_else(|p| p.into_inner()) = self.me.clone();
+        self.last_beat = std::time::Instant::now();
+        self.registered = self.last_beat;
+        tracing::info!(daemon = %self.me, domains = ?self.d.ha.domains, released, "registered");
+        Ok(())
+    }
+
+    /// Forget a run this daemon no longer owns (its tasks' events are then
+    /// ignored; the netboot switch is the new owner's).
+    fn drop_run(&mut self, id: &str) {
+        if let Some(a) = self.runs.remove(id) {
+            if self.by_system.get(&a.system).map(String::as_str) == Some(id) {
+                self.by_system.remove(&a.system);
+            }
+        }
+        self.queue.retain(|q| q != id);
+        if let Some(c) = self.consoles.remove(id) {
+            drop(c);
+        }
+        self.parked.remove(id);
+    }
+
+    /// The heartbeat, then the sweep for silent peers of its domains. A
+    /// fenced daemon drops every run and registers again.
+    async fn beat(&mut self) {
+        match self.d.store.heartbeat(&self.me).await {
+            Ok(true) => self.last_beat = std::time::Instant::now(),
+            Ok(false) => {
+                tracing::error!(daemon = %self.me, runs = self.runs.len(), "fenced by a peer: dropping every run and registering again");
+                let ids: Vec<String> = self.runs.keys().cloned().collect();
+                for id in ids {
+                    self.drop_run(&id);
+                }
+                if let Err(e) = self.register().await {
+                    tracing::error!(error = %e, "cannot register again");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed");
+                return;
+            }
+        }
+        if self.registered.elapsed() < self.d.ha.ttl {
+            return;
+        }
+        let ttl = self.d.ha.ttl.as_millis() as i64;
+        match self
+            .d
+            .store
+            .fence_silent(&self.me, &self.d.ha.domains, ttl)
+            .await
+        {
+            Ok(f) if !f.is_empty() => {
+                tracing::warn!(fenced = ?f, "silent peers fenced: their runs are released for takeover")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot sweep for silent peers"),
+        }
+    }
+
+    /// Claim what is unowned in this daemon's domains (runs created by
+    /// another daemon's API, runs of a fenced peer) and drive it from its
+    /// stored step.
+    async fn claim_tick(&mut self) {
+        if self.last_beat.elapsed() > self.d.ha.trust() {
+            return;
+        }
+        let claimed = match self
+            .d
+            .store
+            .claim_runs(&self.me, &self.d.ha.domains, 64)
+            .await
+        {
+            Ok(c) if c.is_empty() => return,
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claim failed");
+                return;
+            }
+        };
+        let netboot = self.d.store.netboot().await.unwrap_or_default();
+        let inv = self.d.inventory.borrow().clone();
+        let mut resume = Vec::new();
+        for (id, lease) in claimed {
+            let Ok(Some(r)) = self.d.store.get_run(&id).await else {
+                continue;
+            };
+            let profile = inv.profile(&r.profile).cloned();
+            let (Some(state), Some(profile)) =
+                (decode_state(&r.state, &r.data, r.reason.clone()), profile)
+            else {
+                tracing::error!(run = %id, "claimed a run this daemon cannot drive (profile or state unknown)");
+                continue;
+            };
+            let token = netboot
+                .iter()
+                .find(|n| n.run_id.as_deref() == Some(&r.id))
+                .and_then(|n| n.token.clone())
+                .unwrap_or_else(random_token);
+            tracing::info!(run = %id, system = %r.system, phase = %state.phase, lease, "claimed");
+            self.by_system.insert(r.system.clone(), id.clone());
+            let queued = state.phase == Phase::Queued;
+            let a = Active {
+                id: id.clone(),
+                system: r.system.clone(),
+                profile: r.profile.clone(),
+                facts: run_facts(&profile, is_inspect(&r.overrides)),
+                state,
+                token,
+                started_ms: r.created_at,
+                lease,
+            };
+            if !queued {
+                let ctx = self.ctx(&a);
+                if netboot
+                    .iter()
+                    .any(|n| n.enabled && n.run_id.as_deref() == Some(&id))
+                {
+                    self.table.insert(&r.system, ctx);
+                }
+            }
+            self.runs.insert(id.clone(), a);
+            if queued {
+                self.queue.push_back(id);
+            } else {
+                resume.push(id);
+            }
+        }
+        self.publish();
+        for id in resume {
+            self.apply(&id, Event::Resume).await;
+        }
+        self.schedule().await;
     }
 
     fn ctx(&self, a: &Active) -> RunCtx {
@@ -851,6 +1106,7 @@ impl Engine {
                         requested_by: requested_by.as_deref(),
                         overrides: if inspect { INSPECT_OVERRIDES } else { "{}" },
                         retry_of: retry_of.as_deref(),
+                        domain: &inv.system(&name).map(boot_domain).unwrap_or_default(),
                     },
                     now,
                 )
@@ -862,6 +1118,25 @@ impl Engine {
                 })?;
             tracing::info!(run = %id, system = %name, profile = %p.name, inspect, "run queued");
             self.emit(json!({"type": "transition", "run": id, "system": name, "from": null, "to": "queued", "at": now, "detail": "created"}));
+            out.push(RunInfo {
+                id: id.clone(),
+                system: name.clone(),
+                profile: p.name.clone(),
+            });
+            // Driven here when this daemon serves the machine's domain and
+            // is not fenced; else a daemon of that domain claims it.
+            let domain = inv.system(&name).map(boot_domain).unwrap_or_default();
+            if !self.d.ha.domains.contains(&domain) {
+                continue;
+            }
+            let lease = match self.d.store.claim_run(&id, &self.me).await {
+                Ok(Some(l)) => l,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(run = %id, error = %e, "cannot claim the new run: a claim tick will");
+                    continue;
+                }
+            };
             self.by_system.insert(name.clone(), id.clone());
             self.queue.push_back(id.clone());
             self.runs.insert(
@@ -874,13 +1149,9 @@ impl Engine {
                     state,
                     token: random_token(),
                     started_ms: now,
+                    lease,
                 },
             );
-            out.push(RunInfo {
-                id,
-                system: name,
-                profile: p.name.clone(),
-            });
         }
         Ok(out)
     }
@@ -955,10 +1226,14 @@ impl Engine {
             let from = a.state.phase.name();
             let to = t.state.phase.name();
             let terminal = t.state.phase.is_terminal();
+            let lease = store::Lease {
+                owner: self.me.clone(),
+                token: a.lease,
+            };
             let ok = self
                 .d
                 .store
-                .transition(
+                .transition_fenced(
                     &id,
                     &from,
                     &to,
@@ -967,12 +1242,24 @@ impl Engine {
                     terminal,
                     &t.detail,
                     now,
+                    Some(&lease),
                 )
                 .await;
             match ok {
                 Ok(true) => {}
                 Ok(false) => {
-                    tracing::error!(run = %id, %from, %to, "stale transition refused by the store");
+                    match self.d.store.run_owner(&id).await {
+                        Ok(Some((owner, token)))
+                            if owner.as_deref() != Some(self.me.as_str())
+                                || token != lease.token =>
+                        {
+                            tracing::warn!(run = %id, owner = ?owner, "lease lost (fenced or taken over): this daemon stops driving the run");
+                            self.drop_run(&id);
+                        }
+                        _ => {
+                            tracing::error!(run = %id, %from, %to, "stale transition refused by the store")
+                        }
+                    }
                     continue;
                 }
                 Err(e) => {
@@ -1113,6 +1400,11 @@ impl Engine {
                 None
             }
             Effect::Bmc(step) => {
+                if self.last_beat.elapsed() > self.d.ha.trust() {
+                    // Self-fenced: a peer may own this run by now.
+                    tracing::warn!(run = %id, ?step, "no heartbeat got through within the trust window: no BMC command");
+                    return None;
+                }
                 let Some(bmc) = inv.system(&system).and_then(|s| s.bmc.clone()) else {
                     return Some(Event::Bmc(
                         step,

@@ -514,9 +514,11 @@ impl Shared {
     }
 
     /// Poll until `shutdown`; reload the daemon after each new version.
+    /// `reload` loads the materialised copy (the daemon's `Reloader`):
+    /// the new generation, or why the new version does not load.
     pub async fn run(
         self: Arc<Self>,
-        reloader: Arc<crate::reload::Reloader>,
+        reload: Arc<dyn Fn() -> Result<u64, String> + Send + Sync>,
         shutdown: CancellationToken,
     ) {
         let mut listener = None;
@@ -546,18 +548,17 @@ impl Shared {
             match self.sync_once().await {
                 Ok(false) => self.set_status(|s| s.error = None),
                 Ok(true) => {
-                    let r = reloader.clone();
-                    match tokio::task::spawn_blocking(move || r.reload()).await {
-                        Ok(Ok(r)) => {
+                    let r = reload.clone();
+                    match tokio::task::spawn_blocking(move || r()).await {
+                        Ok(Ok(generation)) => {
                             self.set_status(|s| s.error = None);
                             tracing::info!(
-                                generation = r.generation,
+                                generation,
                                 version = self.status().version,
                                 "shared inventory: new version loaded"
                             );
                         }
-                        Ok(Err(e)) => {
-                            let msg = e.to_string();
+                        Ok(Err(msg)) => {
                             self.set_status(|s| s.error = Some(msg));
                         }
                         Err(e) => tracing::error!(error = %e, "reload task failed"),
@@ -575,49 +576,6 @@ impl Shared {
             }
         }
     }
-}
-
-/// The API in front of a daemon on the shared inventory: while the
-/// database is unreachable, a change (any method but GET and HEAD) is
-/// answered at once with 503 and the reason, and a read that failed on the
-/// database says the same instead of a bare 500. Reads the daemon answers
-/// from its snapshot (systems, profiles, status) keep working.
-pub async fn unavailable(
-    axum::extract::State(sh): axum::extract::State<Arc<Shared>>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::http::{Method, StatusCode};
-    let down = |st: &SyncStatus| {
-        st.error.as_ref().map(|e| {
-            let mut r = crate::http::api::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                format!(
-                    "the database is unreachable ({e}); boot services keep serving inventory version {}; retry when it is back",
-                    st.version
-                ),
-            );
-            r.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("5"),
-            );
-            r
-        })
-    };
-    let read = matches!(*req.method(), Method::GET | Method::HEAD);
-    if !read {
-        if let Some(r) = down(&sh.status()) {
-            return r;
-        }
-    }
-    let r = next.run(req).await;
-    if r.status() == StatusCode::INTERNAL_SERVER_ERROR {
-        if let Some(r) = down(&sh.status()) {
-            return r;
-        }
-    }
-    r
 }
 
 fn host() -> String {

@@ -54,6 +54,12 @@ pub struct Settings {
     pub console_max_bytes: u64,
     pub webhooks: Vec<WebhookSettings>,
     pub mqtt: Option<MqttSettings>,
+    /// `[server] node`: this daemon's name among the site's daemons.
+    pub node: String,
+    /// `[server] boot_domains`: the domains whose runs this daemon claims.
+    pub boot_domains: Vec<String>,
+    /// `[server] lease_ttl`: heartbeats missed this long get a daemon fenced.
+    pub lease_ttl: std::time::Duration,
 }
 
 /// `[runs] console_max_bytes` when unset: 4 MiB of serial console per run.
@@ -404,6 +410,42 @@ fn settings_from_wire(
             password_file,
         })
     });
+    let node = w.server.node.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}:{}", host.trim(), data_dir.display())
+    });
+    let boot_domains = w
+        .server
+        .boot_domains
+        .clone()
+        .unwrap_or_else(|| vec!["default".to_string()]);
+    if boot_domains.is_empty() || boot_domains.iter().any(|d| !super::valid_name(d)) {
+        out.push(ConfigError {
+            file: "rackboot.toml".into(),
+            key: "server.boot_domains".into(),
+            reason: "one or more names of letters, digits, '-', '_' or '.'".into(),
+        });
+    }
+    let lease_ttl = match w.server.lease_ttl.as_deref().map(super::parse_duration) {
+        None => std::time::Duration::from_secs(30),
+        Some(Ok(d)) if d >= std::time::Duration::from_secs(1) => d,
+        Some(Ok(_)) => {
+            out.push(ConfigError {
+                file: "rackboot.toml".into(),
+                key: "server.lease_ttl".into(),
+                reason: "at least 1s".into(),
+            });
+            std::time::Duration::from_secs(30)
+        }
+        Some(Err(e)) => {
+            out.push(ConfigError {
+                file: "rackboot.toml".into(),
+                key: "server.lease_ttl".into(),
+                reason: e,
+            });
+            std::time::Duration::from_secs(30)
+        }
+    };
     Some(Settings {
         config_dir: dir.to_path_buf(),
         interface: w.server.interface.clone(),
@@ -461,6 +503,9 @@ fn settings_from_wire(
             .unwrap_or(DEFAULT_CONSOLE_MAX_BYTES),
         webhooks,
         mqtt,
+        node,
+        boot_domains,
+        lease_ttl,
     })
 }
 

@@ -93,6 +93,16 @@ pub struct ServerWire {
     pub profiles_dir: Option<String>,
     /// Systems file (default "systems.toml").
     pub systems_file: Option<String>,
+    /// This daemon's name among the site's daemons (default: the host name
+    /// and the data dir). A restart under the same name takes its runs back
+    /// at once; another name waits for the lease to expire.
+    pub node: Option<String>,
+    /// The boot domains this daemon serves (default ["default"]): it claims
+    /// the runs of these domains and takes them over from a silent peer.
+    pub boot_domains: Option<Vec<String>>,
+    /// How long a daemon's heartbeats may stop before a peer of its domains
+    /// fences it and takes its runs over (default "30s").
+    pub lease_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

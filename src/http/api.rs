@@ -71,6 +71,49 @@ pub fn router(ctx: ApiContext) -> Guarded {
     routes().with_state(ctx)
 }
 
+/// The API in front of a daemon on the shared inventory: while the
+/// database is unreachable, a change (any method but GET and HEAD) is
+/// answered at once with 503 and the reason, and a read that failed on the
+/// database says the same instead of a bare 500. Reads the daemon answers
+/// from its snapshot (systems, profiles, status) keep working.
+pub async fn database_unavailable(
+    axum::extract::State(sh): axum::extract::State<std::sync::Arc<crate::shared::Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{Method, StatusCode};
+    let down = |st: &crate::shared::SyncStatus| {
+        st.error.as_ref().map(|e| {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                format!(
+                    "the database is unreachable ({e}); boot services keep serving inventory version {}; retry when it is back",
+                    st.version
+                ),
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+            r
+        })
+    };
+    let read = matches!(*req.method(), Method::GET | Method::HEAD);
+    if !read {
+        if let Some(r) = down(&sh.status()) {
+            return r;
+        }
+    }
+    let r = next.run(req).await;
+    if r.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        if let Some(r) = down(&sh.status()) {
+            return r;
+        }
+    }
+    r
+}
+
 /// A JSON error body with a stable code.
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (status, Json(api::ErrorBody::new(code, message))).into_response()

@@ -209,6 +209,8 @@ pub struct NewRun<'a> {
     pub requested_by: Option<&'a str>,
     pub overrides: &'a str,
     pub retry_of: Option<&'a str>,
+    /// The boot domain whose daemons may claim the run.
+    pub domain: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -290,6 +292,22 @@ pub enum InventoryExpect {
     Absent,
     /// Exactly this version (an edit made on that version).
     Version(i64),
+}
+
+/// A run's lease: the daemon id owning it and the token of its claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub token: i64,
+}
+
+/// The database's clock in ms since the epoch, as SQL (lease expiry is
+/// judged by one clock, the database's, whatever the daemons' clocks say).
+fn db_now(kind: Backend) -> &'static str {
+    match kind {
+        Backend::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+        Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+    }
 }
 
 /// The Postgres channel a shared-inventory write notifies (payload: the new
@@ -488,8 +506,8 @@ impl Store {
             async {
             let mut tx = pool.begin().await?;
             sqlx::query(
-                "INSERT INTO runs (id, system, profile, state, data, requested_by, overrides, retry_of, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                "INSERT INTO runs (id, system, profile, state, data, requested_by, overrides, retry_of, created_at, updated_at, domain)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
             )
             .bind(r.id)
             .bind(r.system)
@@ -500,6 +518,7 @@ impl Store {
             .bind(r.overrides)
             .bind(r.retry_of)
             .bind(at)
+            .bind(r.domain)
             .execute(&mut *tx)
             .await?;
             sqlx::query("INSERT INTO run_events (run_id, at, from_state, to_state, detail) VALUES ($1, $2, NULL, $3, 'created')")
@@ -551,12 +570,33 @@ impl Store {
         detail: &str,
         at: i64,
     ) -> Result<bool> {
+        self.transition_fenced(id, from, to, data, reason, terminal, detail, at, None)
+            .await
+    }
+
+    /// [`Self::transition`] fenced by a lease: it also needs the run to be
+    /// owned by `lease.owner` under `lease.token` (a daemon that lost the
+    /// run, fenced or taken over, writes nothing: false).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn transition_fenced(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        data: &str,
+        reason: Option<&str>,
+        terminal: bool,
+        detail: &str,
+        at: i64,
+        lease: Option<&Lease>,
+    ) -> Result<bool> {
         with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let res = sqlx::query(
                 "UPDATE runs SET state = $1, data = $2, reason = COALESCE($3, reason), updated_at = $4,
                         finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END
-                 WHERE id = $6 AND state = $7",
+                 WHERE id = $6 AND state = $7
+                   AND ($8 IS NULL OR (owner = $8 AND lease = $9))",
             )
             .bind(to)
             .bind(data)
@@ -565,6 +605,8 @@ impl Store {
             .bind(terminal)
             .bind(id)
             .bind(from)
+            .bind(lease.map(|l| l.owner.as_str()))
+            .bind(lease.map_or(0, |l| l.token))
             .execute(&mut *tx)
             .await?;
             if res.rows_affected() != 1 {
@@ -1179,6 +1221,218 @@ impl Store {
             .await?
             .rows_affected())
             > 0)
+    }
+
+    // ---- daemons, claims and leases ----
+
+    /// Register a daemon id (at start) and fence the earlier ids of the same
+    /// node (a restart): their unfinished runs are released at once, for this
+    /// id to claim. Returns how many runs were released.
+    pub async fn register_daemon(&self, id: &str, node: &str, domains: &[String]) -> Result<u64> {
+        with_pool!(self, |pool, kind| {
+            let now = db_now(kind);
+            let mut tx = pool.begin().await?;
+            let q = format!(
+                "INSERT INTO daemons (id, node, domains, started_at, heartbeat_at, fenced)
+                 VALUES ($1, $2, $3, {now}, {now}, FALSE)"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(q))
+                .bind(id)
+                .bind(node)
+                .bind(domains.join(","))
+                .execute(&mut *tx)
+                .await?;
+            let old: Vec<String> = sqlx::query_scalar(
+                "UPDATE daemons SET fenced = TRUE WHERE node = $1 AND id <> $2 AND NOT fenced
+                 RETURNING id",
+            )
+            .bind(node)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut released = 0;
+            for o in &old {
+                released += sqlx::query(
+                    "UPDATE runs SET owner = NULL WHERE owner = $1 AND finished_at IS NULL",
+                )
+                .bind(o)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            // Ids fenced long ago are history: keep the registry small.
+            sqlx::query("DELETE FROM daemons WHERE fenced AND heartbeat_at < $1")
+                .bind(now_ms() - 7 * 24 * 3600 * 1000)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(released)
+        })
+    }
+
+    /// A daemon's heartbeat: false when it has been fenced (it owns nothing
+    /// any more and must register again).
+    pub async fn heartbeat(&self, id: &str) -> Result<bool> {
+        with_pool!(self, |pool, kind| {
+            let q = format!(
+                "UPDATE daemons SET heartbeat_at = {} WHERE id = $1 AND NOT fenced",
+                db_now(kind)
+            );
+            Ok(sqlx::query(sqlx::AssertSqlSafe(q))
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                == 1)
+        })
+    }
+
+    /// A clean stop: the daemon's id is fenced and its unfinished runs are
+    /// released for a peer (or its own restart) to claim at once.
+    pub async fn retire_daemon(&self, id: &str) -> Result<u64> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE daemons SET fenced = TRUE WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let n = sqlx::query(
+                "UPDATE runs SET owner = NULL WHERE owner = $1 AND finished_at IS NULL",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+
+    /// Fence the daemons sharing a domain with `domains` whose heartbeat is
+    /// older than `ttl_ms` (by the database's clock) and release their
+    /// unfinished runs, each in one transaction. `me` must itself be
+    /// registered and not fenced. Returns the ids fenced.
+    pub async fn fence_silent(
+        &self,
+        me: &str,
+        domains: &[String],
+        ttl_ms: i64,
+    ) -> Result<Vec<String>> {
+        with_pool!(self, |pool, kind| {
+            let now = db_now(kind);
+            let q = format!(
+                "SELECT id, domains FROM daemons
+                 WHERE NOT fenced AND id <> $1 AND heartbeat_at < {now} - $2
+                   AND EXISTS (SELECT 1 FROM daemons m WHERE m.id = $1 AND NOT m.fenced)"
+            );
+            let cands: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(q))
+                .bind(me)
+                .bind(ttl_ms)
+                .fetch_all(pool)
+                .await?;
+            let mut fenced = Vec::new();
+            for (id, doms) in cands {
+                if !doms.split(',').any(|d| domains.iter().any(|m| m == d)) {
+                    continue;
+                }
+                let mut tx = pool.begin().await?;
+                let q = format!(
+                    "UPDATE daemons SET fenced = TRUE
+                     WHERE id = $1 AND NOT fenced AND heartbeat_at < {now} - $2"
+                );
+                let n = sqlx::query(sqlx::AssertSqlSafe(q))
+                    .bind(&id)
+                    .bind(ttl_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 1 {
+                    sqlx::query(
+                        "UPDATE runs SET owner = NULL WHERE owner = $1 AND finished_at IS NULL",
+                    )
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                    fenced.push(id);
+                }
+                tx.commit().await?;
+            }
+            Ok(fenced)
+        })
+    }
+
+    /// Claim up to `limit` unowned unfinished runs of `domains` for `me`
+    /// (oldest first; on Postgres rows another daemon is claiming are
+    /// skipped, `FOR UPDATE SKIP LOCKED`), each under a new lease token.
+    /// Nothing when `me` is fenced. Returns (run id, lease token).
+    pub async fn claim_runs(
+        &self,
+        me: &str,
+        domains: &[String],
+        limit: u32,
+    ) -> Result<Vec<(String, i64)>> {
+        if domains.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_pool!(self, |pool, kind| {
+            let skip = if kind == Backend::Postgres {
+                "FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            };
+            let doms: Vec<String> = (0..domains.len())
+                .map(|i| format!("(${})", i + 3))
+                .collect();
+            let q = format!(
+                "UPDATE runs SET owner = $1, lease = lease + 1
+                 WHERE id IN (SELECT id FROM runs
+                     WHERE finished_at IS NULL AND owner IS NULL AND domain IN (VALUES {})
+                     ORDER BY created_at, id LIMIT $2 {skip})
+                   AND EXISTS (SELECT 1 FROM daemons WHERE id = $1 AND NOT fenced)
+                 RETURNING id, lease",
+                doms.join(", ")
+            );
+            let mut qq = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(q))
+                .bind(me)
+                .bind(i64::from(limit));
+            for d in domains {
+                qq = qq.bind(d);
+            }
+            let mut got = qq.fetch_all(pool).await?;
+            got.sort();
+            Ok(got)
+        })
+    }
+
+    /// Claim one unowned run (the daemon that just created it).
+    pub async fn claim_run(&self, id: &str, me: &str) -> Result<Option<i64>> {
+        const Q: &str = "UPDATE runs SET owner = $1, lease = lease + 1
+             WHERE id = $2 AND owner IS NULL AND finished_at IS NULL
+               AND EXISTS (SELECT 1 FROM daemons WHERE id = $1 AND NOT fenced)
+             RETURNING lease";
+        Ok(with_pool!(self, |pool| sqlx::query_scalar(Q)
+            .bind(me)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    /// Who owns a run, under which lease token.
+    pub async fn run_owner(&self, id: &str) -> Result<Option<(Option<String>, i64)>> {
+        const Q: &str = "SELECT owner, lease FROM runs WHERE id = $1";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    /// The registered daemons: (id, node, domains, heartbeat_at, fenced).
+    pub async fn daemons(&self) -> Result<Vec<(String, String, String, i64, bool)>> {
+        const Q: &str =
+            "SELECT id, node, domains, heartbeat_at, fenced FROM daemons ORDER BY started_at, id";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .fetch_all(pool)
+            .await?))
     }
 
     // ---- shared inventory ----

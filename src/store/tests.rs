@@ -11,6 +11,7 @@ fn new_run<'a>(id: &'a str, system: &'a str) -> NewRun<'a> {
         requested_by: Some("test"),
         overrides: "{}",
         retry_of: None,
+        domain: "default",
     }
 }
 
@@ -243,19 +244,175 @@ async fn concurrent_inventory_edits_have_one_winner(db: TestDb) {
     assert_eq!(s.inventory_head().await.unwrap().unwrap().version, 2);
 }
 
+/// The migrations of migrations/{sqlite,postgres}/, in order.
+const MIGRATIONS: &[i64] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 11];
+
+/// Claims and leases: a run is driven by the one daemon that claimed it;
+/// a write under a lost lease changes nothing; a silent daemon is fenced by
+/// a healthy peer of its domain (and only of its domain) and its runs are
+/// released; a restart of the same node takes its runs back at once.
+async fn claims_leases_and_fencing(db: TestDb) {
+    let s = db.open().await;
+    let doms = |d: &[&str]| d.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let seg_a = doms(&["a"]);
+    s.register_daemon("d1", "n1", &seg_a).await.unwrap();
+    s.register_daemon("d2", "n2", &seg_a).await.unwrap();
+    s.register_daemon("d3", "n3", &doms(&["b"])).await.unwrap();
+    let mut r1 = new_run("r1", "m1");
+    r1.domain = "a";
+    s.create_run(&r1, 1).await.unwrap();
+    let mut r2 = new_run("r2", "m2");
+    r2.domain = "b";
+    s.create_run(&r2, 2).await.unwrap();
+    // One claimant per run; another domain's run is not d1's.
+    let c1 = s.claim_runs("d1", &seg_a, 10).await.unwrap();
+    assert_eq!(c1, vec![("r1".to_string(), 1)]);
+    assert!(s.claim_runs("d2", &seg_a, 10).await.unwrap().is_empty());
+    assert_eq!(s.claim_run("r1", "d2").await.unwrap(), None);
+    let l1 = Lease {
+        owner: "d1".into(),
+        token: 1,
+    };
+    let l2 = Lease {
+        owner: "d2".into(),
+        token: 1,
+    };
+    assert!(!s
+        .transition_fenced(
+            "r1",
+            "queued",
+            "power",
+            "{}",
+            None,
+            false,
+            "x",
+            3,
+            Some(&l2)
+        )
+        .await
+        .unwrap());
+    assert!(s
+        .transition_fenced(
+            "r1",
+            "queued",
+            "power",
+            "{}",
+            None,
+            false,
+            "x",
+            3,
+            Some(&l1)
+        )
+        .await
+        .unwrap());
+    // Everyone heartbeats: nobody is silent.
+    for d in ["d1", "d2", "d3"] {
+        assert!(s.heartbeat(d).await.unwrap());
+    }
+    assert!(s
+        .fence_silent("d2", &seg_a, 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+    // d1 stops: after the TTL (0 ms here, by the database's clock) d2 fences
+    // it; d3 (another domain) never would.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(s.heartbeat("d2").await.unwrap());
+    assert!(s
+        .fence_silent("d3", &doms(&["b"]), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.fence_silent("d2", &seg_a, 10).await.unwrap(), vec!["d1"]);
+    assert!(!s.heartbeat("d1").await.unwrap(), "d1 learns it is fenced");
+    // d1's late write is refused; d2 claims the run under a new token, at
+    // the step it reached.
+    assert!(!s
+        .transition_fenced(
+            "r1",
+            "power",
+            "dhcp",
+            "{}",
+            None,
+            false,
+            "late",
+            4,
+            Some(&l1)
+        )
+        .await
+        .unwrap());
+    assert!(
+        s.claim_runs("d1", &seg_a, 10).await.unwrap().is_empty(),
+        "fenced: no claims"
+    );
+    assert_eq!(
+        s.claim_runs("d2", &seg_a, 10).await.unwrap(),
+        vec![("r1".to_string(), 2)]
+    );
+    assert_eq!(s.get_run("r1").await.unwrap().unwrap().state, "power");
+    assert_eq!(
+        s.run_owner("r1").await.unwrap(),
+        Some((Some("d2".into()), 2))
+    );
+    // d2 restarts as d2b on the same node: its runs come back at once.
+    assert_eq!(s.register_daemon("d2b", "n2", &seg_a).await.unwrap(), 1);
+    assert!(!s.heartbeat("d2").await.unwrap());
+    assert_eq!(
+        s.claim_runs("d2b", &seg_a, 10).await.unwrap(),
+        vec![("r1".to_string(), 3)]
+    );
+    // A clean stop releases.
+    assert_eq!(s.retire_daemon("d2b").await.unwrap(), 1);
+    assert_eq!(s.run_owner("r1").await.unwrap(), Some((None, 3)));
+    let fenced: Vec<bool> = s.daemons().await.unwrap().iter().map(|d| d.4).collect();
+    assert_eq!(fenced.iter().filter(|f| !**f).count(), 1, "only d3 stands");
+}
+
+/// Many daemons claiming at once: every run exactly once.
+async fn concurrent_claims_take_each_run_once(db: TestDb) {
+    let s = db.open().await;
+    let dom = vec!["default".to_string()];
+    for i in 0..40 {
+        let id = format!("r{i:02}");
+        let sys = format!("m{i:02}");
+        s.create_run(&new_run(&id, &sys), i).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for d in 0..4 {
+        let s = s.clone();
+        let dom = dom.clone();
+        tasks.push(tokio::spawn(async move {
+            let me = format!("d{d}");
+            s.register_daemon(&me, &me, &dom).await.unwrap();
+            let mut got = Vec::new();
+            for _ in 0..20 {
+                match s.claim_runs(&me, &dom, 3).await {
+                    Ok(c) => got.extend(c.into_iter().map(|(id, _)| id)),
+                    // SQLite: busy past the timeout is a miss, not a double.
+                    Err(e) => assert_eq!(s.backend(), Backend::Sqlite, "{e}"),
+                }
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(n, all.len(), "a run claimed twice");
+    assert_eq!(n, 40);
+}
+
 async fn migrations_apply_and_are_idempotent(db: TestDb) {
     let s = db.open().await;
-    assert_eq!(
-        s.schema_versions().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
-    );
+    assert_eq!(s.schema_versions().await.unwrap(), MIGRATIONS.to_vec());
     s.close().await;
     // Re-opening runs the migrator again: nothing new, nothing broken.
     let s = db.open().await;
-    assert_eq!(
-        s.schema_versions().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8]
-    );
+    assert_eq!(s.schema_versions().await.unwrap(), MIGRATIONS.to_vec());
 }
 
 /// The SQLite file's directory is created on open.
@@ -964,4 +1121,6 @@ on_both_backends!(
     facts_last_report_wins,
     inventory_versions_and_documents,
     concurrent_inventory_edits_have_one_winner,
+    claims_leases_and_fencing,
+    concurrent_claims_take_each_run_once,
 );

@@ -387,3 +387,109 @@ mod url_parts {
         }
     }
 }
+
+/// Takeover: daemon A drives a run into the install phase and crashes
+/// (no clean stop, no release); daemon B, another node of the same domain,
+/// fences A once its heartbeats are a lease TTL old, claims the run under a
+/// new lease and drives it to the end from the step it reached. A late
+/// write under A's lease is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_takes_over_the_runs_of_a_crashed_daemon() {
+    let Some(db) = testdb::postgres("takeover").await else {
+        return;
+    };
+    let url = db.url.clone();
+    let mut sim = sim_with("true", |c| {
+        c.replace(
+            "rackboot.toml",
+            "[server]\n",
+            &format!("[server]\ndatabase_url = \"{url}\"\nlease_ttl = \"2s\"\nnode = \"a\"\n"),
+        )
+    })
+    .await;
+    let (s, v) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id, "dhcp", 5).await;
+    let mac: rackboot::model::Mac = "52:54:00:aa:00:01".parse().unwrap();
+    let done = sim.netboot_to_install(mac).await;
+    sim.wait_state(&id, "install", 5).await;
+    let store = db.open().await;
+    let (owner_a, lease_a) = store.run_owner(&id).await.unwrap().unwrap();
+    let owner_a = owner_a.expect("A owns the run");
+    assert!(owner_a.starts_with("a#"), "{owner_a}");
+
+    // A crashes: its tasks stop, nothing is released.
+    let a = sim.d.take().unwrap();
+    a.shutdown.cancel();
+    let killed = std::time::Instant::now();
+    drop(a);
+    sim.c
+        .replace("rackboot.toml", "node = \"a\"", "node = \"b\"");
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sim.dhcp_server = server.local_addr().unwrap();
+    let mut params =
+        rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
+    params.client_port = client.local_addr().unwrap().port();
+    params.broadcast = client.local_addr().unwrap();
+    sim.client = std::sync::Arc::new(client);
+    sim.d = Some(crate::runs::start_daemon(&sim.c, sim.fake.clone(), vec![(server, params)]).await);
+
+    // B takes it over after the TTL (not at once: A's node is not B's).
+    let mut owner_b = None;
+    for _ in 0..200 {
+        let (o, l) = store.run_owner(&id).await.unwrap().unwrap();
+        if let Some(o) = o.filter(|o| o.starts_with("b#")) {
+            owner_b = Some((o, l));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let took = killed.elapsed();
+    let (owner_b, lease_b) = owner_b.expect("B claims the run within 10 s");
+    assert!(
+        lease_b > lease_a,
+        "a new lease token: {lease_a} -> {lease_b}"
+    );
+    assert!(
+        took >= std::time::Duration::from_secs(2),
+        "not before the TTL: {took:?}"
+    );
+    println!("takeover: kill -> claimed by {owner_b} in {took:?}");
+    let daemons = store.daemons().await.unwrap();
+    assert!(
+        daemons.iter().any(|d| d.0 == owner_a && d.4),
+        "A is fenced: {daemons:?}"
+    );
+    // A's late write is refused.
+    let late = rackboot::store::Lease {
+        owner: owner_a.clone(),
+        token: lease_a,
+    };
+    assert!(!store
+        .transition_fenced(
+            &id,
+            "install",
+            "failed",
+            "{}",
+            Some("late"),
+            true,
+            "late",
+            1,
+            Some(&late)
+        )
+        .await
+        .unwrap());
+
+    // The installer finishes and calls back: B drives the run to the end.
+    let (s, body) = sim.boot_http("POST", &done).await;
+    assert_eq!(s, 200, "callback after the takeover: {body}");
+    assert!(sim.dhcp(mac).await.is_some());
+    let v = sim.wait_terminal(&id, 20).await;
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    assert_eq!(
+        store.run_owner(&id).await.unwrap().unwrap().0,
+        Some(owner_b)
+    );
+}

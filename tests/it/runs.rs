@@ -116,7 +116,7 @@ async fn start_sim(c: ConfigDir, ssh_task: tokio::task::JoinHandle<()>) -> Sim {
     }
 }
 
-async fn start_daemon(
+pub async fn start_daemon(
     c: &ConfigDir,
     fake: Arc<FakePower>,
     dhcp: Vec<(tokio::net::UdpSocket, rackboot::dhcp::ServerParams)>,
@@ -1046,6 +1046,8 @@ async fn a_run_stored_by_another_daemon_makes_the_api_answer_busy() {
                 requested_by: Some("another daemon"),
                 overrides: "{}",
                 retry_of: None,
+                // Another daemon's domain: this one never claims it.
+                domain: "elsewhere",
             },
             rackboot::store::now_ms(),
         )
