@@ -12,6 +12,9 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BootTable {
     pending: HashMap<String, RunCtx>,
+    /// Systems whose pending run another daemon of the site owns: this
+    /// daemon leaves their DHCP to the owner (see [`leave_to_peer`]).
+    elsewhere: std::collections::BTreeSet<String>,
 }
 
 impl BootTable {
@@ -38,6 +41,25 @@ impl BootTable {
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
+
+    /// Replace the set of systems whose pending run a peer owns; true when
+    /// it changed.
+    pub fn set_elsewhere(&mut self, systems: std::collections::BTreeSet<String>) -> bool {
+        let changed = self.elsewhere != systems;
+        self.elsewhere = systems;
+        changed
+    }
+}
+
+/// Whether this daemon stays silent on DHCP for `mac`: its reimage is
+/// pending and another daemon owns the run, so the owner alone answers and
+/// the machine's whole boot (script, kernel, installer, callback) goes to
+/// the daemon driving its run. A run this daemon owns or that nobody has
+/// claimed yet is answered as usual; so is every machine without a run
+/// (reservations are answered identically by every daemon).
+pub fn leave_to_peer(inv: &Inventory, table: &BootTable, mac: &Mac) -> bool {
+    inv.by_mac(mac)
+        .is_some_and(|s| table.elsewhere.contains(&s.name) && table.get(&s.name).is_none())
 }
 
 /// The answer for one MAC right now.

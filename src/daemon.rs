@@ -360,6 +360,7 @@ pub async fn start_with(
         },
         pool: pool.clone(),
         discovery: discovery.clone(),
+        table: Some(table_rx.clone()),
     });
     for (sock, params) in listeners.dhcp {
         let (policy, stats, obs, sd) = (

@@ -642,18 +642,8 @@ impl Engine {
                         .await?
                         .is_some_and(|r| r.finished_at.is_none())
                     {
-                        // A peer's run: boot answers are the same from every
-                        // daemon of the segment.
-                        self.table.insert(
-                            &n.system,
-                            RunCtx {
-                                id: id.to_string(),
-                                token: n.token.clone().unwrap_or_default(),
-                                profile: None,
-                                persistent: false,
-                                facts: self.hw.get(&n.system).cloned(),
-                            },
-                        );
+                        // A peer's run: the peer answers this machine
+                        // (`boot::leave_to_peer`); its switch stays on.
                     } else {
                         // A run that ended while its switch stayed on: turn it off.
                         self.d
@@ -759,6 +749,15 @@ impl Engine {
     async fn claim_tick(&mut self) {
         if self.last_beat.elapsed() > self.d.ha.trust() {
             return;
+        }
+        // Machines whose run a peer drives: their DHCP is the peer's.
+        match self.d.store.peer_runs(&self.me, &self.d.ha.domains).await {
+            Ok(systems) => {
+                if self.table.set_elsewhere(systems.into_iter().collect()) {
+                    self.publish();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the peers' runs"),
         }
         let claimed = match self
             .d

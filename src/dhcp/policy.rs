@@ -76,6 +76,9 @@ pub struct InventoryDhcpPolicy {
     pub pool: Option<Arc<PoolLeases>>,
     /// Records requests from MACs outside the inventory (`None`: off).
     pub discovery: Option<Arc<Discovery>>,
+    /// The engine's boot table: machines whose run a peer daemon owns are
+    /// left to it (`boot::leave_to_peer`). `None`: no peers to consider.
+    pub table: Option<watch::Receiver<Arc<boot::BootTable>>>,
 }
 
 impl InventoryDhcpPolicy {
@@ -96,6 +99,11 @@ impl InventoryDhcpPolicy {
 impl DhcpPolicy for InventoryDhcpPolicy {
     fn answer(&self, req: &DhcpRequest) -> Option<Answer> {
         let inv = self.inventory.borrow().clone();
+        if let Some(t) = &self.table {
+            if boot::leave_to_peer(&inv, &t.borrow(), &req.mac) {
+                return None;
+            }
+        }
         if let Some(a) = dhcp_answer(&inv, &self.cfg, req) {
             return Some(a);
         }
@@ -171,6 +179,68 @@ mod tests {
         classify(&m.to_vec().unwrap()).unwrap()
     }
 
+    /// A machine whose pending run a peer daemon owns is left to it; one
+    /// whose run this daemon owns (in the table), one without a run and one
+    /// outside the inventory are answered (or not) as always.
+    #[test]
+    fn machines_of_a_peers_runs_are_left_to_it() {
+        use crate::boot::{leave_to_peer, BootTable};
+        let (m1, m2, m3) = (
+            Mac([2, 0, 0, 0, 0, 1]),
+            Mac([2, 0, 0, 0, 0, 2]),
+            Mac([2, 0, 0, 0, 0, 3]),
+        );
+        let inv = inventory(
+            vec![
+                system("peer", m1, Ipv4Addr::new(10, 0, 0, 21)),
+                system("mine", m2, Ipv4Addr::new(10, 0, 0, 22)),
+                system("idle", m3, Ipv4Addr::new(10, 0, 0, 23)),
+            ],
+            1,
+        );
+        let mut t = BootTable::new();
+        let ctx = crate::render::RunCtx {
+            id: "run-1".into(),
+            token: "t".into(),
+            profile: None,
+            persistent: false,
+            facts: None,
+        };
+        t.insert("mine", ctx);
+        // A run just claimed here is still listed as a peer's until the next refresh.
+        assert!(t.set_elsewhere(["peer".to_string(), "mine".to_string()].into()));
+        assert!(!t.set_elsewhere(["peer".to_string(), "mine".to_string()].into()));
+        let table = [
+            (m1, true),
+            (m2, false),
+            (m3, false),
+            (Mac([2, 0, 0, 0, 0, 9]), false),
+        ];
+        for (mac, left) in table {
+            assert_eq!(leave_to_peer(&inv, &t, &mac), left, "{mac}");
+        }
+        // The policy: no answer for the peer's machine, a reservation for the idle one.
+        let (_tx, rx) = watch::channel(Arc::new(inv));
+        let (_ttx, trx) = watch::channel(Arc::new(t));
+        let policy = InventoryDhcpPolicy {
+            inventory: rx,
+            cfg: DhcpPolicySettings {
+                mode: DhcpMode::Reservations,
+                server: SERVER,
+                lease_secs: 600,
+                efi_x64_file: "ipxe.efi".into(),
+            },
+            pool: None,
+            discovery: None,
+            table: Some(trx),
+        };
+        assert!(policy.answer(&discover(m1)).is_none());
+        assert_eq!(
+            policy.answer(&discover(m3)).and_then(|a| a.yiaddr),
+            Some(Ipv4Addr::new(10, 0, 0, 23))
+        );
+    }
+
     /// Reservations are re-applied per generation. A new snapshot at the
     /// *same address* as the last one the pool saw (what an allocator does
     /// after a quiet reload) still has its system's address held back.
@@ -204,6 +274,7 @@ mod tests {
             },
             pool: Some(Arc::new(pool)),
             discovery: None,
+            table: None,
         };
         let client = |n: u8| Mac([2, 0, 0, 0, 0, n]);
 
@@ -247,6 +318,7 @@ mod tests {
             },
             pool: None,
             discovery: Some(d.clone()),
+            table: None,
         };
         let stranger = Mac([2, 0, 0, 0, 0, 9]);
         assert_eq!(policy.answer(&discover(stranger)), None);

@@ -1417,6 +1417,28 @@ impl Store {
             .await?))
     }
 
+    /// The systems of `domains` whose unfinished run another daemon owns.
+    pub async fn peer_runs(&self, me: &str, domains: &[String]) -> Result<Vec<String>> {
+        if domains.is_empty() {
+            return Ok(Vec::new());
+        }
+        let doms: Vec<String> = (0..domains.len())
+            .map(|i| format!("(${})", i + 2))
+            .collect();
+        let q = format!(
+            "SELECT system FROM runs WHERE finished_at IS NULL AND owner IS NOT NULL
+               AND owner <> $1 AND domain IN (VALUES {}) ORDER BY system",
+            doms.join(", ")
+        );
+        with_pool!(self, |pool| {
+            let mut qq = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(q)).bind(me);
+            for d in domains {
+                qq = qq.bind(d);
+            }
+            Ok(qq.fetch_all(pool).await?)
+        })
+    }
+
     /// Who owns a run, under which lease token.
     pub async fn run_owner(&self, id: &str) -> Result<Option<(Option<String>, i64)>> {
         const Q: &str = "SELECT owner, lease FROM runs WHERE id = $1";

@@ -419,22 +419,38 @@ async fn a_peer_takes_over_the_runs_of_a_crashed_daemon() {
     let owner_a = owner_a.expect("A owns the run");
     assert!(owner_a.starts_with("a#"), "{owner_a}");
 
+    // B, another node of the same domain, starts beside A on the same
+    // segment: it leaves sim1's DHCP to A, the owner of its run.
+    sim.c
+        .replace("rackboot.toml", "node = \"a\"", "node = \"b\"");
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let b_server = server.local_addr().unwrap();
+    let mut params =
+        rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
+    params.client_port = client.local_addr().unwrap().port();
+    params.broadcast = client.local_addr().unwrap();
+    let b_client = std::sync::Arc::new(client);
+    let b = crate::runs::start_daemon(&sim.c, sim.fake.clone(), vec![(server, params)]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(sim.dhcp(mac).await.is_some(), "A, the owner, answers");
+    let a_sockets = (sim.client.clone(), sim.dhcp_server);
+    sim.client = b_client;
+    sim.dhcp_server = b_server;
+    assert_eq!(sim.dhcp(mac).await, None, "B leaves the machine to A");
+    let mac2: rackboot::model::Mac = "52:54:00:aa:00:02".parse().unwrap();
+    assert!(
+        sim.dhcp(mac2).await.is_some(),
+        "B answers a machine without a run"
+    );
+    drop(a_sockets);
+
     // A crashes: its tasks stop, nothing is released.
     let a = sim.d.take().unwrap();
     a.shutdown.cancel();
     let killed = std::time::Instant::now();
     drop(a);
-    sim.c
-        .replace("rackboot.toml", "node = \"a\"", "node = \"b\"");
-    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    sim.dhcp_server = server.local_addr().unwrap();
-    let mut params =
-        rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
-    params.client_port = client.local_addr().unwrap().port();
-    params.broadcast = client.local_addr().unwrap();
-    sim.client = std::sync::Arc::new(client);
-    sim.d = Some(crate::runs::start_daemon(&sim.c, sim.fake.clone(), vec![(server, params)]).await);
+    sim.d = Some(b);
 
     // B takes it over after the TTL (not at once: A's node is not B's).
     let mut owner_b = None;
@@ -457,6 +473,8 @@ async fn a_peer_takes_over_the_runs_of_a_crashed_daemon() {
         "not before the TTL: {took:?}"
     );
     println!("takeover: kill -> claimed by {owner_b} in {took:?}");
+    // Now B answers the machine.
+    assert!(sim.dhcp(mac).await.is_some(), "B, the new owner, answers");
     let daemons = store.daemons().await.unwrap();
     assert!(
         daemons.iter().any(|d| d.0 == owner_a && d.4),
