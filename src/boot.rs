@@ -42,6 +42,15 @@ impl BootTable {
         self.pending.is_empty()
     }
 
+    /// The same table without a pending installer: what a daemon whose
+    /// shared inventory is stale serves (every machine boots its disk).
+    pub fn without_installs(&self) -> BootTable {
+        BootTable {
+            pending: HashMap::new(),
+            elsewhere: self.elsewhere.clone(),
+        }
+    }
+
     /// Replace the set of systems whose pending run a peer owns; true when
     /// it changed.
     pub fn set_elsewhere(&mut self, systems: std::collections::BTreeSet<String>) -> bool {

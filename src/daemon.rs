@@ -327,6 +327,17 @@ pub async fn start_with(
     )
     .await?;
 
+    // What the boot services serve: the engine's table, without installers
+    // while a shared inventory is stale (`shared::fresh_table`).
+    let boot_table_rx = match reloader.shared() {
+        Some(sh) => crate::shared::fresh_table(
+            sh.clone(),
+            table_rx.clone(),
+            settings.max_stale,
+            shutdown.child_token(),
+        ),
+        None => table_rx.clone(),
+    };
     let dhcp_stats = Arc::new(crate::dhcp::DhcpStats::default());
     let pool_stats = Arc::new(crate::dhcp::leases::PoolStats::default());
     let pool = match (settings.dhcp.mode, settings.dhcp.pool) {
@@ -360,7 +371,7 @@ pub async fn start_with(
         },
         pool: pool.clone(),
         discovery: discovery.clone(),
-        table: Some(table_rx.clone()),
+        table: Some(boot_table_rx.clone()),
     });
     for (sock, params) in listeners.dhcp {
         let (policy, stats, obs, sd) = (
@@ -389,7 +400,7 @@ pub async fn start_with(
         let roots =
             crate::tftp::RootsSource::new(roots).context("TFTP roots (firmware_dir, boot_dir)")?;
         let source: Arc<dyn crate::tftp::FileSource> = Arc::new(
-            crate::tftp::boot::BootSource::new(roots, inv_rx.clone(), table_rx.clone()),
+            crate::tftp::boot::BootSource::new(roots, inv_rx.clone(), boot_table_rx.clone()),
         );
         let cfg = crate::tftp::TftpConfig {
             max_transfers: settings.tftp.max_transfers,
@@ -426,7 +437,7 @@ pub async fn start_with(
     let http_stats = Arc::new(boot::HttpStats::default());
     let boot_ctx = boot::BootContext {
         inventory: inv_rx.clone(),
-        table: table_rx.clone(),
+        table: boot_table_rx.clone(),
         boot_dir: settings.boot_dir.clone(),
         firmware_dir: settings.firmware_dir.clone(),
         obs: obs.clone(),

@@ -578,6 +578,58 @@ impl Shared {
     }
 }
 
+/// The boot table the boot services serve: the engine's, or, while the
+/// shared inventory is older than `max_stale` (the database away that
+/// long), the same without any installer: a daemon that may be serving an
+/// outdated inventory boots machines from their disks, never into an
+/// installer (fail closed). Re-checked every second and on each new table.
+pub fn fresh_table(
+    sh: Arc<Shared>,
+    mut table: tokio::sync::watch::Receiver<Arc<crate::boot::BootTable>>,
+    max_stale: Duration,
+    shutdown: CancellationToken,
+) -> tokio::sync::watch::Receiver<Arc<crate::boot::BootTable>> {
+    let (tx, rx) = tokio::sync::watch::channel(table.borrow().clone());
+    tokio::spawn(async move {
+        let mut was_fresh = true;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = table.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let age = crate::store::now_ms() - sh.status().checked_at;
+            let fresh = age <= max_stale.as_millis() as i64;
+            if fresh != was_fresh {
+                if fresh {
+                    tracing::info!("shared inventory fresh again: installers are served");
+                } else {
+                    tracing::warn!(
+                        age_ms = age,
+                        "shared inventory stale: serving local disk boots only, no installer"
+                    );
+                }
+                was_fresh = fresh;
+            }
+            let t = table.borrow_and_update().clone();
+            let out = if fresh {
+                t
+            } else {
+                Arc::new(t.without_installs())
+            };
+            tx.send_if_modified(|cur| {
+                if **cur == *out {
+                    false
+                } else {
+                    *cur = out;
+                    true
+                }
+            });
+        }
+    });
+    rx
+}
+
 fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())

@@ -60,6 +60,8 @@ pub struct Settings {
     pub boot_domains: Vec<String>,
     /// `[server] lease_ttl`: heartbeats missed this long get a daemon fenced.
     pub lease_ttl: std::time::Duration,
+    /// `[server] max_stale`: a shared inventory older than this serves no installer.
+    pub max_stale: std::time::Duration,
 }
 
 /// `[runs] console_max_bytes` when unset: 4 MiB of serial console per run.
@@ -446,6 +448,18 @@ fn settings_from_wire(
             std::time::Duration::from_secs(30)
         }
     };
+    let max_stale = match w.server.max_stale.as_deref().map(super::parse_duration) {
+        None => std::time::Duration::from_secs(300),
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            out.push(ConfigError {
+                file: "rackboot.toml".into(),
+                key: "server.max_stale".into(),
+                reason: e,
+            });
+            std::time::Duration::from_secs(300)
+        }
+    };
     Some(Settings {
         config_dir: dir.to_path_buf(),
         interface: w.server.interface.clone(),
@@ -506,6 +520,7 @@ fn settings_from_wire(
         node,
         boot_domains,
         lease_ttl,
+        max_stale,
     })
 }
 

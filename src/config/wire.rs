@@ -103,6 +103,10 @@ pub struct ServerWire {
     /// How long a daemon's heartbeats may stop before a peer of its domains
     /// fences it and takes its runs over (default "30s").
     pub lease_ttl: Option<String>,
+    /// Shared inventory: when the daemon's last good read of the database
+    /// is older than this, it serves "boot from local disk", never an
+    /// installer (default "5m").
+    pub max_stale: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -287,12 +287,38 @@ async fn shared_inventory_survives_the_database_going_away() {
     c.replace(
         "rackboot.toml",
         "[server]\n",
-        &format!("[server]\ndatabase_url = \"{}\"\n", url.with_port(port)),
+        &format!(
+            "[server]\ndatabase_url = \"{}\"\nmax_stale = \"2s\"\n",
+            url.with_port(port)
+        ),
     );
     let a = crate::harness::lab_in(c).await;
     let ip = a.offer("52:54:00:77:00:50").await;
     assert_eq!(ip, Some("10.77.0.50".parse().unwrap()));
     assert_eq!(shared_status(&a).await.error, None);
+    // node50 is switched to netboot: its script is the installer's.
+    let r = a
+        .api(
+            "PUT",
+            "/api/v1/systems/node50/netboot",
+            Some(json!({"enabled": true})),
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let script = |l: &crate::harness::Lab| {
+        let addr = l.d.http_addr;
+        async move {
+            let r = tokio::task::spawn_blocking(move || {
+                crate::harness::http(addr, "GET", "/ipxe/52-54-00-77-00-50", &[], None)
+            })
+            .await
+            .unwrap();
+            r.text()
+        }
+    };
+    let installer = script(&a).await;
+    assert!(installer.contains("kernel"), "{installer}");
 
     cut.send_replace(true);
     let mut down = None;
@@ -321,6 +347,18 @@ async fn shared_inventory_survives_the_database_going_away() {
         "{}",
         r.text()
     );
+
+    // Past max_stale (2 s) without the database: local disk, no installer.
+    let mut local = String::new();
+    for _ in 0..100 {
+        local = script(&a).await;
+        if local.contains("\nexit\n") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(local.contains("booting from local disk"), "{local}");
+    assert!(down.checked_at > 0);
 
     // Written meanwhile by another daemon (directly on the database).
     let s = db.open().await;
@@ -356,6 +394,16 @@ async fn shared_inventory_survives_the_database_going_away() {
     );
     let st = shared_status(&a).await;
     assert_eq!((st.version, st.error), (2, None));
+    // Fresh again: the installer is back.
+    let mut back = String::new();
+    for _ in 0..60 {
+        back = script(&a).await;
+        if back.contains("kernel") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(back.contains("kernel"), "{back}");
     a.d.stop().await;
 }
 
