@@ -32,6 +32,9 @@ const BATCH: usize = 256;
 pub struct Feed {
     tx: mpsc::Sender<NewFeed>,
     live: broadcast::Sender<Arc<FeedEvent>>,
+    /// PostgreSQL (several daemons may share the feed): every daemon's
+    /// events, read back from the table in id order ([`tail`]).
+    fleet: Option<broadcast::Sender<Arc<FeedEvent>>>,
     store: Store,
     dropped: AtomicU64,
     failed: Arc<AtomicU64>,
@@ -43,6 +46,11 @@ impl Feed {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (live, _) = broadcast::channel(4096);
         let failed = Arc::new(AtomicU64::new(0));
+        let fleet = (store.backend() == store::Backend::Postgres).then(|| {
+            let (fleet, _) = broadcast::channel(4096);
+            tokio::spawn(tail(store.clone(), fleet.clone(), shutdown.clone()));
+            fleet
+        });
         tokio::spawn(writer(
             store.clone(),
             rx,
@@ -53,6 +61,7 @@ impl Feed {
         Arc::new(Feed {
             tx,
             live,
+            fleet,
             store,
             dropped: AtomicU64::new(0),
             failed,
@@ -81,6 +90,16 @@ impl Feed {
     /// Live events, each after it is stored.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
         self.live.subscribe()
+    }
+
+    /// Live events of the whole site: with PostgreSQL every daemon's (read
+    /// back from the table, a fraction of a second later), else this
+    /// daemon's ([`Feed::subscribe`]). The API's event stream uses it.
+    pub fn subscribe_fleet(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
+        match &self.fleet {
+            Some(f) => f.subscribe(),
+            None => self.live.subscribe(),
+        }
     }
 
     /// Stored events after id `after`, oldest first.
@@ -138,6 +157,51 @@ fn to_api(r: store::FeedRow) -> FeedEvent {
         system: r.system,
         run: r.run_id,
         data: serde_json::from_str(&r.data).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+/// How often [`tail`] reads the table.
+const TAIL_EVERY: Duration = Duration::from_millis(250);
+
+/// Broadcast every event stored after start, whoever stored it, in id
+/// order: appends take a table lock on Postgres, so ids become visible in
+/// order and a reader that goes by "after the last id seen" skips none.
+async fn tail(store: Store, fleet: broadcast::Sender<Arc<FeedEvent>>, shutdown: CancellationToken) {
+    let mut last = loop {
+        match store.feed_head().await {
+            Ok(h) => break h,
+            Err(e) => {
+                tracing::warn!(error = %e, "feed tail: cannot read the head");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(TAIL_EVERY) => {}
+        }
+        loop {
+            match store.feed_since(last, BATCH as u32).await {
+                Ok(rows) => {
+                    let n = rows.len();
+                    for r in rows {
+                        last = last.max(r.id);
+                        let _ = fleet.send(Arc::new(to_api(r)));
+                    }
+                    if n < BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "feed tail: read failed");
+                    break;
+                }
+            }
+        }
     }
 }
 

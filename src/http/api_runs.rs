@@ -486,8 +486,9 @@ async fn events(
         }
     };
     let feed = ctx.engine.feed().clone();
-    // Subscribe before reading the store, so nothing falls between the two.
-    let rx = feed.subscribe();
+    // Subscribe before reading the store, so nothing falls between the two
+    // (the whole site's events with PostgreSQL).
+    let rx = feed.subscribe_fleet();
     struct St {
         feed: std::sync::Arc<crate::feed::Feed>,
         rx: tokio::sync::broadcast::Receiver<std::sync::Arc<api::feed::FeedEvent>>,

@@ -11,7 +11,7 @@ const NODE50: &str = "52:54:00:77:00:50";
 const NODE51: &str = "52:54:00:77:00:51";
 
 /// Read `n` SSE events (`id:` + `data:`) from `GET path` with `headers`.
-async fn sse(
+pub(crate) async fn sse(
     l: &Lab,
     path: &str,
     headers: &[(&str, &str)],

@@ -139,6 +139,39 @@ async fn shared_inventory_two_daemons_import_export() {
     let s = db.open().await;
     assert_eq!(s.inventory_head().await.unwrap().unwrap().version, 1);
 
+    // B's live event stream carries what A saw (the site's whole feed).
+    let reader = {
+        let addr = b.d.api_addr;
+        tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let bearer = format!("Bearer {}", crate::harness::TOKEN);
+            let s = crate::harness::client(addr)
+                .stream_with("/api/v1/events", &[("Authorization", &bearer)])
+                .unwrap();
+            assert!(s.ok(), "status {}", s.status);
+            for line in std::io::BufReader::new(s).lines() {
+                let line = line.expect("the stream ended or timed out");
+                if let Some(v) = line.strip_prefix("data:") {
+                    let v: serde_json::Value = serde_json::from_str(v.trim()).unwrap();
+                    if v["system"] == "node50" && v["type"] == "observation" {
+                        return v;
+                    }
+                }
+            }
+            panic!("stream ended");
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(a.offer("52:54:00:77:00:50").await.is_some());
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(5), reader)
+        .await
+        .expect("B streams A's observation within 5 s")
+        .unwrap();
+    assert!(
+        seen["detail"].as_str().unwrap_or("").contains("Dhcp"),
+        "{seen}"
+    );
+
     // An API edit on A reaches B.
     let new = json!({
         "name": "node67", "macs": ["52:54:00:77:00:67"], "ip": "10.77.0.67", "profile": "lab",
