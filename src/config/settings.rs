@@ -20,6 +20,34 @@ impl DhcpMode {
     }
 }
 
+/// The `index`-th (1-based) of `count` contiguous, disjoint parts of the
+/// pool `lo..=hi`, as equal as can be (the first parts one address larger
+/// when it does not divide): what one of `count` daemons on a segment hands
+/// out (`[dhcp] pool_slice = "I/N"`). None when `index` is not in 1..=count
+/// or the pool has fewer addresses than parts.
+pub fn pool_slice(
+    lo: Ipv4Addr,
+    hi: Ipv4Addr,
+    index: u32,
+    count: u32,
+) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let (lo, hi) = (u64::from(u32::from(lo)), u64::from(u32::from(hi)));
+    let (i, n) = (u64::from(index), u64::from(count));
+    if hi < lo || n == 0 || i == 0 || i > n {
+        return None;
+    }
+    let size = hi - lo + 1;
+    if size < n {
+        return None;
+    }
+    let (base, extra) = (size / n, size % n);
+    let k = i - 1;
+    let start = lo + k * base + k.min(extra);
+    let len = base + u64::from(k < extra);
+    let ip = |v: u64| Ipv4Addr::from(v as u32);
+    Some((ip(start), ip(start + len - 1)))
+}
+
 /// Validated daemon settings. Changes take effect on restart only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -270,6 +298,28 @@ fn settings_from_wire(
             e.push("dhcp.pool_start", "pool_start and pool_end go together");
             None
         }
+    };
+    let pool = match (pool, w.dhcp.pool_slice.as_deref()) {
+        (Some((lo, hi)), Some(sl)) => {
+            let parsed = sl.split_once('/').and_then(|(i, n)| {
+                Some((i.trim().parse::<u32>().ok()?, n.trim().parse::<u32>().ok()?))
+            });
+            match parsed.and_then(|(i, n)| pool_slice(lo, hi, i, n)) {
+                Some(p) => Some(p),
+                None => {
+                    e.push(
+                        "dhcp.pool_slice",
+                        format!("{sl:?}: expected \"I/N\" with 1 <= I <= N and at most one part per address of the pool"),
+                    );
+                    None
+                }
+            }
+        }
+        (None, Some(_)) => {
+            e.push("dhcp.pool_slice", "needs dhcp.pool_start and dhcp.pool_end");
+            None
+        }
+        (p, None) => p,
     };
     if mode == DhcpMode::Pool && pool.is_none() {
         e.push(
@@ -621,5 +671,97 @@ fn dns_settings(
         ttl,
         forward,
         upstream_timeout: Duration::from_millis(timeout_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pool_slice;
+    use std::net::Ipv4Addr;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    /// Slices are contiguous, disjoint, cover the pool, and differ in size
+    /// by at most one address.
+    #[test]
+    fn pool_slices_partition_the_pool() {
+        let table = [
+            (
+                "10.0.0.100",
+                "10.0.0.199",
+                1,
+                2,
+                Some(("10.0.0.100", "10.0.0.149")),
+            ),
+            (
+                "10.0.0.100",
+                "10.0.0.199",
+                2,
+                2,
+                Some(("10.0.0.150", "10.0.0.199")),
+            ),
+            (
+                "10.0.0.1",
+                "10.0.0.10",
+                1,
+                3,
+                Some(("10.0.0.1", "10.0.0.4")),
+            ),
+            (
+                "10.0.0.1",
+                "10.0.0.10",
+                2,
+                3,
+                Some(("10.0.0.5", "10.0.0.7")),
+            ),
+            (
+                "10.0.0.1",
+                "10.0.0.10",
+                3,
+                3,
+                Some(("10.0.0.8", "10.0.0.10")),
+            ),
+            ("10.0.0.1", "10.0.0.1", 1, 1, Some(("10.0.0.1", "10.0.0.1"))),
+            ("10.0.0.1", "10.0.0.2", 1, 3, None),
+            ("10.0.0.1", "10.0.0.9", 0, 3, None),
+            ("10.0.0.1", "10.0.0.9", 4, 3, None),
+            ("10.0.0.1", "10.0.0.9", 1, 0, None),
+        ];
+        for (lo, hi, i, n, want) in table {
+            assert_eq!(
+                pool_slice(ip(lo), ip(hi), i, n),
+                want.map(|(a, b)| (ip(a), ip(b))),
+                "{lo}..{hi} {i}/{n}"
+            );
+        }
+        // Whole-range property over a few shapes.
+        for (size, n) in [(100u32, 7u32), (255, 4), (9, 9)] {
+            let lo = u32::from(ip("10.1.0.0"));
+            let hi = lo + size - 1;
+            let mut next = lo;
+            for i in 1..=n {
+                let (a, b) = pool_slice(lo.into(), hi.into(), i, n).unwrap();
+                assert_eq!(u32::from(a), next, "contiguous");
+                next = u32::from(b) + 1;
+            }
+            assert_eq!(next, hi + 1, "covers the pool");
+        }
+    }
+
+    /// `[dhcp] pool_slice` narrows the pool; a bad one names the key.
+    #[test]
+    fn pool_slice_setting() {
+        let dir = std::path::Path::new("/nonexistent");
+        let text = |sl: &str| {
+            format!("[server]\naddress = \"10.0.0.1\"\n[dhcp]\nmode = \"pool\"\npool_start = \"10.0.0.100\"\npool_end = \"10.0.0.199\"\n{sl}")
+        };
+        let s = super::parse_settings(dir, &text("pool_slice = \"2/2\"\n")).unwrap();
+        assert_eq!(s.dhcp.pool, Some((ip("10.0.0.150"), ip("10.0.0.199"))));
+        let s = super::parse_settings(dir, &text("")).unwrap();
+        assert_eq!(s.dhcp.pool, Some((ip("10.0.0.100"), ip("10.0.0.199"))));
+        let e = super::parse_settings(dir, &text("pool_slice = \"3/2\"\n")).unwrap_err();
+        assert!(e.to_string().contains("dhcp.pool_slice"), "{e}");
     }
 }

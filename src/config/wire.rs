@@ -123,6 +123,9 @@ pub struct DhcpWire {
     pub domain: Option<String>,
     pub pool_start: Option<String>,
     pub pool_end: Option<String>,
+    /// "I/N": this daemon hands out only the I-th of N equal, disjoint parts
+    /// of the pool (several daemons on one segment; default the whole pool).
+    pub pool_slice: Option<String>,
     /// UEFI x64 PXE clients get this file: "ipxe.efi" (default) or "snponly.efi".
     pub efi_x64_file: Option<String>,
     /// How many MACs outside the inventory `rackboot discovered` keeps
