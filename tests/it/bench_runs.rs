@@ -3,6 +3,8 @@
 //! scripted machine that speaks real DHCP and HTTP on loopback, calls back,
 //! "reboots" (DHCP again) and answers on its service port. Prints runs/s,
 //! per-run time, the engine's transition latency and RSS.
+//! `RACKBOOT_BENCH_DB=postgres`: the same on PostgreSQL (a throwaway server,
+//! `src/store/testdb.rs`), shared inventory, claims and leases included.
 
 use crate::harness::{http, http_from, ConfigDir};
 use dhcproto::{Encodable, Encoder};
@@ -99,6 +101,22 @@ async fn bench_200_reimages_of_50_machines() {
         ));
     }
     c.append("systems.toml", &systems);
+    let backend = std::env::var("RACKBOOT_BENCH_DB").unwrap_or_else(|_| "sqlite".into());
+    let _db = match backend.as_str() {
+        "postgres" => {
+            let db = crate::pg::testdb::postgres("bench_runs")
+                .await
+                .expect("PostgreSQL for the bench");
+            c.replace(
+                "rackboot.toml",
+                "[server]\n",
+                &format!("[server]\ndatabase_url = \"{}\"\n", db.url),
+            );
+            Some(db)
+        }
+        "sqlite" => None,
+        other => panic!("RACKBOOT_BENCH_DB={other}: sqlite or postgres"),
+    };
     let cfg = c.load().unwrap_or_else(|e| panic!("{e}"));
 
     let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -272,7 +290,7 @@ async fn bench_200_reimages_of_50_machines() {
             .await
             .unwrap();
     let eng = &status["engine"];
-    println!("\n== rackboot run engine bench: {} reimages of {MACHINES} simulated machines ({ROUNDS} rounds of {MACHINES} in parallel)", ids.len());
+    println!("\n== rackboot run engine bench ({backend}): {} reimages of {MACHINES} simulated machines ({ROUNDS} rounds of {MACHINES} in parallel)", ids.len());
     println!(
         "  one run alone, created -> succeeded (machine and stages answering at once): median {:.0} ms (5 runs: {:?})",
         solo[2],

@@ -9,7 +9,7 @@ use crate::runs::{play_machine, resumes_after_daemon_restart, sim_with};
 pub use rackboot::store::{now_ms, redact_url, Store};
 #[allow(dead_code)]
 #[path = "../../src/store/testdb.rs"]
-mod testdb;
+pub(crate) mod testdb;
 
 /// The sim's config with `database_url` naming a fresh Postgres database.
 async fn pg_sim(test: &str) -> Option<(crate::runs::Sim, testdb::TestDb)> {
