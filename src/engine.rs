@@ -605,30 +605,10 @@ impl Engine {
                     .await;
                 continue;
             };
-            let token = netboot
-                .iter()
-                .find(|n| n.run_id.as_deref() == Some(&r.id))
-                .and_then(|n| n.token.clone())
-                .unwrap_or_else(random_token);
-            self.by_system.insert(r.system.clone(), r.id.clone());
-            if state.phase == Phase::Queued {
-                self.queue.push_back(r.id.clone());
-            } else {
+            let lease = leases.get(&r.id).copied().unwrap_or(0);
+            if self.adopt(&r, &profile, state, &netboot, lease) {
                 resumed.push(r.id.clone());
             }
-            self.runs.insert(
-                r.id.clone(),
-                Active {
-                    id: r.id.clone(),
-                    system: r.system,
-                    profile: r.profile.clone(),
-                    facts: run_facts(&profile, is_inspect(&r.overrides)),
-                    state,
-                    token,
-                    started_ms: r.created_at,
-                    lease: leases.get(&r.id).copied().unwrap_or(0),
-                },
-            );
         }
         for n in netboot.into_iter().filter(|n| n.enabled) {
             match n.run_id.as_deref() {
@@ -786,37 +766,16 @@ impl Engine {
                 tracing::error!(run = %id, "claimed a run this daemon cannot drive (profile or state unknown)");
                 continue;
             };
-            let token = netboot
-                .iter()
-                .find(|n| n.run_id.as_deref() == Some(&r.id))
-                .and_then(|n| n.token.clone())
-                .unwrap_or_else(random_token);
             tracing::info!(run = %id, system = %r.system, phase = %state.phase, lease, "claimed");
-            self.by_system.insert(r.system.clone(), id.clone());
-            let queued = state.phase == Phase::Queued;
-            let a = Active {
-                id: id.clone(),
-                system: r.system.clone(),
-                profile: r.profile.clone(),
-                facts: run_facts(&profile, is_inspect(&r.overrides)),
-                state,
-                token,
-                started_ms: r.created_at,
-                lease,
-            };
-            if !queued {
-                let ctx = self.ctx(&a);
-                if netboot
-                    .iter()
-                    .any(|n| n.enabled && n.run_id.as_deref() == Some(&id))
-                {
-                    self.table.insert(&r.system, ctx);
+            if self.adopt(&r, &profile, state, &netboot, lease) {
+                if let Some(a) = self.runs.get(&id) {
+                    if netboot
+                        .iter()
+                        .any(|n| n.enabled && n.run_id.as_deref() == Some(&id))
+                    {
+                        self.table.insert(&r.system, self.ctx(a));
+                    }
                 }
-            }
-            self.runs.insert(id.clone(), a);
-            if queued {
-                self.queue.push_back(id);
-            } else {
                 resume.push(id);
             }
         }
@@ -825,6 +784,43 @@ impl Engine {
             self.apply(&id, Event::Resume).await;
         }
         self.schedule().await;
+    }
+
+    /// Take a stored run into the engine (at start, or claimed later) with
+    /// its callback token from the netboot switch; queued runs wait for a
+    /// slot. Returns whether it is to be resumed (it was past `queued`).
+    fn adopt(
+        &mut self,
+        r: &store::RunRow,
+        profile: &Profile,
+        state: RunState,
+        netboot: &[store::NetbootRow],
+        lease: i64,
+    ) -> bool {
+        let token = netboot
+            .iter()
+            .find(|n| n.run_id.as_deref() == Some(&r.id))
+            .and_then(|n| n.token.clone())
+            .unwrap_or_else(random_token);
+        self.by_system.insert(r.system.clone(), r.id.clone());
+        let queued = state.phase == Phase::Queued;
+        if queued {
+            self.queue.push_back(r.id.clone());
+        }
+        self.runs.insert(
+            r.id.clone(),
+            Active {
+                id: r.id.clone(),
+                system: r.system.clone(),
+                profile: r.profile.clone(),
+                facts: run_facts(profile, is_inspect(&r.overrides)),
+                state,
+                token,
+                started_ms: r.created_at,
+                lease,
+            },
+        );
+        !queued
     }
 
     fn ctx(&self, a: &Active) -> RunCtx {

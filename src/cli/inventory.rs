@@ -39,20 +39,27 @@ fn who() -> String {
     format!("cli:{user}")
 }
 
+/// The settings of a daemon on the shared inventory, or the exit code
+/// after saying why not.
+fn shared_settings(config_dir: &Path, what: &str) -> Result<Settings, ExitCode> {
+    let settings = config::load_settings(config_dir).map_err(|e| {
+        eprint!("error: {e}");
+        ExitCode::from(EXIT_FAILED)
+    })?;
+    if !shared::is_shared(&settings) {
+        eprintln!("error: {what} needs database_url = \"postgres://…\" in rackboot.toml (with SQLite the inventory is the config dir's files)");
+        return Err(ExitCode::from(EXIT_USAGE));
+    }
+    Ok(settings)
+}
+
 /// `rackboot import DIR`: DIR (systems.toml, profiles/, kickstarts/) checked
 /// as a whole inventory, then every document replaced in one transaction.
 pub fn import(config_dir: &Path, dir: &Path) -> ExitCode {
-    let settings = match config::load_settings(config_dir) {
+    let settings = match shared_settings(config_dir, "import") {
         Ok(s) => s,
-        Err(e) => {
-            eprint!("error: {e}");
-            return ExitCode::from(EXIT_FAILED);
-        }
+        Err(c) => return c,
     };
-    if !shared::is_shared(&settings) {
-        eprintln!("error: import needs database_url = \"postgres://…\" in rackboot.toml (with SQLite the inventory is the config dir's files)");
-        return ExitCode::from(EXIT_USAGE);
-    }
     let (docs, inv) = match shared::check_dir(&settings, dir) {
         Ok(x) => x,
         Err(e) => {
@@ -103,17 +110,10 @@ pub fn import(config_dir: &Path, dir: &Path) -> ExitCode {
 /// (created if needed; its systems.toml, profiles/*.toml and kickstarts/
 /// made to match exactly, nothing else touched).
 pub fn export(config_dir: &Path, dir: &Path) -> ExitCode {
-    let settings = match config::load_settings(config_dir) {
+    let settings = match shared_settings(config_dir, "export") {
         Ok(s) => s,
-        Err(e) => {
-            eprint!("error: {e}");
-            return ExitCode::from(EXIT_FAILED);
-        }
+        Err(c) => return c,
     };
-    if !shared::is_shared(&settings) {
-        eprintln!("error: export needs database_url = \"postgres://…\" in rackboot.toml");
-        return ExitCode::from(EXIT_USAGE);
-    }
     let store = match open(&settings) {
         Ok(s) => s,
         Err(e) => {
