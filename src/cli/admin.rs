@@ -431,7 +431,7 @@ pub fn run_systems(dir: &Path, api: Option<&str>, cmd: SystemsCmd) -> ExitCode {
             let added = r.as_ref().is_ok_and(|o| !o.written.is_empty());
             let code = finish(&settings, api, &a.out, "added", Target::System(&a.name), r);
             if let (true, Some(mac)) = (added, adopted) {
-                super::discovered::forget_adopted(dir, api, &mac);
+                super::discovered::forget_adopted(dir, api, &mac, &a.name);
             }
             code
         }

@@ -23,6 +23,9 @@ pub struct DhcpPolicySettings {
     pub server: Ipv4Addr,
     pub lease_secs: u32,
     pub efi_x64_file: String,
+    /// `dhcp.inspect_discovered`: MACs outside the inventory get the
+    /// inspection profile's loader (pool and proxy modes).
+    pub inspect_discovered: bool,
 }
 
 /// The DHCP answer for a request: pure. `None` = not ours (no reply).
@@ -67,6 +70,55 @@ pub fn dhcp_answer(inv: &Inventory, cfg: &DhcpPolicySettings, req: &DhcpRequest)
     }
 }
 
+/// The answer for a MAC outside the inventory: pure. `pool` is what the
+/// address pool answered (pool mode; `None` in the other modes or when the
+/// pool has nothing). With `inspect_discovered`, the loader of the
+/// inspection profile goes with it: on the pool's address (pool mode), or
+/// alone (proxy mode: the site's DHCP gives the address). Otherwise the
+/// pool's answer unchanged (an address, no boot file), or nothing.
+pub fn discovered_answer(
+    inv: &Inventory,
+    cfg: &DhcpPolicySettings,
+    req: &DhcpRequest,
+    pool: Option<Answer>,
+) -> Option<Answer> {
+    let Some(loader) = boot::discovered_netboot(
+        inv,
+        &req.mac,
+        req.arch,
+        req.ipxe,
+        &cfg.efi_x64_file,
+        cfg.inspect_discovered,
+    ) else {
+        return pool;
+    };
+    let (filename, http_client) = match loader {
+        Loader::Tftp(f) => (f, false),
+        Loader::HttpBoot(u) => (u, true),
+        Loader::IpxeScript(u) => (u, false),
+    };
+    let boot = Some(BootFile {
+        next_server: cfg.server,
+        filename,
+        http_client,
+        ipxe: req.ipxe,
+    });
+    match cfg.mode {
+        DhcpMode::Pool => pool.map(|a| Answer { boot, ..a }),
+        DhcpMode::Proxy => Some(Answer {
+            yiaddr: None,
+            subnet_mask: None,
+            router: None,
+            dns: vec![],
+            domain: None,
+            hostname: None,
+            lease_secs: 0,
+            boot,
+        }),
+        DhcpMode::Reservations | DhcpMode::Off => pool,
+    }
+}
+
 /// [`DhcpPolicy`] over the live inventory snapshot. In pool mode (`pool`
 /// set), MACs that are not in the inventory get an address from the pool and
 /// no boot file; inventory addresses are never handed out from it.
@@ -105,9 +157,10 @@ impl DhcpPolicy for InventoryDhcpPolicy {
                 d.record(req.mac, Sighting::of(req, proxy), crate::store::now_ms());
             }
         }
-        drop(inv);
-        let (_inv, pool) = self.pool_for(&req.mac)?;
-        pool.answer(req, crate::store::now_ms())
+        let pool = self
+            .pool_for(&req.mac)
+            .and_then(|(_inv, pool)| pool.answer(req, crate::store::now_ms()));
+        discovered_answer(&inv, &self.cfg, req, pool)
     }
 
     fn lease_event(&self, req: &DhcpRequest, ev: &LeaseEvent) {
@@ -201,6 +254,7 @@ mod tests {
                 server: SERVER,
                 lease_secs: 600,
                 efi_x64_file: "ipxe.efi".into(),
+                inspect_discovered: false,
             },
             pool: Some(Arc::new(pool)),
             discovery: None,
@@ -244,6 +298,7 @@ mod tests {
                 server: SERVER,
                 lease_secs: 600,
                 efi_x64_file: "ipxe.efi".into(),
+                inspect_discovered: false,
             },
             pool: None,
             discovery: Some(d.clone()),
