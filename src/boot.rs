@@ -255,8 +255,10 @@ pub fn boot_file_of<'a>(
 // ---- inspection of discovered machines (`dhcp.inspect_discovered`) ----
 
 /// The profile a MAC outside the inventory boots when discovered machines
-/// are inspected (the one `rackboot inspect` uses).
-pub const DISCOVERED_PROFILE: &str = crate::api::runs::INSPECT_PROFILE;
+/// are inspected: the one `rackboot inspect` uses (`api::runs::INSPECT_PROFILE`,
+/// not imported: `api` imports `config`, which imports `boot`; a test in
+/// `dhcp::policy` holds them equal).
+pub const DISCOVERED_PROFILE: &str = "inspect";
 /// The run id a discovered machine's inspection renders with (`run.id` in
 /// templates: `kickstarts/lab/inspect.sh.j2` powers the machine off itself
 /// on it, as there is no BMC to do it).
@@ -381,4 +383,42 @@ pub fn discovered_render(
     }
     inv.profile(DISCOVERED_PROFILE)?;
     Some(inv.render(&discovered_system(mac), kind, &di.run(mac)))
+}
+
+#[cfg(test)]
+mod discovered_tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_per_mac_per_secret_and_checked_whole() {
+        let a = DiscoveredInspect::new(b"secret-a".to_vec());
+        let b = DiscoveredInspect::new(b"secret-b".to_vec());
+        let m1 = Mac([0x52, 0x54, 0, 0, 0, 1]);
+        let m2 = Mac([0x52, 0x54, 0, 0, 0, 2]);
+        let t = a.token(&m1);
+        assert_eq!(t.len(), 32, "128 bits, hex");
+        assert_eq!(t, a.token(&m1), "computed, not random");
+        assert_ne!(t, a.token(&m2), "per MAC");
+        assert_ne!(t, b.token(&m1), "per secret");
+        assert!(a.check(&m1, &t));
+        for bad in [
+            "",
+            &t[..31],
+            &format!("{t}0"),
+            &t.to_uppercase(),
+            &a.token(&m2),
+        ] {
+            assert!(!a.check(&m1, bad), "{bad:?}");
+        }
+        assert!(
+            !format!("{a:?}").contains("secret-a"),
+            "the secret is not printed"
+        );
+        let run = a.run(&m1);
+        assert_eq!(
+            (run.id.as_str(), run.token.as_str()),
+            (DISCOVERED_RUN, t.as_str())
+        );
+        assert_eq!(run.profile.as_deref(), Some(DISCOVERED_PROFILE));
+    }
 }

@@ -67,8 +67,7 @@ pub fn discovered_inspect_key(s: &Settings) -> anyhow::Result<Vec<u8>> {
             std::fs::create_dir_all(&s.data_dir)?;
             // 256 bits: two random tokens.
             let k = crate::engine::random_token() + &crate::engine::random_token();
-            write_private(&path, &k)
-                .with_context(|| format!("writing {}", path.display()))?;
+            write_private(&path, &k).with_context(|| format!("writing {}", path.display()))?;
             Ok(k.into_bytes())
         }
     }

@@ -103,7 +103,11 @@ pub fn check(body: &[u8]) -> Result<Facts, FactsError> {
 pub fn summary(f: &Facts) -> String {
     let mut parts = Vec::new();
     if let Some(c) = &f.cpu {
-        parts.push(format!("{} CPU{}", c.count, if c.count == 1 { "" } else { "s" }));
+        parts.push(format!(
+            "{} CPU{}",
+            c.count,
+            if c.count == 1 { "" } else { "s" }
+        ));
     }
     if let Some(m) = f.memory_mib {
         parts.push(format!("{m} MiB"));
@@ -219,7 +223,10 @@ mod tests {
         assert_eq!(summary(&check(b"{}").unwrap()), "-");
         let two = r#"{"memory_mib": 512, "disks": [{"name": "sda", "size_bytes": 1073741824},
             {"name": "sdb", "size_bytes": 1}]}"#;
-        assert_eq!(summary(&check(two.as_bytes()).unwrap()), "512 MiB, sda 1.0 GiB +1 disk");
+        assert_eq!(
+            summary(&check(two.as_bytes()).unwrap()),
+            "512 MiB, sda 1.0 GiB +1 disk"
+        );
     }
 
     #[test]

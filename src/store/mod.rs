@@ -1162,10 +1162,7 @@ impl Store {
     /// Forgets a discovered MAC and hands back its facts (what an adoption
     /// carries over to the new system), in one transaction. `.0`: the MAC
     /// was recorded.
-    pub async fn take_discovered(
-        &self,
-        mac: &str,
-    ) -> Result<(bool, Option<DiscoveredFactsRow>)> {
+    pub async fn take_discovered(&self, mac: &str) -> Result<(bool, Option<DiscoveredFactsRow>)> {
         with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let facts: Option<DiscoveredFactsRow> = sqlx::query_as(

@@ -119,11 +119,20 @@ async fn discovered_facts_follow_the_mac(db: TestDb) {
         "not recorded: not stored"
     );
     assert_eq!(s.discovered_facts(a).await.unwrap(), None);
-    s.upsert_discovered(&[sighting(a, None, 10, 10, 1), sighting(b, None, 20, 20, 1)], 10)
+    s.upsert_discovered(
+        &[sighting(a, None, 10, 10, 1), sighting(b, None, 20, 20, 1)],
+        10,
+    )
+    .await
+    .unwrap();
+    assert!(s
+        .put_discovered_facts(a, 5, "{\"memory_mib\":1}")
         .await
-        .unwrap();
-    assert!(s.put_discovered_facts(a, 5, "{\"memory_mib\":1}").await.unwrap());
-    assert!(s.put_discovered_facts(a, 6, "{\"memory_mib\":2}").await.unwrap());
+        .unwrap());
+    assert!(s
+        .put_discovered_facts(a, 6, "{\"memory_mib\":2}")
+        .await
+        .unwrap());
     assert!(s.put_discovered_facts(b, 7, "{}").await.unwrap());
     let want = DiscoveredFactsRow {
         mac: a.into(),

@@ -349,8 +349,13 @@ async fn facts_path(l: &Lab, mac: &str) -> String {
     let ks = l.get(l.d.http_addr, &format!("/ks/{hy}")).await;
     assert_eq!(ks.status, 200, "{}", ks.text());
     let ks = ks.text();
-    assert!(ks.contains("poweroff"), "a discovered machine powers itself off: {ks}");
-    let at = ks.find(&format!("/facts/{hy}?token=")).expect("the facts URL");
+    assert!(
+        ks.contains("poweroff"),
+        "a discovered machine powers itself off: {ks}"
+    );
+    let at = ks
+        .find(&format!("/facts/{hy}?token="))
+        .expect("the facts URL");
     ks[at..].split('\'').next().unwrap().to_string()
 }
 
@@ -371,7 +376,7 @@ async fn discovered_machines_are_inspected_in_pool_mode_when_asked() {
     assert_eq!(s.status, 200, "{}", s.text());
     let script = s.text();
     assert!(
-        script.contains("profile inspect") && script.contains(&format!("ks=http")),
+        script.contains("profile inspect") && script.contains("ks=http"),
         "{script}"
     );
     assert!(script.contains(&format!("/ks/{hy}")), "{script}");
@@ -397,7 +402,11 @@ async fn discovered_machines_are_inspected_in_pool_mode_when_asked() {
     // malformed (control character, unknown key, not JSON), too large.
     let cases: Vec<(String, String, u16)> = vec![
         (no_token.clone(), good.to_string(), 403),
-        (format!("{no_token}?token={}", "0".repeat(32)), good.to_string(), 403),
+        (
+            format!("{no_token}?token={}", "0".repeat(32)),
+            good.to_string(),
+            403,
+        ),
         (
             other_path.replace(&FOUND2_MAC.replace(':', "-"), &hy),
             good.to_string(),
@@ -408,7 +417,11 @@ async fn discovered_machines_are_inspected_in_pool_mode_when_asked() {
             good.to_string().replace("\"vda\"", "\"vda\\n$(reboot)\""),
             422,
         ),
-        (good_path.clone(), r#"{"memory_mib": 1, "shell": "id"}"#.into(), 422),
+        (
+            good_path.clone(),
+            r#"{"memory_mib": 1, "shell": "id"}"#.into(),
+            422,
+        ),
         (good_path.clone(), "memory=1".into(), 422),
         (
             good_path.clone(),
@@ -421,7 +434,12 @@ async fn discovered_machines_are_inspected_in_pool_mode_when_asked() {
         assert_eq!(s, want, "{path}: {text}");
     }
     let d: Discovered = l
-        .api("GET", &format!("/api/v1/discovered/{FOUND_MAC}"), None, true)
+        .api(
+            "GET",
+            &format!("/api/v1/discovered/{FOUND_MAC}"),
+            None,
+            true,
+        )
         .await
         .typed();
     assert_eq!(d.facts, None, "nothing stored by a refused report");
@@ -430,7 +448,12 @@ async fn discovered_machines_are_inspected_in_pool_mode_when_asked() {
     let (s, text) = post_facts(&l, &good_path, good.to_string()).await;
     assert_eq!(s, 200, "{text}");
     let d: Discovered = l
-        .api("GET", &format!("/api/v1/discovered/{FOUND_MAC}"), None, true)
+        .api(
+            "GET",
+            &format!("/api/v1/discovered/{FOUND_MAC}"),
+            None,
+            true,
+        )
         .await
         .typed();
     let f = d.facts.expect("facts stored");
@@ -483,7 +506,12 @@ async fn discovered_machines_are_inspected_in_pool_mode_when_asked() {
     assert_eq!(report.facts.memory_mib, Some(2048));
     assert_eq!(report.facts.disks[0].name, "vda");
     let r = l
-        .api("GET", &format!("/api/v1/discovered/{FOUND_MAC}"), None, true)
+        .api(
+            "GET",
+            &format!("/api/v1/discovered/{FOUND_MAC}"),
+            None,
+            true,
+        )
         .await;
     assert_eq!(r.status, 404, "the record is forgotten: {}", r.text());
     // Now in the inventory: its facts URL no longer takes the MAC's token.
@@ -547,6 +575,10 @@ fn inspect_discovered_needs_pool_or_proxy_mode() {
         "{e}"
     );
     // Proxy mode takes it.
-    c.replace("rackboot.toml", "mode = \"reservations\"", "mode = \"proxy\"");
+    c.replace(
+        "rackboot.toml",
+        "mode = \"reservations\"",
+        "mode = \"proxy\"",
+    );
     c.load().expect("proxy mode takes inspect_discovered");
 }
