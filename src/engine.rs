@@ -67,6 +67,8 @@ pub enum Command {
     Facts {
         system: String,
         run_id: Option<String>,
+        /// When they were reported (`None`: now).
+        at: Option<i64>,
         facts: crate::api::facts::Facts,
         reply: oneshot::Sender<Result<(), String>>,
     },
@@ -207,23 +209,27 @@ impl EngineHandle {
         self.call(|reply| Command::Facts {
             system,
             run_id,
+            at: None,
             facts,
             reply,
         })
         .await?
     }
 
-    /// A discovered machine was adopted as `system`: its facts become the
-    /// system's (templates, stages and `systems show` see them at once).
+    /// A discovered machine was adopted as `system`: its facts (reported at
+    /// `at`) become the system's (templates, stages and `systems show` see
+    /// them at once).
     pub async fn adopted_facts(
         &self,
         system: &str,
         facts: crate::api::facts::Facts,
+        at: i64,
     ) -> Result<(), String> {
         let system = system.to_string();
         self.call(|reply| Command::Facts {
             system,
             run_id: None,
+            at: Some(at),
             facts,
             reply,
         })
@@ -624,10 +630,11 @@ impl Engine {
         &mut self,
         system: &str,
         run_id: Option<&str>,
+        at: Option<i64>,
         facts: &crate::api::facts::Facts,
     ) -> Result<(), String> {
         let v = serde_json::to_value(facts).map_err(|e| e.to_string())?;
-        let at = store::now_ms();
+        let at = at.unwrap_or_else(store::now_ms);
         self.d
             .store
             .put_facts(&store::FactsRow {
@@ -708,10 +715,13 @@ impl Engine {
             Command::Facts {
                 system,
                 run_id,
+                at,
                 facts,
                 reply,
             } => {
-                let r = self.take_facts(&system, run_id.as_deref(), &facts).await;
+                let r = self
+                    .take_facts(&system, run_id.as_deref(), at, &facts)
+                    .await;
                 let _ = reply.send(r);
             }
             Command::DiscoveredFacts { mac, facts, reply } => {

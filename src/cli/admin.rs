@@ -700,11 +700,11 @@ fn facts_rows(r: &api::facts::FactsReport) -> Vec<Vec<String>> {
     };
     let mut rows = vec![vec![
         "facts".to_string(),
-        format!(
-            "reported {} (run {})",
-            crate::ui::fmt_time(r.at),
-            r.run_id.as_deref().unwrap_or("-")
-        ),
+        match r.run_id.as_deref() {
+            Some(id) => format!("reported {} (run {id})", crate::ui::fmt_time(r.at)),
+            // Carried over from its discovered record when it was added.
+            None => format!("reported {} (while discovered)", crate::ui::fmt_time(r.at)),
+        },
     ]];
     let mut row = |k: &str, v: String| rows.push(vec![format!("facts.{k}"), v]);
     if let Some(c) = &f.cpu {

@@ -197,7 +197,7 @@ pub async fn forget(ctx: &ApiContext, mac: &str, adopted_by: Option<&str>) -> Re
         .map_err(|e| e.to_string())?;
     if let (Some(system), Some(f)) = (adopted_by, facts) {
         match serde_json::from_str::<api::facts::Facts>(&f.data) {
-            Ok(v) => ctx.engine.adopted_facts(system, v).await?,
+            Ok(v) => ctx.engine.adopted_facts(system, v, f.at).await?,
             Err(e) => tracing::warn!(%mac, error = %e, "stored facts unreadable: not carried over"),
         }
         tracing::info!(%mac, %system, "a discovered machine's facts carried over to its system");

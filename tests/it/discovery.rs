@@ -458,7 +458,7 @@ async fn discovered_machines_are_inspected_in_pool_mode_when_asked() {
         .typed();
     let f = d.facts.expect("facts stored");
     assert_eq!(f.memory_mib, Some(2048));
-    assert!(d.facts_at.is_some());
+    let reported_at = d.facts_at.expect("when");
     let v = listed(&l, &[FOUND_MAC]).await;
     let row = v.iter().find(|d| d.mac == FOUND_MAC).unwrap();
     assert_eq!(row.facts.as_ref().and_then(|f| f.memory_mib), Some(2048));
@@ -505,6 +505,11 @@ async fn discovered_machines_are_inspected_in_pool_mode_when_asked() {
     let report: rackboot::api::facts::FactsReport = r.typed();
     assert_eq!(report.facts.memory_mib, Some(2048));
     assert_eq!(report.facts.disks[0].name, "vda");
+    assert_eq!(
+        (report.at, report.run_id),
+        (reported_at, None),
+        "when it reported, no run"
+    );
     let r = l
         .api(
             "GET",
