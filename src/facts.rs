@@ -113,13 +113,17 @@ pub fn summary(f: &Facts) -> String {
         parts.push(format!("{m} MiB"));
     }
     if let Some(d) = f.disks.first() {
-        let gib = d.size_bytes as f64 / (1u64 << 30) as f64;
+        let size = if d.size_bytes >= 1 << 30 {
+            format!("{:.1} GiB", d.size_bytes as f64 / (1u64 << 30) as f64)
+        } else {
+            format!("{} MiB", d.size_bytes >> 20)
+        };
         let more = match f.disks.len() - 1 {
             0 => String::new(),
             1 => " +1 disk".into(),
             n => format!(" +{n} disks"),
         };
-        parts.push(format!("{} {gib:.1} GiB{more}", d.name));
+        parts.push(format!("{} {size}{more}", d.name));
     }
     if parts.is_empty() {
         "-".into()
@@ -226,6 +230,11 @@ mod tests {
         assert_eq!(
             summary(&check(two.as_bytes()).unwrap()),
             "512 MiB, sda 1.0 GiB +1 disk"
+        );
+        let small = r#"{"cpu": {"count": 1}, "disks": [{"name": "vda", "size_bytes": 268435456}]}"#;
+        assert_eq!(
+            summary(&check(small.as_bytes()).unwrap()),
+            "1 CPU, vda 256 MiB"
         );
     }
 
