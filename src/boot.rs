@@ -282,3 +282,174 @@ pub fn boot_file_of<'a>(
     };
     Some((s, kind))
 }
+
+// ---- inspection of discovered machines (`dhcp.inspect_discovered`) ----
+
+/// The profile a MAC outside the inventory boots when discovered machines
+/// are inspected: the one `rackboot inspect` uses (`api::runs::INSPECT_PROFILE`,
+/// not imported: `api` imports `config`, which imports `boot`; a test in
+/// `dhcp::policy` holds them equal).
+pub const DISCOVERED_PROFILE: &str = "inspect";
+/// The run id a discovered machine's inspection renders with (`run.id` in
+/// templates: `kickstarts/lab/inspect.sh.j2` powers the machine off itself
+/// on it, as there is no BMC to do it).
+pub const DISCOVERED_RUN: &str = "discovered";
+
+/// The facts token of MACs outside the inventory: the HMAC-SHA256 of the MAC
+/// under a per-daemon secret (`dhcp::discovery::inspect_key` keeps it in the
+/// data dir, so a restart does not strand a machine mid-inspection).
+///
+/// Why an HMAC and not a random token per discovered row: the token must be
+/// in the iPXE script and the installer config, which the boot routes serve
+/// from snapshots without the store (ARCHITECTURE, Invariants); an HMAC is
+/// computed, never stored, and cannot be guessed without the secret. Like a
+/// run's token it reaches the machine in the clear over HTTP: it keeps out
+/// whoever has not fetched the MAC's script, as a run's does.
+#[derive(Clone)]
+pub struct DiscoveredInspect {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for DiscoveredInspect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiscoveredInspect { key: <secret> }")
+    }
+}
+
+impl DiscoveredInspect {
+    pub fn new(key: Vec<u8>) -> DiscoveredInspect {
+        DiscoveredInspect { key }
+    }
+
+    /// The MAC's token: 128 bits of the HMAC, lowercase hex.
+    pub fn token(&self, mac: &Mac) -> String {
+        use hmac::{KeyInit, Mac as _};
+        let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.key)
+            .expect("hmac takes any key");
+        m.update(b"rackboot discovered inspect|");
+        m.update(mac.to_string().as_bytes());
+        m.finalize().into_bytes()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// `token` is the MAC's (compared without stopping at the first difference).
+    pub fn check(&self, mac: &Mac, token: &str) -> bool {
+        let want = self.token(mac);
+        !token.is_empty()
+            && want.len() == token.len()
+            && want
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                == 0
+    }
+
+    /// The rendering run of the MAC's inspection.
+    pub fn run(&self, mac: &Mac) -> RunCtx {
+        RunCtx {
+            id: DISCOVERED_RUN.into(),
+            token: self.token(mac),
+            profile: Some(DISCOVERED_PROFILE.into()),
+            persistent: false,
+            facts: None,
+        }
+    }
+}
+
+/// The stand-in system a discovered MAC is rendered as: named after its MAC,
+/// no address of its own (the pool's or the site's DHCP gives it one), the
+/// inspection profile.
+pub fn discovered_system(mac: &Mac) -> System {
+    let name = format!("discovered-{}", mac.hyphenated());
+    System {
+        name: name.clone(),
+        hostname: name,
+        macs: vec![*mac],
+        ip: std::net::Ipv4Addr::UNSPECIFIED,
+        netmask: std::net::Ipv4Addr::UNSPECIFIED,
+        gateway: None,
+        dns: vec![],
+        domain: None,
+        profile: DISCOVERED_PROFILE.into(),
+        loader: None,
+        bmc: None,
+        vars: Default::default(),
+    }
+}
+
+/// What a MAC outside the inventory gets from DHCP when discovered machines
+/// are inspected (`inspect` true): the loader of the inspection profile for
+/// its firmware. `None`: inspection off, the MAC is in the inventory, or
+/// there is no inspection profile (the loader refuses that configuration).
+pub fn discovered_netboot(
+    inv: &Inventory,
+    mac: &Mac,
+    arch: Option<Arch>,
+    ipxe: bool,
+    efi_x64_file: &str,
+    inspect: bool,
+) -> Option<Loader> {
+    if !inspect || inv.by_mac(mac).is_some() {
+        return None;
+    }
+    inv.profile(DISCOVERED_PROFILE)?;
+    // Always iPXE: GRUB's per-MAC config is served over TFTP for inventory
+    // machines only.
+    Some(loader(inv, arch, ipxe, efi_x64_file, BootLoader::Ipxe))
+}
+
+/// A document of a discovered MAC's inspection (`kind`: the iPXE script,
+/// the installer config, ...). `None`: the MAC is in the inventory or there
+/// is no inspection profile; `Ok(None)`: the profile has no such template.
+pub fn discovered_render(
+    inv: &Inventory,
+    di: &DiscoveredInspect,
+    mac: &Mac,
+    kind: RenderKind,
+) -> Option<Result<Option<String>, RenderError>> {
+    if inv.by_mac(mac).is_some() {
+        return None;
+    }
+    inv.profile(DISCOVERED_PROFILE)?;
+    Some(inv.render(&discovered_system(mac), kind, &di.run(mac)))
+}
+
+#[cfg(test)]
+mod discovered_tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_per_mac_per_secret_and_checked_whole() {
+        let a = DiscoveredInspect::new(b"secret-a".to_vec());
+        let b = DiscoveredInspect::new(b"secret-b".to_vec());
+        let m1 = Mac([0x52, 0x54, 0, 0, 0, 1]);
+        let m2 = Mac([0x52, 0x54, 0, 0, 0, 2]);
+        let t = a.token(&m1);
+        assert_eq!(t.len(), 32, "128 bits, hex");
+        assert_eq!(t, a.token(&m1), "computed, not random");
+        assert_ne!(t, a.token(&m2), "per MAC");
+        assert_ne!(t, b.token(&m1), "per secret");
+        assert!(a.check(&m1, &t));
+        for bad in [
+            "",
+            &t[..31],
+            &format!("{t}0"),
+            &t.to_uppercase(),
+            &a.token(&m2),
+        ] {
+            assert!(!a.check(&m1, bad), "{bad:?}");
+        }
+        assert!(
+            !format!("{a:?}").contains("secret-a"),
+            "the secret is not printed"
+        );
+        let run = a.run(&m1);
+        assert_eq!(
+            (run.id.as_str(), run.token.as_str()),
+            (DISCOVERED_RUN, t.as_str())
+        );
+        assert_eq!(run.profile.as_deref(), Some(DISCOVERED_PROFILE));
+    }
+}

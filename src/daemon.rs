@@ -56,6 +56,23 @@ pub fn api_tokens(s: &Settings) -> anyhow::Result<Vec<crate::auth::Token>> {
     Ok(tokens)
 }
 
+/// The secret of discovered machines' facts tokens (`boot::DiscoveredInspect`):
+/// `data_dir/discovered-inspect.key` (mode 0600), generated once, so a
+/// restart does not strand a machine mid-inspection with a dead token.
+pub fn discovered_inspect_key(s: &Settings) -> anyhow::Result<Vec<u8>> {
+    let path = s.data_dir.join("discovered-inspect.key");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if t.trim().len() >= 32 => Ok(t.trim().as_bytes().to_vec()),
+        _ => {
+            std::fs::create_dir_all(&s.data_dir)?;
+            // 256 bits: two random tokens.
+            let k = crate::engine::random_token() + &crate::engine::random_token();
+            write_private(&path, &k).with_context(|| format!("writing {}", path.display()))?;
+            Ok(k.into_bytes())
+        }
+    }
+}
+
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -368,6 +385,7 @@ pub async fn start_with(
             server: settings.address,
             lease_secs: settings.dhcp.lease_secs,
             efi_x64_file: settings.dhcp.efi_x64_file.clone(),
+            inspect_discovered: settings.dhcp.inspect_discovered,
         },
         pool: pool.clone(),
         discovery: discovery.clone(),
@@ -447,6 +465,13 @@ pub async fn start_with(
             settings.dhcp.mode,
             config::DhcpMode::Reservations | config::DhcpMode::Pool
         ),
+        discovered: if settings.dhcp.inspect_discovered {
+            Some(crate::boot::DiscoveredInspect::new(discovered_inspect_key(
+                &settings,
+            )?))
+        } else {
+            None
+        },
     };
     let auth = Arc::new(crate::auth::Auth::new(
         api_tokens(&settings)?,

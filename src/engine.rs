@@ -61,10 +61,21 @@ pub enum Command {
         reason: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
-    /// A machine reported its hardware facts (checked) with its run's token.
+    /// A machine reported its hardware facts (checked) with its run's token
+    /// (`run_id`), or a discovered machine's facts moved to the system it
+    /// was adopted as (`None`).
     Facts {
         system: String,
-        run_id: String,
+        run_id: Option<String>,
+        /// When they were reported (`None`: now).
+        at: Option<i64>,
+        facts: crate::api::facts::Facts,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// A MAC outside the inventory reported its facts (checked) with its
+    /// token (`dhcp.inspect_discovered`).
+    DiscoveredFacts {
+        mac: crate::model::Mac,
         facts: crate::api::facts::Facts,
         reply: oneshot::Sender<Result<(), String>>,
     },
@@ -203,14 +214,46 @@ impl EngineHandle {
         run_id: &str,
         facts: crate::api::facts::Facts,
     ) -> Result<(), String> {
-        let (system, run_id) = (system.to_string(), run_id.to_string());
+        let (system, run_id) = (system.to_string(), Some(run_id.to_string()));
         self.call(|reply| Command::Facts {
             system,
             run_id,
+            at: None,
             facts,
             reply,
         })
         .await?
+    }
+
+    /// A discovered machine was adopted as `system`: its facts (reported at
+    /// `at`) become the system's (templates, stages and `systems show` see
+    /// them at once).
+    pub async fn adopted_facts(
+        &self,
+        system: &str,
+        facts: crate::api::facts::Facts,
+        at: i64,
+    ) -> Result<(), String> {
+        let system = system.to_string();
+        self.call(|reply| Command::Facts {
+            system,
+            run_id: None,
+            at: Some(at),
+            facts,
+            reply,
+        })
+        .await?
+    }
+
+    /// Store a discovered machine's facts report (the boot route checked it
+    /// and the MAC's token).
+    pub async fn discovered_facts(
+        &self,
+        mac: crate::model::Mac,
+        facts: crate::api::facts::Facts,
+    ) -> Result<(), String> {
+        self.call(|reply| Command::DiscoveredFacts { mac, facts, reply })
+            .await?
     }
 
     pub async fn install_done(&self, system: &str, run_id: &str) -> Result<(), String> {
@@ -836,17 +879,18 @@ impl Engine {
     async fn take_facts(
         &mut self,
         system: &str,
-        run_id: &str,
+        run_id: Option<&str>,
+        at: Option<i64>,
         facts: &crate::api::facts::Facts,
     ) -> Result<(), String> {
         let v = serde_json::to_value(facts).map_err(|e| e.to_string())?;
-        let at = store::now_ms();
+        let at = at.unwrap_or_else(store::now_ms);
         self.d
             .store
             .put_facts(&store::FactsRow {
                 system: system.to_string(),
                 at,
-                run_id: Some(run_id.to_string()),
+                run_id: run_id.map(str::to_string),
                 data: v.to_string(),
             })
             .await
@@ -858,9 +902,11 @@ impl Engine {
             self.table.insert(system, ctx);
             self.publish();
         }
-        tracing::info!(system = %system, run = %run_id, "hardware facts reported");
-        if self.runs.get(run_id).is_some_and(|a| a.facts.inspect) {
-            self.apply(run_id, Event::FactsReported).await;
+        tracing::info!(system = %system, run = ?run_id, "hardware facts reported");
+        if let Some(run_id) = run_id {
+            if self.runs.get(run_id).is_some_and(|a| a.facts.inspect) {
+                self.apply(run_id, Event::FactsReported).await;
+            }
         }
         self.emit(
             json!({"type": "facts", "run": run_id, "system": system, "at": at,
@@ -868,6 +914,32 @@ impl Engine {
                 facts.cpu.as_ref().map(|c| c.count).unwrap_or(0),
                 facts.memory_mib.unwrap_or(0), facts.disks.len(), facts.nics.len())}),
         );
+        Ok(())
+    }
+
+    /// A discovered machine's facts: stored against its MAC (what `systems
+    /// add --from-discovered` carries over), announced on the feed. No run,
+    /// no BMC: the machine powers itself off.
+    async fn take_discovered_facts(
+        &mut self,
+        mac: &crate::model::Mac,
+        facts: &crate::api::facts::Facts,
+    ) -> Result<(), String> {
+        let v = serde_json::to_value(facts).map_err(|e| e.to_string())?;
+        let at = store::now_ms();
+        let stored = self
+            .d
+            .store
+            .put_discovered_facts(&mac.to_string(), at, &v.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        if !stored {
+            // Its sighting is flushed once a second: the script retries.
+            return Err(format!("{mac} is not recorded as discovered (yet)"));
+        }
+        tracing::info!(%mac, "hardware facts reported by a discovered machine");
+        self.emit(json!({"type": "facts", "mac": mac.to_string(), "at": at,
+            "detail": format!("discovered {mac}: {}", crate::facts::summary(facts))}));
         Ok(())
     }
 
@@ -893,10 +965,17 @@ impl Engine {
             Command::Facts {
                 system,
                 run_id,
+                at,
                 facts,
                 reply,
             } => {
-                let r = self.take_facts(&system, &run_id, &facts).await;
+                let r = self
+                    .take_facts(&system, run_id.as_deref(), at, &facts)
+                    .await;
+                let _ = reply.send(r);
+            }
+            Command::DiscoveredFacts { mac, facts, reply } => {
+                let r = self.take_discovered_facts(&mac, &facts).await;
                 let _ = reply.send(r);
             }
             Command::InstallDone {

@@ -97,6 +97,41 @@ pub fn check(body: &[u8]) -> Result<Facts, FactsError> {
     Ok(f)
 }
 
+/// A short line of the facts: CPUs, memory, the first disk (and how many
+/// more), as `rackboot discovered`'s FACTS column shows them:
+/// `2 CPUs, 1024 MiB, vda 2.0 GiB`. Parts the report lacks are left out.
+pub fn summary(f: &Facts) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = &f.cpu {
+        parts.push(format!(
+            "{} CPU{}",
+            c.count,
+            if c.count == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(m) = f.memory_mib {
+        parts.push(format!("{m} MiB"));
+    }
+    if let Some(d) = f.disks.first() {
+        let size = if d.size_bytes >= 1 << 30 {
+            format!("{:.1} GiB", d.size_bytes as f64 / (1u64 << 30) as f64)
+        } else {
+            format!("{} MiB", d.size_bytes >> 20)
+        };
+        let more = match f.disks.len() - 1 {
+            0 => String::new(),
+            1 => " +1 disk".into(),
+            n => format!(" +{n} disks"),
+        };
+        parts.push(format!("{} {size}{more}", d.name));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 /// The facts as environment variables for stage commands (values are never
 /// spliced into a shell line; a stage reads `"$RACKBOOT_FACT_…"`).
 pub fn env(f: &Facts) -> Vec<(String, String)> {
@@ -181,6 +216,26 @@ mod tests {
             let e = check(body.as_bytes()).expect_err(body).to_string();
             assert!(e.contains(want), "{body:.60}: {e}");
         }
+    }
+
+    #[test]
+    fn summary_is_short() {
+        assert_eq!(
+            summary(&check(GOOD.as_bytes()).unwrap()),
+            "2 CPUs, 1024 MiB, vda 2.0 GiB"
+        );
+        assert_eq!(summary(&check(b"{}").unwrap()), "-");
+        let two = r#"{"memory_mib": 512, "disks": [{"name": "sda", "size_bytes": 1073741824},
+            {"name": "sdb", "size_bytes": 1}]}"#;
+        assert_eq!(
+            summary(&check(two.as_bytes()).unwrap()),
+            "512 MiB, sda 1.0 GiB +1 disk"
+        );
+        let small = r#"{"cpu": {"count": 1}, "disks": [{"name": "vda", "size_bytes": 268435456}]}"#;
+        assert_eq!(
+            summary(&check(small.as_bytes()).unwrap()),
+            "1 CPU, vda 256 MiB"
+        );
     }
 
     #[test]

@@ -432,6 +432,7 @@ impl BootRoutes {
             stats: Arc::new(HttpStats::default()),
             engine: None,
             own_ip_only: true,
+            discovered: None,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

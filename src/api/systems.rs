@@ -141,4 +141,11 @@ pub struct Discovered {
     pub last_seen: i64,
     /// DHCP requests seen.
     pub count: i64,
+    /// The hardware facts it reported when it netbooted the inspection
+    /// image (`dhcp.inspect_discovered`); absent if none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<super::facts::Facts>,
+    /// When it reported them (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts_at: Option<i64>,
 }

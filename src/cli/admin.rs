@@ -431,7 +431,7 @@ pub fn run_systems(dir: &Path, api: Option<&str>, cmd: SystemsCmd) -> ExitCode {
             let added = r.as_ref().is_ok_and(|o| !o.written.is_empty());
             let code = finish(&settings, api, &a.out, "added", Target::System(&a.name), r);
             if let (true, Some(mac)) = (added, adopted) {
-                super::discovered::forget_adopted(dir, api, &mac);
+                super::discovered::forget_adopted(dir, api, &mac, &a.name);
             }
             code
         }
@@ -703,11 +703,11 @@ fn facts_rows(r: &api::facts::FactsReport) -> Vec<Vec<String>> {
     };
     let mut rows = vec![vec![
         "facts".to_string(),
-        format!(
-            "reported {} (run {})",
-            crate::ui::fmt_time(r.at),
-            r.run_id.as_deref().unwrap_or("-")
-        ),
+        match r.run_id.as_deref() {
+            Some(id) => format!("reported {} (run {id})", crate::ui::fmt_time(r.at)),
+            // Carried over from its discovered record when it was added.
+            None => format!("reported {} (while discovered)", crate::ui::fmt_time(r.at)),
+        },
     ]];
     let mut row = |k: &str, v: String| rows.push(vec![format!("facts.{k}"), v]);
     if let Some(c) = &f.cpu {

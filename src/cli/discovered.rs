@@ -66,6 +66,7 @@ pub fn discovered(dir: &Path, api: Option<&str>, a: DiscoveredArgs) -> ExitCode 
         "FIRST SEEN",
         "LAST SEEN",
         "REQUESTS",
+        "FACTS",
     ]
     .map(String::from)
     .to_vec()];
@@ -82,6 +83,10 @@ pub fn discovered(dir: &Path, api: Option<&str>, a: DiscoveredArgs) -> ExitCode 
             crate::ui::fmt_time(d.first_seen),
             crate::ui::fmt_time(d.last_seen),
             d.count.to_string(),
+            d.facts
+                .as_ref()
+                .map(crate::facts::summary)
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
     print_table(&rows);
@@ -106,15 +111,17 @@ pub fn lookup(dir: &Path, api: Option<&str>, mac: &str) -> Result<Discovered, Ex
     .map_err(api_failure)
 }
 
-/// Forget an adopted MAC; a failure is a warning (the system is added, and
-/// a MAC in the inventory is no longer listed anyway).
-pub fn forget_adopted(dir: &Path, api: Option<&str>, mac: &str) {
+/// Forget a MAC adopted as `system` (its reported facts become the
+/// system's); a failure is a warning (the system is added, and a MAC in the
+/// inventory is no longer listed anyway).
+pub fn forget_adopted(dir: &Path, api: Option<&str>, mac: &str, system: &str) {
     let r = Client::from_config(dir, api)
         .map_err(|e| e.to_string())
         .and_then(|c| {
             c.delete(&format!(
-                "/api/v1/discovered/{}",
-                crate::http::guard::pct(mac)
+                "/api/v1/discovered/{}?adopted_by={}",
+                crate::http::guard::pct(mac),
+                crate::http::guard::pct(system)
             ))
             .map_err(|e| e.to_string())
         });

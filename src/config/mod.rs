@@ -305,6 +305,31 @@ fn load_inventory_overlay(
     if render {
         inv.render_all_for_validation(&sys_shown, out);
     }
+    if settings.dhcp.inspect_discovered {
+        let key = "dhcp.inspect_discovered";
+        let file = show(dir, &dir.join("rackboot.toml"));
+        if inv.profile(crate::boot::DISCOVERED_PROFILE).is_none() {
+            out.push(ConfigError {
+                file,
+                key: key.into(),
+                reason: format!(
+                    "needs the profile {:?} (profiles/{}.toml): discovered machines boot it",
+                    crate::boot::DISCOVERED_PROFILE,
+                    crate::boot::DISCOVERED_PROFILE
+                ),
+            });
+        } else if render {
+            // What a discovered machine is rendered as (any MAC will do).
+            let probe = crate::boot::discovered_system(&crate::model::Mac([2, 0, 0, 0, 0, 1]));
+            for reason in inv.render_failures(&probe) {
+                out.push(ConfigError {
+                    file: file.clone(),
+                    key: key.into(),
+                    reason: format!("for a discovered machine, {reason}"),
+                });
+            }
+        }
+    }
     Some(inv)
 }
 

@@ -145,6 +145,10 @@ pub struct DhcpSettings {
     pub reply_to: Option<SocketAddr>,
     /// MACs outside the inventory kept in the discovered table (0: discovery off).
     pub discovered_max: u32,
+    /// `dhcp.inspect_discovered`: MACs outside the inventory netboot into
+    /// the `inspect` profile (pool and proxy modes only; load refuses it in
+    /// the others, where such a MAC gets no address from us).
+    pub inspect_discovered: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -326,6 +330,28 @@ fn settings_from_wire(
             "dhcp.mode",
             "mode \"pool\" needs dhcp.pool_start and dhcp.pool_end",
         );
+    }
+    let inspect_discovered = w.dhcp.inspect_discovered.unwrap_or(false);
+    if inspect_discovered {
+        // An error, not a warning: in reservations mode a MAC outside the
+        // inventory gets no address from us, so it could never boot the
+        // inspection image (and "off" answers nobody); the setting would
+        // silently do nothing.
+        if !matches!(mode, DhcpMode::Pool | DhcpMode::Proxy) {
+            e.push(
+                "dhcp.inspect_discovered",
+                "needs dhcp.mode \"pool\" (a pool address for unknown MACs) or \"proxy\" \
+                 (the site's DHCP gives the address): in this mode an unknown MAC gets no \
+                 address from rackboot",
+            );
+        }
+        if w.dhcp.discovered_max == Some(0) {
+            e.push(
+                "dhcp.inspect_discovered",
+                "needs discovery (dhcp.discovered_max above 0): the facts are shown with the \
+                 discovered MACs",
+            );
+        }
     }
     let api_listen = match w.api.listen.as_deref().unwrap_or("127.0.0.1:9080").parse() {
         Ok(a) => a,
@@ -541,6 +567,7 @@ fn settings_from_wire(
             efi_x64_file,
             reply_to,
             discovered_max: w.dhcp.discovered_max.unwrap_or(DISCOVERED_MAX_DEFAULT),
+            inspect_discovered,
         },
         tftp: TftpSettings {
             enabled: w.tftp.enabled.unwrap_or(true),

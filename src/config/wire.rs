@@ -131,6 +131,10 @@ pub struct DhcpWire {
     /// How many MACs outside the inventory `rackboot discovered` keeps
     /// (least recently seen first out; default 10000; 0 turns discovery off).
     pub discovered_max: Option<u32>,
+    /// Netboot MACs outside the inventory into the `inspect` profile (facts
+    /// stored against the discovered MAC; the machine powers itself off).
+    /// Default false; needs mode "pool" or "proxy".
+    pub inspect_discovered: Option<bool>,
     /// Undocumented test / lab knob: send every reply that would be
     /// broadcast to this ADDRESS:PORT instead (clients on loopback).
     pub reply_to: Option<String>,

@@ -23,6 +23,9 @@ pub struct DhcpPolicySettings {
     pub server: Ipv4Addr,
     pub lease_secs: u32,
     pub efi_x64_file: String,
+    /// `dhcp.inspect_discovered`: MACs outside the inventory get the
+    /// inspection profile's loader (pool and proxy modes).
+    pub inspect_discovered: bool,
 }
 
 /// The DHCP answer for a request: pure. `None` = not ours (no reply).
@@ -64,6 +67,55 @@ pub fn dhcp_answer(inv: &Inventory, cfg: &DhcpPolicySettings, req: &DhcpRequest)
             lease_secs: cfg.lease_secs,
             boot,
         }),
+    }
+}
+
+/// The answer for a MAC outside the inventory: pure. `pool` is what the
+/// address pool answered (pool mode; `None` in the other modes or when the
+/// pool has nothing). With `inspect_discovered`, the loader of the
+/// inspection profile goes with it: on the pool's address (pool mode), or
+/// alone (proxy mode: the site's DHCP gives the address). Otherwise the
+/// pool's answer unchanged (an address, no boot file), or nothing.
+pub fn discovered_answer(
+    inv: &Inventory,
+    cfg: &DhcpPolicySettings,
+    req: &DhcpRequest,
+    pool: Option<Answer>,
+) -> Option<Answer> {
+    let Some(loader) = boot::discovered_netboot(
+        inv,
+        &req.mac,
+        req.arch,
+        req.ipxe,
+        &cfg.efi_x64_file,
+        cfg.inspect_discovered,
+    ) else {
+        return pool;
+    };
+    let (filename, http_client) = match loader {
+        Loader::Tftp(f) => (f, false),
+        Loader::HttpBoot(u) => (u, true),
+        Loader::IpxeScript(u) => (u, false),
+    };
+    let boot = Some(BootFile {
+        next_server: cfg.server,
+        filename,
+        http_client,
+        ipxe: req.ipxe,
+    });
+    match cfg.mode {
+        DhcpMode::Pool => pool.map(|a| Answer { boot, ..a }),
+        DhcpMode::Proxy => Some(Answer {
+            yiaddr: None,
+            subnet_mask: None,
+            router: None,
+            dns: vec![],
+            domain: None,
+            hostname: None,
+            lease_secs: 0,
+            boot,
+        }),
+        DhcpMode::Reservations | DhcpMode::Off => pool,
     }
 }
 
@@ -113,9 +165,10 @@ impl DhcpPolicy for InventoryDhcpPolicy {
                 d.record(req.mac, Sighting::of(req, proxy), crate::store::now_ms());
             }
         }
-        drop(inv);
-        let (_inv, pool) = self.pool_for(&req.mac)?;
-        pool.answer(req, crate::store::now_ms())
+        let pool = self
+            .pool_for(&req.mac)
+            .and_then(|(_inv, pool)| pool.answer(req, crate::store::now_ms()));
+        discovered_answer(&inv, &self.cfg, req, pool)
     }
 
     fn lease_event(&self, req: &DhcpRequest, ev: &LeaseEvent) {
@@ -229,6 +282,7 @@ mod tests {
                 server: SERVER,
                 lease_secs: 600,
                 efi_x64_file: "ipxe.efi".into(),
+                inspect_discovered: false,
             },
             pool: None,
             discovery: None,
@@ -271,6 +325,7 @@ mod tests {
                 server: SERVER,
                 lease_secs: 600,
                 efi_x64_file: "ipxe.efi".into(),
+                inspect_discovered: false,
             },
             pool: Some(Arc::new(pool)),
             discovery: None,
@@ -298,6 +353,180 @@ mod tests {
         assert_eq!(n.yiaddr, Some(hi));
     }
 
+    fn inspect_profile() -> crate::inventory::Profile {
+        crate::inventory::Profile {
+            name: crate::boot::DISCOVERED_PROFILE.into(),
+            description: String::new(),
+            parent: None,
+            is_abstract: false,
+            kernel: "vmlinuz".into(),
+            initrd: vec!["initrd.img".into()],
+            kernel_args: "ks={{ urls.config }}".into(),
+            installer: crate::inventory::Installer::Script,
+            template: None,
+            user_data: None,
+            meta_data: None,
+            vendor_data: None,
+            ipxe_template: None,
+            loader: crate::inventory::BootLoader::Grub,
+            wait_ports: vec![],
+            reboots: false,
+            boot_retries: 0,
+            netboot_after: false,
+            timeouts: Default::default(),
+            stages: vec![],
+            rerun_interrupted: false,
+            vars: BTreeMap::new(),
+            origin: BTreeMap::new(),
+        }
+    }
+
+    /// What a MAC outside the inventory gets, by mode, setting, what the
+    /// pool answered and whether there is an inspection profile (a table).
+    #[test]
+    fn discovered_answer_table() {
+        let node = Mac([0x52, 0x54, 0, 0, 0, 1]);
+        let stranger = Mac([2, 0, 0, 0, 0, 9]);
+        let with_profile = {
+            let urls = Urls {
+                base: "http://10.0.0.1:8080".into(),
+                address: SERVER,
+            };
+            let mut profiles = BTreeMap::new();
+            profiles.insert(crate::boot::DISCOVERED_PROFILE.into(), inspect_profile());
+            Inventory::new(
+                vec![system("node", node, Ipv4Addr::new(10, 0, 0, 50))],
+                profiles,
+                Templates::empty(),
+                urls,
+            )
+        };
+        let without_profile = inventory(vec![system("node", node, Ipv4Addr::new(10, 0, 0, 50))], 1);
+        let pool_ip = Ipv4Addr::new(10, 0, 0, 100);
+        let pool = Some(Answer {
+            yiaddr: Some(pool_ip),
+            subnet_mask: Some(Ipv4Addr::new(255, 255, 255, 0)),
+            router: None,
+            dns: vec![],
+            domain: None,
+            hostname: None,
+            lease_secs: 600,
+            boot: None,
+        });
+        let bios = discover(stranger);
+        let mut ipxe = discover(stranger);
+        ipxe.ipxe = true;
+        let mut uefi = discover(stranger);
+        uefi.arch = Some(crate::model::Arch::EfiX64);
+        let cfg = |mode, inspect| DhcpPolicySettings {
+            mode,
+            server: SERVER,
+            lease_secs: 600,
+            efi_x64_file: "ipxe.efi".into(),
+            inspect_discovered: inspect,
+        };
+        use DhcpMode::*;
+        // (mode, setting, inventory has the profile, request, pool answer) ->
+        // (address, boot file)
+        type Case<'a> = (
+            DhcpMode,
+            bool,
+            bool,
+            &'a DhcpRequest,
+            Option<Answer>,
+            Option<Ipv4Addr>,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            // Off by default: the pool's answer unchanged, no boot file.
+            (Pool, false, true, &bios, pool.clone(), Some(pool_ip), None),
+            (Proxy, false, true, &bios, None, None, None),
+            // Pool mode: the pool's address with the loader for the firmware.
+            (
+                Pool,
+                true,
+                true,
+                &bios,
+                pool.clone(),
+                Some(pool_ip),
+                Some("undionly.kpxe"),
+            ),
+            (
+                Pool,
+                true,
+                true,
+                &ipxe,
+                pool.clone(),
+                Some(pool_ip),
+                Some("http://10.0.0.1:8080/boot.ipxe"),
+            ),
+            // Always iPXE, even when the inspect profile says GRUB.
+            (
+                Pool,
+                true,
+                true,
+                &uefi,
+                pool.clone(),
+                Some(pool_ip),
+                Some("ipxe.efi"),
+            ),
+            // No pool address (exhausted): nothing, never a boot file alone.
+            (Pool, true, true, &bios, None, None, None),
+            // Proxy mode: the boot file alone.
+            (
+                Proxy,
+                true,
+                true,
+                &ipxe,
+                None,
+                None,
+                Some("http://10.0.0.1:8080/boot.ipxe"),
+            ),
+            // Reservations / off (refused at load): nothing.
+            (Reservations, true, true, &bios, None, None, None),
+            (Off, true, true, &bios, None, None, None),
+            // No inspection profile: as if off.
+            (Pool, true, false, &bios, pool.clone(), Some(pool_ip), None),
+            (Proxy, true, false, &bios, None, None, None),
+        ];
+        for (i, (mode, inspect, has_profile, req, pool, addr, file)) in
+            cases.into_iter().enumerate()
+        {
+            let inv = if has_profile {
+                &with_profile
+            } else {
+                &without_profile
+            };
+            let got = discovered_answer(inv, &cfg(mode, inspect), req, pool);
+            let got_addr = got.as_ref().and_then(|a| a.yiaddr);
+            let got_file = got
+                .as_ref()
+                .and_then(|a| a.boot.as_ref())
+                .map(|b| b.filename.as_str());
+            assert_eq!(
+                (got_addr, got_file),
+                (addr, file),
+                "case {i}: {mode:?} {inspect} {got:?}"
+            );
+            if mode == Proxy && file.is_some() {
+                assert!(
+                    got.is_some_and(|a| a.yiaddr.is_none()),
+                    "case {i}: proxy gives no address"
+                );
+            }
+        }
+        assert_eq!(
+            crate::boot::DISCOVERED_PROFILE,
+            crate::api::runs::INSPECT_PROFILE
+        );
+        // An inventory MAC is never a discovered one.
+        let known = discover(node);
+        assert_eq!(
+            discovered_answer(&with_profile, &cfg(Proxy, true), &known, None),
+            None
+        );
+    }
+
     /// Proxy mode: an unknown MAC gets no answer and is recorded (as a
     /// proxyDHCP sighting); a known one is answered and not recorded.
     #[test]
@@ -315,6 +544,7 @@ mod tests {
                 server: SERVER,
                 lease_secs: 600,
                 efi_x64_file: "ipxe.efi".into(),
+                inspect_discovered: false,
             },
             pool: None,
             discovery: Some(d.clone()),

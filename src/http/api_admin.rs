@@ -185,7 +185,7 @@ pub async fn add_system(ctx: ApiContext, ch: SystemChange) -> Response {
         Err(r) => return r,
     };
     let name = |c: &SystemChange| c.name.clone();
-    let store = ctx.store.clone();
+    let (ctx2, added) = (ctx.clone(), ch.name.clone().unwrap_or_default());
     let r = upsert(
         ctx,
         None,
@@ -197,7 +197,7 @@ pub async fn add_system(ctx: ApiContext, ch: SystemChange) -> Response {
     .await;
     if let Some(mac) = adopted {
         if r.status() == StatusCode::CREATED {
-            if let Err(e) = store.remove_discovered(&mac).await {
+            if let Err(e) = crate::http::api_discovered::forget(&ctx2, &mac, Some(&added)).await {
                 tracing::warn!(%mac, error = %e, "added from discovery, but the record stays");
             }
         }

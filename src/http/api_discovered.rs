@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | GET | `/api/v1/discovered?limit=N` | `[Discovered]`, most recently seen first, MACs now in the inventory left out |
 //! | GET | `/api/v1/discovered/{mac}` | `Discovered` (404 if not recorded) |
-//! | DELETE | `/api/v1/discovered/{mac}` | 204 (dismiss; 404 if not recorded) |
+//! | DELETE | `/api/v1/discovered/{mac}[?adopted_by=NAME]` | 204 (dismiss, or forget once adopted as system NAME: its facts become NAME's; 404 if not recorded) |
 
 use std::collections::HashMap;
 
@@ -19,7 +19,7 @@ use crate::auth::Scope;
 use crate::http::api::{error, ApiContext};
 use crate::http::guard::{AuditNote, Routes};
 use crate::model::Mac;
-use crate::store::DiscoveredRow;
+use crate::store::{DiscoveredFactsRow, DiscoveredRow};
 
 /// The most a listing returns.
 pub const LIST_MAX: u32 = 10_000;
@@ -30,8 +30,22 @@ pub fn routes(r: Routes<ApiContext>) -> Routes<ApiContext> {
         .delete("/api/v1/discovered/{mac}", Scope::Admin, dismiss)
 }
 
-pub fn wire(r: DiscoveredRow) -> api::Discovered {
+/// A discovered row, with its facts if it reported any (stored JSON that
+/// passed `facts::check`; a row that no longer parses is left out, logged).
+pub fn wire(r: DiscoveredRow, facts: Option<DiscoveredFactsRow>) -> api::Discovered {
+    let (facts, facts_at) = match facts {
+        Some(f) => match serde_json::from_str::<api::facts::Facts>(&f.data) {
+            Ok(v) => (Some(v), Some(f.at)),
+            Err(e) => {
+                tracing::warn!(mac = %f.mac, error = %e, "stored facts unreadable: left out");
+                (None, None)
+            }
+        },
+        None => (None, None),
+    };
     api::Discovered {
+        facts,
+        facts_at,
         mac: r.mac,
         arch: r.arch,
         vendor_class: r.vendor_class,
@@ -48,16 +62,26 @@ pub fn wire(r: DiscoveredRow) -> api::Discovered {
 
 /// The recorded machines not (yet) in the inventory, newest first.
 pub async fn discovered(ctx: &ApiContext, limit: u32) -> Result<Vec<api::Discovered>, Response> {
-    let rows = ctx
+    let internal = |e: crate::store::StoreError| {
+        error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    };
+    let rows = ctx.store.discovered(limit).await.map_err(internal)?;
+    let mut facts: HashMap<String, DiscoveredFactsRow> = ctx
         .store
-        .discovered(limit)
+        .all_discovered_facts()
         .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        .map_err(internal)?
+        .into_iter()
+        .map(|f| (f.mac.clone(), f))
+        .collect();
     let inv = ctx.inventory.borrow().clone();
     Ok(rows
         .into_iter()
         .filter(|r| r.mac.parse::<Mac>().is_ok_and(|m| inv.by_mac(&m).is_none()))
-        .map(wire)
+        .map(|r| {
+            let f = facts.remove(&r.mac);
+            wire(r, f)
+        })
         .collect())
 }
 
@@ -91,8 +115,13 @@ async fn list(State(ctx): State<ApiContext>, Query(q): Query<HashMap<String, Str
 
 async fn one(ctx: &ApiContext, mac: &str) -> Result<api::Discovered, Response> {
     let m = parse_mac(mac)?;
+    let facts = ctx
+        .store
+        .discovered_facts(&m.to_string())
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     match ctx.store.discovered_one(&m.to_string()).await {
-        Ok(Some(r)) => Ok(wire(r)),
+        Ok(Some(r)) => Ok(wire(r, facts)),
         Ok(None) => Err(error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -113,19 +142,67 @@ async fn show(State(ctx): State<ApiContext>, Path(mac): Path<String>) -> Respons
     }
 }
 
-async fn dismiss(State(ctx): State<ApiContext>, Path(mac): Path<String>) -> Response {
+async fn dismiss(
+    State(ctx): State<ApiContext>,
+    Path(mac): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let d = match one(&ctx, &mac).await {
         Ok(d) => d,
         Err(r) => return r,
     };
-    if let Err(e) = ctx.store.remove_discovered(&d.mac).await {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
+    let adopted_by = q.get("adopted_by").map(String::as_str);
+    if let Some(name) = adopted_by {
+        if !crate::config::valid_name(name) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("adopted_by: {name:?} is not a system name"),
+            );
+        }
+        // Facts go to the system that carries the MAC, never to another.
+        let inv = ctx.inventory.borrow().clone();
+        if let Some(s) = inv.system(name) {
+            if !s.macs.iter().any(|m| m.to_string() == d.mac) {
+                return error(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("system {name} does not have the MAC {}", d.mac),
+                );
+            }
+        }
     }
+    if let Err(e) = forget(&ctx, &d.mac, adopted_by).await {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e);
+    }
+    let note = match adopted_by {
+        Some(n) => serde_json::json!({ "adopted": d.mac, "system": n }),
+        None => serde_json::json!({ "dismissed": d.mac }),
+    };
     AuditNote::attach(
         StatusCode::NO_CONTENT.into_response(),
         format!("discovered/{}", d.mac),
-        serde_json::json!({ "dismissed": d.mac }),
+        note,
     )
+}
+
+/// Forgets a discovered MAC (and its facts). When it was adopted as system
+/// `adopted_by`, the facts it reported become that system's, through the
+/// engine (which keeps every system's facts for templates and stages).
+pub async fn forget(ctx: &ApiContext, mac: &str, adopted_by: Option<&str>) -> Result<(), String> {
+    let (_, facts) = ctx
+        .store
+        .take_discovered(mac)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let (Some(system), Some(f)) = (adopted_by, facts) {
+        match serde_json::from_str::<api::facts::Facts>(&f.data) {
+            Ok(v) => ctx.engine.adopted_facts(system, v, f.at).await?,
+            Err(e) => tracing::warn!(%mac, error = %e, "stored facts unreadable: not carried over"),
+        }
+        tracing::info!(%mac, %system, "a discovered machine's facts carried over to its system");
+    }
+    Ok(())
 }
 
 /// `from_discovered` in a `POST /api/v1/systems` body: the record's MAC

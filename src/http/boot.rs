@@ -122,6 +122,10 @@ pub struct BootContext {
     /// rackboot gives machines their addresses (reservations / pool): an
     /// installer config is served only to the machine's own reserved IP.
     pub own_ip_only: bool,
+    /// `dhcp.inspect_discovered`: MACs outside the inventory get the
+    /// inspection image, and their facts reports are checked against this
+    /// token secret (`None`: off, they get nothing).
+    pub discovered: Option<boot::DiscoveredInspect>,
 }
 
 pub fn router(ctx: BootContext) -> Router {
@@ -228,6 +232,16 @@ async fn mac_script(
     let table = ctx.table.borrow().clone();
     let d = boot::decide(&inv, &table, &mac);
     let local = matches!(d, BootDecision::LocalDisk(_));
+    if let (BootDecision::Ignore, Some(di)) = (&d, &ctx.discovered) {
+        return match boot::discovered_render(&inv, di, &mac, RenderKind::Ipxe) {
+            None => ctx.not_found(format!("{mac} is not in the inventory")),
+            Some(Err(e)) => ctx.render_error(&mac, e),
+            Some(Ok(script)) => {
+                tracing::info!(%mac, "served the inspection script to a discovered machine");
+                text(StatusCode::OK, script.unwrap_or_default())
+            }
+        };
+    }
     match boot::ipxe_script(&inv, &d) {
         None => ctx.not_found(format!("{mac} is not in the inventory")),
         Some(Err(e)) => ctx.render_error(&mac, e),
@@ -322,6 +336,9 @@ async fn serve_rendered(
     let peer = peer_ip(&ci);
     let inv = ctx.inventory.borrow().clone();
     let table = ctx.table.borrow().clone();
+    if let (None, Some(di)) = (inv.by_mac(&mac), &ctx.discovered) {
+        return discovered_config(&ctx, &inv, di, &mac, peer, kind);
+    }
     let (system, run) = match install_target(&ctx, &inv, &table, &mac, peer) {
         Ok(x) => x,
         Err(r) => return r,
@@ -344,6 +361,37 @@ async fn serve_rendered(
             kind.as_str()
         )),
         Err(e) => ctx.render_error(&mac, e),
+    }
+}
+
+/// A discovered machine's inspection config: never to an inventory
+/// machine's address (its own is the pool's or the site DHCP's, unknown here).
+fn discovered_config(
+    ctx: &BootContext,
+    inv: &Inventory,
+    di: &boot::DiscoveredInspect,
+    mac: &Mac,
+    peer: IpAddr,
+    kind: RenderKind,
+) -> Response {
+    if let IpAddr::V4(v4) = peer {
+        if let Some(other) = inv.by_ip(&v4) {
+            tracing::warn!(%mac, %peer, other = %other.name, "a discovered machine's inspection config requested by an inventory machine: refused");
+            return ctx.forbidden(format!("{peer} belongs to {}, not to {mac}", other.name));
+        }
+    }
+    match boot::discovered_render(inv, di, mac, kind) {
+        None => ctx.not_found(format!("{mac} is not in the inventory")),
+        Some(Ok(Some(body))) => {
+            tracing::info!(%mac, %peer, kind = kind.as_str(), "served a discovered machine's inspection config");
+            text(StatusCode::OK, body)
+        }
+        Some(Ok(None)) => ctx.not_found(format!(
+            "profile {} has no {} template",
+            boot::DISCOVERED_PROFILE,
+            kind.as_str()
+        )),
+        Some(Err(e)) => ctx.render_error(mac, e),
     }
 }
 
@@ -593,29 +641,35 @@ async fn facts(
     };
     let peer = peer_ip(&ci);
     let token = q.get("token").map(String::as_str).unwrap_or("");
+    let discovered = ctx
+        .discovered
+        .as_ref()
+        .filter(|_| ctx.inventory.borrow().by_mac(&mac).is_none());
+    if let Some(di) = discovered {
+        if !di.check(&mac, token) {
+            tracing::warn!(%mac, %peer, "a discovered machine's facts report with a wrong token: refused");
+            return refused(ctx.forbidden("wrong token".into()));
+        }
+        let f = match checked_facts(&mac, peer, body) {
+            Ok(f) => f,
+            Err(r) => return refused(r),
+        };
+        if let Some(engine) = &ctx.engine {
+            if let Err(e) = engine.discovered_facts(mac, f).await {
+                tracing::error!(%mac, error = %e, "facts not stored");
+                return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+            }
+        }
+        ctx.stats.facts_accepted.fetch_add(1, Ordering::Relaxed);
+        return text(StatusCode::OK, "ok\n");
+    }
     let (system, run) = match pending_run(&ctx, mac, peer, token, "facts report") {
         Ok(x) => x,
         Err(r) => return refused(r),
     };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return refused(text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("facts report refused: {e}\n"),
-            ))
-        }
-    };
-    let f = match crate::facts::check(&body) {
+    let f = match checked_facts(&mac, peer, body) {
         Ok(f) => f,
-        Err(e) => {
-            tracing::warn!(%mac, %peer, system = %system.name, error = %e, "facts report refused");
-            let status = match e {
-                crate::facts::FactsError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            return refused(text(status, format!("facts report refused: {e}\n")));
-        }
+        Err(r) => return refused(r),
     };
     if let Some(engine) = &ctx.engine {
         if let Err(e) = engine.facts(&system.name, &run.id, f).await {
@@ -625,6 +679,32 @@ async fn facts(
     }
     ctx.stats.facts_accepted.fetch_add(1, Ordering::Relaxed);
     text(StatusCode::OK, "ok\n")
+}
+
+/// A facts report's body through `facts::check` (the run path and the
+/// discovered path alike): the facts, or the refusal to answer with.
+fn checked_facts(
+    mac: &Mac,
+    peer: IpAddr,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<crate::api::facts::Facts, Response> {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("facts report refused: {e}\n"),
+            ))
+        }
+    };
+    crate::facts::check(&body).map_err(|e| {
+        tracing::warn!(%mac, %peer, error = %e, "facts report refused");
+        let status = match e {
+            crate::facts::FactsError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        text(status, format!("facts report refused: {e}\n"))
+    })
 }
 
 /// Token comparison that does not stop at the first differing byte.

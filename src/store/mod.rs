@@ -314,6 +314,15 @@ fn db_now(kind: Backend) -> &'static str {
 /// version). A hint only: daemons poll the version anyway.
 pub const INVENTORY_CHANNEL: &str = "rackboot_inventory";
 
+/// A discovered MAC's last facts report (`discovered_facts` table; `data`
+/// is checked JSON).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DiscoveredFactsRow {
+    pub mac: String,
+    pub at: i64,
+    pub data: String,
+}
+
 /// What [`Store::upsert_discovered`] did: MACs pruned by the cap, and the
 /// MACs of the batch the table did not hold before (first sightings).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1187,6 +1196,14 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if pruned > 0 {
+                // Their facts go with them.
+                sqlx::query(
+                    "DELETE FROM discovered_facts WHERE mac NOT IN (SELECT d.mac FROM discovered d)",
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
             Ok(DiscoveredWrite { pruned, new })
         })
@@ -1211,16 +1228,67 @@ impl Store {
             .await?))
     }
 
-    /// Forgets a discovered MAC (adopted into the inventory, or dismissed).
-    /// `true` if it was there.
+    /// Forgets a discovered MAC (adopted into the inventory, or dismissed),
+    /// its facts too. `true` if it was there.
     pub async fn remove_discovered(&self, mac: &str) -> Result<bool> {
-        const Q: &str = "DELETE FROM discovered WHERE mac = $1";
+        Ok(self.take_discovered(mac).await?.0)
+    }
+
+    /// Forgets a discovered MAC and hands back its facts (what an adoption
+    /// carries over to the new system), in one transaction. `.0`: the MAC
+    /// was recorded.
+    pub async fn take_discovered(&self, mac: &str) -> Result<(bool, Option<DiscoveredFactsRow>)> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let facts: Option<DiscoveredFactsRow> = sqlx::query_as(
+                "DELETE FROM discovered_facts WHERE mac = $1 RETURNING mac, at, data",
+            )
+            .bind(mac)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let was = sqlx::query("DELETE FROM discovered WHERE mac = $1")
+                .bind(mac)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+            tx.commit().await?;
+            Ok((was, facts))
+        })
+    }
+
+    /// Replaces a discovered MAC's facts with a newer report, only while the
+    /// `discovered` table holds the MAC (so the table stays bounded by
+    /// `dhcp.discovered_max`). `false`: the MAC is not recorded (yet: the
+    /// flusher writes sightings once a second).
+    pub async fn put_discovered_facts(&self, mac: &str, at: i64, data: &str) -> Result<bool> {
+        const Q: &str = "INSERT INTO discovered_facts (mac, at, data)
+             SELECT d.mac, $2, $3 FROM discovered d WHERE d.mac = $1
+             ON CONFLICT (mac) DO UPDATE SET at = excluded.at, data = excluded.data";
         Ok(with_pool!(self, |pool| sqlx::query(Q)
             .bind(mac)
+            .bind(at)
+            .bind(data)
             .execute(pool)
             .await?
             .rows_affected())
             > 0)
+    }
+
+    pub async fn discovered_facts(&self, mac: &str) -> Result<Option<DiscoveredFactsRow>> {
+        const Q: &str = "SELECT mac, at, data FROM discovered_facts WHERE mac = $1";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .bind(mac)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    /// Every discovered MAC's facts (at most `dhcp.discovered_max` rows).
+    pub async fn all_discovered_facts(&self) -> Result<Vec<DiscoveredFactsRow>> {
+        const Q: &str = "SELECT mac, at, data FROM discovered_facts ORDER BY mac";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .fetch_all(pool)
+            .await?))
     }
 
     // ---- daemons, claims and leases ----

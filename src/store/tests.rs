@@ -245,7 +245,7 @@ async fn concurrent_inventory_edits_have_one_winner(db: TestDb) {
 }
 
 /// The migrations of migrations/{sqlite,postgres}/, in order.
-const MIGRATIONS: &[i64] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 11];
+const MIGRATIONS: &[i64] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
 
 /// Claims and leases: a run is driven by the one daemon that claimed it;
 /// a write under a lost lease changes nothing; a silent daemon is fenced by
@@ -404,6 +404,55 @@ async fn concurrent_claims_take_each_run_once(db: TestDb) {
     all.dedup();
     assert_eq!(n, all.len(), "a run claimed twice");
     assert_eq!(n, 40);
+}
+
+/// A discovered MAC's facts: stored only while the MAC is recorded, the
+/// last report wins, handed back (and gone) when the MAC is taken, and
+/// pruned with the MAC by the cap.
+async fn discovered_facts_follow_the_mac(db: TestDb) {
+    let s = db.open().await;
+    let a = "52:54:00:00:00:0a";
+    let b = "52:54:00:00:00:0b";
+    assert!(
+        !s.put_discovered_facts(a, 1, "{}").await.unwrap(),
+        "not recorded: not stored"
+    );
+    assert_eq!(s.discovered_facts(a).await.unwrap(), None);
+    s.upsert_discovered(
+        &[sighting(a, None, 10, 10, 1), sighting(b, None, 20, 20, 1)],
+        10,
+    )
+    .await
+    .unwrap();
+    assert!(s
+        .put_discovered_facts(a, 5, "{\"memory_mib\":1}")
+        .await
+        .unwrap());
+    assert!(s
+        .put_discovered_facts(a, 6, "{\"memory_mib\":2}")
+        .await
+        .unwrap());
+    assert!(s.put_discovered_facts(b, 7, "{}").await.unwrap());
+    let want = DiscoveredFactsRow {
+        mac: a.into(),
+        at: 6,
+        data: "{\"memory_mib\":2}".into(),
+    };
+    assert_eq!(s.discovered_facts(a).await.unwrap(), Some(want.clone()));
+    assert_eq!(s.all_discovered_facts().await.unwrap().len(), 2);
+    // Taken (adopted): the facts come back once, then are gone.
+    assert_eq!(s.take_discovered(a).await.unwrap(), (true, Some(want)));
+    assert_eq!(s.take_discovered(a).await.unwrap(), (false, None));
+    assert_eq!(s.discovered_facts(a).await.unwrap(), None);
+    // Pruned by the cap: b (least recently seen) goes, its facts with it.
+    let c = "52:54:00:00:00:0c";
+    let w = s
+        .upsert_discovered(&[sighting(c, None, 30, 30, 1)], 1)
+        .await
+        .unwrap();
+    assert_eq!(w.pruned, 1);
+    assert_eq!(s.discovered_facts(b).await.unwrap(), None);
+    assert!(s.all_discovered_facts().await.unwrap().is_empty());
 }
 
 async fn migrations_apply_and_are_idempotent(db: TestDb) {
@@ -1119,6 +1168,7 @@ on_both_backends!(
     migration_6_closes_duplicate_active_runs,
     discovered_merge_and_cap,
     facts_last_report_wins,
+    discovered_facts_follow_the_mac,
     inventory_versions_and_documents,
     concurrent_inventory_edits_have_one_winner,
     claims_leases_and_fencing,

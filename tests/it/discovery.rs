@@ -287,3 +287,303 @@ async fn unknown_macs_are_recorded_listed_and_adopted() {
         .unwrap();
     assert!(n >= 4.0, "{n}");
 }
+
+// ---- dhcp.inspect_discovered (issue 17.2: "inspect discovered machines
+// automatically, off by default") ----
+
+const FOUND_MAC: &str = "52:54:00:dd:01:01";
+const FOUND2_MAC: &str = "52:54:00:dd:01:02";
+
+/// The sample config in pool mode, `inspect_discovered` as given.
+fn pool_lab_config(inspect: bool) -> crate::harness::ConfigDir {
+    let c = crate::harness::ConfigDir::sample();
+    c.replace(
+        "rackboot.toml",
+        "mode = \"reservations\"",
+        &format!(
+            "mode = \"pool\"\npool_start = \"10.77.0.100\"\npool_end = \"10.77.0.110\"\n\
+             inspect_discovered = {inspect}"
+        ),
+    );
+    c.replace("rackboot.toml", "[tftp]\n", "[tftp]\nenabled = false\n");
+    c
+}
+
+/// The OFFER to an iPXE DISCOVER from `mac`: (yiaddr, boot file name).
+async fn offer_with_file(l: &Lab, mac: &str) -> Option<(Ipv4Addr, Option<String>)> {
+    use dhcproto::{Decodable, Decoder};
+    send(l, crate::dhcp::ipxe_discover(mac.parse().unwrap(), 77)).await;
+    let mut b = vec![0u8; 1500];
+    let (n, _) = tokio::time::timeout(Duration::from_millis(500), l.client.recv_from(&mut b))
+        .await
+        .ok()?
+        .unwrap();
+    let m = dhcproto::v4::Message::decode(&mut Decoder::new(&b[..n])).unwrap();
+    let file = match m.opts().get(dhcproto::v4::OptionCode::BootfileName) {
+        Some(dhcproto::v4::DhcpOption::BootfileName(f)) => {
+            Some(String::from_utf8_lossy(f).into_owned())
+        }
+        _ => m.fname_str().and_then(|r| r.ok()).map(str::to_string),
+    };
+    Some((m.yiaddr(), file.filter(|f| !f.is_empty())))
+}
+
+async fn post_facts(l: &Lab, path: &str, body: String) -> (u16, String) {
+    let (addr, path) = (l.d.http_addr, path.to_string());
+    blocking(move || {
+        let r = crate::harness::http(
+            addr,
+            "POST",
+            &path,
+            &[("Content-Type", "application/json")],
+            Some(&body),
+        );
+        (r.status, r.text())
+    })
+    .await
+}
+
+/// The facts URL in a discovered MAC's inspection config (`/facts/…?token=…`).
+async fn facts_path(l: &Lab, mac: &str) -> String {
+    let hy = mac.replace(':', "-");
+    let ks = l.get(l.d.http_addr, &format!("/ks/{hy}")).await;
+    assert_eq!(ks.status, 200, "{}", ks.text());
+    let ks = ks.text();
+    assert!(
+        ks.contains("poweroff"),
+        "a discovered machine powers itself off: {ks}"
+    );
+    let at = ks
+        .find(&format!("/facts/{hy}?token="))
+        .expect("the facts URL");
+    ks[at..].split('\'').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovered_machines_are_inspected_in_pool_mode_when_asked() {
+    let l = crate::harness::lab_in(pool_lab_config(true)).await;
+    // An unknown MAC gets a pool address and the iPXE script URL.
+    let (ip, file) = offer_with_file(&l, FOUND_MAC).await.expect("an offer");
+    assert!(
+        (100..=110).contains(&ip.octets()[3]),
+        "a pool address: {ip}"
+    );
+    let file = file.expect("a boot file");
+    assert!(file.ends_with("/boot.ipxe"), "{file}");
+    // Its script boots the inspect profile's kernel, with the config URL.
+    let hy = FOUND_MAC.replace(':', "-");
+    let s = l.get(l.d.http_addr, &format!("/ipxe/{hy}")).await;
+    assert_eq!(s.status, 200, "{}", s.text());
+    let script = s.text();
+    assert!(
+        script.contains("profile inspect") && script.contains("ks=http"),
+        "{script}"
+    );
+    assert!(script.contains(&format!("/ks/{hy}")), "{script}");
+    let good_path = facts_path(&l, FOUND_MAC).await;
+    let token = good_path.split("token=").nth(1).unwrap().to_string();
+    assert_eq!(token.len(), 32, "128 bits: {token}");
+    // Another MAC has another token.
+    let other_path = facts_path(&l, FOUND2_MAC).await;
+    assert_ne!(other_path.split("token=").nth(1).unwrap(), token);
+    // The sighting is recorded (the flusher writes it within a second).
+    listed(&l, &[FOUND_MAC]).await;
+
+    let good = serde_json::json!({
+        "cpu": {"model": "QEMU Virtual CPU", "count": 2},
+        "memory_mib": 2048,
+        "disks": [{"name": "vda", "size_bytes": 21474836480u64, "rotational": true}],
+        "nics": [{"name": "eth0", "mac": FOUND_MAC, "link": true}],
+        "firmware": "bios",
+        "secure_boot": false,
+    });
+    let no_token = good_path.split('?').next().unwrap().to_string();
+    // Refused, nothing stored: no token, a wrong token, another MAC's token,
+    // malformed (control character, unknown key, not JSON), too large.
+    let cases: Vec<(String, String, u16)> = vec![
+        (no_token.clone(), good.to_string(), 403),
+        (
+            format!("{no_token}?token={}", "0".repeat(32)),
+            good.to_string(),
+            403,
+        ),
+        (
+            other_path.replace(&FOUND2_MAC.replace(':', "-"), &hy),
+            good.to_string(),
+            403,
+        ),
+        (
+            good_path.clone(),
+            good.to_string().replace("\"vda\"", "\"vda\\n$(reboot)\""),
+            422,
+        ),
+        (
+            good_path.clone(),
+            r#"{"memory_mib": 1, "shell": "id"}"#.into(),
+            422,
+        ),
+        (good_path.clone(), "memory=1".into(), 422),
+        (
+            good_path.clone(),
+            format!(r#"{{"dmi": {{"vendor": "{}"}}}}"#, "v".repeat(70_000)),
+            413,
+        ),
+    ];
+    for (path, body, want) in cases {
+        let (s, text) = post_facts(&l, &path, body).await;
+        assert_eq!(s, want, "{path}: {text}");
+    }
+    let d: Discovered = l
+        .api(
+            "GET",
+            &format!("/api/v1/discovered/{FOUND_MAC}"),
+            None,
+            true,
+        )
+        .await
+        .typed();
+    assert_eq!(d.facts, None, "nothing stored by a refused report");
+
+    // The right token and a good report: stored against the MAC.
+    let (s, text) = post_facts(&l, &good_path, good.to_string()).await;
+    assert_eq!(s, 200, "{text}");
+    let d: Discovered = l
+        .api(
+            "GET",
+            &format!("/api/v1/discovered/{FOUND_MAC}"),
+            None,
+            true,
+        )
+        .await
+        .typed();
+    let f = d.facts.expect("facts stored");
+    assert_eq!(f.memory_mib, Some(2048));
+    let reported_at = d.facts_at.expect("when");
+    let v = listed(&l, &[FOUND_MAC]).await;
+    let row = v.iter().find(|d| d.mac == FOUND_MAC).unwrap();
+    assert_eq!(row.facts.as_ref().and_then(|f| f.memory_mib), Some(2048));
+
+    // `rackboot discovered` shows them in short.
+    let lc = l.c.path().to_path_buf();
+    let out = blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rackboot"))
+            .arg("--config")
+            .arg(&lc)
+            .arg("discovered")
+            .env_remove("RACKBOOT_TOKEN")
+            .output()
+            .unwrap()
+    })
+    .await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains("FACTS") && table.contains("2 CPUs, 2048 MiB, vda 20.0 GiB"),
+        "{table}"
+    );
+
+    // Adopted with the CLI: the facts become the new system's.
+    let r = rb(
+        &l.c,
+        &[
+            "systems",
+            "add",
+            "found9",
+            "--from-discovered",
+            FOUND_MAC,
+            "--ip",
+            "10.77.0.95",
+            "--profile",
+            "lab-disk",
+        ],
+    );
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    let r = l
+        .api("GET", "/api/v1/systems/found9/facts", None, true)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let report: rackboot::api::facts::FactsReport = r.typed();
+    assert_eq!(report.facts.memory_mib, Some(2048));
+    assert_eq!(report.facts.disks[0].name, "vda");
+    assert_eq!(
+        (report.at, report.run_id),
+        (reported_at, None),
+        "when it reported, no run"
+    );
+    let r = l
+        .api(
+            "GET",
+            &format!("/api/v1/discovered/{FOUND_MAC}"),
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 404, "the record is forgotten: {}", r.text());
+    // Now in the inventory: its facts URL no longer takes the MAC's token.
+    let (s, text) = post_facts(&l, &good_path, good.to_string()).await;
+    assert_eq!(s, 403, "{text}");
+
+    // Adopted through the API (`from_discovered`): the same.
+    assert!(offer_with_file(&l, FOUND2_MAC).await.is_some());
+    listed(&l, &[FOUND2_MAC]).await;
+    let (s, text) = post_facts(&l, &other_path, good.to_string().replace("2048", "4096")).await;
+    assert_eq!(s, 200, "{text}");
+    let r = l
+        .api(
+            "POST",
+            "/api/v1/systems",
+            Some(serde_json::json!({
+                "name": "found10", "ip": "10.77.0.96", "profile": "lab-disk",
+                "from_discovered": FOUND2_MAC,
+            })),
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let report: rackboot::api::facts::FactsReport = l
+        .api("GET", "/api/v1/systems/found10/facts", None, true)
+        .await
+        .typed();
+    assert_eq!(report.facts.memory_mib, Some(4096));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovered_machines_are_not_inspected_by_default() {
+    let l = crate::harness::lab_in(pool_lab_config(false)).await;
+    // A pool address and no boot file; no script, no config, no facts.
+    let (ip, file) = offer_with_file(&l, FOUND_MAC).await.expect("an offer");
+    assert!((100..=110).contains(&ip.octets()[3]), "{ip}");
+    assert_eq!(file, None);
+    let hy = FOUND_MAC.replace(':', "-");
+    for p in [format!("/ipxe/{hy}"), format!("/ks/{hy}")] {
+        let r = l.get(l.d.http_addr, &p).await;
+        assert_eq!(r.status, 404, "{p}: {}", r.text());
+    }
+    listed(&l, &[FOUND_MAC]).await;
+    let (s, _) = post_facts(&l, &format!("/facts/{hy}?token=x"), "{}".into()).await;
+    assert_eq!(s, 404);
+}
+
+/// In reservations (and off) mode an unknown MAC gets no address from us:
+/// the setting is refused at load, saying why.
+#[test]
+fn inspect_discovered_needs_pool_or_proxy_mode() {
+    let c = crate::harness::ConfigDir::sample();
+    c.replace(
+        "rackboot.toml",
+        "mode = \"reservations\"",
+        "mode = \"reservations\"\ninspect_discovered = true",
+    );
+    let e = c.load().err().expect("refused").to_string();
+    assert!(
+        e.contains("dhcp.inspect_discovered") && e.contains("\"pool\"") && e.contains("\"proxy\""),
+        "{e}"
+    );
+    // Proxy mode takes it.
+    c.replace(
+        "rackboot.toml",
+        "mode = \"reservations\"",
+        "mode = \"proxy\"",
+    );
+    c.load().expect("proxy mode takes inspect_discovered");
+}

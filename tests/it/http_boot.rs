@@ -35,6 +35,7 @@ fn setup() -> T {
         stats: Arc::new(HttpStats::default()),
         engine: None,
         own_ip_only: true,
+        discovered: None,
     };
     T {
         _c: c,

@@ -51,6 +51,7 @@ async fn start() -> Server {
         stats: stats.clone(),
         engine: None,
         own_ip_only: true,
+        discovered: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

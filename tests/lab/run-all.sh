@@ -14,6 +14,12 @@
 #   daemon-down    kill -9 rackboot at node50's first DHCP answer, down 30 s: the firmware gives up
 #                  on the netboot; the run's boot deadline power-cycles it (boot retry) once back
 #   two-at-once    reimage node50 node51 --wait: both succeed
+#   inspect-discovered  pool mode with `dhcp.inspect_discovered = true` and node51 left out of
+#                  systems.toml: node51 (powered on through its BMC with ipmitool: rackboot does not
+#                  know it) gets a pool address and the inspect image, reports its facts against
+#                  its MAC (`rackboot discovered --json`; they must match how up.sh started it) and
+#                  powers itself off (VM_RESET=warm: with -no-reboot a guest poweroff and a reset
+#                  both end QEMU with status 0, and vm-start.sh would boot it again)
 #   unknown-mac    a client not in the inventory gets no DHCP answer (reservations mode)
 #   uefi-disk      as bios-disk with OVMF (iPXE EFI ROM), on a firmware that ignores the BMC's boot
 #                  device on the OS's reboot (VM_RESET=warm): the fallback, the local-boot script
@@ -36,7 +42,7 @@ set -uo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/lab.env"
 source "$LAB/lib.sh"
 BIN="${RACKBOOT_BIN:-$REPO/target/debug/rackboot}"
-CASES="${LAB_CASES:-bios-disk inspect bmc-down stage-fails kill9-resume kill9-kernel daemon-down two-at-once unknown-mac uefi-disk uefi-norom uefi-sb-unsigned uefi-sb proxy arm64}"
+CASES="${LAB_CASES:-bios-disk inspect bmc-down stage-fails kill9-resume kill9-kernel daemon-down two-at-once unknown-mac inspect-discovered uefi-disk uefi-norom uefi-sb-unsigned uefi-sb proxy arm64}"
 OUT="${LAB_RESULTS:-$LAB_WORK-results}"
 rm -rf "$OUT"; mkdir -p "$OUT"
 CONF="$OUT/config"
@@ -82,6 +88,24 @@ parent = "lab-disk"
 description = "lab-disk through Debian's signed shim and GRUB (Secure Boot)"
 loader = "grub"
 EOF
+  # inspect-discovered: pool mode, discovered machines inspected, node51 not in the inventory.
+  if [ -n "${LAB_INSPECT_DISCOVERED:-}" ]; then
+    sed -i 's#^mode = .*#mode = "pool"\npool_start = "10.77.0.100"\npool_end = "10.77.0.120"\ninspect_discovered = true#' \
+      "$CONF/rackboot.toml"
+    python3 - "$CONF/systems.toml" <<'PY'
+import re, sys
+p = sys.argv[1]; text = open(p).read()
+# drop every table of node51 ([systems.node51], [systems.node51.bmc], ...)
+out, skip = [], False
+for line in text.splitlines(keepends=True):
+    m = re.match(r"\s*\[+([^\]]+)\]+", line)
+    if m:
+        skip = m.group(1).strip() == "systems.node51" or m.group(1).strip().startswith("systems.node51.")
+    if not skip:
+        out.append(line)
+open(p, "w").write("".join(out))
+PY
+  fi
   if [ -n "${LAB_NODE50_PROFILE:-}" ]; then
     sed -i "/^\[systems.node50\]/,/^profile/ s/^profile = .*/profile = \"$LAB_NODE50_PROFILE\"/" "$CONF/systems.toml"
   fi
@@ -415,6 +439,56 @@ if want uefi-sb; then
     else
       pass uefi-sb "power-on->SSH from disk $(ssh_time "$id") s; shim -> GRUB -> grub.cfg-<mac> -> signed kernel over TFTP, installer, then shim -> GRUB -> signed kernel from the disk, Secure Boot enabled on both boots, $st probe(s) answered not found (run $id)"
     fi
+  fi
+fi
+
+if want inspect-discovered; then
+  if LAB_INSPECT_DISCOVERED=1 VM_RESET=warm lab bios 2; then
+    mac=$(lab_node_mac 1)
+    if grep -q "$mac" "$CONF/systems.toml"; then
+      fail inspect-discovered "node51 is still in systems.toml"
+    else
+      t0=$(lab_now)
+      lab_ipmi 1 chassis bootdev pxe >/dev/null
+      lab_ipmi 1 chassis power on >/dev/null
+      got=""
+      for _ in $(seq 240); do   # bounded: 240 s
+        rb discovered --json > "$OUT/inspect-discovered.json" 2>/dev/null
+        if python3 - "$OUT/inspect-discovered.json" "$mac" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))
+sys.exit(0 if any(d["mac"] == sys.argv[2] and d.get("facts") for d in v) else 1)
+PY
+        then got=1; break; fi
+        sleep 1
+      done
+      dt=$(lab_since "$t0")
+      why=$(python3 - "$OUT/inspect-discovered.json" "$mac" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))
+f = next((d.get("facts") or {} for d in v if d["mac"] == sys.argv[2]), {})
+bad = []
+if not 256 <= (f.get("memory_mib") or 0) <= 512: bad.append("memory_mib %r" % f.get("memory_mib"))
+if not any(d["name"] == "vda" and d["size_bytes"] == 256 << 20 for d in f.get("disks", [])): bad.append("disks %r" % f.get("disks"))
+if not any(n["mac"] == sys.argv[2] for n in f.get("nics", [])): bad.append("nics %r" % f.get("nics"))
+if f.get("firmware") != "bios": bad.append("firmware %r" % f.get("firmware"))
+print("; ".join(bad))
+PY
+)
+      off=""; for _ in $(seq 60); do [ "$(lab_power_state 1)" = off ] && { off=1; break; }; sleep 1; done
+      rb discovered > "$OUT/inspect-discovered.txt" 2>&1
+      if [ -z "$got" ]; then
+        fail inspect-discovered "no facts for $mac within 240 s (console: $(lab_console 1))"
+      elif [ -n "$why" ]; then
+        fail inspect-discovered "facts do not match the VM: $why ($OUT/inspect-discovered.json)"
+      elif [ -z "$off" ]; then
+        fail inspect-discovered "the machine did not power itself off after its report"
+      else
+        pass inspect-discovered "facts of an unknown MAC in ${dt}s from power-on: $(grep -F "$mac" "$OUT/inspect-discovered.txt" | grep -o '[0-9]* CPUs*, .*' | sed 's/ *$//'), powered itself off"
+      fi
+    fi
+  else
+    fail inspect-discovered "lab did not come up"
   fi
 fi
 
