@@ -31,10 +31,12 @@ start() {
   fi
   why="no port given"
   for port in "$@"; do
-    if "$bin/pg_ctl" -D "$base/data" -l "$base/postgres.log" -w -t 60 -o "-p $port -k $base \
-        -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off \
-        -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB" start \
+    # The server's options, kept in BASEDIR/pg_ctl.opts for a test that stops and starts it again.
+    opts="-p $port -k $base -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off \
+-c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB"
+    if "$bin/pg_ctl" -D "$base/data" -l "$base/postgres.log" -w -t 60 -o "$opts" start \
         >"$base/pg_ctl.log" 2>&1; then
+      printf '%s' "$opts" >"$base/pg_ctl.opts"
       echo "ready postgres://rackboot@127.0.0.1:$port/postgres"
       return
     fi

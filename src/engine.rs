@@ -795,30 +795,9 @@ impl Engine {
                 return;
             }
         };
-        let netboot = self.d.store.netboot().await.unwrap_or_default();
-        let inv = self.d.inventory.borrow().clone();
         let mut resume = Vec::new();
         for (id, lease) in claimed {
-            let Ok(Some(r)) = self.d.store.get_run(&id).await else {
-                continue;
-            };
-            let profile = inv.profile(&r.profile).cloned();
-            let (Some(state), Some(profile)) =
-                (decode_state(&r.state, &r.data, r.reason.clone()), profile)
-            else {
-                tracing::error!(run = %id, "claimed a run this daemon cannot drive (profile or state unknown)");
-                continue;
-            };
-            tracing::info!(run = %id, system = %r.system, phase = %state.phase, lease, "claimed");
-            if self.adopt(&r, &profile, state, &netboot, lease) {
-                if let Some(a) = self.runs.get(&id) {
-                    if netboot
-                        .iter()
-                        .any(|n| n.enabled && n.run_id.as_deref() == Some(&id))
-                    {
-                        self.table.insert(&r.system, self.ctx(a));
-                    }
-                }
+            if self.take_stored(&id, lease, "claimed").await {
                 resume.push(id);
             }
         }
@@ -827,6 +806,38 @@ impl Engine {
             self.apply(&id, Event::Resume).await;
         }
         self.schedule().await;
+    }
+
+    /// Take the run into the engine as the store has it (claimed, or its
+    /// stored step differs from the one in memory: a crashed database that
+    /// lost its last commits), under `lease`. Returns whether to resume it.
+    async fn take_stored(&mut self, id: &str, lease: i64, why: &str) -> bool {
+        let Ok(Some(r)) = self.d.store.get_run(id).await else {
+            return false;
+        };
+        let netboot = self.d.store.netboot().await.unwrap_or_default();
+        let profile = self.d.inventory.borrow().profile(&r.profile).cloned();
+        let (Some(state), Some(profile)) =
+            (decode_state(&r.state, &r.data, r.reason.clone()), profile)
+        else {
+            tracing::error!(run = %id, "a run this daemon cannot drive (profile or state unknown)");
+            return false;
+        };
+        tracing::info!(run = %id, system = %r.system, phase = %state.phase, lease, "{why}");
+        self.drop_run(id);
+        let resume = self.adopt(&r, &profile, state, &netboot, lease);
+        if resume {
+            if let Some(a) = self.runs.get(id) {
+                if netboot
+                    .iter()
+                    .any(|n| n.enabled && n.run_id.as_deref() == Some(id))
+                {
+                    self.table.insert(&r.system, self.ctx(a));
+                }
+            }
+        }
+        self.publish();
+        resume
     }
 
     /// Take a stored run into the engine (at start, or claimed later) with
@@ -1330,6 +1341,18 @@ impl Engine {
                             tracing::warn!(run = %id, owner = ?owner, "lease lost (fenced or taken over): this daemon stops driving the run");
                             self.drop_run(&id);
                         }
+                        Ok(Some(_)) => {
+                            // Still ours, but the store is at another step
+                            // (a database crash lost its last commits):
+                            // drive it from the stored step, as a restart would.
+                            tracing::warn!(run = %id, %from, %to, "the store has the run at another step: resuming from it");
+                            if self
+                                .take_stored(&id, lease.token, "resumed from the stored step")
+                                .await
+                            {
+                                pending.push_back((id.clone(), Event::Resume));
+                            }
+                        }
                         _ => {
                             tracing::error!(run = %id, %from, %to, "stale transition refused by the store")
                         }
@@ -1475,6 +1498,12 @@ impl Engine {
             }
             Effect::Bmc(step) => {
                 if self.last_beat.elapsed() > self.d.ha.trust() {
+                    // A heartbeat first (the database may just be back):
+                    // only with it through, and the run still ours, may a
+                    // BMC command go.
+                    self.beat().await;
+                }
+                if self.last_beat.elapsed() > self.d.ha.trust() || !self.runs.contains_key(id) {
                     // Self-fenced: a peer may own this run by now.
                     tracing::warn!(run = %id, ?step, "no heartbeat got through within the trust window: no BMC command");
                     return None;

@@ -174,8 +174,91 @@ fn run_as() -> Option<(u32, u32)> {
     Some(ids.unwrap_or((65534, 65534)))
 }
 
+/// A PostgreSQL server of one test's own (not shared with the other tests
+/// of the process), for tests that stop and start it. Gone with the value.
+#[allow(dead_code)] // used by tests/it only
+pub(crate) struct OwnPostgres {
+    /// A fresh database on it.
+    pub db: TestDb,
+    bin: PathBuf,
+    base: PathBuf,
+    user: Option<(u32, u32)>,
+    _guardian: std::process::ChildStdin,
+}
+
+/// A server of the test's own, or `None` as [`postgres`] says.
+#[allow(dead_code)]
+pub(crate) async fn own_postgres(test: &str) -> Option<OwnPostgres> {
+    let bin = match find_bin() {
+        Ok(bin) => bin,
+        Err(why) if !required() => {
+            eprintln!("SKIP {test} on PostgreSQL: {why}");
+            return None;
+        }
+        Err(why) => panic!("{test}: PostgreSQL is required but {why}"),
+    };
+    let b = bin.clone();
+    let (admin, guardian, base, user) = tokio::task::spawn_blocking(move || spawn(&b))
+        .await
+        .expect("pg-tmp.sh start")
+        .unwrap_or_else(|why| panic!("{test}: its own PostgreSQL did not start: {why}"));
+    Some(OwnPostgres {
+        db: create_database(&admin).await,
+        bin,
+        base,
+        user,
+        _guardian: guardian,
+    })
+}
+
+#[allow(dead_code)]
+impl OwnPostgres {
+    fn pg_ctl(&self, args: &[&str]) {
+        let mut c = Command::new(self.bin.join("pg_ctl"));
+        c.arg("-D").arg(self.base.join("data")).args(args);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((uid, gid)) = self.user {
+            c.uid(uid).gid(gid);
+        }
+        let st = c.status().expect("pg_ctl");
+        assert!(st.success(), "pg_ctl {args:?}: {st}");
+    }
+
+    /// `pg_ctl stop -m immediate`: the server dies at once, as in a crash.
+    pub fn stop_immediate(&self) {
+        self.pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "30"]);
+    }
+
+    /// Start it again with the options it first had (crash recovery runs).
+    pub fn start(&self) {
+        let opts = std::fs::read_to_string(self.base.join("pg_ctl.opts")).expect("pg_ctl.opts");
+        let log = self.base.join("postgres.log");
+        let log = log.to_str().expect("utf-8 path");
+        self.pg_ctl(&["-l", log, "-w", "-t", "60", "-o", &opts, "start"]);
+    }
+}
+
 /// Start `scripts/pg-tmp.sh` (as `user`) and wait, bounded, for its one line.
 fn start(bin: &Path) -> Result<Server, String> {
+    let (admin_url, stdin, _, _) = spawn(bin)?;
+    Ok(Server::Ready {
+        admin_url,
+        _guardian: Some(Mutex::new(stdin)),
+    })
+}
+
+type Spawned = (
+    String,
+    std::process::ChildStdin,
+    PathBuf,
+    Option<(u32, u32)>,
+);
+
+/// Start `scripts/pg-tmp.sh` (as `user`): its admin URL, the pipe that
+/// keeps it alive, its base directory and user.
+fn spawn(bin: &Path) -> Result<Spawned, String> {
     const SCRIPT: &str = include_str!("../../scripts/pg-tmp.sh");
     let user = run_as();
     let base = tempfile::Builder::new()
@@ -233,10 +316,7 @@ fn start(bin: &Path) -> Result<Server, String> {
         .map_err(|_| "scripts/pg-tmp.sh printed nothing in 300 s".to_string())?;
     // Dropping `stdin` on a failure below makes the script clean up.
     match line.trim().split_once(' ') {
-        Some(("ready", url)) => Ok(Server::Ready {
-            admin_url: url.to_string(),
-            _guardian: Some(Mutex::new(stdin)),
-        }),
+        Some(("ready", url)) => Ok((url.to_string(), stdin, base, user)),
         _ if line.trim().is_empty() => Err("scripts/pg-tmp.sh ended without a word".into()),
         _ => Err(line.trim().to_string()),
     }

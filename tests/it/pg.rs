@@ -592,3 +592,109 @@ async fn a_peer_takes_over_the_runs_of_a_crashed_daemon() {
         Some(owner_b)
     );
 }
+
+/// PostgreSQL itself goes away: `pg_ctl stop -m immediate` (a crash), down
+/// for `RACKBOOT_PG_OUTAGE_SECS` (default 60, as in the issue), then
+/// started again (crash recovery). Meanwhile DHCP answers every
+/// reservation request, from the snapshot, also for the machine whose run
+/// is under way, and the API refuses changes with 503 and the reason;
+/// after it the run goes on from its step to success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_and_started_dhcp_answers_and_the_run_resumes() {
+    let Some(pg) = testdb::own_postgres("pg_ctl_stop").await else {
+        return;
+    };
+    let outage: u64 = std::env::var("RACKBOOT_PG_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let url = pg.db.url.clone();
+    let sim = sim_with("true", |c| {
+        c.replace(
+            "rackboot.toml",
+            "[server]\n",
+            &format!("[server]\ndatabase_url = \"{url}\"\n"),
+        )
+    })
+    .await;
+    let (s, v) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id, "dhcp", 5).await;
+    let m1: rackboot::model::Mac = "52:54:00:aa:00:01".parse().unwrap();
+    let m2: rackboot::model::Mac = "52:54:00:aa:00:02".parse().unwrap();
+    let ip2 = sim.dhcp(m2).await.expect("an answer before");
+
+    let t0 = std::time::Instant::now();
+    tokio::task::block_in_place(|| pg.stop_immediate());
+    // For the whole outage: every reservation request answered, and the
+    // API saying why it refuses changes (from a few seconds in).
+    let (mut asked, mut answered, mut refused) = (0u32, 0u32, None);
+    while t0.elapsed() < std::time::Duration::from_secs(outage) || refused.is_none() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(outage + 15),
+            "no 503 within 15 s of the database going away"
+        );
+        for (mac, want) in [(m2, Some(ip2)), (m1, None)] {
+            asked += 1;
+            let got = sim.dhcp(mac).await;
+            if got.is_some() && (want.is_none() || got == want) {
+                answered += 1;
+            }
+        }
+        // (A change is tried once the daemon has noticed: until then it
+        // waits on the database, up to its 5 s acquire timeout per query.)
+        let noticed = || async {
+            let (_, st) = sim.api("GET", "/api/v1/status", None).await;
+            st["shared"]["error"].is_string()
+        };
+        if refused.is_none() && noticed().await {
+            let (s, v) = sim.create(&["sim2"]).await;
+            if s == 503 {
+                refused = Some(v);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let refused = refused.expect("503");
+    assert_eq!(
+        refused["error"]["code"], "database_unavailable",
+        "{refused}"
+    );
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unreachable")),
+        "{refused}"
+    );
+    println!(
+        "database down {:?}: DHCP answered {answered}/{asked}",
+        t0.elapsed()
+    );
+    assert_eq!(answered, asked, "DHCP answers every reservation request");
+    assert!(asked >= 4);
+
+    tokio::task::block_in_place(|| pg.start());
+    let back = std::time::Instant::now();
+    let mut created = None;
+    for _ in 0..300 {
+        let (s, v) = sim.create(&["sim2"]).await;
+        if s == 201 {
+            created = Some(v);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    created.expect("the API takes changes again within 30 s");
+    println!("API writable {:?} after the start", back.elapsed());
+    // The run under way goes on from its step: the machine netboots again
+    // (what it did meanwhile was answered but not recorded), installs and
+    // calls back.
+    let done = sim.netboot_to_install(m1).await;
+    sim.wait_state(&id, "install", 30).await;
+    let (s, body) = sim.boot_http("POST", &done).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(sim.dhcp(m1).await.is_some());
+    let v = sim.wait_terminal(&id, 30).await;
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+}
