@@ -861,6 +861,20 @@ impl Engine {
         if queued {
             self.queue.push_back(r.id.clone());
         }
+        // Past the power-on (a restart, a takeover): the machine is booting
+        // or running, so its console capture goes on (appended; a step
+        // before the power-on starts it with the power cycle).
+        let powered = !matches!(state.phase, Phase::Queued | Phase::Locked | Phase::BootDev)
+            && !state.phase.is_terminal();
+        let bmc = self
+            .d
+            .inventory
+            .borrow()
+            .system(&r.system)
+            .and_then(|s| s.bmc.clone());
+        if let (true, Some(bmc)) = (powered, bmc) {
+            self.start_console(&r.id, &r.system, &bmc);
+        }
         self.runs.insert(
             r.id.clone(),
             Active {

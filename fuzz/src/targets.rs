@@ -41,20 +41,11 @@ pub fn dhcp(data: &[u8]) {
         lease_secs: 600,
         boot: Some(boot.clone()),
     };
-    let proxy = Answer {
-        yiaddr: None,
-        subnet_mask: None,
-        router: None,
-        dns: vec![],
-        domain: None,
-        hostname: None,
-        lease_secs: 0,
-        boot: Some(BootFile {
-            filename: "http://10.77.0.1:8080/boot.ipxe".into(),
-            http_client: true,
-            ..boot
-        }),
-    };
+    let proxy = Answer::boot_only(Some(BootFile {
+        filename: "http://10.77.0.1:8080/boot.ipxe".into(),
+        http_client: true,
+        ..boot
+    }));
     if let Ok(req) = classify(data) {
         for srv in [
             ServerParams::new(server, false),

@@ -28,35 +28,32 @@ pub struct DhcpPolicySettings {
     pub inspect_discovered: bool,
 }
 
+/// Where the loader is, as DHCP says it (siaddr and file name, or an
+/// HTTP boot URL).
+fn boot_file(cfg: &DhcpPolicySettings, req: &DhcpRequest, loader: Loader) -> Option<BootFile> {
+    let (filename, http_client) = match loader {
+        Loader::Tftp(f) => (f, false),
+        Loader::HttpBoot(u) => (u, true),
+        Loader::IpxeScript(u) => (u, false),
+    };
+    Some(BootFile {
+        next_server: cfg.server,
+        filename,
+        http_client,
+        ipxe: req.ipxe,
+    })
+}
+
 /// The DHCP answer for a request: pure. `None` = not ours (no reply).
 /// Reservations: inventory MACs get their fixed address and a loader.
 /// Proxy: inventory MACs get the loader only (no address).
 pub fn dhcp_answer(inv: &Inventory, cfg: &DhcpPolicySettings, req: &DhcpRequest) -> Option<Answer> {
     let nb = boot::netboot(inv, &req.mac, req.arch, req.ipxe, &cfg.efi_x64_file)?;
-    let (filename, http_client) = match nb.loader {
-        Loader::Tftp(f) => (f, false),
-        Loader::HttpBoot(u) => (u, true),
-        Loader::IpxeScript(u) => (u, false),
-    };
-    let boot = Some(BootFile {
-        next_server: cfg.server,
-        filename,
-        http_client,
-        ipxe: req.ipxe,
-    });
+    let boot = boot_file(cfg, req, nb.loader);
     let s = nb.system;
     match cfg.mode {
         DhcpMode::Off => None,
-        DhcpMode::Proxy => Some(Answer {
-            yiaddr: None,
-            subnet_mask: None,
-            router: None,
-            dns: vec![],
-            domain: None,
-            hostname: None,
-            lease_secs: 0,
-            boot,
-        }),
+        DhcpMode::Proxy => Some(Answer::boot_only(boot)),
         DhcpMode::Reservations | DhcpMode::Pool => Some(Answer {
             yiaddr: Some(s.ip),
             subnet_mask: Some(s.netmask),
@@ -92,29 +89,10 @@ pub fn discovered_answer(
     ) else {
         return pool;
     };
-    let (filename, http_client) = match loader {
-        Loader::Tftp(f) => (f, false),
-        Loader::HttpBoot(u) => (u, true),
-        Loader::IpxeScript(u) => (u, false),
-    };
-    let boot = Some(BootFile {
-        next_server: cfg.server,
-        filename,
-        http_client,
-        ipxe: req.ipxe,
-    });
+    let boot = boot_file(cfg, req, loader);
     match cfg.mode {
         DhcpMode::Pool => pool.map(|a| Answer { boot, ..a }),
-        DhcpMode::Proxy => Some(Answer {
-            yiaddr: None,
-            subnet_mask: None,
-            router: None,
-            dns: vec![],
-            domain: None,
-            hostname: None,
-            lease_secs: 0,
-            boot,
-        }),
+        DhcpMode::Proxy => Some(Answer::boot_only(boot)),
         DhcpMode::Reservations | DhcpMode::Off => pool,
     }
 }

@@ -68,6 +68,23 @@ pub struct Answer {
     pub boot: Option<BootFile>,
 }
 
+impl Answer {
+    /// A proxyDHCP answer: the boot file alone, no address (the site's DHCP
+    /// server gives that).
+    pub fn boot_only(boot: Option<BootFile>) -> Answer {
+        Answer {
+            yiaddr: None,
+            subnet_mask: None,
+            router: None,
+            dns: vec![],
+            domain: None,
+            hostname: None,
+            lease_secs: 0,
+            boot,
+        }
+    }
+}
+
 /// Where the client boots from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootFile {
@@ -810,16 +827,7 @@ mod tests {
     }
 
     fn proxy_answer(b: BootFile) -> Answer {
-        Answer {
-            yiaddr: None,
-            subnet_mask: None,
-            router: None,
-            dns: vec![],
-            domain: None,
-            hostname: None,
-            lease_secs: 0,
-            boot: Some(b),
-        }
+        Answer::boot_only(Some(b))
     }
 
     #[test]

@@ -242,7 +242,9 @@ pub fn start(
         let now = crate::store::now_ms;
         // Opened with the console: a refused console leaves no file.
         let mut f: Option<tokio::fs::File> = None;
-        let mut lines = ConsoleLines::new(limit);
+        // A run resumed after a restart appends: the bound is the file's.
+        let already = tokio::fs::metadata(&file).await.map_or(0, |m| m.len());
+        let mut lines = ConsoleLines::new(limit.saturating_sub(already));
         let mut opened = 0u32;
         let ending = 'outer: loop {
             let mut s = match power.console(&bmc).await {

@@ -14,17 +14,21 @@ pub(crate) mod testdb;
 /// The sim's config with `database_url` naming a fresh Postgres database.
 async fn pg_sim(test: &str) -> Option<(crate::runs::Sim, testdb::TestDb)> {
     let db = testdb::postgres(test).await?;
-    let url = db.url.clone();
-    let sim = sim_with("true", |c| {
+    let sim = sim_on(&db.url, "").await;
+    assert_eq!(sim.c.load().unwrap().settings.database_url, db.url);
+    Some((sim, db))
+}
+
+/// The sim with `database_url = url` and `server` (more `[server]` lines).
+async fn sim_on(url: &str, server: &str) -> crate::runs::Sim {
+    sim_with("true", |c| {
         c.replace(
             "rackboot.toml",
             "[server]\n",
-            &format!("[server]\ndatabase_url = \"{url}\"\n"),
+            &format!("[server]\ndatabase_url = \"{url}\"\n{server}"),
         )
     })
-    .await;
-    assert_eq!(sim.c.load().unwrap().settings.database_url, db.url);
-    Some((sim, db))
+    .await
 }
 
 /// A whole reimage with `database_url = "postgres://…"`: the run, its
@@ -479,15 +483,7 @@ async fn a_peer_takes_over_the_runs_of_a_crashed_daemon() {
     let Some(db) = testdb::postgres("takeover").await else {
         return;
     };
-    let url = db.url.clone();
-    let mut sim = sim_with("true", |c| {
-        c.replace(
-            "rackboot.toml",
-            "[server]\n",
-            &format!("[server]\ndatabase_url = \"{url}\"\nlease_ttl = \"2s\"\nnode = \"a\"\n"),
-        )
-    })
-    .await;
+    let mut sim = sim_on(&db.url, "lease_ttl = \"2s\"\nnode = \"a\"\n").await;
     let (s, v) = sim.create(&["sim1"]).await;
     assert_eq!(s, 201, "{v}");
     let id = v["runs"][0]["id"].as_str().unwrap().to_string();
@@ -608,15 +604,7 @@ async fn postgres_stopped_and_started_dhcp_answers_and_the_run_resumes() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let url = pg.db.url.clone();
-    let sim = sim_with("true", |c| {
-        c.replace(
-            "rackboot.toml",
-            "[server]\n",
-            &format!("[server]\ndatabase_url = \"{url}\"\n"),
-        )
-    })
-    .await;
+    let sim = sim_on(&pg.db.url, "").await;
     let (s, v) = sim.create(&["sim1"]).await;
     assert_eq!(s, 201, "{v}");
     let id = v["runs"][0]["id"].as_str().unwrap().to_string();

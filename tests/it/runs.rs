@@ -746,6 +746,10 @@ pub async fn resumes_after_daemon_restart(mut sim: Sim) {
         details.contains(&"resumed in phase install after a daemon restart"),
         "{details:?}"
     );
+    // The console capture is opened again by the new daemon (this fake BMC
+    // refuses SOL: one note before the restart, one after).
+    let console = details.iter().filter(|d| d.starts_with("console:")).count();
+    assert_eq!(console, 2, "{details:?}");
 }
 
 fn cli(sim: &Sim, args: &[&str]) -> std::process::Child {
