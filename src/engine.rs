@@ -1451,6 +1451,21 @@ impl Engine {
         self.consoles.insert(id.to_string(), c);
     }
 
+    /// Whether this daemon may act on the machine now (a BMC command, a
+    /// stage): a heartbeat got through within the trust window (one is
+    /// tried first when the last is stale: the database may just be back)
+    /// and the run is still its own. Otherwise a peer may own it by now.
+    async fn trusted(&mut self, id: &str, what: &str) -> bool {
+        if self.last_beat.elapsed() > self.d.ha.trust() {
+            self.beat().await;
+        }
+        if self.last_beat.elapsed() > self.d.ha.trust() || !self.runs.contains_key(id) {
+            tracing::warn!(run = %id, what, "no heartbeat got through within the trust window: not acting");
+            return false;
+        }
+        true
+    }
+
     /// Perform one effect. Immediate results are returned as the next event.
     async fn effect(&mut self, id: &str, eff: Effect) -> Option<Event> {
         let a = self.runs.get(id)?;
@@ -1511,15 +1526,7 @@ impl Engine {
                 None
             }
             Effect::Bmc(step) => {
-                if self.last_beat.elapsed() > self.d.ha.trust() {
-                    // A heartbeat first (the database may just be back):
-                    // only with it through, and the run still ours, may a
-                    // BMC command go.
-                    self.beat().await;
-                }
-                if self.last_beat.elapsed() > self.d.ha.trust() || !self.runs.contains_key(id) {
-                    // Self-fenced: a peer may own this run by now.
-                    tracing::warn!(run = %id, ?step, "no heartbeat got through within the trust window: no BMC command");
+                if !self.trusted(id, "BMC command").await {
                     return None;
                 }
                 let Some(bmc) = inv.system(&system).and_then(|s| s.bmc.clone()) else {
@@ -1594,6 +1601,10 @@ impl Engine {
                 None
             }
             Effect::RunStage(i) => {
+                if !self.trusted(id, "stage").await {
+                    return None;
+                }
+                let a = self.runs.get(id)?;
                 let Some(s) = inv.system(&system) else {
                     return Some(Event::StageDone(
                         i,
