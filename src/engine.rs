@@ -810,7 +810,8 @@ impl Engine {
 
     /// Take the run into the engine as the store has it (claimed, or its
     /// stored step differs from the one in memory: a crashed database that
-    /// lost its last commits), under `lease`. Returns whether to resume it.
+    /// lost its last commits), under `lease`. Returns whether to resume it;
+    /// the caller publishes the boot table (once for a batch of claims).
     async fn take_stored(&mut self, id: &str, lease: i64, why: &str) -> bool {
         let Ok(Some(r)) = self.d.store.get_run(id).await else {
             return false;
@@ -836,7 +837,6 @@ impl Engine {
                 }
             }
         }
-        self.publish();
         resume
     }
 
@@ -1366,6 +1366,7 @@ impl Engine {
                             {
                                 pending.push_back((id.clone(), Event::Resume));
                             }
+                            self.publish();
                         }
                         _ => {
                             tracing::error!(run = %id, %from, %to, "stale transition refused by the store")

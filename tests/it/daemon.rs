@@ -393,13 +393,8 @@ async fn dhcp_answers_from_inventory_and_follows_reload() {
     use rackboot::model::Mac;
     let c = ConfigDir::sample();
     let cfg = c.load().unwrap();
-    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (client, server, params) = crate::harness::dhcp_loopback().await;
     let server_addr = server.local_addr().unwrap();
-    let mut params =
-        rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
-    params.client_port = client.local_addr().unwrap().port();
-    params.broadcast = client.local_addr().unwrap();
     let listeners = Listeners {
         http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),

@@ -317,18 +317,30 @@ pub async fn lab() -> Lab {
     lab_in(ConfigDir::sample()).await
 }
 
+/// A daemon's DHCP listener on loopback and the client socket its replies
+/// go to (`ServerParams` for server 10.77.0.1 aimed at the client's port):
+/// (client, server socket, params).
+pub async fn dhcp_loopback() -> (
+    tokio::net::UdpSocket,
+    tokio::net::UdpSocket,
+    rackboot::dhcp::ServerParams,
+) {
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut params =
+        rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
+    params.client_port = client.local_addr().unwrap().port();
+    params.broadcast = client.local_addr().unwrap();
+    (client, server, params)
+}
+
 /// [`lab`] on a given config dir (a restart keeps its data dir).
 pub async fn lab_in(c: ConfigDir) -> Lab {
     let api_port = free_port();
     c.use_loopback(free_port(), api_port);
     let cfg = c.load().unwrap();
-    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (client, server, params) = dhcp_loopback().await;
     let server_addr = server.local_addr().unwrap();
-    let mut params =
-        rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
-    params.client_port = client.local_addr().unwrap().port();
-    params.broadcast = client.local_addr().unwrap();
     let listeners = rackboot::daemon::Listeners {
         http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         api: tokio::net::TcpListener::bind(("127.0.0.1", api_port))

@@ -343,18 +343,7 @@ async fn shared_inventory_survives_the_database_going_away() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let script = |l: &crate::harness::Lab| {
-        let addr = l.d.http_addr;
-        async move {
-            let r = tokio::task::spawn_blocking(move || {
-                crate::harness::http(addr, "GET", "/ipxe/52-54-00-77-00-50", &[], None)
-            })
-            .await
-            .unwrap();
-            r.text()
-        }
-    };
-    let installer = script(&a).await;
+    let installer = node50_script_until(&a, "kernel", 1).await;
     assert!(installer.contains("kernel"), "{installer}");
 
     cut.send_replace(true);
@@ -386,14 +375,7 @@ async fn shared_inventory_survives_the_database_going_away() {
     );
 
     // Past max_stale (2 s) without the database: local disk, no installer.
-    let mut local = String::new();
-    for _ in 0..100 {
-        local = script(&a).await;
-        if local.contains("\nexit\n") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let local = node50_script_until(&a, "\nexit\n", 100).await;
     assert!(local.contains("booting from local disk"), "{local}");
     assert!(down.checked_at > 0);
 
@@ -432,16 +414,29 @@ async fn shared_inventory_survives_the_database_going_away() {
     let st = shared_status(&a).await;
     assert_eq!((st.version, st.error), (2, None));
     // Fresh again: the installer is back.
-    let mut back = String::new();
-    for _ in 0..60 {
-        back = script(&a).await;
-        if back.contains("kernel") {
+    let back = node50_script_until(&a, "kernel", 60).await;
+    assert!(back.contains("kernel"), "{back}");
+    a.d.stop().await;
+}
+
+/// node50's iPXE script, asked every 50 ms (at most `tries` times) until
+/// it contains `want`; the last one asked.
+async fn node50_script_until(l: &crate::harness::Lab, want: &str, tries: u32) -> String {
+    let addr = l.d.http_addr;
+    let mut text = String::new();
+    for _ in 0..tries {
+        text = tokio::task::spawn_blocking(move || {
+            crate::harness::http(addr, "GET", "/ipxe/52-54-00-77-00-50", &[], None)
+        })
+        .await
+        .unwrap()
+        .text();
+        if text.contains(want) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(back.contains("kernel"), "{back}");
-    a.d.stop().await;
+    text
 }
 
 /// Just enough of a `postgres://user@host:port/db` URL to move its port.
@@ -500,13 +495,8 @@ async fn a_peer_takes_over_the_runs_of_a_crashed_daemon() {
     // segment: it leaves sim1's DHCP to A, the owner of its run.
     sim.c
         .replace("rackboot.toml", "node = \"a\"", "node = \"b\"");
-    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (client, server, params) = crate::harness::dhcp_loopback().await;
     let b_server = server.local_addr().unwrap();
-    let mut params =
-        rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
-    params.client_port = client.local_addr().unwrap().port();
-    params.broadcast = client.local_addr().unwrap();
     let b_client = std::sync::Arc::new(client);
     let b = crate::runs::start_daemon(&sim.c, sim.fake.clone(), vec![(server, params)]).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;

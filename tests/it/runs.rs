@@ -98,13 +98,9 @@ password_file = "tests/lab/bmc-password"
 
 async fn start_sim(c: ConfigDir, ssh_task: tokio::task::JoinHandle<()>) -> Sim {
     let fake = Arc::new(FakePower::default());
-    let client = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (client, server, params) = crate::harness::dhcp_loopback().await;
+    let client = Arc::new(client);
     let dhcp_server = server.local_addr().unwrap();
-    let mut params =
-        rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
-    params.client_port = client.local_addr().unwrap().port();
-    params.broadcast = client.local_addr().unwrap();
     let d = start_daemon(&c, fake.clone(), vec![(server, params)]).await;
     Sim {
         c,
@@ -720,13 +716,8 @@ pub async fn resumes_after_daemon_restart(mut sim: Sim) {
 
     // The daemon goes away mid-install (its state is only what it stored).
     sim.d.take().unwrap().stop().await;
-    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (client, server, params) = crate::harness::dhcp_loopback().await;
     sim.dhcp_server = server.local_addr().unwrap();
-    let mut params =
-        rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
-    params.client_port = client.local_addr().unwrap().port();
-    params.broadcast = client.local_addr().unwrap();
     sim.client = Arc::new(client);
     sim.d = Some(start_daemon(&sim.c, sim.fake.clone(), vec![(server, params)]).await);
 
