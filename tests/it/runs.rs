@@ -1097,14 +1097,36 @@ async fn serial_console_refused_is_a_note_and_captured_is_served() {
     assert_eq!(s, 201, "{v}");
     let id = v["runs"][0]["id"].as_str().unwrap().to_string();
     sim.wait_state(&id, "dhcp", 5).await;
+    // `runs logs ID console --follow`, started while the run goes on,
+    // prints the console and ends with the run.
+    let follow = cli(&sim, &["runs", "logs", &id, "console", "--follow"]);
     play_machine(&sim, MAC1.parse().unwrap()).await;
     let v = sim.wait_terminal(&id, 20).await;
     assert_eq!(v["state"], "succeeded", "{v:#}");
+    let (code, out, err) = tokio::time::timeout(Duration::from_secs(20), finish(follow))
+        .await
+        .expect("--follow ends with the run");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("sim1 login: "), "{out}");
     assert!(
         v["timeline"].as_array().unwrap().iter().any(|e| e["detail"]
             .as_str()
             .is_some_and(|d| d.starts_with("console: capturing"))),
         "{v:#}"
+    );
+    // The web UI's run page carries it, with the log it tails.
+    let addr = sim.d().api_addr;
+    let p = format!("/ui/runs/{id}");
+    let r = tokio::task::spawn_blocking(move || http(addr, "GET", &p, &[], None))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let page = r.text();
+    assert!(
+        page.contains("sim1 login: ")
+            && page.contains("data-console-log")
+            && page.contains(&format!("&#x2f;runs&#x2f;{id}&#x2f;console")),
+        "{page}"
     );
     let addr = sim.d().api_addr;
     let path = format!("/api/v1/runs/{id}/console");
