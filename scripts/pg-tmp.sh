@@ -5,7 +5,7 @@
 #
 # Run it as an unprivileged user (postgres refuses root), with BASEDIR an empty directory that
 # user owns. It runs `initdb -A trust -U rackboot` in BASEDIR/data and starts the server on
-# 127.0.0.1 (the first PORT it can bind; the socket in BASEDIR; no fsync: test data only), then
+# 127.0.0.1, or $PG_LISTEN (the first PORT it can bind; the socket in BASEDIR; no fsync: test data only), then
 # prints one line:
 #   ready postgres://rackboot@127.0.0.1:PORT/postgres
 #   failed: WHY
@@ -32,12 +32,12 @@ start() {
   why="no port given"
   for port in "$@"; do
     # The server's options, kept in BASEDIR/pg_ctl.opts for a test that stops and starts it again.
-    opts="-p $port -k $base -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off \
+    opts="-p $port -k $base -c listen_addresses=${PG_LISTEN:-127.0.0.1} -c max_connections=300 -c fsync=off \
 -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB"
     if "$bin/pg_ctl" -D "$base/data" -l "$base/postgres.log" -w -t 60 -o "$opts" start \
         >"$base/pg_ctl.log" 2>&1; then
       printf '%s' "$opts" >"$base/pg_ctl.opts"
-      echo "ready postgres://rackboot@127.0.0.1:$port/postgres"
+      echo "ready postgres://rackboot@${PG_LISTEN:-127.0.0.1}:$port/postgres"
       return
     fi
     why="pg_ctl start on port $port: $(tail -n 5 "$base/postgres.log" "$base/pg_ctl.log" 2>/dev/null | tr '\n' ' ')"

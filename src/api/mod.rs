@@ -92,6 +92,30 @@ pub struct Status {
     pub shared: Option<SharedInventory>,
 }
 
+/// `GET /api/v1/daemons`: the site's daemon ids (one per start of a node),
+/// oldest first, from the database every daemon shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Daemon {
+    /// `NODE#N`: the node name and this start of it.
+    pub id: String,
+    pub node: String,
+    pub domains: Vec<String>,
+    /// Times in ms since the epoch (the database's clock).
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    /// Fenced ids own nothing and act on nothing (stopped, restarted, or
+    /// silent past the lease TTL and fenced by a peer).
+    pub fenced: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced_by: Option<String>,
+    /// Unfinished runs it owns.
+    pub runs: i64,
+    /// Whether this is the daemon that answered.
+    pub this: bool,
+}
+
 /// Where a daemon stands with the shared inventory.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SharedInventory {

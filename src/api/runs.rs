@@ -73,6 +73,10 @@ pub struct TimelineEntry {
     pub t: f64,
     pub state: String,
     pub detail: String,
+    /// The daemon that wrote this step under its lease (several daemons on
+    /// one database: who drove the run when).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

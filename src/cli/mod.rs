@@ -8,6 +8,7 @@
 
 mod admin;
 mod audit;
+mod daemons;
 mod bench;
 mod check;
 mod completions;
@@ -144,6 +145,8 @@ pub enum Cmd {
     Export { dir: std::path::PathBuf },
     /// The audit trail: who changed what (token, via, address), newest first.
     Audit(audit::AuditArgs),
+    /// The site's daemons on the shared database: heartbeats, fencing, runs owned.
+    Daemons(daemons::DaemonsArgs),
     /// Print shell completions (bash or zsh).
     Completions { shell: completions::CompletionShell },
     /// Write a starter configuration for this host (address and subnet from the interface).
@@ -200,6 +203,7 @@ pub fn main() -> ExitCode {
         Cmd::Profiles { cmd } => admin::run_profiles(&cli.config, api, cmd),
         Cmd::Why { ref system, json } => why::why(&cli.config, api, system, json),
         Cmd::Audit(a) => audit::audit(&cli.config, api, a),
+        Cmd::Daemons(a) => daemons::daemons(&cli.config, api, a),
         Cmd::Import { ref dir } => inventory::import(&cli.config, dir),
         Cmd::Export { ref dir } => inventory::export(&cli.config, dir),
         Cmd::Discovered(a) => discovered::discovered(&cli.config, api, a),

@@ -61,7 +61,8 @@ pub fn routes() -> Routes<ApiContext> {
             Scope::Operate,
             bootdev_set,
         )
-        .get("/api/v1/audit", audit);
+        .get("/api/v1/audit", audit)
+        .get("/api/v1/daemons", daemons);
     let r = super::api_runs::routes(r);
     let r = super::api_discovered::routes(r);
     crate::http::api_admin::routes(r)
@@ -443,5 +444,34 @@ async fn audit(
     {
         Ok(entries) => Json(api::AuditPage { entries }).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// The site's daemons (`GET /api/v1/daemons`), from the shared database.
+async fn daemons(State(ctx): State<ApiContext>) -> Response {
+    let me = ctx.engine.daemon_id();
+    match ctx.store.daemons().await {
+        Ok(rows) => Json(
+            rows.into_iter()
+                .map(|d| api::Daemon {
+                    this: d.id == me,
+                    domains: d.domains.split(',').map(String::from).collect(),
+                    id: d.id,
+                    node: d.node,
+                    started_at: d.started_at,
+                    heartbeat_at: d.heartbeat_at,
+                    fenced: d.fenced,
+                    fenced_at: d.fenced_at,
+                    fenced_by: d.fenced_by,
+                    runs: d.runs,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        ),
     }
 }

@@ -175,10 +175,12 @@ async fn show(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Response
     };
     let timeline = junit::timeline(&row, &events)
         .into_iter()
-        .map(|(t, state, detail)| api::TimelineEntry {
+        .zip(&events)
+        .map(|((t, state, detail), e)| api::TimelineEntry {
             t: (t * 10.0).round() / 10.0,
             state,
             detail,
+            by: e.writer.clone(),
         })
         .collect();
     let stages = stages

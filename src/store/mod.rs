@@ -219,6 +219,10 @@ pub struct EventRow {
     pub from_state: Option<String>,
     pub to_state: String,
     pub detail: String,
+    /// The daemon id that wrote a transition under its lease (None: written
+    /// unfenced, or before migration 0012).
+    pub writer: Option<String>,
+    pub lease: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -308,6 +312,24 @@ fn db_now(kind: Backend) -> &'static str {
         Backend::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
         Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
     }
+}
+
+/// A daemon id in the registry (`daemons` table): one per start of a node.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DaemonRow {
+    pub id: String,
+    pub node: String,
+    /// Comma-separated boot domains.
+    pub domains: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    pub fenced: bool,
+    pub fenced_at: Option<i64>,
+    /// The daemon id that fenced it (itself for a clean stop, its node's
+    /// next id for a restart, a peer for a takeover).
+    pub fenced_by: Option<String>,
+    /// Unfinished runs it owns.
+    pub runs: i64,
 }
 
 /// The Postgres channel a shared-inventory write notifies (payload: the new
@@ -623,13 +645,16 @@ impl Store {
                 return Ok(false);
             }
             sqlx::query(
-                "INSERT INTO run_events (run_id, at, from_state, to_state, detail) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO run_events (run_id, at, from_state, to_state, detail, writer, lease)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(id)
             .bind(at)
             .bind(from)
             .bind(to)
             .bind(detail)
+            .bind(lease.map(|l| l.owner.as_str()))
+            .bind(lease.map(|l| l.token))
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -727,7 +752,7 @@ impl Store {
 
     pub async fn run_events(&self, run_id: &str) -> Result<Vec<EventRow>> {
         const Q: &str =
-            "SELECT at, from_state, to_state, detail FROM run_events WHERE run_id = $1 ORDER BY id";
+            "SELECT at, from_state, to_state, detail, writer, lease FROM run_events WHERE run_id = $1 ORDER BY id";
         Ok(with_pool!(self, |pool| sqlx::query_as(Q)
             .bind(run_id)
             .fetch_all(pool)
@@ -1310,10 +1335,11 @@ impl Store {
                 .bind(domains.join(","))
                 .execute(&mut *tx)
                 .await?;
-            let old: Vec<String> = sqlx::query_scalar(
-                "UPDATE daemons SET fenced = TRUE WHERE node = $1 AND id <> $2 AND NOT fenced
-                 RETURNING id",
-            )
+            let q = format!(
+                "UPDATE daemons SET fenced = TRUE, fenced_at = {now}, fenced_by = $2
+                 WHERE node = $1 AND id <> $2 AND NOT fenced RETURNING id"
+            );
+            let old: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(q))
             .bind(node)
             .bind(id)
             .fetch_all(&mut *tx)
@@ -1358,9 +1384,14 @@ impl Store {
     /// A clean stop: the daemon's id is fenced and its unfinished runs are
     /// released for a peer (or its own restart) to claim at once.
     pub async fn retire_daemon(&self, id: &str) -> Result<u64> {
-        with_pool!(self, |pool| {
+        with_pool!(self, |pool, kind| {
             let mut tx = pool.begin().await?;
-            sqlx::query("UPDATE daemons SET fenced = TRUE WHERE id = $1")
+            let q = format!(
+                "UPDATE daemons SET fenced = TRUE, fenced_at = {}, fenced_by = $1
+                 WHERE id = $1 AND NOT fenced",
+                db_now(kind)
+            );
+            sqlx::query(sqlx::AssertSqlSafe(q))
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -1405,12 +1436,13 @@ impl Store {
                 }
                 let mut tx = pool.begin().await?;
                 let q = format!(
-                    "UPDATE daemons SET fenced = TRUE
+                    "UPDATE daemons SET fenced = TRUE, fenced_at = {now}, fenced_by = $3
                      WHERE id = $1 AND NOT fenced AND heartbeat_at < {now} - $2"
                 );
                 let n = sqlx::query(sqlx::AssertSqlSafe(q))
                     .bind(&id)
                     .bind(ttl_ms)
+                    .bind(me)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -1516,10 +1548,11 @@ impl Store {
             .await?))
     }
 
-    /// The registered daemons: (id, node, domains, heartbeat_at, fenced).
-    pub async fn daemons(&self) -> Result<Vec<(String, String, String, i64, bool)>> {
-        const Q: &str =
-            "SELECT id, node, domains, heartbeat_at, fenced FROM daemons ORDER BY started_at, id";
+    /// The registered daemon ids, oldest first.
+    pub async fn daemons(&self) -> Result<Vec<DaemonRow>> {
+        const Q: &str = "SELECT id, node, domains, started_at, heartbeat_at, fenced, fenced_at, fenced_by,
+                    (SELECT COUNT(*) FROM runs WHERE owner = daemons.id AND finished_at IS NULL) AS runs
+             FROM daemons ORDER BY started_at, id";
         Ok(with_pool!(self, |pool| sqlx::query_as(Q)
             .fetch_all(pool)
             .await?))

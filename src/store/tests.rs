@@ -245,7 +245,7 @@ async fn concurrent_inventory_edits_have_one_winner(db: TestDb) {
 }
 
 /// The migrations of migrations/{sqlite,postgres}/, in order.
-const MIGRATIONS: &[i64] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+const MIGRATIONS: &[i64] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
 
 /// Claims and leases: a run is driven by the one daemon that claimed it;
 /// a write under a lost lease changes nothing; a silent daemon is fenced by
@@ -350,12 +350,25 @@ async fn claims_leases_and_fencing(db: TestDb) {
         vec![("r1".to_string(), 2)]
     );
     assert_eq!(s.get_run("r1").await.unwrap().unwrap().state, "power");
+    // Who wrote each step, and who fenced whom.
+    let ev = s.run_events("r1").await.unwrap();
+    let last = ev.last().unwrap();
+    assert_eq!(
+        (last.to_state.as_str(), last.writer.as_deref(), last.lease),
+        ("power", Some("d1"), Some(1)),
+        "{ev:?}"
+    );
+    let d1 = s.daemons().await.unwrap().into_iter().find(|d| d.id == "d1").unwrap();
+    assert!(d1.fenced && d1.fenced_at.is_some(), "{d1:?}");
+    assert_eq!(d1.fenced_by.as_deref(), Some("d2"));
     assert_eq!(
         s.run_owner("r1").await.unwrap(),
         Some((Some("d2".into()), 2))
     );
     // d2 restarts as d2b on the same node: its runs come back at once.
     assert_eq!(s.register_daemon("d2b", "n2", &seg_a).await.unwrap(), 1);
+    let d2 = s.daemons().await.unwrap().into_iter().find(|d| d.id == "d2").unwrap();
+    assert_eq!((d2.fenced, d2.fenced_by.as_deref()), (true, Some("d2b")));
     assert!(!s.heartbeat("d2").await.unwrap());
     assert_eq!(
         s.claim_runs("d2b", &seg_a, 10).await.unwrap(),
@@ -364,7 +377,7 @@ async fn claims_leases_and_fencing(db: TestDb) {
     // A clean stop releases.
     assert_eq!(s.retire_daemon("d2b").await.unwrap(), 1);
     assert_eq!(s.run_owner("r1").await.unwrap(), Some((None, 3)));
-    let fenced: Vec<bool> = s.daemons().await.unwrap().iter().map(|d| d.4).collect();
+    let fenced: Vec<bool> = s.daemons().await.unwrap().iter().map(|d| d.fenced).collect();
     assert_eq!(fenced.iter().filter(|f| !**f).count(), 1, "only d3 stands");
 }
 

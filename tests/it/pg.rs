@@ -544,7 +544,9 @@ async fn a_peer_takes_over_the_runs_of_a_crashed_daemon() {
     assert!(sim.dhcp(mac).await.is_some(), "B, the new owner, answers");
     let daemons = store.daemons().await.unwrap();
     assert!(
-        daemons.iter().any(|d| d.0 == owner_a && d.4),
+        daemons
+            .iter()
+            .any(|d| d.id == owner_a && d.fenced && d.fenced_by.as_deref() == Some(owner_b.as_str())),
         "A is fenced: {daemons:?}"
     );
     // A's late write is refused.
