@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+pub mod bmc_gate;
 pub mod console;
 pub mod junit;
 pub mod probe;
@@ -552,6 +553,13 @@ impl Engine {
         };
         let metrics = e.metrics.clone();
         let id_cell = e.id_cell.clone();
+        // Several daemons on one database: one of them at a time per BMC.
+        if e.d.store.backend() == store::Backend::Postgres {
+            e.d.power.set_gate(Arc::new(bmc_gate::StoreGate::new(
+                e.d.store.clone(),
+                id_cell.clone(),
+            )));
+        }
         e.register().await?;
         e.load().await?;
         let beat = e.d.ha.beat();

@@ -6,3 +6,11 @@ ALTER TABLE run_events ADD COLUMN writer TEXT;
 ALTER TABLE run_events ADD COLUMN lease INTEGER;
 ALTER TABLE daemons ADD COLUMN fenced_at INTEGER;
 ALTER TABLE daemons ADD COLUMN fenced_by TEXT;
+-- One daemon at a time per BMC address (blade chassis share one BMC between
+-- machines of different daemons): held for one command, free once it
+-- expires or its holder is fenced.
+CREATE TABLE bmc_leases (
+    address TEXT PRIMARY KEY,
+    holder  TEXT NOT NULL,
+    until   INTEGER NOT NULL
+);

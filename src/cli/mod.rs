@@ -8,10 +8,10 @@
 
 mod admin;
 mod audit;
-mod daemons;
 mod bench;
 mod check;
 mod completions;
+mod daemons;
 mod discovered;
 mod init;
 mod inventory;

@@ -468,10 +468,6 @@ async fn daemons(State(ctx): State<ApiContext>) -> Response {
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            e.to_string(),
-        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
 }

@@ -253,8 +253,17 @@ struct BmcSlot {
     open_until: Option<Instant>,
 }
 
-/// The power front door: dispatch by BMC kind, serialise per BMC, limit
-/// globally, break circuits.
+/// Exclusive use of a BMC across the daemons sharing one database (blade
+/// chassis: machines of two daemons behind one BMC). Taken around every
+/// command (not the status polls); `Err` when it cannot be had in time or
+/// the database does not answer: no command then (fail closed).
+pub trait BmcGate: Send + Sync {
+    fn acquire<'a>(&'a self, address: &'a str) -> BoxFut<'a, Result<(), PowerError>>;
+    fn release<'a>(&'a self, address: &'a str) -> BoxFut<'a, ()>;
+}
+
+/// The power front door: dispatch by BMC kind, serialise per BMC (across
+/// daemons too, with a [`BmcGate`]), limit globally, break circuits.
 pub struct Power {
     ipmi: Arc<dyn PowerDriver>,
     redfish: Option<Arc<dyn PowerDriver>>,
@@ -266,6 +275,7 @@ pub struct Power {
     observer: Mutex<Option<Arc<dyn PowerObserver>>>,
     /// BMC addresses with a console open: never two per BMC.
     consoles: Arc<Mutex<HashSet<String>>>,
+    gate: Mutex<Option<Arc<dyn BmcGate>>>,
 }
 
 impl Power {
@@ -283,7 +293,13 @@ impl Power {
             polled: poll::PowerCache::default(),
             observer: Mutex::new(None),
             consoles: Arc::new(Mutex::new(HashSet::new())),
+            gate: Mutex::new(None),
         }
+    }
+
+    /// Hold each BMC through `gate` around every command (several daemons).
+    pub fn set_gate(&self, gate: Arc<dyn BmcGate>) {
+        *self.gate.lock().unwrap_or_else(|p| p.into_inner()) = Some(gate);
     }
 
     /// Open the serial console of `bmc`; refused while one is open to it.
@@ -377,7 +393,7 @@ impl Power {
             }
         };
         let name = driver.name();
-        let r = self.paced(bmc, driver, f).await;
+        let r = self.paced(bmc, op, driver, f).await;
         self.observe(name, op, r.1, &r.0);
         r.0
     }
@@ -387,6 +403,7 @@ impl Power {
     async fn paced<T, F>(
         &self,
         bmc: &Bmc,
+        op: &'static str,
         driver: Arc<dyn PowerDriver>,
         f: F,
     ) -> (Result<T, PowerError>, Option<Duration>)
@@ -422,9 +439,24 @@ impl Power {
                 tokio::time::sleep(self.cfg.min_interval - since).await;
             }
         }
+        // Status polls are reads; every other call is a command, and a
+        // command holds the BMC against the other daemons too.
+        let gate = if op == "status" {
+            None
+        } else {
+            self.gate.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        };
+        if let Some(g) = &gate {
+            if let Err(e) = g.acquire(&bmc.address).await {
+                return (Err(e), None);
+            }
+        }
         let t0 = Instant::now();
         let r = f(driver.as_ref(), bmc).await;
         let elapsed = t0.elapsed();
+        if let Some(g) = &gate {
+            g.release(&bmc.address).await;
+        }
         slot.last = Some(Instant::now());
         match &r {
             Err(PowerError::Unreachable(_)) => {

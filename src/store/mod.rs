@@ -1340,10 +1340,10 @@ impl Store {
                  WHERE node = $1 AND id <> $2 AND NOT fenced RETURNING id"
             );
             let old: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(q))
-            .bind(node)
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
+                .bind(node)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
             let mut released = 0;
             for o in &old {
                 released += sqlx::query(
@@ -1546,6 +1546,56 @@ impl Store {
             .bind(id)
             .fetch_optional(pool)
             .await?))
+    }
+
+    /// Take the BMC at `address` for `holder` (a daemon id) for at most
+    /// `ttl_ms`: free when nobody holds it, the holder's time is up, or the
+    /// holder is fenced; also when `holder` holds it already. Ok(None) when
+    /// taken, Ok(Some(other holder)) when busy.
+    pub async fn acquire_bmc(
+        &self,
+        address: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<Option<String>> {
+        with_pool!(self, |pool, kind| {
+            let now = db_now(kind);
+            let q = format!(
+                "INSERT INTO bmc_leases (address, holder, until) VALUES ($1, $2, {now} + $3)
+                 ON CONFLICT (address) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                 WHERE bmc_leases.until < {now} OR bmc_leases.holder = excluded.holder
+                    OR bmc_leases.holder IN (SELECT id FROM daemons WHERE fenced)"
+            );
+            let n = sqlx::query(sqlx::AssertSqlSafe(q))
+                .bind(address)
+                .bind(holder)
+                .bind(ttl_ms)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            if n == 1 {
+                return Ok(None);
+            }
+            let other: Option<String> =
+                sqlx::query_scalar("SELECT holder FROM bmc_leases WHERE address = $1")
+                    .bind(address)
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(Some(other.unwrap_or_default()))
+        })
+    }
+
+    /// Give the BMC at `address` back (only `holder`'s own lease goes).
+    pub async fn release_bmc(&self, address: &str, holder: &str) -> Result<()> {
+        const Q: &str = "DELETE FROM bmc_leases WHERE address = $1 AND holder = $2";
+        with_pool!(self, |pool| {
+            sqlx::query(Q)
+                .bind(address)
+                .bind(holder)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
     }
 
     /// The registered daemon ids, oldest first.

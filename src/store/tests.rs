@@ -358,7 +358,13 @@ async fn claims_leases_and_fencing(db: TestDb) {
         ("power", Some("d1"), Some(1)),
         "{ev:?}"
     );
-    let d1 = s.daemons().await.unwrap().into_iter().find(|d| d.id == "d1").unwrap();
+    let d1 = s
+        .daemons()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.id == "d1")
+        .unwrap();
     assert!(d1.fenced && d1.fenced_at.is_some(), "{d1:?}");
     assert_eq!(d1.fenced_by.as_deref(), Some("d2"));
     assert_eq!(
@@ -367,7 +373,13 @@ async fn claims_leases_and_fencing(db: TestDb) {
     );
     // d2 restarts as d2b on the same node: its runs come back at once.
     assert_eq!(s.register_daemon("d2b", "n2", &seg_a).await.unwrap(), 1);
-    let d2 = s.daemons().await.unwrap().into_iter().find(|d| d.id == "d2").unwrap();
+    let d2 = s
+        .daemons()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.id == "d2")
+        .unwrap();
     assert_eq!((d2.fenced, d2.fenced_by.as_deref()), (true, Some("d2b")));
     assert!(!s.heartbeat("d2").await.unwrap());
     assert_eq!(
@@ -377,8 +389,55 @@ async fn claims_leases_and_fencing(db: TestDb) {
     // A clean stop releases.
     assert_eq!(s.retire_daemon("d2b").await.unwrap(), 1);
     assert_eq!(s.run_owner("r1").await.unwrap(), Some((None, 3)));
-    let fenced: Vec<bool> = s.daemons().await.unwrap().iter().map(|d| d.fenced).collect();
+    let fenced: Vec<bool> = s
+        .daemons()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.fenced)
+        .collect();
     assert_eq!(fenced.iter().filter(|f| !**f).count(), 1, "only d3 stands");
+}
+
+/// One daemon at a time per BMC: busy while held, free again when given
+/// back, when its time is up, or when its holder is fenced.
+async fn bmc_leases_one_daemon_at_a_time(db: TestDb) {
+    let s = db.open().await;
+    let dom = vec!["default".to_string()];
+    s.register_daemon("d1", "n1", &dom).await.unwrap();
+    s.register_daemon("d2", "n2", &dom).await.unwrap();
+    let bmc = "10.0.0.5:623";
+    assert_eq!(s.acquire_bmc(bmc, "d1", 60_000).await.unwrap(), None);
+    assert_eq!(
+        s.acquire_bmc(bmc, "d1", 60_000).await.unwrap(),
+        None,
+        "again: its own"
+    );
+    assert_eq!(
+        s.acquire_bmc(bmc, "d2", 60_000).await.unwrap(),
+        Some("d1".to_string())
+    );
+    assert_eq!(
+        s.acquire_bmc("10.0.0.6:623", "d2", 60_000).await.unwrap(),
+        None,
+        "another BMC"
+    );
+    s.release_bmc(bmc, "d2").await.unwrap();
+    assert!(
+        s.acquire_bmc(bmc, "d2", 60_000).await.unwrap().is_some(),
+        "not d2's to give back"
+    );
+    s.release_bmc(bmc, "d1").await.unwrap();
+    assert_eq!(s.acquire_bmc(bmc, "d2", 1).await.unwrap(), None);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(
+        s.acquire_bmc(bmc, "d1", 60_000).await.unwrap(),
+        None,
+        "d2's time is up"
+    );
+    // A holder fenced (its node restarted) holds nothing.
+    s.register_daemon("d1b", "n1", &dom).await.unwrap();
+    assert_eq!(s.acquire_bmc(bmc, "d2", 60_000).await.unwrap(), None);
 }
 
 /// Many daemons claiming at once: every run exactly once.
@@ -1186,4 +1245,5 @@ on_both_backends!(
     concurrent_inventory_edits_have_one_winner,
     claims_leases_and_fencing,
     concurrent_claims_take_each_run_once,
+    bmc_leases_one_daemon_at_a_time,
 );

@@ -544,9 +544,9 @@ async fn a_peer_takes_over_the_runs_of_a_crashed_daemon() {
     assert!(sim.dhcp(mac).await.is_some(), "B, the new owner, answers");
     let daemons = store.daemons().await.unwrap();
     assert!(
-        daemons
-            .iter()
-            .any(|d| d.id == owner_a && d.fenced && d.fenced_by.as_deref() == Some(owner_b.as_str())),
+        daemons.iter().any(|d| d.id == owner_a
+            && d.fenced
+            && d.fenced_by.as_deref() == Some(owner_b.as_str())),
         "A is fenced: {daemons:?}"
     );
     // A's late write is refused.
@@ -677,4 +677,168 @@ async fn postgres_stopped_and_started_dhcp_answers_and_the_run_resumes() {
     assert!(sim.dhcp(m1).await.is_some());
     let v = sim.wait_terminal(&id, 30).await;
     assert_eq!(v["state"], "succeeded", "{v:#}");
+}
+
+/// A BMC driver that counts the commands in flight per address, each
+/// taking 30 ms: two daemons' commands to one BMC must never overlap.
+#[derive(Default)]
+struct Overlap {
+    busy: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    worst: std::sync::atomic::AtomicU32,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+impl Overlap {
+    fn call<'a, T: Send + 'a>(
+        &'a self,
+        bmc: &'a rackboot::inventory::Bmc,
+        v: T,
+    ) -> rackboot::power::BoxFut<'a, Result<T, rackboot::power::PowerError>> {
+        Box::pin(async move {
+            let n = {
+                let mut b = self.busy.lock().unwrap();
+                let n = b.entry(bmc.address.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            self.worst.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            *self.busy.lock().unwrap().get_mut(&bmc.address).unwrap() -= 1;
+            Ok(v)
+        })
+    }
+}
+
+impl rackboot::power::PowerDriver for Overlap {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn status<'a>(
+        &'a self,
+        _bmc: &'a rackboot::inventory::Bmc,
+    ) -> rackboot::power::BoxFut<'a, Result<rackboot::power::PowerState, rackboot::power::PowerError>>
+    {
+        Box::pin(async { Ok(rackboot::power::PowerState::On) })
+    }
+    fn power<'a>(
+        &'a self,
+        bmc: &'a rackboot::inventory::Bmc,
+        _op: rackboot::power::PowerOp,
+    ) -> rackboot::power::BoxFut<'a, Result<(), rackboot::power::PowerError>> {
+        self.call(bmc, ())
+    }
+    fn set_boot<'a>(
+        &'a self,
+        bmc: &'a rackboot::inventory::Bmc,
+        _b: rackboot::power::BootSpec,
+    ) -> rackboot::power::BoxFut<'a, Result<(), rackboot::power::PowerError>> {
+        self.call(bmc, ())
+    }
+    fn get_boot<'a>(
+        &'a self,
+        bmc: &'a rackboot::inventory::Bmc,
+    ) -> rackboot::power::BoxFut<'a, Result<rackboot::power::BootSpec, rackboot::power::PowerError>>
+    {
+        self.call(
+            bmc,
+            rackboot::power::BootSpec {
+                dev: rackboot::power::BootDev::Disk,
+                persistent: false,
+                efi: false,
+            },
+        )
+    }
+}
+
+/// Per-BMC exclusivity across daemons: two daemons (two `Power`s, each
+/// with its store gate under its own daemon id) send commands to the same
+/// two BMCs at once; a BMC never has two commands in flight, while the two
+/// BMCs do run in parallel. A daemon that is fenced holds nothing: the
+/// other takes the BMC at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_daemon_at_a_time_per_bmc() {
+    use rackboot::engine::bmc_gate::StoreGate;
+    use rackboot::power::{Power, PowerConfig, PowerOp};
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+    let Some(db) = testdb::postgres("bmc_gate").await else {
+        return;
+    };
+    let store = db.open().await;
+    let dom = vec!["default".to_string()];
+    let driver = Arc::new(Overlap::default());
+    let mut powers = Vec::new();
+    for id in ["g1#1", "g2#1"] {
+        store
+            .register_daemon(id, id.split('#').next().unwrap(), &dom)
+            .await
+            .unwrap();
+        let p = Power::new(
+            driver.clone(),
+            None,
+            PowerConfig {
+                min_interval: std::time::Duration::ZERO,
+                ..Default::default()
+            },
+        );
+        p.set_gate(Arc::new(StoreGate::new(
+            store.clone(),
+            Arc::new(Mutex::new(id.to_string())),
+        )));
+        powers.push(Arc::new(p));
+    }
+    let bmc = |a: &str| rackboot::inventory::Bmc {
+        kind: rackboot::inventory::BmcKind::Ipmi,
+        address: a.into(),
+        username: "admin".into(),
+        password: rackboot::inventory::SecretRef::Env("UNUSED".into()),
+        cipher_suites: vec![],
+        insecure_tls: false,
+        system_id: None,
+    };
+    let t0 = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let p = powers[i % 2].clone();
+        let b = bmc(if i % 4 < 2 {
+            "10.0.9.1:623"
+        } else {
+            "10.0.9.2:623"
+        });
+        tasks.push(tokio::spawn(
+            async move { p.power(&b, PowerOp::Cycle).await },
+        ));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("every command goes through");
+    }
+    let took = t0.elapsed();
+    assert_eq!(driver.calls.load(Ordering::SeqCst), 24);
+    assert_eq!(
+        driver.worst.load(Ordering::SeqCst),
+        1,
+        "two commands in flight on one BMC"
+    );
+    // 12 commands of 30 ms per BMC, one at a time; the two BMCs overlap.
+    assert!(
+        took >= std::time::Duration::from_millis(360),
+        "{took:?}: serialised per BMC"
+    );
+    println!("24 commands, 2 daemons, 2 BMCs: {took:?}");
+    // g1 holds a BMC and is fenced (its node restarts): g2 takes it at once.
+    assert_eq!(
+        store
+            .acquire_bmc("10.0.9.1:623", "g1#1", 60_000)
+            .await
+            .unwrap(),
+        None
+    );
+    store.register_daemon("g1#2", "g1", &dom).await.unwrap();
+    let t1 = std::time::Instant::now();
+    powers[1]
+        .power(&bmc("10.0.9.1:623"), PowerOp::On)
+        .await
+        .unwrap();
+    assert!(t1.elapsed() < std::time::Duration::from_secs(2));
 }
