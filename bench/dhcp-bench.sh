@@ -13,9 +13,16 @@
 # "drop-free" = no DISCOVER-OFFER and no REQUEST-ACK drop, and at least 97%
 # of the offered rate completed (perfdhcp itself kept up).
 #
+# MODE=reservations: every client is a reservation (CLIENTS systems in systems.toml, the
+# MACs given to perfdhcp with -M); SERVERS then is "rackboot rackboot-pg": the same daemon
+# on SQLite and on PostgreSQL (a throwaway server, scripts/pg-tmp.sh as nobody, in the
+# server's namespace; the shared inventory in it). Reservations are answered from memory,
+# so the two should match (issue 16).
+#
 # Usage: bench/dhcp-bench.sh            (as root; Debian 12)
-# Env:   CLIENTS="1000 50000"  RATES="1000 2000 ..."  DUR=10
-#        SERVERS="rackboot kea dnsmasq"  SRV_CPU=0  CLI_CPU=1
+# Env:   CLIENTS="1000 50000"  RATES="1000 2000 ..."  DUR=10  MODE=pool|reservations
+#        SERVERS="rackboot kea dnsmasq" (pool) / "rackboot rackboot-pg" (reservations)
+#        SRV_CPU=0  CLI_CPU=1
 #        RACKBOOT_BIN=path (default: cargo build --release)
 #        KEEP=1 keeps the work dir (logs, perfdhcp outputs)
 # Needs: perfdhcp (kea-admin), kea-dhcp4 (kea-dhcp4-server), dnsmasq
@@ -26,7 +33,12 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLIENTS=${CLIENTS:-"1000 50000"}
 RATES=${RATES:-"1000 2000 3000 4000 5000 6000 7000 8000 9000 10000 12000 14000"}
 DUR=${DUR:-10}
-SERVERS=${SERVERS:-"rackboot kea dnsmasq"}
+MODE=${MODE:-pool}
+case $MODE in
+    pool) SERVERS=${SERVERS:-"rackboot kea dnsmasq"} ;;
+    reservations) SERVERS=${SERVERS:-"rackboot rackboot-pg"}; CLIENTS=${CLIENTS/50000/5000} ;;
+    *) echo "MODE must be pool or reservations" >&2; exit 2 ;;
+esac
 SRV_CPU=${SRV_CPU:-0}
 CLI_CPU=${CLI_CPU:-1}
 SRV_NS=rbdb-srv
@@ -51,6 +63,7 @@ fi
 
 WORK=$(mktemp -d /tmp/rbdb.XXXXXX)
 SRV_PID=""
+PG_PID=""
 
 stop_server() {
     if [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null; then
@@ -64,6 +77,7 @@ stop_server() {
 
 cleanup() {
     stop_server
+    if [ -n "$PG_PID" ]; then exec 8>&-; wait "$PG_PID" 2>/dev/null || true; fi
     ip netns del "$SRV_NS" 2>/dev/null || true
     ip netns del "$CLI_NS" 2>/dev/null || true
     if [ "${KEEP:-0}" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
@@ -114,6 +128,7 @@ enabled = false
 [api]
 listen = "127.0.0.1:9080"
 EOF
+if [ "$MODE" = pool ]; then
 # One inventory machine whose address sits inside the pool: never handed out.
 cat >"$RB/systems.toml" <<EOF
 [systems.bench1]
@@ -121,7 +136,31 @@ macs = ["52:54:00:98:00:01"]
 ip = "10.98.1.5"
 profile = "lab"
 EOF
+else
+    # Reservations: the most clients asked for, one system each; perfdhcp gets the MACs.
+    sed -i 's/^mode = "pool"/mode = "reservations"/; /^pool_/d' "$RB/rackboot.toml"
+    max=0; for c in $CLIENTS; do [ "$c" -gt "$max" ] && max=$c; done
+    awk -v n="$max" 'BEGIN { for (i = 0; i < n; i++) {
+        m = sprintf("52:54:00:98:%02x:%02x", int(i / 256), i % 256)
+        printf "[systems.r%05d]\nmacs = [\"%s\"]\nip = \"10.98.%d.%d\"\nprofile = \"lab\"\n", i, m, 1 + int(i / 250), 1 + i % 250
+        print m > "/dev/stderr" } }' >"$RB/systems.toml" 2>"$WORK/macs.txt"
+fi
 "$RACKBOOT_BIN" --config "$RB" check >/dev/null
+RB_PG="$WORK/rackboot-pg"
+if [[ " $SERVERS " == *" rackboot-pg "* ]]; then
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    mkdir -p "$WORK/pg" && chown nobody:nogroup "$WORK/pg" && chmod 755 "$WORK"
+    mkfifo "$WORK/pg.fifo"
+    ip netns exec "$SRV_NS" setpriv --reuid=nobody --regid=nogroup --clear-groups \
+        sh "$ROOT/scripts/pg-tmp.sh" "$PG_BIN" "$WORK/pg" 55432 55433 <"$WORK/pg.fifo" >"$WORK/pg.out" 2>&1 &
+    PG_PID=$!
+    exec 8>"$WORK/pg.fifo"
+    for _ in $(seq 600); do grep -q . "$WORK/pg.out" 2>/dev/null && break; sleep 0.1; done
+    PG_URL=$(awk '/^ready/ { print $2 }' "$WORK/pg.out")
+    [ -n "$PG_URL" ] || { echo "PostgreSQL: $(cat "$WORK/pg.out")" >&2; exit 1; }
+    cp -r "$RB" "$RB_PG"
+    sed -i "s|^\[server\]|[server]\ndatabase_url = \"$PG_URL\"|" "$RB_PG/rackboot.toml"
+fi
 
 cat >"$WORK/kea.json" <<EOF
 { "Dhcp4": {
@@ -150,10 +189,12 @@ wait_port67() {
 start_server() {
     local s=$1
     case $s in
-        rackboot)
-            rm -rf "$RB/data"
+        rackboot|rackboot-pg)
+            local dir=$RB
+            [ "$s" = rackboot-pg ] && dir=$RB_PG
+            rm -rf "$dir/data"
             ip netns exec "$SRV_NS" taskset -c "$SRV_CPU" env RACKBOOT_LOG=warn \
-                "$RACKBOOT_BIN" --config "$RB" serve 2>>"$WORK/rackboot.log" &
+                "$RACKBOOT_BIN" --config "$dir" serve 2>>"$WORK/$s.log" &
             SRV_PID=$!
             ;;
         kea)
@@ -223,8 +264,13 @@ for clients in $CLIENTS; do
             out="$WORK/perf-$s-$clients-$rate.txt"
             srv0=$(rcvbuf_errors "$SRV_NS")
             cli0=$(rcvbuf_errors "$CLI_NS")
+            macs=()
+            if [ "$MODE" = reservations ]; then
+                head -n "$clients" "$WORK/macs.txt" >"$WORK/macs-$clients.txt"
+                macs=(-M "$WORK/macs-$clients.txt")
+            fi
             ip netns exec "$CLI_NS" taskset -c "$CLI_CPU" perfdhcp -4 -x t -l "$CLI_IP" \
-                -r "$rate" -R "$clients" -p "$DUR" -W 1000000 "$SRV_IP" >"$out" 2>&1 || true
+                -r "$rate" -R "$clients" "${macs[@]}" -p "$DUR" -W 1000000 "$SRV_IP" >"$out" 2>&1 || true
             if [ "$s" = rackboot ] && [ "$clients" = "$last" ]; then
                 hwm=$(rss_kb "$SRV_PID" VmHWM)
                 if [ "${hwm:-0}" -gt "${RSS_MAX:-0}" ]; then

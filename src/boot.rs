@@ -51,6 +51,31 @@ impl BootTable {
         }
     }
 
+    /// Make the manual netboot switches (entries that are not a run's) the
+    /// ones in `want`, as the database has them (a peer of the site set or
+    /// cleared one): an entry with the same id, token and persistence is
+    /// kept as it is; a run's entry is never replaced. True when changed.
+    pub fn sync_manual(&mut self, want: HashMap<String, RunCtx>) -> bool {
+        let mut changed = false;
+        self.pending.retain(|system, ctx| {
+            if is_run_id(&ctx.id) {
+                return true;
+            }
+            let keep = want.get(system).is_some_and(|w| {
+                w.id == ctx.id && w.token == ctx.token && w.persistent == ctx.persistent
+            });
+            changed |= !keep;
+            keep
+        });
+        for (system, ctx) in want {
+            if !self.pending.contains_key(&system) {
+                self.pending.insert(system, ctx);
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// Replace the set of systems whose pending run a peer owns; true when
     /// it changed.
     pub fn set_elsewhere(&mut self, systems: std::collections::BTreeSet<String>) -> bool {
@@ -58,6 +83,12 @@ impl BootTable {
         self.elsewhere = systems;
         changed
     }
+}
+
+/// Whether a netboot entry's id is a reimage run's (`run-…`), not a
+/// manual switch's (`manual-…`).
+pub fn is_run_id(id: &str) -> bool {
+    id.starts_with("run-")
 }
 
 /// Whether this daemon stays silent on DHCP for `mac`: its reimage is
@@ -451,5 +482,52 @@ mod discovered_tests {
             (DISCOVERED_RUN, t.as_str())
         );
         assert_eq!(run.profile.as_deref(), Some(DISCOVERED_PROFILE));
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    fn ctx(id: &str, token: &str, persistent: bool) -> RunCtx {
+        RunCtx {
+            id: id.into(),
+            token: token.into(),
+            profile: None,
+            persistent,
+            facts: None,
+        }
+    }
+
+    /// The manual switches follow the database; runs' entries stay; an
+    /// unchanged switch is not replaced (its local profile is kept).
+    #[test]
+    fn sync_manual_follows_the_database_and_leaves_runs_alone() {
+        let mut t = BootTable::new();
+        t.insert("run1", ctx("run-0001", "r", false));
+        let mut kept = ctx("manual-1", "a", true);
+        kept.profile = Some("live".into());
+        t.insert("live1", kept);
+        t.insert("gone", ctx("manual-2", "b", false));
+        t.insert("moved", ctx("manual-3", "c", false));
+        let want: HashMap<String, RunCtx> = [
+            ("live1", ctx("manual-1", "a", true)),
+            ("moved", ctx("manual-4", "d", false)),
+            ("new", ctx("manual-5", "e", false)),
+            ("run1", ctx("manual-6", "f", false)),
+        ]
+        .into_iter()
+        .map(|(s, c)| (s.to_string(), c))
+        .collect();
+        assert!(t.sync_manual(want.clone()));
+        assert_eq!(t.get("run1").unwrap().id, "run-0001", "a run's entry stays");
+        assert_eq!(t.get("live1").unwrap().profile.as_deref(), Some("live"));
+        assert!(t.get("gone").is_none());
+        assert_eq!(t.get("moved").unwrap().id, "manual-4");
+        assert_eq!(t.get("new").unwrap().token, "e");
+        assert_eq!(t.len(), 4);
+        assert!(!t.sync_manual(want), "nothing new: unchanged");
+        assert!(t.sync_manual(HashMap::new()));
+        assert_eq!(t.len(), 1, "only the run's entry is left");
     }
 }

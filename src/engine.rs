@@ -663,7 +663,7 @@ impl Engine {
         }
         for n in netboot.into_iter().filter(|n| n.enabled) {
             match n.run_id.as_deref() {
-                Some(id) if id.starts_with("run-") => {
+                Some(id) if crate::boot::is_run_id(id) => {
                     if let Some(a) = self.runs.get(id) {
                         self.table.insert(&n.system, self.ctx(a));
                     } else if self
@@ -790,6 +790,9 @@ impl Engine {
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the peers' runs"),
         }
+        if self.d.store.backend() == store::Backend::Postgres {
+            self.sync_manual_netboot().await;
+        }
         let claimed = match self
             .d
             .store
@@ -814,6 +817,36 @@ impl Engine {
             self.apply(&id, Event::Resume).await;
         }
         self.schedule().await;
+    }
+
+    /// The manual netboot switches as the database has them: one set or
+    /// cleared through a peer's API (or its install-done callback) is
+    /// served here within a claim tick, not only after a restart.
+    async fn sync_manual_netboot(&mut self) {
+        let rows = match self.d.store.netboot().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the netboot switches");
+                return;
+            }
+        };
+        let want = rows
+            .into_iter()
+            .filter(|n| n.enabled && !n.run_id.as_deref().is_some_and(crate::boot::is_run_id))
+            .map(|n| {
+                let ctx = RunCtx {
+                    id: n.run_id.unwrap_or_else(|| "manual".into()),
+                    token: n.token.unwrap_or_default(),
+                    profile: None,
+                    persistent: n.persistent,
+                    facts: self.hw.get(&n.system).cloned(),
+                };
+                (n.system, ctx)
+            })
+            .collect();
+        if self.table.sync_manual(want) {
+            self.publish();
+        }
     }
 
     /// Take the run into the engine as the store has it (claimed, or its

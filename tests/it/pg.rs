@@ -267,6 +267,36 @@ async fn shared_inventory_two_daemons_import_export() {
     assert_eq!(o.code, 0, "{}{}", o.out, o.err);
     wait_listed(&a, "node68", false).await;
     wait_listed(&b, "node68", false).await;
+
+    // The manual netboot switch set through A is served by B (its peer on
+    // the segment) within 2 s, and cleared through B, by A.
+    assert!(!node50_script_until(&b, "kernel", 1)
+        .await
+        .contains("kernel"));
+    let r = a
+        .api(
+            "PUT",
+            "/api/v1/systems/node50/netboot",
+            Some(json!({"enabled": true})),
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t0 = std::time::Instant::now();
+    let on = node50_script_until(&b, "kernel", 40).await;
+    assert!(on.contains("kernel"), "B serves A's switch: {on}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(2));
+    let r = b
+        .api(
+            "PUT",
+            "/api/v1/systems/node50/netboot",
+            Some(json!({"enabled": false})),
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let off = node50_script_until(&a, "\nexit\n", 40).await;
+    assert!(!off.contains("kernel"), "A follows B's switch: {off}");
     a.d.stop().await;
     b.d.stop().await;
 }
