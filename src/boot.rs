@@ -68,8 +68,8 @@ impl BootTable {
             keep
         });
         for (system, ctx) in want {
-            if !self.pending.contains_key(&system) {
-                self.pending.insert(system, ctx);
+            if let std::collections::hash_map::Entry::Vacant(e) = self.pending.entry(system) {
+                e.insert(ctx);
                 changed = true;
             }
         }
