@@ -29,6 +29,8 @@ start() {
     echo "failed: initdb: $(tail -n 5 "$base/initdb.log" | tr '\n' ' ')"
     return
   fi
+  # Listening on another address (a test's own network namespace): trust its subnets too.
+  [ "${PG_LISTEN:-127.0.0.1}" = 127.0.0.1 ] || echo "host all all samenet trust" >>"$base/data/pg_hba.conf"
   why="no port given"
   for port in "$@"; do
     # The server's options, kept in BASEDIR/pg_ctl.opts for a test that stops and starts it again.

@@ -6,8 +6,10 @@
 //! Phases, in order (each with a deadline from the profile):
 //! queued → [stage N… (`when = "before"`)] → locked → bootdev → power → dhcp
 //! → kernel → config → install → reboot → ports → stage N… → succeeded |
-//! failed | cancelled | timed_out. A missed deadline in dhcp, kernel or
-//! config goes back to bootdev (a power-cycle) up to `boot_retries` times.
+//! failed | cancelled | timed_out. A missed deadline in dhcp, kernel, config
+//! or install goes back to bootdev (a power-cycle) up to `boot_retries` times
+//! (an installer that never called back is started again, as MAAS does on a
+//! deploy timeout: its callback may have gone to a daemon that died).
 //!
 //! Restart rule: on start-up the engine loads every non-terminal run and sends
 //! it `Event::Resume`; `step` re-derives the effects of the state it was in
@@ -426,9 +428,10 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
     match (run.phase, ev) {
         (_, Event::Cancel(why)) => end(Cancelled, format!("cancelled: {why}")),
         (_, Event::Console(what)) => note(run, what.clone()),
-        // The boot evidence did not come: power-cycle again (boot device
-        // first: a one-time PXE setting was used up by the failed boot).
-        (p @ (Dhcp | Kernel | Config), Event::Deadline(seq))
+        // The boot evidence or the install-done callback did not come:
+        // power-cycle again (boot device first: a one-time PXE setting was
+        // used up by the failed boot).
+        (p @ (Dhcp | Kernel | Config | Install), Event::Deadline(seq))
             if *seq == run.seq && run.boot_attempt < f.boot_retries =>
         {
             let n = run.boot_attempt + 1;
@@ -447,7 +450,7 @@ pub fn step(run: &RunState, ev: &Event, f: &Facts, now: i64) -> Option<Transitio
         (p, Event::Deadline(seq)) if *seq == run.seq => end(
             TimedOut,
             match (p, run.boot_attempt) {
-                (Dhcp | Kernel | Config, n) if n > 0 => format!(
+                (Dhcp | Kernel | Config | Install, n) if n > 0 => format!(
                     "timed out in phase {p} waiting for {} (after {n} boot retr{})",
                     p.waiting_for(),
                     if n == 1 { "y" } else { "ies" }

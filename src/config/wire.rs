@@ -280,7 +280,8 @@ pub struct ProfileWire {
     /// "netboot" (diskless and live machines netboot the image every time).
     pub after_install: Option<String>,
     /// Power-cycles again when a run's boot evidence (DHCP, kernel,
-    /// installer config) does not come in time, before the run fails (default 2).
+    /// installer config) or the install-done callback does not come in time,
+    /// before the run fails (default 2).
     pub boot_retries: Option<u32>,
     pub timeouts: Option<BTreeMap<String, String>>,
     pub stages: Option<Vec<StageWire>>,

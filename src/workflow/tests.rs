@@ -530,8 +530,20 @@ fn boot_retries_only_for_boot_evidence() {
         boot_retries: 2,
         ..facts()
     };
-    // The install, reboot and ports deadlines are not boot evidence: no retry.
-    for (upto, phase) in [(7, Phase::Install), (8, Phase::Reboot), (9, Phase::Ports)] {
+    // No install-done callback in time: the machine netboots the installer
+    // again (the callback may have gone to a daemon that died), then the
+    // run times out with the retries said.
+    let mut run = RunState::new(0);
+    for ev in &happy()[..7] {
+        run = step(&run, ev, &f, 0).unwrap().state;
+    }
+    assert_eq!(run.phase, Phase::Install);
+    let t = step(&run, &Event::Deadline(run.seq), &f, 5).unwrap();
+    assert_eq!(t.state.phase, Phase::BootDev);
+    assert!(t.detail.contains("install-done callback"), "{}", t.detail);
+    assert_eq!(t.state.boot_attempt, 1);
+    // The reboot and ports deadlines: the installer called back, no retry.
+    for (upto, phase) in [(8, Phase::Reboot), (9, Phase::Ports)] {
         let mut run = RunState::new(0);
         for ev in &happy()[..upto] {
             run = step(&run, ev, &f, 0).unwrap().state;

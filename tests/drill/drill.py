@@ -14,7 +14,8 @@ counts, from the database and from the simulators' logs:
               used for it (run_events.lease, migration 0012)
   fenced BMC  BMC commands (the fake BMC logs each sender's address) sent  must be 0
               by a daemon id after it was fenced (daemons.fenced_at)
-  dup IPs     one address leased to two MACs (reservations and the pool)   must be 0
+  dup IPs     one address held by two MACs at once (a MAC holds an address must be 0
+              from its ACK until it is ACKed another; reservations and pool)
   takeover    kill (or stop) of a run's owner -> the run claimed by a peer p99 <= --takeover-max
 
 Every loop is bounded by a deadline. Exit 0 when every bound holds, 1 otherwise.
@@ -61,9 +62,12 @@ class Pg:
     """The drill's PostgreSQL (scripts/pg-tmp.sh in rbdr-db, as nobody) and psql queries."""
 
     def __init__(self):
-        base = os.path.join(W, "pg")
+        # pg-tmp.sh (as nobody) removes its base dir at the end: its parent is nobody's too.
+        root = os.path.join(W, "pg")
+        base = os.path.join(root, "base")
         os.makedirs(base)
-        shutil.chown(base, "nobody", "nogroup")
+        for d in (root, base):
+            shutil.chown(d, "nobody", "nogroup")
         os.chmod(W, 0o755)
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", "rbdr-db", "setpriv", "--reuid=nobody", "--regid=nogroup",
@@ -276,7 +280,9 @@ def main():
     p.add_argument("--drain", type=int, default=300, help="seconds for the last runs to finish")
     p.add_argument("--takeover-max", type=float, default=35.0)
     p.add_argument("--seed", type=int, default=16)
-    p.add_argument("--install-secs", type=float, default=1.0)
+    p.add_argument("--no-faults", action="store_true",
+                   help="no kill, no stop: a throughput run (runs/s, per-run time) of 3 daemons")
+    p.add_argument("--install-secs", type=float, default=5.0)
     a = p.parse_args()
     rnd = random.Random(a.seed)
     t_start = time.time()
@@ -336,20 +342,31 @@ def main():
             return [r[0] for r in pg.rows(
                 f"SELECT id FROM runs WHERE owner = '{did}' AND finished_at IS NULL")]
 
+        down = set()      # names of killed daemons waiting for their restart
+
+        def restart(d):
+            with mu:
+                if d.alive():
+                    return
+                d.start()
+                down.discard(d.name)
+            log(f"restarted {d.name}")
+
+        def busiest(cands):
+            """The candidate owning the most unfinished runs (ties: random)."""
+            n = {d.name: len(owned(current_id(d.name) or "-")) for d in cands}
+            top = max(n.values())
+            return rnd.choice([d for d in cands if n[d.name] == top])
+
         def chaos():
             chaos_end = t_start + a.duration
             stop_at = t_start + a.duration * 0.45
             stopped_once = False
-            restarts = []
+            timers = []
             while not stop_flag.is_set() and time.time() < chaos_end:
-                for (t, d) in list(restarts):
-                    if time.time() >= t:
-                        d.start()
-                        restarts.remove((t, d))
-                        log(f"restarted {d.name}")
                 if not stopped_once and time.time() >= stop_at and daemons["d1"].alive() \
                         and daemons["d2"].alive():
-                    victim = daemons[rnd.choice(["d1", "d2"])]
+                    victim = busiest([daemons["d1"], daemons["d2"]])
                     did = current_id(victim.name)
                     runs = owned(did) if did else []
                     t = time.time()
@@ -368,10 +385,12 @@ def main():
                     break
                 if time.time() >= chaos_end:
                     break
-                cands = [d for d in live() if all(d is not x for _, x in restarts)]
+                with mu:
+                    cands = [d for d in live() if d.name not in down]
                 if not cands:
                     continue
-                victim = rnd.choice(cands)
+                # Half the faults hit the daemon with the most runs in flight.
+                victim = busiest(cands) if rnd.random() < 0.5 else rnd.choice(cands)
                 did = current_id(victim.name)
                 runs = owned(did) if did else []
                 t = time.time()
@@ -380,12 +399,16 @@ def main():
                     kills.append({"node": victim.name, "id": did, "t": t, "runs": runs,
                                   "kind": "kill"})
                 back = rnd.uniform(0, a.restart_max)
-                restarts.append((time.time() + back, victim))
+                with mu:
+                    down.add(victim.name)
+                tm = threading.Timer(back, restart, args=(victim,))
+                tm.daemon = True
+                tm.start()
+                timers.append(tm)
                 log(f"SIGKILL {victim.name} ({did}, owned {len(runs)} unfinished runs); "
                     f"restart in {back:.1f} s")
-            for (_, d) in restarts:
-                d.start()
-                log(f"restarted {d.name} (end of chaos)")
+            for tm in timers:
+                tm.join(timeout=a.restart_max + 5)
 
         claims = {}       # (kill index, run) -> (seconds, new owner)
 
@@ -407,13 +430,14 @@ def main():
                         owner, fin = rows.get(r, ("", "0"))
                         if owner and owner != k["id"]:
                             claims[(i, r)] = (now - k["t"], owner)
-                        elif fin != "0" and not owner:
+                        elif fin != "0":
+                            # Finished by the victim just before the fault.
                             claims[(i, r)] = (None, "finished")
                 stop_flag.wait(0.25)
 
         th = [threading.Thread(target=chaos, daemon=True),
               threading.Thread(target=watch_claims, daemon=True)]
-        for t in th:
+        for t in th[0 if not a.no_faults else 1:]:
             t.start()
 
         # Waves: runs for machines without an unfinished run, through a random live daemon.
@@ -434,7 +458,8 @@ def main():
                     log(f"wave refused by {d.name}: {st} {str(body)[:200]}")
             time.sleep(a.wave_every)
 
-        th[0].join(timeout=a.ttl + 60)
+        if not a.no_faults:
+            th[0].join(timeout=a.ttl + a.restart_max + 60)
         for d in daemons.values():
             if d.stopped:
                 d.signal(signal.SIGCONT)
@@ -462,6 +487,8 @@ def main():
         # Two owners: along a run's events, a lease token older than one already seen.
         ev = pg.rows("SELECT run_id, lease, writer FROM run_events WHERE lease IS NOT NULL "
                      "ORDER BY run_id, id")
+        unfenced = int(pg.rows("SELECT COUNT(*) FROM run_events WHERE lease IS NULL "
+                               "AND detail <> 'created'")[0][0])
         two, seen, writers = 0, {}, {}
         for run, lease, writer in ev:
             lease = int(lease)
@@ -494,14 +521,32 @@ def main():
                 fenced_cmds += 1
                 log(f"FENCED BMC COMMAND: {cur[0]} (fenced at {int(cur[3])}) sent {c.get('op')} "
                     f"to {c.get('bmc')} at {int(t)}")
-        # Duplicate addresses.
-        by_ip = {}
+        # Duplicate addresses: a MAC holds an address from an ACK of it until it is
+        # ACKed another one (or the end); two MACs holding one address at once is a duplicate.
         leases = []
         for seg in SEGS:
             leases += read_jsonl(os.path.join(W, f"sim-{seg}", "dhcp.jsonl"))
+        leases.sort(key=lambda lz: lz["t"])
+        end = time.time()
+        held, cur = {}, {}
         for lz in leases:
-            by_ip.setdefault(lz["ip"], set()).add(lz["mac"])
-        dups = {ip: m for ip, m in by_ip.items() if len(m) > 1}
+            c = cur.get(lz["mac"])
+            if c and c[0] != lz["ip"]:
+                held.setdefault(c[0], []).append((c[1], lz["t"], lz["mac"]))
+                c = None
+            if not c:
+                cur[lz["mac"]] = (lz["ip"], lz["t"])
+        for mac, (ip, t0) in cur.items():
+            held.setdefault(ip, []).append((t0, end, mac))
+        dups = {}
+        for ip, spans in held.items():
+            spans.sort()
+            for i, x in enumerate(spans):
+                for y in spans[i + 1:]:
+                    if y[0] < x[1] and y[2] != x[2]:
+                        dups.setdefault(ip, set()).update((x[2], y[2]))
+        by_ip = held
+        moved = sum(1 for spans in held.values() if len({m for _, _, m in spans}) > 1)
         pool_ips = {lz["ip"] for lz in leases if lz.get("kind") == "unknown"}
         # Takeovers.
         peer, restart, unclaimed = [], [], 0
@@ -522,11 +567,22 @@ def main():
         log(f"runs lost (unfinished after the drain, or never stored): {lost}")
         for u in unfinished[:10]:
             log(f"  unfinished: {u}")
-        log(f"runs owned by two daemons at once: {two} (over {len(ev)} fenced writes)")
+        log(f"runs owned by two daemons at once: {two} (over {len(ev)} fenced writes; "
+            f"{unfenced} writes without a lease)")
+        span = pg.rows("SELECT MIN(created_at), MAX(finished_at), COUNT(*) FROM runs "
+                       "WHERE state = 'succeeded'")[0]
+        per = sorted(int(r[0]) / 1000 for r in pg.rows(
+            "SELECT finished_at - created_at FROM runs WHERE state = 'succeeded'"))
+        if per:
+            wall = (int(span[1]) - int(span[0])) / 1000
+            log(f"throughput: {span[2]} runs succeeded in {wall:.1f} s = {int(span[2]) / wall:.2f} "
+                f"runs/s; per run created -> succeeded p50 {pct(per, .5):.1f} s  "
+                f"p99 {pct(per, .99):.1f} s (simulated machines: install {a.install_secs:g} s)")
         log(f"BMC commands from a fenced daemon: {fenced_cmds} (of {len(bmc)} commands; "
             f"{unknown_src} from an unknown address)")
-        log(f"duplicate IPs: {len(dups)} (over {len(by_ip)} addresses, {len(leases)} leases, "
-            f"{len(pool_ips)} pool addresses to unknown MACs)")
+        log(f"duplicate IPs: {len(dups)} (over {len(by_ip)} addresses, {len(leases)} ACKs, "
+            f"{len(pool_ips)} pool addresses to unknown MACs; {moved} addresses handed to "
+            f"another MAC after their holder moved on)")
         if peer:
             log(f"takeover by a peer, fault -> claimed: n {len(peer)}  p50 {pct(peer, .5):.1f} s  "
                 f"p99 {pct(peer, .99):.1f} s  max {max(peer):.1f} s")
@@ -548,7 +604,7 @@ def main():
             failures.append(f"takeover p99 {pct(peer, .99):.1f} s > {a.takeover_max} s")
         if not created:
             failures.append("no run was created")
-        if not any(k["kind"] == "kill" for k in kills):
+        if not a.no_faults and not any(k["kind"] == "kill" for k in kills):
             failures.append("no daemon was killed")
         if unclaimed:
             failures.append(f"{unclaimed} runs owned at a fault were never claimed again")
