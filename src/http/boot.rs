@@ -478,7 +478,13 @@ async fn serve_static(
     // a body nobody reads) and opens the file once, here, for `sendfile`.
     // Anything but a 200/206 with the file opened is asked again as the GET.
     let mut sent_file = None;
-    if zero_copy {
+    if zero_copy && unconditional(&parts.headers) {
+        // The common case, a whole file: answered here from one open and
+        // one fstat on this thread (page-cache hot), with ServeDir's headers
+        // (`plain_file`), without ServeDir's trips to the blocking pool.
+        sent_file = plain_file(&root, &uri);
+    }
+    if zero_copy && sent_file.is_none() {
         let mut probe = Request::new(Body::empty());
         *probe.method_mut() = Method::HEAD;
         *probe.uri_mut() = uri.clone();
@@ -505,10 +511,24 @@ async fn serve_static(
     res
 }
 
-/// The file ServeDir answered for, opened for `sendfile`: ServeDir's path
-/// rules (percent-decoded, normal components only, joined to the root), and
-/// it must have the length the answer declares.
-fn send_file_for(root: &std::path::Path, uri: &Uri, res: &Response) -> Option<boot_conn::SendFile> {
+/// A GET without Range or conditional headers: the answer is the whole
+/// file, whatever its dates (ServeDir would say the same).
+fn unconditional(h: &axum::http::HeaderMap) -> bool {
+    [
+        header::RANGE,
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+        header::IF_RANGE,
+    ]
+    .iter()
+    .all(|k| !h.contains_key(k))
+}
+
+/// ServeDir's path rules: percent-decoded, normal components only, joined
+/// to the root.
+fn file_path(root: &std::path::Path, uri: &Uri) -> Option<PathBuf> {
     let decoded = percent_encoding::percent_decode_str(uri.path().trim_start_matches('/'))
         .decode_utf8()
         .ok()?;
@@ -519,6 +539,58 @@ fn send_file_for(root: &std::path::Path, uri: &Uri, res: &Response) -> Option<bo
             _ => return None,
         }
     }
+    Some(path)
+}
+
+/// The 200 answer for a whole regular file, with the headers ServeDir (tower-http
+/// 0.7) gives it: Content-Type by extension, Accept-Ranges, Last-Modified,
+/// its ETag (`"SECS.NANOS-SIZE"` in hex), Content-Length; the file rides
+/// along for `sendfile`. None (ServeDir answers) for anything else: a
+/// directory, a missing file, a modification time before 1970.
+/// `tests/it/http_sendfile.rs` checks the headers against ServeDir's.
+fn plain_file(root: &std::path::Path, uri: &Uri) -> Option<Response> {
+    let path = file_path(root, uri)?;
+    let file = std::fs::File::open(&path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mtime = meta.modified().ok()?;
+    let since = mtime.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let mime = mime_guess::from_path(&path)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    let len = meta.len();
+    let mut res = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, mime)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::LAST_MODIFIED, httpdate::fmt_http_date(mtime))
+        .header(
+            header::ETAG,
+            format!(
+                "\"{:x}.{:08x}-{:x}\"",
+                since.as_secs(),
+                since.subsec_nanos(),
+                len
+            ),
+        )
+        .header(header::CONTENT_LENGTH, len)
+        .body(Body::empty())
+        .ok()?;
+    res.extensions_mut().insert(boot_conn::SendFile {
+        file: Arc::new(file),
+        offset: 0,
+        len,
+    });
+    Some(res)
+}
+
+/// The file ServeDir answered for, opened for `sendfile`: ServeDir's path
+/// rules (percent-decoded, normal components only, joined to the root), and
+/// it must have the length the answer declares.
+fn send_file_for(root: &std::path::Path, uri: &Uri, res: &Response) -> Option<boot_conn::SendFile> {
+    let path = file_path(root, uri)?;
     let header = |h| res.headers().get(h).and_then(|v| v.to_str().ok());
     let length: u64 = header(header::CONTENT_LENGTH)?.parse().ok()?;
     let (offset, total) = if res.status() == StatusCode::PARTIAL_CONTENT {

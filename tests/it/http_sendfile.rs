@@ -321,3 +321,75 @@ async fn requests_with_a_body_go_to_hyper_on_the_same_connection() {
     let r = exchange(&mut s, "GARBAGE\r\n\r\n", false).await;
     assert_eq!(r.status, 400);
 }
+
+/// A whole-file GET is answered without ServeDir (one open, one fstat):
+/// its headers are exactly ServeDir's answer to the same request as a HEAD
+/// (Content-Type by extension, Accept-Ranges, Last-Modified, ETag,
+/// Content-Length), for several kinds of file; a conditional GET with that
+/// ETag still gets ServeDir's 304, a directory still ServeDir's answer.
+#[tokio::test]
+async fn whole_file_answers_carry_servedirs_headers() {
+    let srv = start().await;
+    let boot = srv._c.path().join(".lab/boot");
+    std::fs::create_dir_all(boot.join("sub")).unwrap();
+    for (f, body) in [
+        ("grub.cfg", &b"set timeout=1\n"[..]),
+        ("shim.efi", b"MZ"),
+        ("noext", b"x"),
+        ("sub/boot.ipxe", b"#!ipxe\n"),
+        ("empty.img", b""),
+    ] {
+        std::fs::write(boot.join(f), body).unwrap();
+    }
+    let mut s = connect(srv.addr).await;
+    let before = srv.stats.sendfile_responses.load(Ordering::Relaxed);
+    for path in [
+        "/boot/image.img",
+        "/boot/grub.cfg",
+        "/boot/shim.efi",
+        "/boot/noext",
+        "/boot/sub/boot.ipxe",
+        "/boot/empty.img",
+    ] {
+        let g = exchange(&mut s, &get(path, ""), false).await;
+        let h = exchange(
+            &mut s,
+            &format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n"),
+            true,
+        )
+        .await;
+        assert_eq!((g.status, h.status), (200, 200), "{path}");
+        let norm = |r: &Reply| {
+            let mut v: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("date"))
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(norm(&g), norm(&h), "{path}: GET vs ServeDir's HEAD");
+        assert!(g.header("etag").is_some() && g.header("content-type").is_some());
+    }
+    assert_eq!(
+        srv.stats.sendfile_responses.load(Ordering::Relaxed) - before,
+        6,
+        "every whole file went out with sendfile"
+    );
+    let g = exchange(&mut s, &get("/boot/grub.cfg", ""), false).await;
+    assert_eq!(g.body, b"set timeout=1\n");
+    let etag = g.header("etag").unwrap().to_string();
+    let r = exchange(
+        &mut s,
+        &get("/boot/grub.cfg", &format!("If-None-Match: {etag}\r\n")),
+        false,
+    )
+    .await;
+    assert_eq!(
+        r.status, 304,
+        "ServeDir honours the ETag given by the fast path"
+    );
+    let r = exchange(&mut s, &get("/boot/sub", ""), false).await;
+    assert_ne!(r.status, 200, "a directory is not a file: {}", r.status);
+}
