@@ -76,6 +76,13 @@ impl BootTable {
         changed
     }
 
+    /// Leave `system`'s DHCP to the peer that now drives its run (until
+    /// the next [`Self::set_elsewhere`]).
+    pub fn leave(&mut self, system: &str) {
+        self.pending.remove(system);
+        self.elsewhere.insert(system.to_string());
+    }
+
     /// Replace the set of systems whose pending run a peer owns; true when
     /// it changed.
     pub fn set_elsewhere(&mut self, systems: std::collections::BTreeSet<String>) -> bool {

@@ -577,13 +577,16 @@ impl Engine {
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
+                    // The heartbeat first: a daemon that was stopped (SIGSTOP,
+                    // a VM paused) learns whether it was fenced before it
+                    // acts on the backlog of timers and observations.
+                    _ = beats.tick() => e.beat().await,
                     Some((id, ev)) = internal_rx.recv() => { e.apply(&id, ev).await; }
                     Some(o) = obs_rx.recv() => e.observe(o).await,
                     c = rx.recv() => match c {
                         Some(c) => e.command(c).await,
                         None => break,
                     },
-                    _ = beats.tick() => e.beat().await,
                     _ = claims.tick() => e.claim_tick().await,
                 }
             }
@@ -727,6 +730,12 @@ impl Engine {
             if self.by_system.get(&a.system).map(String::as_str) == Some(id) {
                 self.by_system.remove(&a.system);
             }
+            // Its netboot entry goes with it: a run this daemon no longer
+            // drives gets no installer, script or callback from it.
+            if self.table.get(&a.system).is_some_and(|c| c.id == id) {
+                self.table.remove(&a.system);
+                self.publish();
+            }
         }
         self.queue.retain(|q| q != id);
         if let Some(c) = self.consoles.remove(id) {
@@ -744,8 +753,12 @@ impl Engine {
                 tracing::error!(daemon = %self.me, runs = self.runs.len(), "fenced by a peer: dropping every run and registering again");
                 let ids: Vec<String> = self.runs.keys().cloned().collect();
                 for id in ids {
+                    if let Some(system) = self.runs.get(&id).map(|a| a.system.clone()) {
+                        self.table.leave(&system);
+                    }
                     self.drop_run(&id);
                 }
+                self.publish();
                 if let Err(e) = self.register().await {
                     tracing::error!(error = %e, "cannot register again");
                 }
@@ -1084,8 +1097,7 @@ impl Engine {
                 } else if self
                     .table
                     .get(&system)
-                    .map(|r| r.id == run_id)
-                    .unwrap_or(false)
+                    .is_some_and(|r| r.id == run_id && !crate::boot::is_run_id(&r.id))
                 {
                     // A manual netboot: the callback ends it, unless it is
                     // persistent (a diskless or live machine: every boot
@@ -1394,7 +1406,11 @@ impl Engine {
                                 || token != lease.token =>
                         {
                             tracing::warn!(run = %id, owner = ?owner, "lease lost (fenced or taken over): this daemon stops driving the run");
+                            if let Some(system) = self.runs.get(&id).map(|a| a.system.clone()) {
+                                self.table.leave(&system);
+                            }
                             self.drop_run(&id);
+                            self.publish();
                         }
                         Ok(Some(_)) => {
                             // Still ours, but the store is at another step

@@ -872,3 +872,61 @@ async fn one_daemon_at_a_time_per_bmc() {
         .unwrap();
     assert!(t1.elapsed() < std::time::Duration::from_secs(2));
 }
+
+/// A daemon that learns it was fenced (its runs now a peer's) serves none
+/// of them any more: the install-done callback it gets for such a run is
+/// refused (the installer retries elsewhere or the owner's deadline
+/// power-cycles), it leaves the machine's DHCP to the owner, and the
+/// shared netboot switch stays on for the owner. Found by the drill: a
+/// daemon resumed after SIGSTOP kept the run's netboot entry, took the
+/// callback as a manual netboot's and turned the owner's switch off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_daemon_takes_no_callback_for_a_run_it_lost() {
+    let Some(db) = testdb::postgres("fenced_callback").await else {
+        return;
+    };
+    let sim = sim_on(&db.url, "lease_ttl = \"2s\"\nnode = \"a\"\n").await;
+    let (s, v) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id, "dhcp", 5).await;
+    let mac: rackboot::model::Mac = "52:54:00:aa:00:01".parse().unwrap();
+    let done = sim.netboot_to_install(mac).await;
+    sim.wait_state(&id, "install", 5).await;
+    let store = db.open().await;
+    let (owner_a, _) = store.run_owner(&id).await.unwrap().unwrap();
+    let owner_a = owner_a.unwrap();
+    // A is fenced (its clean stop, as seen by the database) and B, a peer
+    // of the domain, claims the run before A can.
+    store.retire_daemon(&owner_a).await.unwrap();
+    let dom = vec!["default".to_string()];
+    store.register_daemon("b#1", "b", &dom).await.unwrap();
+    assert_eq!(store.claim_runs("b#1", &dom, 10).await.unwrap().len(), 1);
+    // A's heartbeat tells it (every TTL / 6): it registers again.
+    let mut again = false;
+    for _ in 0..100 {
+        let ds = store.daemons().await.unwrap();
+        if ds.iter().any(|d| d.node == "a" && !d.fenced) {
+            again = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(again, "A registers again after learning it was fenced");
+    let (s, body) = sim.boot_http("POST", &done).await;
+    assert_ne!(s, 200, "the callback of a run A lost: {body}");
+    let nb = store.netboot().await.unwrap();
+    let row = nb
+        .iter()
+        .find(|n| n.system == "sim1")
+        .expect("sim1's switch");
+    assert!(
+        row.enabled && row.run_id.as_deref() == Some(id.as_str()),
+        "the owner's switch stays on: {row:?}"
+    );
+    assert_eq!(sim.dhcp(mac).await, None, "A leaves sim1's DHCP to B");
+    assert_eq!(
+        store.run_owner(&id).await.unwrap().unwrap().0.as_deref(),
+        Some("b#1")
+    );
+}
