@@ -454,15 +454,6 @@ impl HaConfig {
     }
 }
 
-/// The boot domain of a system: its var `boot_domain`, else "default".
-pub fn boot_domain(s: &crate::inventory::System) -> String {
-    s.vars
-        .get("boot_domain")
-        .and_then(|v| v.as_str())
-        .unwrap_or("default")
-        .to_string()
-}
-
 struct Active {
     id: String,
     system: String,
@@ -1258,7 +1249,10 @@ impl Engine {
                         requested_by: requested_by.as_deref(),
                         overrides: if inspect { INSPECT_OVERRIDES } else { "{}" },
                         retry_of: retry_of.as_deref(),
-                        domain: &inv.system(&name).map(boot_domain).unwrap_or_default(),
+                        domain: &inv
+                            .system(&name)
+                            .map(|s| inv.boot_domain(s))
+                            .unwrap_or_default(),
                     },
                     now,
                 )
@@ -1277,7 +1271,10 @@ impl Engine {
             });
             // Driven here when this daemon serves the machine's domain and
             // is not fenced; else a daemon of that domain claims it.
-            let domain = inv.system(&name).map(boot_domain).unwrap_or_default();
+            let domain = inv
+                .system(&name)
+                .map(|s| inv.boot_domain(s))
+                .unwrap_or_default();
             if !self.d.ha.domains.contains(&domain) {
                 continue;
             }

@@ -287,6 +287,9 @@ pub struct Inventory {
     /// Which published snapshot this is (0 until the daemon publishes it):
     /// set by whoever publishes a new inventory, increasing per reload.
     generation: u64,
+    /// systems.toml's `[boot_domains]`: (domain, network, prefix length),
+    /// longest prefix first.
+    boot_domains: Vec<(String, Ipv4Addr, u8)>,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -326,7 +329,32 @@ impl Inventory {
             templates,
             urls,
             generation: 0,
+            boot_domains: Vec::new(),
         }
+    }
+
+    /// The subnets of the boot domains (`[boot_domains]`, checked).
+    pub(crate) fn set_boot_domains(&mut self, mut d: Vec<(String, Ipv4Addr, u8)>) {
+        d.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        self.boot_domains = d;
+    }
+
+    /// A system's boot domain (which daemons claim its runs): its var
+    /// `boot_domain`, else the domain whose subnet holds its address (the
+    /// longest prefix), else "default".
+    pub fn boot_domain(&self, s: &System) -> String {
+        if let Some(d) = s.vars.get("boot_domain").and_then(|v| v.as_str()) {
+            return d.to_string();
+        }
+        let ip = u32::from(s.ip);
+        self.boot_domains
+            .iter()
+            .find(|(_, net, len)| {
+                let mask = if *len == 0 { 0 } else { u32::MAX << (32 - len) };
+                ip & mask == u32::from(*net) & mask
+            })
+            .map(|(d, _, _)| d.clone())
+            .unwrap_or_else(|| "default".to_string())
     }
 
     /// The reload generation this snapshot was published as (0: unpublished).

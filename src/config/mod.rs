@@ -293,13 +293,15 @@ fn load_inventory_overlay(
         None => read_toml(&settings.systems_file, &sys_shown, false, out)?,
     };
     let (profiles, templates) = load_profiles(settings, profile_texts, out);
+    let domains = boot_domains(&systems.boot_domains, &sys_shown, out);
     let systems = validate_systems(&systems, &sys_shown, &profiles, settings, out);
-    let inv = Inventory::new(
+    let mut inv = Inventory::new(
         systems,
         profiles.resolved,
         templates,
         crate::render::Urls::from(settings),
     );
+    inv.set_boot_domains(domains);
     // Render every template for every system that uses it: a template that fails
     // for any system is a load error, not a 500 on the night.
     if render {
@@ -331,6 +333,50 @@ fn load_inventory_overlay(
         }
     }
     Some(inv)
+}
+
+/// systems.toml's `[boot_domains]`: each name valid, each subnet an IPv4
+/// network `A.B.C.D/LEN` (host bits zero), no subnet in two domains.
+fn boot_domains(
+    w: &BTreeMap<String, Vec<String>>,
+    file: &str,
+    out: &mut Vec<ConfigError>,
+) -> Vec<(String, std::net::Ipv4Addr, u8)> {
+    let mut got: Vec<(String, std::net::Ipv4Addr, u8)> = Vec::new();
+    for (name, nets) in w {
+        let key = format!("boot_domains.{name}");
+        let mut err = |reason: String| {
+            out.push(ConfigError {
+                file: file.to_string(),
+                key: key.clone(),
+                reason,
+            })
+        };
+        if !valid_name(name) {
+            err(format!(
+                "{name:?} is not a valid domain name (letters, digits, - and _)"
+            ));
+            continue;
+        }
+        for n in nets {
+            let parsed = n.split_once('/').and_then(|(a, l)| {
+                let a: std::net::Ipv4Addr = a.parse().ok()?;
+                let l: u8 = l.parse().ok().filter(|l| *l <= 32)?;
+                let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
+                (u32::from(a) & !mask == 0).then_some((a, l))
+            });
+            match parsed {
+                None => err(format!(
+                    "{n:?} is not an IPv4 network ADDRESS/LENGTH with the host bits zero"
+                )),
+                Some((a, l)) => match got.iter().find(|g| g.1 == a && g.2 == l) {
+                    Some(other) => err(format!("{n} is also in boot domain {:?}", other.0)),
+                    None => got.push((name.clone(), a, l)),
+                },
+            }
+        }
+    }
+    got
 }
 
 pub fn valid_name(s: &str) -> bool {

@@ -198,10 +198,15 @@ pub struct LimitsWire {
     pub max_parallel_stages: Option<usize>,
 }
 
-/// `systems.toml`: `[systems.NAME]` tables.
+/// `systems.toml`: `[systems.NAME]` tables, and `[boot_domains]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SystemsFile {
+    /// Boot domain name -> its subnets ("10.61.0.0/16"): a system without a
+    /// `boot_domain` var belongs to the domain whose subnet holds its `ip`
+    /// (several daemons on one database claim the runs of their domains).
+    #[serde(default)]
+    pub boot_domains: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub systems: BTreeMap<String, SystemWire>,
 }

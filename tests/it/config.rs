@@ -612,3 +612,64 @@ fn check_warns_of_missing_boot_files_and_firmware() {
     }
     assert_eq!(warn(&c), Vec::<String>::new());
 }
+
+/// systems.toml's `[boot_domains]`: a system's domain is its var
+/// `boot_domain`, else the longest subnet holding its address, else
+/// "default"; a bad subnet, a bad name, one subnet in two domains are
+/// refused with the key.
+#[test]
+fn boot_domains_by_subnet() {
+    let c = ConfigDir::sample();
+    let sys = c.read("systems.toml");
+    c.write(
+        "systems.toml",
+        &format!(
+            "[boot_domains]\nlab = [\"10.77.0.0/24\"]\nlab-upper = [\"10.77.0.64/26\", \"192.0.2.0/24\"]\n\n{sys}\
+             \n[systems.tagged]\nmacs = [\"52:54:00:77:00:99\"]\nip = \"10.77.0.99\"\nprofile = \"lab\"\n\
+             vars = {{ boot_domain = \"rack-9\" }}\n\
+             [systems.elsewhere]\nmacs = [\"52:54:00:77:00:98\"]\nip = \"10.78.0.1\"\nprofile = \"lab\"\n"
+        ),
+    );
+    let cfg = c.load().unwrap_or_else(|e| panic!("{e}"));
+    let inv = &cfg.inventory;
+    let dom = |n: &str| inv.boot_domain(inv.system(n).unwrap());
+    assert_eq!(dom("node50"), "lab", "10.77.0.50 in 10.77.0.0/24");
+    assert_eq!(
+        dom("web70"),
+        "lab-upper",
+        "10.77.0.70: the longer prefix wins"
+    );
+    assert_eq!(dom("tagged"), "rack-9", "the var wins");
+    assert_eq!(dom("elsewhere"), "default");
+
+    for (table, key, why) in [
+        (
+            "lab = [\"10.77.0.1/24\"]",
+            "boot_domains.lab",
+            "host bits zero",
+        ),
+        (
+            "lab = [\"10.77.0.0\"]",
+            "boot_domains.lab",
+            "ADDRESS/LENGTH",
+        ),
+        (
+            "lab = [\"10.77.0.0/33\"]",
+            "boot_domains.lab",
+            "ADDRESS/LENGTH",
+        ),
+        (
+            "\"a b\" = [\"10.0.0.0/8\"]",
+            "boot_domains.a b",
+            "not a valid domain name",
+        ),
+        (
+            "a = [\"10.0.0.0/8\"]\nb = [\"10.0.0.0/8\"]",
+            "boot_domains.b",
+            "also in boot domain \"a\"",
+        ),
+    ] {
+        c.write("systems.toml", &format!("[boot_domains]\n{table}\n\n{sys}"));
+        assert_error(&c, "systems.toml", key, why);
+    }
+}
