@@ -358,6 +358,16 @@ def main():
             top = max(n.values())
             return rnd.choice([d for d in cands if n[d.name] == top])
 
+        def fault(victim, sig, kind):
+            """Signal `victim`, recording its id and the runs it owned then."""
+            did = current_id(victim.name)
+            runs = owned(did) if did else []
+            t = time.time()
+            victim.signal(sig)
+            with mu:
+                kills.append({"node": victim.name, "id": did, "t": t, "runs": runs, "kind": kind})
+            return did, runs
+
         def chaos():
             chaos_end = t_start + a.duration
             stop_at = t_start + a.duration * 0.45
@@ -367,13 +377,7 @@ def main():
                 if not stopped_once and time.time() >= stop_at and daemons["d1"].alive() \
                         and daemons["d2"].alive():
                     victim = busiest([daemons["d1"], daemons["d2"]])
-                    did = current_id(victim.name)
-                    runs = owned(did) if did else []
-                    t = time.time()
-                    victim.signal(signal.SIGSTOP)
-                    with mu:
-                        kills.append({"node": victim.name, "id": did, "t": t, "runs": runs,
-                                      "kind": "stop"})
+                    did, runs = fault(victim, signal.SIGSTOP, "stop")
                     log(f"SIGSTOP {victim.name} ({did}, {len(runs)} runs) for {a.ttl + 10} s")
                     stopped_once = True
                     stop_flag.wait(a.ttl + 10)
@@ -391,13 +395,7 @@ def main():
                     continue
                 # Half the faults hit the daemon with the most runs in flight.
                 victim = busiest(cands) if rnd.random() < 0.5 else rnd.choice(cands)
-                did = current_id(victim.name)
-                runs = owned(did) if did else []
-                t = time.time()
-                victim.signal(signal.SIGKILL)
-                with mu:
-                    kills.append({"node": victim.name, "id": did, "t": t, "runs": runs,
-                                  "kind": "kill"})
+                did, runs = fault(victim, signal.SIGKILL, "kill")
                 back = rnd.uniform(0, a.restart_max)
                 with mu:
                     down.add(victim.name)

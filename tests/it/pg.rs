@@ -273,28 +273,12 @@ async fn shared_inventory_two_daemons_import_export() {
     assert!(!node50_script_until(&b, "kernel", 1)
         .await
         .contains("kernel"));
-    let r = a
-        .api(
-            "PUT",
-            "/api/v1/systems/node50/netboot",
-            Some(json!({"enabled": true})),
-            true,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    netboot_node50(&a, true).await;
     let t0 = std::time::Instant::now();
     let on = node50_script_until(&b, "kernel", 40).await;
     assert!(on.contains("kernel"), "B serves A's switch: {on}");
     assert!(t0.elapsed() < std::time::Duration::from_secs(2));
-    let r = b
-        .api(
-            "PUT",
-            "/api/v1/systems/node50/netboot",
-            Some(json!({"enabled": false})),
-            true,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    netboot_node50(&b, false).await;
     let off = node50_script_until(&a, "\nexit\n", 40).await;
     assert!(!off.contains("kernel"), "A follows B's switch: {off}");
     a.d.stop().await;
@@ -364,15 +348,7 @@ async fn shared_inventory_survives_the_database_going_away() {
     assert_eq!(ip, Some("10.77.0.50".parse().unwrap()));
     assert_eq!(shared_status(&a).await.error, None);
     // node50 is switched to netboot: its script is the installer's.
-    let r = a
-        .api(
-            "PUT",
-            "/api/v1/systems/node50/netboot",
-            Some(json!({"enabled": true})),
-            true,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    netboot_node50(&a, true).await;
     let installer = node50_script_until(&a, "kernel", 1).await;
     assert!(installer.contains("kernel"), "{installer}");
 
@@ -451,6 +427,19 @@ async fn shared_inventory_survives_the_database_going_away() {
 
 /// node50's iPXE script, asked every 50 ms (at most `tries` times) until
 /// it contains `want`; the last one asked.
+/// The netboot switch of node50, through `l`'s API.
+async fn netboot_node50(l: &crate::harness::Lab, on: bool) {
+    let r = l
+        .api(
+            "PUT",
+            "/api/v1/systems/node50/netboot",
+            Some(serde_json::json!({ "enabled": on })),
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 async fn node50_script_until(l: &crate::harness::Lab, want: &str, tries: u32) -> String {
     let addr = l.d.http_addr;
     let mut text = String::new();
