@@ -2,7 +2,7 @@
 # bench/drill.sh [drill.py options] - the HA drill of issue 16 in full (tests/drill/run.sh):
 # 3 daemons on one PostgreSQL (two on segment A, one on segment B), 100 simulated machines
 # with Redfish BMCs (66 + 34) and 10 unknown MACs in A's pool, reimaged in waves for 10
-# minutes while a daemon is killed with SIGKILL every 20-60 s (restarted 0-30 s later) and
+# minutes while a daemon is killed with SIGKILL every 20-60 s (restarted 0-45 s later: some after the TTL, so a peer takes over) and
 # once SIGSTOPped past the 30 s lease TTL. Prints runs lost, runs with two owners, BMC
 # commands from a fenced daemon, duplicate IPs (all must be 0) and the takeover times
 # (p99 <= 35 s). The test command runs a shortened form (scripts/test.sh).

@@ -276,7 +276,7 @@ def main():
     p.add_argument("--wave-size", type=int, default=40)
     p.add_argument("--kill-min", type=float, default=20.0)
     p.add_argument("--kill-max", type=float, default=60.0)
-    p.add_argument("--restart-max", type=float, default=30.0)
+    p.add_argument("--restart-max", type=float, default=45.0)
     p.add_argument("--drain", type=int, default=300, help="seconds for the last runs to finish")
     p.add_argument("--takeover-max", type=float, default=35.0)
     p.add_argument("--seed", type=int, default=16)
