@@ -677,16 +677,11 @@ impl Engine {
                             .await?;
                     }
                 }
-                other => self.table.insert(
-                    &n.system,
-                    RunCtx {
-                        id: other.unwrap_or("manual").to_string(),
-                        token: n.token.unwrap_or_default(),
-                        profile: None,
-                        persistent: n.persistent,
-                        facts: self.hw.get(&n.system).cloned(),
-                    },
-                ),
+                _ => {
+                    let system = n.system.clone();
+                    let ctx = self.manual_ctx(n);
+                    self.table.insert(&system, ctx);
+                }
             }
         }
         self.publish();
@@ -722,10 +717,10 @@ impl Engine {
                 self.by_system.remove(&a.system);
             }
             // Its netboot entry goes with it: a run this daemon no longer
-            // drives gets no installer, script or callback from it.
+            // drives gets no installer, script or callback from it (the
+            // caller publishes the table).
             if self.table.get(&a.system).is_some_and(|c| c.id == id) {
                 self.table.remove(&a.system);
-                self.publish();
             }
         }
         self.queue.retain(|q| q != id);
@@ -733,6 +728,26 @@ impl Engine {
             drop(c);
         }
         self.parked.remove(id);
+    }
+
+    /// A run another daemon drives now (lease lost, fenced): dropped, its
+    /// machine's DHCP left to the owner. The caller publishes the table.
+    fn lose_run(&mut self, id: &str) {
+        if let Some(system) = self.runs.get(id).map(|a| a.system.clone()) {
+            self.table.leave(&system);
+        }
+        self.drop_run(id);
+    }
+
+    /// A manual netboot switch's entry in the boot table, from its row.
+    fn manual_ctx(&self, n: store::NetbootRow) -> RunCtx {
+        RunCtx {
+            id: n.run_id.unwrap_or_else(|| "manual".into()),
+            token: n.token.unwrap_or_default(),
+            profile: None,
+            persistent: n.persistent,
+            facts: self.hw.get(&n.system).cloned(),
+        }
     }
 
     /// The heartbeat, then the sweep for silent peers of its domains. A
@@ -744,10 +759,7 @@ impl Engine {
                 tracing::error!(daemon = %self.me, runs = self.runs.len(), "fenced by a peer: dropping every run and registering again");
                 let ids: Vec<String> = self.runs.keys().cloned().collect();
                 for id in ids {
-                    if let Some(system) = self.runs.get(&id).map(|a| a.system.clone()) {
-                        self.table.leave(&system);
-                    }
-                    self.drop_run(&id);
+                    self.lose_run(&id);
                 }
                 self.publish();
                 if let Err(e) = self.register().await {
@@ -827,7 +839,7 @@ impl Engine {
     /// cleared through a peer's API (or its install-done callback) is
     /// served here within a claim tick, not only after a restart.
     async fn sync_manual_netboot(&mut self) {
-        let rows = match self.d.store.netboot().await {
+        let rows = match self.d.store.netboot_on().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the netboot switches");
@@ -837,16 +849,7 @@ impl Engine {
         let want = rows
             .into_iter()
             .filter(|n| n.enabled && !n.run_id.as_deref().is_some_and(crate::boot::is_run_id))
-            .map(|n| {
-                let ctx = RunCtx {
-                    id: n.run_id.unwrap_or_else(|| "manual".into()),
-                    token: n.token.unwrap_or_default(),
-                    profile: None,
-                    persistent: n.persistent,
-                    facts: self.hw.get(&n.system).cloned(),
-                };
-                (n.system, ctx)
-            })
+            .map(|n| (n.system.clone(), self.manual_ctx(n)))
             .collect();
         if self.table.sync_manual(want) {
             self.publish();
@@ -1403,10 +1406,7 @@ impl Engine {
                                 || token != lease.token =>
                         {
                             tracing::warn!(run = %id, owner = ?owner, "lease lost (fenced or taken over): this daemon stops driving the run");
-                            if let Some(system) = self.runs.get(&id).map(|a| a.system.clone()) {
-                                self.table.leave(&system);
-                            }
-                            self.drop_run(&id);
+                            self.lose_run(&id);
                             self.publish();
                         }
                         Ok(Some(_)) => {

@@ -1139,6 +1139,16 @@ impl Store {
             .await?))
     }
 
+    /// The switches that are on (what the boot table holds; polled each
+    /// claim tick with several daemons).
+    pub async fn netboot_on(&self) -> Result<Vec<NetbootRow>> {
+        const Q: &str = "SELECT system, enabled, run_id, token, persistent FROM netboot
+             WHERE enabled ORDER BY system";
+        Ok(with_pool!(self, |pool| sqlx::query_as(Q)
+            .fetch_all(pool)
+            .await?))
+    }
+
     // ---- discovery ----
 
     /// Merges a batch of sightings (one row per MAC, as aggregated by

@@ -767,6 +767,9 @@ async fn netboot_switch(db: TestDb) {
         .unwrap();
     let nb = s.netboot().await.unwrap();
     assert!(nb[1].persistent && !nb[0].persistent);
+    let on = s.netboot_on().await.unwrap();
+    assert_eq!(on.len(), 1, "only the switch that is on");
+    assert_eq!((on[0].system.as_str(), on[0].persistent), ("node51", true));
 }
 
 #[tokio::test]
