@@ -128,6 +128,9 @@ pub struct EngineMetrics {
     /// Runs waiting for a slot / started and not finished (set after each scheduling pass).
     pub queued: std::sync::atomic::AtomicU64,
     pub active: std::sync::atomic::AtomicU64,
+    /// Observations of machines without a run not stored: a repeat within
+    /// `observe::QUIET_MS`.
+    pub coalesced: std::sync::atomic::AtomicU64,
     latencies_us: std::sync::Mutex<VecDeque<u32>>,
 }
 
@@ -159,6 +162,7 @@ impl EngineMetrics {
         json!({
             "transitions": self.transitions.load(std::sync::atomic::Ordering::Relaxed),
             "ignored_events": self.ignored.load(std::sync::atomic::Ordering::Relaxed),
+            "coalesced_observations": self.coalesced.load(std::sync::atomic::Ordering::Relaxed),
             "p50_us": q(0.5), "p99_us": q(0.99), "max_us": v.last(),
         })
     }
@@ -472,6 +476,8 @@ pub struct Engine {
     table_tx: watch::Sender<Arc<BootTable>>,
     runs: HashMap<String, Active>,
     by_system: HashMap<String, String>,
+    /// Which idle machines' observations are stored (`observe::Coalesce`).
+    quiet: crate::observe::Coalesce,
     queue: VecDeque<String>,
     internal_tx: mpsc::UnboundedSender<(String, Event)>,
     feed: Arc<Feed>,
@@ -528,6 +534,7 @@ impl Engine {
             table_tx,
             runs: HashMap::new(),
             by_system: HashMap::new(),
+            quiet: Default::default(),
             queue: VecDeque::new(),
             internal_tx,
             feed: feed.clone(),
@@ -1336,11 +1343,18 @@ impl Engine {
         let Some(system) = mac.and_then(|m| inv.by_mac(&m)).map(|s| s.name.clone()) else {
             return;
         };
-        self.emit(json!({"type": "observation", "system": system, "what": seen.as_str(), "at": store::now_ms(), "detail": format!("{o:?}")}));
-        let Some(id) = self.by_system.get(&system).cloned() else {
-            return;
-        };
-        let Some(phase) = self.runs.get(&id).map(|a| a.state.phase) else {
+        let run = self.by_system.get(&system).cloned();
+        let phase = run.as_ref().and_then(|id| self.runs.get(id)).map(|a| a.state.phase);
+        let now = store::now_ms();
+        let in_run = phase.is_some_and(|p| !p.is_terminal());
+        if self.quiet.admit(&system, seen.as_str(), in_run, now) {
+            self.emit(json!({"type": "observation", "system": system, "what": seen.as_str(), "at": now, "detail": format!("{o:?}")}));
+        } else {
+            self.metrics
+                .coalesced
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let (Some(id), Some(phase)) = (run, phase) else {
             return;
         };
         if let Some(ev) = workflow::event_for(seen, phase) {

@@ -90,6 +90,7 @@ pub struct Metrics {
     run_transitions: IntCounter,
     run_events_ignored: IntCounter,
     observations_dropped: IntCounter,
+    observations_coalesced: IntCounter,
     // Gauges set at scrape.
     tftp_active: IntGauge,
     pool_addresses: IntGaugeVec,
@@ -321,6 +322,12 @@ impl Metrics {
                 &r,
                 "rackboot_observations_dropped_total",
                 "Boot observations the engine's queue had no room for.",
+            ),
+            observations_coalesced: counter(
+                &r,
+                "rackboot_observations_coalesced_total",
+                "Observations of machines without an active run not stored in the feed: \
+                 the same kind from the same machine within 10 s.",
             ),
             tftp_active: gauge(
                 &r,
@@ -567,6 +574,7 @@ impl Metrics {
         self.runs_queued.set(l(&e.queued) as i64);
         self.runs_active.set(l(&e.active) as i64);
         mirror(&self.observations_dropped, src.obs.dropped());
+        mirror(&self.observations_coalesced, l(&e.coalesced));
         self.config_generation
             .set(src.inventory.borrow().generation() as i64);
     }

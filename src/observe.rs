@@ -104,3 +104,103 @@ impl ObservationSink {
         self.dropped.load(Ordering::Relaxed)
     }
 }
+
+/// How long a machine without an active run may repeat the same observation
+/// before it is stored again. A run's machine has every observation stored
+/// (its timeline, the "why didn't it boot" chain); an idle machine renewing
+/// its lease, or a lab full of them, must not turn the feed into a write per
+/// DHCP packet (on PostgreSQL that cost DHCP a third of its rate).
+pub const QUIET_MS: i64 = 10_000;
+
+/// Which observations are stored in the feed: all of a machine with an
+/// active run, and of any other machine the first of each kind per
+/// [`QUIET_MS`]. Pure (the clock is an argument); the engine owns one.
+#[derive(Default, Debug)]
+pub struct Coalesce {
+    /// Per machine: when each kind of observation was last stored.
+    last: std::collections::HashMap<String, Vec<(&'static str, i64)>>,
+    swept_ms: i64,
+}
+
+impl Coalesce {
+    /// Whether this observation is stored (`true`) or only counted.
+    pub fn admit(&mut self, system: &str, what: &'static str, in_run: bool, now_ms: i64) -> bool {
+        // Forget what is past its window, now and then: the map holds at
+        // most the machines seen in the last window.
+        if now_ms - self.swept_ms >= QUIET_MS || now_ms < self.swept_ms {
+            self.last.retain(|_, kinds| {
+                kinds.retain(|(_, at)| (0..QUIET_MS).contains(&(now_ms - at)));
+                !kinds.is_empty()
+            });
+            self.swept_ms = now_ms;
+        }
+        if in_run {
+            // A run's evidence starts a fresh window: the machine's
+            // observations right after its run ends are stored too.
+            self.last.remove(system);
+            return true;
+        }
+        let kinds = match self.last.get_mut(system) {
+            Some(k) => k,
+            None => self.last.entry(system.to_string()).or_default(),
+        };
+        match kinds.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, at)) if (0..QUIET_MS).contains(&(now_ms - *at)) => false,
+            Some((_, at)) => {
+                *at = now_ms;
+                true
+            }
+            None => {
+                kinds.push((what, now_ms));
+                true
+            }
+        }
+    }
+
+    /// Machines with an observation in their quiet window.
+    pub fn len(&self) -> usize {
+        self.last.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalesce_table() {
+        // (system, what, in_run, at, stored)
+        let steps: &[(&str, &str, bool, i64, bool)] = &[
+            ("a", "dhcp", false, 0, true),
+            ("a", "dhcp", false, 5, false),
+            ("a", "dhcp-os", false, 6, true), // another kind
+            ("b", "dhcp", false, 7, true),    // another machine
+            ("a", "dhcp", false, QUIET_MS - 1, false),
+            ("a", "dhcp", false, QUIET_MS, true), // the window is over
+            ("a", "dhcp", true, QUIET_MS + 1, true), // a run's: always
+            ("a", "dhcp", true, QUIET_MS + 2, true),
+            ("a", "dhcp", false, QUIET_MS + 3, true), // the run reset the window
+            ("a", "dhcp", false, QUIET_MS + 4, false),
+            ("a", "dhcp", false, 1, true), // the clock went back: stored
+        ];
+        let mut c = Coalesce::default();
+        for (i, (sys, what, run, at, want)) in steps.iter().enumerate() {
+            assert_eq!(c.admit(sys, what, *run, *at), *want, "step {i}: {sys} {what} at {at}");
+        }
+    }
+
+    #[test]
+    fn coalesce_forgets_old_machines() {
+        let mut c = Coalesce::default();
+        for i in 0..1000 {
+            assert!(c.admit(&format!("m{i}"), "dhcp", false, 0));
+        }
+        assert_eq!(c.len(), 1000);
+        assert!(c.admit("x", "dhcp", false, 2 * QUIET_MS));
+        assert_eq!(c.len(), 1);
+    }
+}

@@ -110,7 +110,10 @@ async fn feed_replays_after_last_event_id_and_survives_restart() {
         let reader = sse(&l, "/api/v1/events", &hdr, 1);
         let poke = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            assert!(l.offer(NODE50).await.is_some());
+            // Another kind of observation: a second DHCP offer to an idle
+            // machine within `observe::QUIET_MS` is only counted.
+            let s = l.get(l.d.http_addr, "/ipxe/52-54-00-77-00-50").await;
+            assert_eq!(s.status, 200);
         };
         let (live, ()) = tokio::join!(reader, poke);
         (l, live)
@@ -152,5 +155,56 @@ async fn feed_refuses_bad_input() {
         .unwrap();
         assert_eq!(status, want, "{path} {hdr:?}");
     }
+    l.d.stop().await;
+}
+
+/// An idle machine's repeated DHCP is stored once per quiet window and the
+/// repeats counted (`rackboot_observations_coalesced_total`); a machine with
+/// a run has every observation stored (its timeline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_machines_repeats_are_counted_not_stored() {
+    let l = lab().await;
+    for _ in 0..5 {
+        assert!(l.offer(NODE50).await.is_some());
+    }
+    // The run's machine: every offer is evidence.
+    let r = l
+        .api(
+            "POST",
+            "/api/v1/runs",
+            Some(serde_json::json!({"systems": ["node51"]})),
+            true,
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{}", r.text());
+    let t0 = Instant::now();
+    loop {
+        let h = l
+            .api("GET", "/api/v1/systems/node51/history", None, true)
+            .await;
+        let h: History = h.typed();
+        if h.events.iter().any(|e| e.kind == "transition") || t0.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..3 {
+        assert!(l.offer(NODE51).await.is_some());
+    }
+    let dhcp = |h: &History| {
+        h.events
+            .iter()
+            .filter(|e| e.kind == "observation" && e.data["what"] == "dhcp")
+            .count()
+    };
+    let h51 = history(&l, "node51", 4).await;
+    assert_eq!(dhcp(&h51), 3, "{:?}", h51.events);
+    let h50 = history(&l, "node50", 1).await;
+    assert_eq!(dhcp(&h50), 1, "{:?}", h50.events);
+    let m = l.api("GET", "/metrics", None, true).await.text();
+    assert!(
+        m.lines().any(|x| x == "rackboot_observations_coalesced_total 4"),
+        "{m}"
+    );
     l.d.stop().await;
 }
