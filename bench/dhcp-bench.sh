@@ -21,6 +21,7 @@
 #
 # Usage: bench/dhcp-bench.sh            (as root; Debian 12)
 # Env:   CLIENTS="1000 50000"  RATES="1000 2000 ..."  DUR=10  MODE=pool|reservations
+#        WARMUP=0 (pool) / 1 (reservations): seconds of DORA before each step
 #        SERVERS="rackboot kea dnsmasq" (pool) / "rackboot rackboot-pg" (reservations)
 #        SRV_CPU=0  CLI_CPU=1
 #        RACKBOOT_BIN=path (default: cargo build --release)
@@ -33,12 +34,16 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLIENTS=${CLIENTS:-"1000 50000"}
 RATES=${RATES:-"1000 2000 3000 4000 5000 6000 7000 8000 9000 10000 12000 14000"}
 DUR=${DUR:-10}
+# Seconds of DORA at `clients`/s before each measured step (every client once):
+# the steady state is measured, not a server's first second after its start.
+WARMUP=${WARMUP:-}
 MODE=${MODE:-pool}
 case $MODE in
     pool) SERVERS=${SERVERS:-"rackboot kea dnsmasq"} ;;
-    reservations) SERVERS=${SERVERS:-"rackboot rackboot-pg"}; CLIENTS=${CLIENTS/50000/5000} ;;
+    reservations) SERVERS=${SERVERS:-"rackboot rackboot-pg"}; CLIENTS=${CLIENTS/50000/5000}; WARMUP=${WARMUP:-1} ;;
     *) echo "MODE must be pool or reservations" >&2; exit 2 ;;
 esac
+WARMUP=${WARMUP:-0}
 SRV_CPU=${SRV_CPU:-0}
 CLI_CPU=${CLI_CPU:-1}
 SRV_NS=rbdb-srv
@@ -151,7 +156,10 @@ if [[ " $SERVERS " == *" rackboot-pg "* ]]; then
     PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
     mkdir -p "$WORK/pg" && chown nobody:nogroup "$WORK/pg" && chmod 755 "$WORK"
     mkfifo "$WORK/pg.fifo"
-    ip netns exec "$SRV_NS" setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    # On the server's CPU: the database is the server side's (unpinned, it
+    # preempts perfdhcp, whose socket then overflows: drops that are not
+    # the server's).
+    ip netns exec "$SRV_NS" taskset -c "$SRV_CPU" setpriv --reuid=nobody --regid=nogroup --clear-groups \
         sh "$ROOT/scripts/pg-tmp.sh" "$PG_BIN" "$WORK/pg" 55432 55433 <"$WORK/pg.fifo" >"$WORK/pg.out" 2>&1 &
     PG_PID=$!
     exec 8>"$WORK/pg.fifo"
@@ -268,6 +276,11 @@ for clients in $CLIENTS; do
             if [ "$MODE" = reservations ]; then
                 head -n "$clients" "$WORK/macs.txt" >"$WORK/macs-$clients.txt"
                 macs=(-M "$WORK/macs-$clients.txt")
+            fi
+            if [ "$WARMUP" -gt 0 ]; then
+                ip netns exec "$CLI_NS" taskset -c "$CLI_CPU" perfdhcp -4 -l "$CLI_IP" \
+                    -r "$clients" -R "$clients" "${macs[@]}" -p "$WARMUP" -W 1000000 "$SRV_IP" \
+                    >"$out.warmup" 2>&1 || true
             fi
             ip netns exec "$CLI_NS" taskset -c "$CLI_CPU" perfdhcp -4 -x t -l "$CLI_IP" \
                 -r "$rate" -R "$clients" "${macs[@]}" -p "$DUR" -W 1000000 "$SRV_IP" >"$out" 2>&1 || true
