@@ -12,5 +12,5 @@ for c in ${CASES:-sqlite postgres postgres:3}; do
   n=1
   [ "$c" != "$b" ] && n=${c#*:}
   RACKBOOT_BENCH_DB="$b" RACKBOOT_BENCH_DAEMONS="$n" \
-    cargo test --release --test it bench_200_reimages -- --ignored --nocapture 2>&1 | grep -E '^(==|  )'
+    cargo test --release --test it bench_200_reimages -- --ignored --nocapture 2>&1 | grep -E '^(==|  )|panicked|stuck|FAILED'
 done

@@ -1344,7 +1344,10 @@ impl Engine {
             return;
         };
         let run = self.by_system.get(&system).cloned();
-        let phase = run.as_ref().and_then(|id| self.runs.get(id)).map(|a| a.state.phase);
+        let phase = run
+            .as_ref()
+            .and_then(|id| self.runs.get(id))
+            .map(|a| a.state.phase);
         let now = store::now_ms();
         let in_run = phase.is_some_and(|p| !p.is_terminal());
         if self.quiet.admit(&system, seen.as_str(), in_run, now) {

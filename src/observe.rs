@@ -189,7 +189,11 @@ mod tests {
         ];
         let mut c = Coalesce::default();
         for (i, (sys, what, run, at, want)) in steps.iter().enumerate() {
-            assert_eq!(c.admit(sys, what, *run, *at), *want, "step {i}: {sys} {what} at {at}");
+            assert_eq!(
+                c.admit(sys, what, *run, *at),
+                *want,
+                "step {i}: {sys} {what} at {at}"
+            );
         }
     }
 

@@ -221,7 +221,9 @@ async fn bench_200_reimages_of_50_machines() {
     for k in 0..daemons {
         let c = config(k);
         let cfg = c.load().unwrap_or_else(|e| panic!("{e}"));
-        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // The daemon's own socket set-up (its 4 MiB receive buffer): 300
+        // machines' bursts must not be dropped by a test-sized default.
+        let server = rackboot::dhcp::bind("127.0.0.1:0".parse().unwrap(), None).unwrap();
         let dhcp_server = server.local_addr().unwrap();
         let mut params =
             rackboot::dhcp::ServerParams::new(std::net::Ipv4Addr::new(10, 77, 0, 1), false);
@@ -306,7 +308,15 @@ async fn bench_200_reimages_of_50_machines() {
                 break;
             }
             if Instant::now() > deadline {
-                let st: serde_json::Value = get(api, "/api/v1/status".into()).await;
+                let mut st = Vec::new();
+                for (_, d, _) in &started {
+                    let v: serde_json::Value = get(d.api_addr, "/api/v1/status".into()).await;
+                    st.push(
+                        serde_json::json!({"engine": v["engine"], "dhcp": v["protocols"]["dhcp"],
+                        "observations_dropped": v["protocols"]["observations_dropped"]}),
+                    );
+                }
+                let st = serde_json::Value::Array(st);
                 let one: serde_json::Value = get(api, format!("/api/v1/runs/{}", v[0].id)).await;
                 panic!(
                     "round did not finish: status {st:#}\none stuck run: {one:#}\ncalls {}",

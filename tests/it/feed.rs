@@ -183,7 +183,8 @@ async fn idle_machines_repeats_are_counted_not_stored() {
             .api("GET", "/api/v1/systems/node51/history", None, true)
             .await;
         let h: History = h.typed();
-        if h.events.iter().any(|e| e.kind == "transition") || t0.elapsed() > Duration::from_secs(5) {
+        if h.events.iter().any(|e| e.kind == "transition") || t0.elapsed() > Duration::from_secs(5)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -203,7 +204,8 @@ async fn idle_machines_repeats_are_counted_not_stored() {
     assert_eq!(dhcp(&h50), 1, "{:?}", h50.events);
     let m = l.api("GET", "/metrics", None, true).await.text();
     assert!(
-        m.lines().any(|x| x == "rackboot_observations_coalesced_total 4"),
+        m.lines()
+            .any(|x| x == "rackboot_observations_coalesced_total 4"),
         "{m}"
     );
     l.d.stop().await;

@@ -256,7 +256,15 @@ mod bound {
         }
 
         fn await_input(&mut self, _: NextTimeout) -> Result<bool, ureq::Error> {
-            let n = self.stream.read(self.buffers.input_append_buf())?;
+            // A signal to the test process (a child's SIGCHLD, a daemon's
+            // handler) interrupts a read with a timeout even under
+            // SA_RESTART (signal(7)): read again.
+            let n = loop {
+                match self.stream.read(self.buffers.input_append_buf()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    r => break r?,
+                }
+            };
             self.buffers.input_appended(n);
             Ok(n > 0)
         }
