@@ -83,6 +83,24 @@ impl BootTable {
         self.elsewhere.insert(system.to_string());
     }
 
+    /// What a daemon serves while a peer may be taking its runs over (no
+    /// heartbeat for most of a lease TTL, a live peer in its domains): its
+    /// runs' machines are left to the peers, as after [`Self::leave`];
+    /// manual switches, which every daemon of the site serves, stay.
+    pub fn stood_down(&self) -> BootTable {
+        let mut t = self.clone();
+        let runs: Vec<String> = t
+            .pending
+            .iter()
+            .filter(|(_, c)| is_run_id(&c.id))
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in runs {
+            t.leave(&s);
+        }
+        t
+    }
+
     /// Replace the set of systems whose pending run a peer owns; true when
     /// it changed.
     pub fn set_elsewhere(&mut self, systems: std::collections::BTreeSet<String>) -> bool {
@@ -536,5 +554,25 @@ mod table_tests {
         assert!(!t.sync_manual(want), "nothing new: unchanged");
         assert!(t.sync_manual(HashMap::new()));
         assert_eq!(t.len(), 1, "only the run's entry is left");
+    }
+
+    /// Standing down leaves the runs' machines to the peers and keeps the
+    /// manual switches; the engine's own table is untouched (it serves it
+    /// again once a heartbeat gets through).
+    #[test]
+    fn stood_down_leaves_runs_and_keeps_manual_switches() {
+        let mut t = BootTable::new();
+        t.insert("run1", ctx("run-0001", "r", false));
+        t.insert("run2", ctx("run-0002", "s", false));
+        t.insert("live1", ctx("manual-1", "a", true));
+        t.leave("peer1");
+        let d = t.stood_down();
+        assert!(d.get("run1").is_none() && d.get("run2").is_none());
+        assert_eq!(d.get("live1").unwrap().id, "manual-1");
+        let left: Vec<&str> = d.elsewhere.iter().map(String::as_str).collect();
+        assert_eq!(left, ["peer1", "run1", "run2"]);
+        assert_eq!(t.len(), 3, "the original keeps its entries");
+        assert_eq!(t.elsewhere.len(), 1);
+        assert_eq!(BootTable::new().stood_down(), BootTable::new());
     }
 }

@@ -452,7 +452,9 @@ impl HaConfig {
     }
 
     /// Past this since the last heartbeat that got through, the daemon
-    /// sends no BMC command (a peer may be about to fence it).
+    /// sends no BMC command (a peer may be about to fence it) and, when a
+    /// peer of its domains was alive, serves none of its runs' boots
+    /// (`Engine::standing_down`).
     fn trust(&self) -> Duration {
         self.ttl * 5 / 6
     }
@@ -501,6 +503,16 @@ pub struct Engine {
     /// When this id registered: a peer is fenced only by a daemon healthy
     /// for one TTL itself.
     registered: std::time::Instant,
+    /// Whether another daemon of its domains was alive at the last
+    /// heartbeat that got through (one that would take its runs over).
+    peer_alive: bool,
+    /// No heartbeat through for `HaConfig::trust` with a peer alive: the
+    /// peer may be taking this daemon's runs over, so their machines are
+    /// left to it (`BootTable::stood_down` is published) until a heartbeat
+    /// gets through (its runs are still its own) or says it was fenced
+    /// (they are dropped). A daemon alone keeps serving its runs through a
+    /// database outage: nobody else would.
+    standing_down: bool,
     /// Ids of the daemon: shared with the handle (`Running::stop` retires it).
     id_cell: Arc<std::sync::Mutex<String>>,
 }
@@ -547,6 +559,8 @@ impl Engine {
             me: String::new(),
             last_beat: std::time::Instant::now(),
             registered: std::time::Instant::now(),
+            peer_alive: false,
+            standing_down: false,
             id_cell: Arc::new(std::sync::Mutex::new(String::new())),
         };
         let metrics = e.metrics.clone();
@@ -760,10 +774,24 @@ impl Engine {
     /// The heartbeat, then the sweep for silent peers of its domains. A
     /// fenced daemon drops every run and registers again.
     async fn beat(&mut self) {
+        if !self.standing_down && self.peer_alive && self.last_beat.elapsed() > self.d.ha.trust() {
+            self.standing_down = true;
+            tracing::warn!(daemon = %self.me, runs = self.runs.len(), silent_ms = self.last_beat.elapsed().as_millis() as u64,
+                "no heartbeat through and a peer is alive: leaving this daemon's runs' machines to it until the database answers");
+            self.publish();
+        }
         match self.d.store.heartbeat(&self.me).await {
-            Ok(true) => self.last_beat = std::time::Instant::now(),
+            Ok(true) => {
+                self.last_beat = std::time::Instant::now();
+                if self.standing_down {
+                    self.standing_down = false;
+                    tracing::info!(daemon = %self.me, runs = self.runs.len(), "heartbeat through, not fenced: serving this daemon's runs again");
+                    self.publish();
+                }
+            }
             Ok(false) => {
                 tracing::error!(daemon = %self.me, runs = self.runs.len(), "fenced by a peer: dropping every run and registering again");
+                self.standing_down = false;
                 let ids: Vec<String> = self.runs.keys().cloned().collect();
                 for id in ids {
                     self.lose_run(&id);
@@ -779,10 +807,21 @@ impl Engine {
                 return;
             }
         }
+        let ttl = self.d.ha.ttl.as_millis() as i64;
+        if self.d.store.backend() == store::Backend::Postgres {
+            match self
+                .d
+                .store
+                .live_peers(&self.me, &self.d.ha.domains, ttl)
+                .await
+            {
+                Ok(n) => self.peer_alive = n > 0,
+                Err(e) => tracing::warn!(error = %e, "cannot read the live peers"),
+            }
+        }
         if self.registered.elapsed() < self.d.ha.ttl {
             return;
         }
-        let ttl = self.d.ha.ttl.as_millis() as i64;
         match self
             .d
             .store
@@ -1024,7 +1063,12 @@ impl Engine {
     }
 
     fn publish(&self) {
-        self.table_tx.send_replace(Arc::new(self.table.clone()));
+        let t = if self.standing_down {
+            self.table.stood_down()
+        } else {
+            self.table.clone()
+        };
+        self.table_tx.send_replace(Arc::new(t));
     }
 
     fn emit(&self, v: serde_json::Value) {

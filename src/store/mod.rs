@@ -1471,6 +1471,28 @@ impl Store {
         })
     }
 
+    /// How many other daemons, not fenced, share a domain with `domains`
+    /// and heartbeat within `ttl_ms` (by the database's clock): the peers
+    /// that would take this daemon's runs over if it went silent.
+    pub async fn live_peers(&self, me: &str, domains: &[String], ttl_ms: i64) -> Result<usize> {
+        with_pool!(self, |pool, kind| {
+            let q = format!(
+                "SELECT domains FROM daemons
+                 WHERE NOT fenced AND id <> $1 AND heartbeat_at >= {} - $2",
+                db_now(kind)
+            );
+            let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(q))
+                .bind(me)
+                .bind(ttl_ms)
+                .fetch_all(pool)
+                .await?;
+            Ok(rows
+                .iter()
+                .filter(|(doms,)| doms.split(',').any(|d| domains.iter().any(|m| m == d)))
+                .count())
+        })
+    }
+
     /// Claim up to `limit` unowned unfinished runs of `domains` for `me`
     /// (oldest first; on Postgres rows another daemon is claiming are
     /// skipped, `FOR UPDATE SKIP LOCKED`), each under a new lease token.

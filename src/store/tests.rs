@@ -440,6 +440,36 @@ async fn bmc_leases_one_daemon_at_a_time(db: TestDb) {
     assert_eq!(s.acquire_bmc(bmc, "d2", 60_000).await.unwrap(), None);
 }
 
+/// The live peers of a daemon: other daemons of one of its domains, not
+/// fenced, heartbeating within the TTL.
+async fn live_peers_share_a_domain_and_beat(db: TestDb) {
+    let s = db.open().await;
+    let a = vec!["seg-a".to_string()];
+    let b = vec!["seg-b".to_string()];
+    s.register_daemon("d1", "n1", &a).await.unwrap();
+    assert_eq!(s.live_peers("d1", &a, 60_000).await.unwrap(), 0, "alone");
+    s.register_daemon("d2", "n2", &a).await.unwrap();
+    s.register_daemon("d3", "n3", &b).await.unwrap();
+    assert_eq!(
+        s.live_peers("d1", &a, 60_000).await.unwrap(),
+        1,
+        "d2, not d3"
+    );
+    let both = vec!["seg-a".to_string(), "seg-b".to_string()];
+    assert_eq!(s.live_peers("d1", &both, 60_000).await.unwrap(), 2);
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    assert_eq!(
+        s.live_peers("d1", &both, 10).await.unwrap(),
+        0,
+        "silent past the TTL"
+    );
+    // d2's node restarts as d2b: d2 is fenced, d2b is the peer.
+    s.register_daemon("d2b", "n2", &a).await.unwrap();
+    assert_eq!(s.live_peers("d1", &a, 60_000).await.unwrap(), 1);
+    s.retire_daemon("d2b").await.unwrap();
+    assert_eq!(s.live_peers("d1", &a, 60_000).await.unwrap(), 0, "retired");
+}
+
 /// Many daemons claiming at once: every run exactly once.
 async fn concurrent_claims_take_each_run_once(db: TestDb) {
     let s = db.open().await;
@@ -1249,4 +1279,5 @@ on_both_backends!(
     claims_leases_and_fencing,
     concurrent_claims_take_each_run_once,
     bmc_leases_one_daemon_at_a_time,
+    live_peers_share_a_domain_and_beat,
 );

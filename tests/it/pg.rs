@@ -919,3 +919,97 @@ async fn a_fenced_daemon_takes_no_callback_for_a_run_it_lost() {
         Some("b#1")
     );
 }
+
+/// A daemon cut off from the database (alive, partitioned) while a peer of
+/// its domain is alive: past 5/6 of the lease TTL without a heartbeat it
+/// leaves its runs' machines to the peer, which may be taking them over (no
+/// DHCP answer, no installer for them), and still answers machines without
+/// a run. Once a heartbeat gets through and it was not fenced, it serves
+/// its run again. A daemon alone keeps serving its runs through an outage
+/// (`postgres_stopped_and_started_dhcp_answers_and_the_run_resumes`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_daemon_leaves_its_runs_to_a_live_peer() {
+    use std::time::{Duration, Instant};
+    let Some(db) = testdb::postgres("partitioned").await else {
+        return;
+    };
+    let url: url_parts::Url = db.url.parse().unwrap();
+    let (port, cut) = relay(url.addr).await;
+    let sim = sim_on(&url.with_port(port), "lease_ttl = \"3s\"\nnode = \"a\"\n").await;
+    // A live peer of the domain: registered and heartbeating (the database
+    // is all A knows of it).
+    let store = db.open().await;
+    let dom = vec!["default".to_string()];
+    store.register_daemon("b#1", "b", &dom).await.unwrap();
+    let peer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for _ in 0..600 {
+                let _ = store.heartbeat("b#1").await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let (s, v) = sim.create(&["sim1"]).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["runs"][0]["id"].as_str().unwrap().to_string();
+    sim.wait_state(&id, "dhcp", 5).await;
+    // A beat (every TTL / 6) sees the peer.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mac: rackboot::model::Mac = "52:54:00:aa:00:01".parse().unwrap();
+    let mac2: rackboot::model::Mac = "52:54:00:aa:00:02".parse().unwrap();
+    assert!(sim.dhcp(mac).await.is_some(), "A answers its run's machine");
+    let script = "/ipxe/52-54-00-aa-00-01";
+    assert!(sim.boot_http("GET", script).await.1.contains("kernel"));
+
+    cut.send_replace(true);
+    let t0 = Instant::now();
+    let mut left = None;
+    for _ in 0..60 {
+        // When this DISCOVER went out (an unanswered one waits 2 s).
+        let sent = t0.elapsed();
+        if sim.dhcp(mac).await.is_none() {
+            left = Some(sent);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = left.expect("A leaves its run's machine to the live peer within 6 s");
+    // 5/6 of 3 s after the last beat that got through (at most a beat,
+    // 0.5 s, before the cut).
+    assert!(
+        left >= Duration::from_millis(1900),
+        "not before the trust window: {left:?}"
+    );
+    println!("partitioned: run's machine left to the peer {left:?} after the cut");
+    let (_, body) = sim.boot_http("GET", script).await;
+    assert!(
+        !body.contains("kernel"),
+        "no installer while standing down: {body}"
+    );
+    assert!(
+        sim.dhcp(mac2).await.is_some(),
+        "a machine without a run is answered"
+    );
+
+    // The database answers again; nobody fenced A: its run is its own.
+    cut.send_replace(false);
+    let t1 = Instant::now();
+    let mut back = None;
+    for _ in 0..100 {
+        if sim.dhcp(mac).await.is_some() {
+            back = Some(t1.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let back = back.expect("A serves its run again once a heartbeat gets through");
+    println!("partitioned: served again {back:?} after the database came back");
+    assert!(sim.boot_http("GET", script).await.1.contains("kernel"));
+    let (owner, _) = store.run_owner(&id).await.unwrap().unwrap();
+    assert!(
+        owner.is_some_and(|o| o.starts_with("a#")),
+        "A still owns the run"
+    );
+    peer.abort();
+}
