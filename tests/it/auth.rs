@@ -7,7 +7,7 @@
 use crate::harness::ConfigDir;
 use rackboot::api;
 use rackboot::auth::Scope;
-use rackboot::daemon::{self, Listeners};
+use rackboot::daemon;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -35,13 +35,7 @@ async fn start() -> (ConfigDir, daemon::Running) {
         "\n[systems.nobmc]\nmacs = [\"52:54:00:77:00:99\"]\nip = \"10.77.0.99\"\nprofile = \"lab\"\n",
     );
     let cfg = c.load().unwrap();
-    let listeners = Listeners {
-        http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        dhcp: vec![],
-        tftp: None,
-        dns: None,
-    };
+    let listeners = crate::harness::loopback_listeners(vec![]).await;
     let d = daemon::start(cfg, listeners).await.unwrap();
     (c, d)
 }

@@ -14,7 +14,7 @@
 use crate::harness::{http, http_from, ConfigDir};
 use dhcproto::{Encodable, Encoder};
 use rackboot::api;
-use rackboot::daemon::{self, Listeners};
+use rackboot::daemon;
 use rackboot::model::Mac;
 use rackboot::power::{FakePower, Power, PowerConfig, PowerOp};
 use std::net::SocketAddr;
@@ -238,13 +238,7 @@ async fn bench_200_reimages_of_50_machines() {
                 ..Default::default()
             },
         ));
-        let listeners = Listeners {
-            http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            dhcp: vec![(server, params)],
-            tftp: None,
-            dns: None,
-        };
+        let listeners = crate::harness::loopback_listeners(vec![(server, params)]).await;
         let d = daemon::start_with(cfg, listeners, power).await.unwrap();
         started.push((c, d, dhcp_server));
     }

@@ -3,18 +3,12 @@
 
 use crate::harness::{free_port, http, ConfigDir};
 use rackboot::api;
-use rackboot::daemon::{self, Listeners};
+use rackboot::daemon;
 use std::time::{Duration, Instant};
 
 async fn start(c: &ConfigDir) -> daemon::Running {
     let cfg = c.load().unwrap();
-    let listeners = Listeners {
-        http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        dhcp: vec![],
-        tftp: None,
-        dns: None,
-    };
+    let listeners = crate::harness::loopback_listeners(vec![]).await;
     daemon::start(cfg, listeners).await.unwrap()
 }
 
@@ -395,13 +389,7 @@ async fn dhcp_answers_from_inventory_and_follows_reload() {
     let cfg = c.load().unwrap();
     let (client, server, params) = crate::harness::dhcp_loopback().await;
     let server_addr = server.local_addr().unwrap();
-    let listeners = Listeners {
-        http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        dhcp: vec![(server, params)],
-        tftp: None,
-        dns: None,
-    };
+    let listeners = crate::harness::loopback_listeners(vec![(server, params)]).await;
     let d = daemon::start(cfg, listeners).await.unwrap();
     let ask = |mac: Mac, ipxe: bool| {
         let m = if ipxe {

@@ -5,7 +5,7 @@
 use crate::harness::{free_port, http, ConfigDir};
 use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Encodable};
-use rackboot::daemon::{self, Listeners};
+use rackboot::daemon;
 use rackboot::model::Mac;
 use rackboot::store::Store;
 use std::collections::{HashMap, HashSet};
@@ -176,13 +176,7 @@ async fn start(c: &ConfigDir) -> (daemon::Running, Client) {
     let mut params = rackboot::dhcp::ServerParams::new(SAMPLE_SERVER, false);
     params.client_port = client.local_addr().unwrap().port();
     params.broadcast = client.local_addr().unwrap();
-    let listeners = Listeners {
-        http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        dhcp: vec![(sock, params)],
-        tftp: None,
-        dns: None,
-    };
+    let listeners = crate::harness::loopback_listeners(vec![(sock, params)]).await;
     let d = daemon::start(cfg, listeners).await.unwrap();
     (
         d,

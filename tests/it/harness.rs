@@ -275,6 +275,20 @@ mod bound {
     }
 }
 
+/// A daemon's listeners on loopback: HTTP and API on free ports, `dhcp` as
+/// given, no TFTP or DNS.
+pub async fn loopback_listeners(
+    dhcp: Vec<(tokio::net::UdpSocket, rackboot::dhcp::ServerParams)>,
+) -> rackboot::daemon::Listeners {
+    rackboot::daemon::Listeners {
+        http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        dhcp,
+        tftp: None,
+        dns: None,
+    }
+}
+
 /// Find an external tool. Missing under CI is a failure (CI installs it);
 /// missing on a developer machine skips with a message.
 pub fn tool(candidates: &[&str]) -> Option<PathBuf> {
