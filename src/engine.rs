@@ -771,15 +771,21 @@ impl Engine {
         }
     }
 
-    /// The heartbeat, then the sweep for silent peers of its domains. A
-    /// fenced daemon drops every run and registers again.
-    async fn beat(&mut self) {
+    /// Past the trust window with a peer alive: stand down (checked at
+    /// every heartbeat and claim tick, so within a second of the window).
+    fn stand_down_if_silent(&mut self) {
         if !self.standing_down && self.peer_alive && self.last_beat.elapsed() > self.d.ha.trust() {
             self.standing_down = true;
             tracing::warn!(daemon = %self.me, runs = self.runs.len(), silent_ms = self.last_beat.elapsed().as_millis() as u64,
                 "no heartbeat through and a peer is alive: leaving this daemon's runs' machines to it until the database answers");
             self.publish();
         }
+    }
+
+    /// The heartbeat, then the sweep for silent peers of its domains. A
+    /// fenced daemon drops every run and registers again.
+    async fn beat(&mut self) {
+        self.stand_down_if_silent();
         match self.d.store.heartbeat(&self.me).await {
             Ok(true) => {
                 self.last_beat = std::time::Instant::now();
@@ -841,6 +847,7 @@ impl Engine {
     /// stored step.
     async fn claim_tick(&mut self) {
         if self.last_beat.elapsed() > self.d.ha.trust() {
+            self.stand_down_if_silent();
             return;
         }
         // Machines whose run a peer drives: their DHCP is the peer's.

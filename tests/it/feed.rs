@@ -56,6 +56,11 @@ pub(crate) async fn sse(
 
 /// The system's history once it holds at least `n` events (bounded wait).
 async fn history(l: &Lab, system: &str, n: usize) -> History {
+    history_where(l, system, |h| h.events.len() >= n).await
+}
+
+/// A system's history once `enough` says so (or after 5 s).
+async fn history_where(l: &Lab, system: &str, enough: impl Fn(&History) -> bool) -> History {
     let t0 = Instant::now();
     loop {
         let r = l
@@ -68,7 +73,7 @@ async fn history(l: &Lab, system: &str, n: usize) -> History {
             .await;
         assert_eq!(r.status, 200, "{}", r.text());
         let h: History = r.typed();
-        if h.events.len() >= n || t0.elapsed() > Duration::from_secs(5) {
+        if enough(&h) || t0.elapsed() > Duration::from_secs(5) {
             return h;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -177,18 +182,10 @@ async fn idle_machines_repeats_are_counted_not_stored() {
         )
         .await;
     assert!(r.status == 201 || r.status == 200, "{}", r.text());
-    let t0 = Instant::now();
-    loop {
-        let h = l
-            .api("GET", "/api/v1/systems/node51/history", None, true)
-            .await;
-        let h: History = h.typed();
-        if h.events.iter().any(|e| e.kind == "transition") || t0.elapsed() > Duration::from_secs(5)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    history_where(&l, "node51", |h| {
+        h.events.iter().any(|e| e.kind == "transition")
+    })
+    .await;
     for _ in 0..3 {
         assert!(l.offer(NODE51).await.is_some());
     }
@@ -198,7 +195,9 @@ async fn idle_machines_repeats_are_counted_not_stored() {
             .filter(|e| e.kind == "observation" && e.data["what"] == "dhcp")
             .count()
     };
-    let h51 = history(&l, "node51", 4).await;
+    // The feed stores in the background: wait for all three (a fourth
+    // would still fail the count below).
+    let h51 = history_where(&l, "node51", |h| dhcp(h) >= 3).await;
     assert_eq!(dhcp(&h51), 3, "{:?}", h51.events);
     let h50 = history(&l, "node50", 1).await;
     assert_eq!(dhcp(&h50), 1, "{:?}", h50.events);

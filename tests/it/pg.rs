@@ -890,6 +890,8 @@ async fn a_fenced_daemon_takes_no_callback_for_a_run_it_lost() {
     store.retire_daemon(&owner_a).await.unwrap();
     let dom = vec!["default".to_string()];
     store.register_daemon("b#1", "b", &dom).await.unwrap();
+    // B beats, so A (healthy again after one TTL) does not fence it.
+    let b = beating(&store, "b#1");
     assert_eq!(store.claim_runs("b#1", &dom, 10).await.unwrap().len(), 1);
     // A's heartbeat tells it (every TTL / 6): it registers again.
     let mut again = false;
@@ -918,6 +920,19 @@ async fn a_fenced_daemon_takes_no_callback_for_a_run_it_lost() {
         store.run_owner(&id).await.unwrap().unwrap().0.as_deref(),
         Some("b#1")
     );
+    b.abort();
+}
+
+/// A stand-in peer's heartbeat (registered by the test, no daemon behind
+/// it) every 200 ms for at most 2 minutes, so no daemon fences it.
+fn beating(store: &Store, id: &'static str) -> tokio::task::JoinHandle<()> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        for _ in 0..600 {
+            let _ = store.heartbeat(id).await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
 }
 
 /// A daemon cut off from the database (alive, partitioned) while a peer of
@@ -935,21 +950,29 @@ async fn a_partitioned_daemon_leaves_its_runs_to_a_live_peer() {
     };
     let url: url_parts::Url = db.url.parse().unwrap();
     let (port, cut) = relay(url.addr).await;
-    let sim = sim_on(&url.with_port(port), "lease_ttl = \"3s\"\nnode = \"a\"\n").await;
+    let db_url = url.with_port(port);
+    let sim = sim_with("true", |c| {
+        c.replace(
+            "rackboot.toml",
+            "[server]\n",
+            &format!("[server]\ndatabase_url = \"{db_url}\"\nlease_ttl = \"3s\"\nnode = \"a\"\n"),
+        );
+        // The run waits in its boot phases through the partition.
+        for phase in ["dhcp", "kernel"] {
+            c.replace(
+                "profiles/sim.toml",
+                &format!("{phase} = \"5s\""),
+                &format!("{phase} = \"120s\""),
+            );
+        }
+    })
+    .await;
     // A live peer of the domain: registered and heartbeating (the database
     // is all A knows of it).
     let store = db.open().await;
     let dom = vec!["default".to_string()];
     store.register_daemon("b#1", "b", &dom).await.unwrap();
-    let peer = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            for _ in 0..600 {
-                let _ = store.heartbeat("b#1").await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
+    let peer = beating(&store, "b#1");
     let (s, v) = sim.create(&["sim1"]).await;
     assert_eq!(s, 201, "{v}");
     let id = v["runs"][0]["id"].as_str().unwrap().to_string();
