@@ -188,12 +188,14 @@ if want bios-disk || want inspect || want bmc-down || want stage-fails || want k
           fail bios-disk "the reboot did not go straight to the disk"
         elif ! lab_ssh 0 cat /etc/rig-provisioned 2>/dev/null | grep -q "booted-from=disk"; then
           fail bios-disk "machine did not come up from its disk"
-        # The serial console through the BMC's SOL: the run's console.log has the guest's boot
-        # (the installer's RIG: lines; ipmi_sim connects to a new QEMU's serial port only after
-        # up to 10 s, so the first seconds of a power-on, "Linux version" included, may be missed).
+        # The serial console through the BMC's SOL: the run's console.log has the whole run,
+        # firmware to disk boot (sol-relay.py keeps ipmi_sim's SOL connected across the QEMU
+        # restarts of the power cycle and the installer's cold reboot).
         elif ! rb runs logs "$id" console > "$OUT/bios-disk.console" 2>&1 \
             || ! grep -q "serial console open" "$OUT/bios-disk.console" \
-            || ! grep -q "RIG: .*install" "$OUT/bios-disk.console"; then
+            || ! grep -q "SeaBIOS" "$OUT/bios-disk.console" \
+            || ! grep -q "RIG: .*install: callback ok" "$OUT/bios-disk.console" \
+            || ! grep -q "RIG: .*local disk boot" "$OUT/bios-disk.console"; then
           fail bios-disk "the run's serial console log lacks the guest's boot lines ($OUT/bios-disk.console)"
         else
           pass bios-disk "power-on->SSH $(ssh_time "$id") s, straight to disk after the install, $(grep -c . "$OUT/bios-disk.console") console lines (run $id)"

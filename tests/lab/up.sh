@@ -178,6 +178,12 @@ set_working_mc 0x20
 LAN
   printf 'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 dynsens\nmc_enable 0x20\n' > "$D/run/bmc.emu"
   export LAB_NODE="$1"            # bmc-chassis.sh / vm-start.sh read it
+  # The serial line between ipmi_sim's SOL and each QEMU, kept across QEMU restarts.
+  inrack python3 "$LAB/sol-relay.py" "$VM_SOL_PORT" "$VM_SOL_VM_PORT" \
+    </dev/null >"$D/logs/sol-relay.log" 2>&1 &
+  lab_realpid $! python3 > "$D/run/sol-relay.pid"
+  wait_for 50 0.1 grep -q "sol-relay:" "$D/logs/sol-relay.log" \
+    || { echo "up.sh: SOL relay of node $1 did not start ($D/logs/sol-relay.log)" >&2; exit 1; }
   inrack ipmi_sim -c "$D/run/lan.conf" -f "$D/run/bmc.emu" -s "$D/state/ipmi" -n \
     </dev/null >"$D/logs/ipmi_sim.log" 2>&1 &
   lab_realpid $! ipmi_sim > "$D/run/ipmi_sim.pid"

@@ -33,9 +33,9 @@ case "$BOOTDEV" in                 # ipmi_sim names: none pxe default(=disk) cdr
 esac
 
 # serial console -> FIFO -> timestamping logger (epoch.usec per line). x86: the serial port is a
-# TCP server that the BMC's SOL (ipmi_sim `sol "tcp:..."`) connects to; QEMU copies the guest's
-# output to the FIFO too (logfile=), so this log does not depend on SOL. ipmi_sim connects at
-# start and again 10 s after each QEMU restart: SOL misses up to 10 s of a power-on's output.
+# TCP client of the node's sol-relay.py, which the BMC's SOL (ipmi_sim `sol "tcp:..."`) stays
+# connected to across QEMU restarts; QEMU copies the guest's output to the FIFO too (logfile=),
+# so this log does not depend on SOL.
 FIFO="$VM_DIR/run/console.fifo"
 rm -f "$FIFO"; mkfifo "$FIFO"
 echo "$EPOCHREALTIME ==== $WHY (fw=$VM_FW bootdev=$BOOTDEV) ====" >> "$VM_DIR/logs/console.log"
@@ -115,7 +115,7 @@ setpriv --pdeathsig KILL -- qemu-system-x86_64 \
   -chardev socket,id=ipmi0,host=127.0.0.1,port="$VM_IPMI_PORT",reconnect=10 \
   -device ipmi-bmc-extern,id=bmc0,chardev=ipmi0 \
   -device isa-ipmi-kcs,bmc=bmc0 \
-  -chardev socket,id=con0,host=127.0.0.1,port="$VM_SOL_PORT",server=on,wait=off,logfile="$FIFO" \
+  -chardev socket,id=con0,host=127.0.0.1,port="$VM_SOL_VM_PORT",reconnect=1,logfile="$FIFO" \
   -serial chardev:con0 \
   -qmp unix:"$VM_DIR/run/qmp.sock",server=on,wait=off \
   "${RESET_ARGS[@]}" "${EXTRA[@]}" &
