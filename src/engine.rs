@@ -131,6 +131,8 @@ pub struct EngineMetrics {
     /// Observations of machines without a run not stored: a repeat within
     /// `observe::QUIET_MS`.
     pub coalesced: std::sync::atomic::AtomicU64,
+    /// 1 while the daemon stands down (`Engine::standing_down`), else 0.
+    pub standing_down: std::sync::atomic::AtomicU64,
     latencies_us: std::sync::Mutex<VecDeque<u32>>,
 }
 
@@ -1070,6 +1072,10 @@ impl Engine {
     }
 
     fn publish(&self) {
+        self.metrics.standing_down.store(
+            self.standing_down as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let t = if self.standing_down {
             self.table.stood_down()
         } else {

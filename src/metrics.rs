@@ -96,6 +96,7 @@ pub struct Metrics {
     pool_addresses: IntGaugeVec,
     runs_queued: IntGauge,
     runs_active: IntGauge,
+    ha_standing_down: IntGauge,
     config_generation: IntGauge,
     // Observed where they happen.
     phase_duration: HistogramVec,
@@ -349,6 +350,11 @@ impl Metrics {
             },
             runs_queued: gauge(&r, "rackboot_runs_queued", "Runs waiting for a slot."),
             runs_active: gauge(&r, "rackboot_runs_active", "Runs started and not finished."),
+            ha_standing_down: gauge(
+                &r,
+                "rackboot_ha_standing_down",
+                "1 while this daemon, cut off from the database with a live peer, leaves its runs' machines to the peer.",
+            ),
             config_generation: gauge(
                 &r,
                 "rackboot_config_generation",
@@ -573,6 +579,7 @@ impl Metrics {
         mirror(&self.run_events_ignored, l(&e.ignored));
         self.runs_queued.set(l(&e.queued) as i64);
         self.runs_active.set(l(&e.active) as i64);
+        self.ha_standing_down.set(l(&e.standing_down) as i64);
         mirror(&self.observations_dropped, src.obs.dropped());
         mirror(&self.observations_coalesced, l(&e.coalesced));
         self.config_generation

@@ -1005,6 +1005,19 @@ async fn a_partitioned_daemon_leaves_its_runs_to_a_live_peer() {
         "not before the trust window: {left:?}"
     );
     println!("partitioned: run's machine left to the peer {left:?} after the cut");
+    // /metrics says so (it reads no database).
+    let standing_down = || {
+        let (addr, auth) = (sim.d().api_addr, format!("Bearer {}", sim.token()));
+        tokio::task::spawn_blocking(move || {
+            let m =
+                crate::harness::http(addr, "GET", "/metrics", &[("Authorization", &auth)], None)
+                    .text();
+            m.lines()
+                .find_map(|l| l.strip_prefix("rackboot_ha_standing_down "))
+                .map(str::to_string)
+        })
+    };
+    assert_eq!(standing_down().await.unwrap().as_deref(), Some("1"));
     let (_, body) = sim.boot_http("GET", script).await;
     assert!(
         !body.contains("kernel"),
@@ -1027,6 +1040,7 @@ async fn a_partitioned_daemon_leaves_its_runs_to_a_live_peer() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let back = back.expect("A serves its run again once a heartbeat gets through");
+    assert_eq!(standing_down().await.unwrap().as_deref(), Some("0"));
     println!("partitioned: served again {back:?} after the database came back");
     assert!(sim.boot_http("GET", script).await.1.contains("kernel"));
     let (owner, _) = store.run_owner(&id).await.unwrap().unwrap();
