@@ -285,6 +285,14 @@ async fn shared_inventory_two_daemons_import_export() {
     b.d.stop().await;
 }
 
+/// The test database's URL through a [`relay`] in front of it, and the
+/// relay's switch.
+async fn relayed(db: &testdb::TestDb) -> (String, tokio::sync::watch::Sender<bool>) {
+    let url: url_parts::Url = db.url.parse().unwrap();
+    let (port, cut) = relay(url.addr).await;
+    (url.with_port(port), cut)
+}
+
 /// A TCP relay on loopback to `upstream`: `true` on the returned sender
 /// cuts every connection and refuses new ones (the database unreachable),
 /// `false` restores it.
@@ -332,15 +340,14 @@ async fn shared_inventory_survives_the_database_going_away() {
     let Some(db) = testdb::postgres("shared_inventory_db_away").await else {
         return;
     };
-    let url: url_parts::Url = db.url.parse().unwrap();
-    let (port, cut) = relay(url.addr).await;
+    let (db_url, cut) = relayed(&db).await;
     let c = crate::harness::ConfigDir::sample();
     c.replace(
         "rackboot.toml",
         "[server]\n",
         &format!(
             "[server]\ndatabase_url = \"{}\"\nmax_stale = \"2s\"\n",
-            url.with_port(port)
+            db_url
         ),
     );
     let a = crate::harness::lab_in(c).await;
@@ -948,9 +955,7 @@ async fn a_partitioned_daemon_leaves_its_runs_to_a_live_peer() {
     let Some(db) = testdb::postgres("partitioned").await else {
         return;
     };
-    let url: url_parts::Url = db.url.parse().unwrap();
-    let (port, cut) = relay(url.addr).await;
-    let db_url = url.with_port(port);
+    let (db_url, cut) = relayed(&db).await;
     let sim = sim_with("true", |c| {
         c.replace(
             "rackboot.toml",
