@@ -421,7 +421,16 @@ fn on<T>(f: impl FnOnce() -> T) -> T {
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn browser_reimage_from_the_page_live_phase_and_log() {
     // The last stage writes a line every 0.5 s: long enough to watch it grow.
-    let sim = lab("for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 0.5; done").await;
+    // The DHCP deadline is long: under load the page may see the phase
+    // late, and a run that timed out meanwhile shows no `dhcp` to wait for.
+    let sim = sim_with(
+        "for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 0.5; done",
+        |c| {
+            c.replace("rackboot.toml", "[api]\n", "[api]\npower_poll_secs = 1\n");
+            c.replace("profiles/sim.toml", "dhcp = \"5s\"", "dhcp = \"60s\"");
+        },
+    )
+    .await;
     let Some(b) = Browser::start() else { return };
     let addr = sim.d().api_addr;
     let shots = screenshot_dir();
@@ -454,7 +463,7 @@ async fn browser_reimage_from_the_page_live_phase_and_log() {
     sim.wait_state(&id, "dhcp", 10).await;
     let phase = "[data-phase-system=\"sim1\"]";
     on(|| {
-        b.wait_for(Until::Text(phase, "dhcp"), Duration::from_secs(5))
+        b.wait_for(Until::Text(phase, "dhcp"), Duration::from_secs(20))
             .unwrap()
     });
     play_machine(&sim, MAC1.parse().unwrap()).await;
