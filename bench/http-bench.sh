@@ -124,7 +124,17 @@ load() {
 # Sums over the rounds; latency: the median round's p50 / p99.
 summary='
   $1 == "rss" { rs = $2; rpk = $3; re = $4; next }
-  { q[$1] += $2; b[$1] += $3; d[$1] += $4; n[$1]++; p50[$1, n[$1]] = $5; p99[$1, n[$1]] = $6; err[$1] += $7; cpu[$1] += $8 }
+  { q[$1] += $2; b[$1] += $3; d[$1] += $4; n[$1]++; p50[$1, n[$1]] = $5; p99[$1, n[$1]] = $6; err[$1] += $7; cpu[$1] += $8
+    rq[$1, n[$1]] = $2 / ($4 / 1e6); rb[$1, n[$1]] = $3 / ($4 / 1e6) }
+  # Paired rounds (the two runs of a round are back to back): the geometric
+  # mean of rackboot/nginx per round and its 95 % interval (t, on the logs).
+  function paired(a,   k, i, l, m, v, t, h) { k = n["rackboot"] < n["nginx"] ? n["rackboot"] : n["nginx"]
+    m = 0; for (i = 1; i <= k; i++) { l[i] = log(a["rackboot", i] / a["nginx", i]); m += l[i] }
+    m /= k; v = 0; for (i = 1; i <= k; i++) v += (l[i] - m) ^ 2
+    split("12.71 4.30 3.18 2.78 2.57 2.45 2.36 2.31 2.26 2.23 2.20 2.18 2.16 2.14 2.13 2.12 2.11 2.10 2.09 2.09", t, " ")
+    if (k < 2) return sprintf("per round %.2fx (one round: no interval)", exp(m))
+    h = (k - 1 <= 20 ? t[k - 1] : 2.05) * sqrt(v / (k - 1) / k)
+    return sprintf("paired per round %.3fx, 95 %% interval [%.3f, %.3f] over %d rounds", exp(m), exp(m - h), exp(m + h), k) }
   function med(a, who, k,   i, j, t, v) { for (i = 1; i <= k; i++) v[i] = a[who, i]
     for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
     return v[int((k + 1) / 2)] / 1000 }'
@@ -133,6 +143,7 @@ HZ=$(getconf CLK_TCK)
 if [[ " $LOADS " == *" 1m "* ]]; then load /boot/1m.bin | awk -v hz="$HZ" "$summary"'
   END { r = q["rackboot"] / (d["rackboot"] / 1e6); x = q["nginx"] / (d["nginx"] / 1e6)
     printf "  1 MiB file, requests/s:   rackboot %6.0f  nginx %6.0f  ratio %.2fx\n", r, x, r / x
+    printf "  1 MiB file, requests/s ratio: %s\n", paired(rq)
     printf "  1 MiB file, p50 / p99 ms: rackboot %.1f / %.1f  nginx %.1f / %.1f  (errors %d / %d)\n",
       med(p50, "rackboot", n["rackboot"]), med(p99, "rackboot", n["rackboot"]),
       med(p50, "nginx", n["nginx"]), med(p99, "nginx", n["nginx"]), err["rackboot"], err["nginx"]
@@ -144,6 +155,7 @@ if [[ " $LOADS " == *" image "* ]]; then load /boot/image.img | awk -v hz="$HZ" 
   END { r = b["rackboot"] / 1048576 / (d["rackboot"] / 1e6); x = b["nginx"] / 1048576 / (d["nginx"] / 1e6)
     printf "  %d x 256 MiB downloads, MiB/s: rackboot %5.0f  nginx %5.0f  ratio %.2fx  (errors %d / %d)\n",
       c, r, x, r / x, err["rackboot"], err["nginx"]
+    printf "  256 MiB downloads, MiB/s ratio: %s\n", paired(rb)
     printf "  server CPU s per GiB sent: rackboot %.2f  nginx %.2f\n",
       cpu["rackboot"] / hz / (b["rackboot"] / 1073741824), cpu["nginx"] / hz / (b["nginx"] / 1073741824)
     printf "  rackboot RSS MiB under the 256 MiB load: start %s  peak %s  end %s\n", rs, rpk, re }'

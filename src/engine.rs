@@ -165,6 +165,9 @@ impl EngineMetrics {
             "transitions": self.transitions.load(std::sync::atomic::Ordering::Relaxed),
             "ignored_events": self.ignored.load(std::sync::atomic::Ordering::Relaxed),
             "coalesced_observations": self.coalesced.load(std::sync::atomic::Ordering::Relaxed),
+            // Cut off from the database with a live peer: its runs' machines
+            // are left to the peer (`Engine::standing_down`).
+            "standing_down": self.standing_down.load(std::sync::atomic::Ordering::Relaxed) == 1,
             "p50_us": q(0.5), "p99_us": q(0.99), "max_us": v.last(),
         })
     }

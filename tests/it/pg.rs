@@ -1023,6 +1023,10 @@ async fn a_partitioned_daemon_leaves_its_runs_to_a_live_peer() {
         })
     };
     assert_eq!(standing_down().await.unwrap().as_deref(), Some("1"));
+    // So does the status (a read: answered while the database is away).
+    let (code, st) = sim.api("GET", "/api/v1/status", None).await;
+    assert_eq!(code, 200, "{st}");
+    assert_eq!(st["engine"]["standing_down"], true, "{st}");
     let (_, body) = sim.boot_http("GET", script).await;
     assert!(
         !body.contains("kernel"),

@@ -305,16 +305,11 @@ async fn tftp_basic_fetches_and_observation() {
     };
     assert_eq!(fetch(s.addr, "boot/big.bin", &o).await.data(), big);
 
-    let obs = s.obs.recv().await.unwrap();
-    assert_eq!(
-        obs,
-        Observation::Tftp {
-            peer: "127.0.0.1".parse().unwrap(),
-            path: "small.bin".into(),
-            bytes: 1000,
-            ok: true,
-            served: None,
-        }
+    // None of them names a machine (no inventory behind this source): the
+    // engine has nothing to step, so nothing is sent to it.
+    assert!(
+        s.obs.try_recv().is_err(),
+        "an anonymous transfer was reported"
     );
     let st = s.stop().await;
     assert_eq!(st.transfers_ok, 6, "{st:?}");
@@ -563,10 +558,6 @@ async fn tftp_tsize_probe_then_fetch() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(fetch(s.addr, "kernel", &o).await.data(), f);
-    match s.obs.recv().await.unwrap() {
-        Observation::Tftp { ok, bytes, .. } => assert!(ok && bytes == 5000),
-        o => panic!("{o:?}"),
-    }
     let st = s.stop().await;
     assert_eq!(st.probes, 1, "{st:?}");
     assert_eq!(st.transfers_ok, 1, "{st:?}");
