@@ -529,7 +529,7 @@ async fn tftp_path_escapes_and_writes_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tftp_tsize_probe_then_fetch() {
-    let mut s = Server::start(fast_cfg()).await;
+    let s = Server::start(fast_cfg()).await;
     let f = content(5000, 9);
     s.put("kernel", &f);
     // OVMF-style: ask tsize, read the OACK, send ERROR 8.
