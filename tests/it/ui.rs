@@ -94,8 +94,14 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
 
 /// The simulated lab with a power poll every second.
 async fn lab(stage2: &str) -> Sim {
+    lab_with(stage2, |_| {}).await
+}
+
+/// [`lab`] with the config dir edited further before the daemon starts.
+async fn lab_with(stage2: &str, edit: impl FnOnce(&crate::harness::ConfigDir)) -> Sim {
     sim_with(stage2, |c| {
         c.replace("rackboot.toml", "[api]\n", "[api]\npower_poll_secs = 1\n");
+        edit(c);
     })
     .await
 }
@@ -423,12 +429,9 @@ async fn browser_reimage_from_the_page_live_phase_and_log() {
     // The last stage writes a line every 0.5 s: long enough to watch it grow.
     // The DHCP deadline is long: under load the page may see the phase
     // late, and a run that timed out meanwhile shows no `dhcp` to wait for.
-    let sim = sim_with(
+    let sim = lab_with(
         "for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 0.5; done",
-        |c| {
-            c.replace("rackboot.toml", "[api]\n", "[api]\npower_poll_secs = 1\n");
-            c.replace("profiles/sim.toml", "dhcp = \"5s\"", "dhcp = \"60s\"");
-        },
+        |c| c.replace("profiles/sim.toml", "dhcp = \"5s\"", "dhcp = \"60s\""),
     )
     .await;
     let Some(b) = Browser::start() else { return };
