@@ -550,10 +550,11 @@ pub async fn start_with(
     let api_addr = listeners.api.local_addr()?;
     // The boot listener: its own HTTP/1.1 loop in front of the router, so
     // static files go out with sendfile (`http::boot_conn`).
+    let boot_files = boot::BootFiles::new(&boot_ctx);
     tracker.spawn(crate::http::boot_conn::serve(
         listeners.http,
         boot::router(boot_ctx),
-        http_stats.clone(),
+        boot_files,
         tracker.clone(),
         shutdown.child_token(),
     ));

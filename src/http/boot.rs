@@ -33,12 +33,14 @@ pub const ROUTES: [&str; 9] = [
     "/ipxe/{mac}",
     "/ks/{mac}",
     "/nocloud/{mac}/{doc}",
-    "/boot/{*path}",
+    BOOT_FILES,
     "/firmware/{*path}",
     "/done/{mac}",
     "/facts/{mac}",
 ];
 pub const UNMATCHED: &str = "unmatched";
+/// The boot files' route (also answered by [`BootFiles::whole_file`]).
+pub const BOOT_FILES: &str = "/boot/{*path}";
 /// Status classes counted per route; 1xx is counted as 2xx (never final here).
 pub const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 
@@ -135,7 +137,7 @@ pub fn router(ctx: BootContext) -> Router {
         .route("/ipxe/{mac}", get(mac_script))
         .route("/ks/{mac}", get(installer_config))
         .route("/nocloud/{mac}/{doc}", get(nocloud))
-        .route("/boot/{*path}", get(boot_file))
+        .route(BOOT_FILES, get(boot_file))
         .route("/firmware/{*path}", get(firmware_file))
         .route("/done/{mac}", get(done).post(done))
         // A body of at most facts::MAX_BYTES (+ slack for the 413 check itself).
@@ -501,14 +503,77 @@ async fn serve_static(
         Some(res) => res,
         None => serve_dir(Request::from_parts(parts, body)).await,
     };
-    if res.status() == StatusCode::NOT_FOUND {
-        ctx.stats.not_found.fetch_add(1, Ordering::Relaxed);
-    } else if res.status().is_success() {
-        if let Some((peer, (mac, what))) = observe {
-            ctx.obs.emit(Observation::Http { mac, peer, what });
+    ctx.file_answered(res.status(), observe);
+    res
+}
+
+impl BootContext {
+    /// What every static-file answer counts and observes, whichever path
+    /// gave it (`serve_static` or [`BootFiles::whole_file`]).
+    fn file_answered(
+        &self,
+        status: StatusCode,
+        observe: Option<(IpAddr, (Option<Mac>, HttpServed))>,
+    ) {
+        if status == StatusCode::NOT_FOUND {
+            self.stats.not_found.fetch_add(1, Ordering::Relaxed);
+        } else if status.is_success() {
+            if let Some((peer, (mac, what))) = observe {
+                self.obs.emit(Observation::Http { mac, peer, what });
+            }
         }
     }
-    res
+}
+
+/// The boot files' common case without the router: a GET of a whole file
+/// under `/boot/` on the boot listener (`http::boot_conn`), the request a
+/// rack of machines pulling kernels and images makes. The answer, the
+/// counters (requests, the route's responses) and the observation are the
+/// route's (`boot_file`); anything it does not take is left to the router.
+#[derive(Clone)]
+pub struct BootFiles(BootContext);
+
+impl BootFiles {
+    pub fn new(ctx: &BootContext) -> Self {
+        BootFiles(ctx.clone())
+    }
+
+    pub fn stats(&self) -> &Arc<HttpStats> {
+        &self.0.stats
+    }
+
+    /// `GET /boot/{rest}` (no query, Range or conditional header) from
+    /// `peer`: the file, opened, counted and observed as the route does.
+    /// None, with nothing counted, when the router must answer: a path
+    /// with anything but plain characters (percent-escapes, `.`/`..`,
+    /// empty components), a missing file, a directory.
+    pub fn whole_file(&self, peer: SocketAddr, rest: &str) -> Option<WholeFile> {
+        if !plain_path(rest) {
+            return None;
+        }
+        let file = WholeFile::open(self.0.boot_dir.join(rest))?;
+        let ctx = &self.0;
+        ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
+        ctx.stats.count_response(Some(BOOT_FILES), StatusCode::OK);
+        let peer = peer_ip(&peer);
+        let what = classify_file(&ctx.inventory.borrow(), peer, rest);
+        ctx.file_answered(StatusCode::OK, Some((peer, what)));
+        Some(file)
+    }
+}
+
+/// A path the router would decode, check and join to the same file: plain
+/// characters only, so percent-decoding changes nothing, and only normal,
+/// non-empty components.
+fn plain_path(p: &str) -> bool {
+    !p.is_empty()
+        && p.split('/').all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-~+".contains(&b))
+        })
 }
 
 /// A GET without Range or conditional headers: the answer is the whole
@@ -542,46 +607,78 @@ fn file_path(root: &std::path::Path, uri: &Uri) -> Option<PathBuf> {
     Some(path)
 }
 
-/// The 200 answer for a whole regular file, with the headers ServeDir (tower-http
-/// 0.7) gives it: Content-Type by extension, Accept-Ranges, Last-Modified,
-/// its ETag (`"SECS.NANOS-SIZE"` in hex), Content-Length; the file rides
-/// along for `sendfile`. None (ServeDir answers) for anything else: a
-/// directory, a missing file, a modification time before 1970.
-/// `tests/it/http_sendfile.rs` checks the headers against ServeDir's.
-fn plain_file(root: &std::path::Path, uri: &Uri) -> Option<Response> {
-    let path = file_path(root, uri)?;
-    let file = std::fs::File::open(&path).ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() {
-        return None;
+/// A regular file opened for a 200 answer of the whole file, with what
+/// ServeDir's (tower-http 0.7) headers say of it: Content-Type by
+/// extension, Accept-Ranges, Last-Modified, its ETag (`"SECS.NANOS-SIZE"`
+/// in hex), Content-Length. `tests/it/http_sendfile.rs` checks them against
+/// ServeDir's.
+pub struct WholeFile {
+    pub file: std::fs::File,
+    pub len: u64,
+    mime: &'static str,
+    modified: std::time::SystemTime,
+    since: std::time::Duration,
+}
+
+impl WholeFile {
+    /// None (ServeDir answers) for anything but a regular file: a
+    /// directory, a missing file, a modification time before 1970.
+    fn open(path: PathBuf) -> Option<WholeFile> {
+        let file = std::fs::File::open(&path).ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        let modified = meta.modified().ok()?;
+        let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+        let mime = mime_guess::from_path(&path)
+            .first_raw()
+            .unwrap_or("application/octet-stream");
+        Some(WholeFile {
+            file,
+            len: meta.len(),
+            mime,
+            modified,
+            since,
+        })
     }
-    let mtime = meta.modified().ok()?;
-    let since = mtime.duration_since(std::time::UNIX_EPOCH).ok()?;
-    let mime = mime_guess::from_path(&path)
-        .first_raw()
-        .unwrap_or("application/octet-stream");
-    let len = meta.len();
-    let mut res = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, mime)
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::LAST_MODIFIED, httpdate::fmt_http_date(mtime))
-        .header(
-            header::ETAG,
-            format!(
-                "\"{:x}.{:08x}-{:x}\"",
-                since.as_secs(),
-                since.subsec_nanos(),
-                len
+
+    /// The answer's headers, Content-Length last.
+    pub fn headers(&self) -> [(header::HeaderName, String); 5] {
+        [
+            (header::CONTENT_TYPE, self.mime.to_string()),
+            (header::ACCEPT_RANGES, "bytes".to_string()),
+            (
+                header::LAST_MODIFIED,
+                httpdate::fmt_http_date(self.modified),
             ),
-        )
-        .header(header::CONTENT_LENGTH, len)
-        .body(Body::empty())
-        .ok()?;
+            (
+                header::ETAG,
+                format!(
+                    "\"{:x}.{:08x}-{:x}\"",
+                    self.since.as_secs(),
+                    self.since.subsec_nanos(),
+                    self.len
+                ),
+            ),
+            (header::CONTENT_LENGTH, self.len.to_string()),
+        ]
+    }
+}
+
+/// The 200 answer for a whole regular file ([`WholeFile`]); the file rides
+/// along for `sendfile`. None (ServeDir answers) for anything else.
+fn plain_file(root: &std::path::Path, uri: &Uri) -> Option<Response> {
+    let f = WholeFile::open(file_path(root, uri)?)?;
+    let mut b = Response::builder().status(StatusCode::OK);
+    for (k, v) in f.headers() {
+        b = b.header(k, v);
+    }
+    let mut res = b.body(Body::empty()).ok()?;
     res.extensions_mut().insert(boot_conn::SendFile {
-        file: Arc::new(file),
+        len: f.len,
+        file: Arc::new(f.file),
         offset: 0,
-        len,
     });
     Some(res)
 }
@@ -782,4 +879,35 @@ fn checked_facts(
 /// Token comparison that does not stop at the first differing byte.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_path;
+
+    #[test]
+    fn plain_paths_are_the_ones_the_router_would_not_change() {
+        for (p, plain) in [
+            ("vmlinuz", true),
+            ("debian/12/initrd.gz", true),
+            ("grubx64.efi", true),
+            ("a-b_c~d+e.img", true),
+            ("...", true),
+            ("", false),
+            (".", false),
+            ("..", false),
+            ("a/../b", false),
+            ("a/./b", false),
+            ("a//b", false),
+            ("a/", false),
+            ("/a", false),
+            ("vm%6cinuz", false),
+            ("a b", false),
+            ("a\\b", false),
+            ("a?b", false),
+            ("ü.img", false),
+        ] {
+            assert_eq!(plain_path(p), plain, "{p:?}");
+        }
+    }
 }

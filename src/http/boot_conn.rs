@@ -3,10 +3,15 @@
 //! does) instead of through hyper's body path (a 64 KiB `read` on the
 //! blocking pool, a copy into hyper's buffer and a `write` per chunk).
 //!
-//! Every request still goes through the boot router (`http::boot::router`):
-//! routes, metrics by route template, path rules, 404/416/304, Range, HEAD,
-//! ETag and Last-Modified are its and ServeDir's. This loop only frames
-//! requests and responses. A GET of a static file under `/boot/` or
+//! The common case, a GET of a whole file under `/boot/` (no query, Range
+//! or conditional header, a plain path), is offered first to
+//! `http::boot::BootFiles::whole_file`, which opens, counts and observes it
+//! as the `/boot/` route does, without building a request for the router;
+//! what it does not take (a missing file, an escaped path) goes on to the
+//! router. Every other request goes through the boot router
+//! (`http::boot::router`): routes, metrics by route template, path rules,
+//! 404/416/304, Range, HEAD, ETag and Last-Modified are its and ServeDir's.
+//! This loop only frames requests and responses. A GET of a static file under `/boot/` or
 //! `/firmware/` answers with a [`SendFile`] extension (ServeDir answered the
 //! request as a HEAD; the file is opened and checked against the answer's
 //! length); the loop writes the response head and sends the range with
@@ -17,7 +22,7 @@
 //! hands the connection, with the bytes read so far, to hyper for the rest of
 //! its life: hyper's answers stay hyper's.
 
-use crate::http::boot::HttpStats;
+use crate::http::boot::{BootFiles, HttpStats};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
@@ -61,11 +66,12 @@ pub struct SendFile {
     pub len: u64,
 }
 
-/// Serve the boot router on `listener` until `shutdown`.
+/// Serve the boot router on `listener` until `shutdown`; whole-file GETs
+/// under `/boot/` go to `files` first ([`BootFiles::whole_file`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    stats: Arc<HttpStats>,
+    files: BootFiles,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -85,9 +91,9 @@ pub async fn serve(
         // Small answers and a file's last segment go out at once; a file's
         // head and body are corked together (`write_response`).
         let _ = stream.set_nodelay(true);
-        let (router, stats, sd) = (router.clone(), stats.clone(), shutdown.clone());
+        let (router, files, sd) = (router.clone(), files.clone(), shutdown.clone());
         tracker.spawn(async move {
-            if let Err(e) = connection(stream, peer, router, stats, sd).await {
+            if let Err(e) = connection(stream, peer, router, files, sd).await {
                 tracing::debug!(%peer, error = %e, "boot http connection ended");
             }
         });
@@ -101,7 +107,17 @@ struct Head {
     keep_alive: bool,
 }
 
+/// A `GET /boot/...` of a whole file (no query, Range or conditional
+/// header): offered to [`BootFiles::whole_file`] before the router.
+struct FileGet {
+    rest: String,
+    len: usize,
+    version: Version,
+    keep_alive: bool,
+}
+
 enum Parsed {
+    File(Box<FileGet>),
     Ours(Box<Head>),
     /// Not complete yet.
     Partial,
@@ -109,7 +125,19 @@ enum Parsed {
     Hyper,
 }
 
-fn parse(buf: &[u8], peer: SocketAddr) -> Parsed {
+/// Request headers that make a GET of a file anything but the whole file.
+const NOT_WHOLE: [HeaderName; 6] = [
+    header::RANGE,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+];
+
+/// Parse a request head; `files`: a whole-file GET under `/boot/` may come
+/// back as [`Parsed::File`] (false: always as a request for the router).
+fn parse(buf: &[u8], peer: SocketAddr, files: bool) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut r = httparse::Request::new(&mut headers);
     let len = match r.parse(buf) {
@@ -127,12 +155,8 @@ fn parse(buf: &[u8], peer: SocketAddr) -> Parsed {
         Some(0) => Version::HTTP_10,
         _ => return Parsed::Hyper,
     };
-    let mut b = Request::builder()
-        .method(method)
-        .uri(r.path.unwrap_or("/"))
-        .version(version);
-    let mut close = false;
-    let mut keep = false;
+    let mut names = Vec::with_capacity(r.headers.len());
+    let (mut close, mut keep, mut whole) = (false, false, true);
     for h in r.headers.iter() {
         let name = match HeaderName::from_bytes(h.name.as_bytes()) {
             Ok(n) => n,
@@ -151,6 +175,26 @@ fn parse(buf: &[u8], peer: SocketAddr) -> Parsed {
                 keep |= t.eq_ignore_ascii_case(b"keep-alive");
             }
         }
+        whole &= !NOT_WHOLE.contains(&name);
+        names.push(name);
+    }
+    let keep_alive = !close && (version == Version::HTTP_11 || keep);
+    let target = r.path.unwrap_or("/");
+    if files && whole && method == Method::GET && !target.contains('?') {
+        if let Some(rest) = target.strip_prefix("/boot/") {
+            return Parsed::File(Box::new(FileGet {
+                rest: rest.to_string(),
+                len,
+                version,
+                keep_alive,
+            }));
+        }
+    }
+    let mut b = Request::builder()
+        .method(method)
+        .uri(target)
+        .version(version);
+    for (name, h) in names.into_iter().zip(r.headers.iter()) {
         let value = match HeaderValue::from_bytes(h.value) {
             Ok(v) => v,
             Err(_) => return Parsed::Hyper,
@@ -166,7 +210,6 @@ fn parse(buf: &[u8], peer: SocketAddr) -> Parsed {
         // An unparsable request target: hyper answers it.
         Err(_) => return Parsed::Hyper,
     };
-    let keep_alive = !close && (version == Version::HTTP_11 || keep);
     Parsed::Ours(Box::new(Head {
         req,
         len,
@@ -178,15 +221,25 @@ async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     router: Router,
-    stats: Arc<HttpStats>,
+    files: BootFiles,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         let head = loop {
-            match parse(&buf, peer) {
-                Parsed::Ours(h) => break Some(h),
-                Parsed::Hyper => break None,
+            match parse(&buf, peer, true) {
+                Parsed::File(f) => {
+                    if let Some(file) = files.whole_file(peer, &f.rest) {
+                        break Ok((f, file));
+                    }
+                    // The router's answer (404, a directory, an odd path).
+                    match parse(&buf, peer, false) {
+                        Parsed::Ours(h) => break Err(Some(h)),
+                        _ => break Err(None),
+                    }
+                }
+                Parsed::Ours(h) => break Err(Some(h)),
+                Parsed::Hyper => break Err(None),
                 Parsed::Partial => {}
             }
             let mut chunk = [0u8; 4096];
@@ -209,27 +262,107 @@ async fn connection(
             }
             buf.extend_from_slice(&chunk[..n]);
         };
-        let Some(head) = head else {
-            return hand_to_hyper(stream, buf, peer, router, shutdown).await;
+        let keep_alive = match head {
+            Ok((f, file)) => {
+                buf.drain(..f.len);
+                let mut h = status_line(f.version, StatusCode::OK);
+                for (k, v) in file.headers() {
+                    push_header(&mut h, k.as_str(), v.as_bytes());
+                }
+                end_head(&mut h, f.version, f.keep_alive);
+                let sf = SendFile {
+                    len: file.len,
+                    file: Arc::new(file.file),
+                    offset: 0,
+                };
+                send_head_and_file(&mut stream, &h, &sf, files.stats()).await?;
+                f.keep_alive
+            }
+            Err(None) => return hand_to_hyper(stream, buf, peer, router, shutdown).await,
+            Err(Some(head)) => {
+                buf.drain(..head.len);
+                let method = head.req.method().clone();
+                let version = head.req.version();
+                let res = match router.clone().oneshot(head.req).await {
+                    Ok(r) => r,
+                    Err(e) => match e {},
+                };
+                let keep_alive = head.keep_alive
+                    && !res
+                        .headers()
+                        .get(header::CONNECTION)
+                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+                write_response(
+                    &mut stream,
+                    res,
+                    &method,
+                    version,
+                    keep_alive,
+                    files.stats(),
+                )
+                .await?;
+                keep_alive
+            }
         };
-        buf.drain(..head.len);
-        let method = head.req.method().clone();
-        let version = head.req.version();
-        let res = match router.clone().oneshot(head.req).await {
-            Ok(r) => r,
-            Err(e) => match e {},
-        };
-        let keep_alive = head.keep_alive
-            && !res
-                .headers()
-                .get(header::CONNECTION)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-        write_response(&mut stream, res, &method, version, keep_alive, &stats).await?;
         if !keep_alive {
             let _ = stream.shutdown().await;
             return Ok(());
         }
     }
+}
+
+fn status_line(version: Version, s: StatusCode) -> Vec<u8> {
+    let mut h = Vec::with_capacity(320);
+    h.extend_from_slice(if version == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    h.extend_from_slice(s.as_str().as_bytes());
+    h.push(b' ');
+    h.extend_from_slice(s.canonical_reason().unwrap_or("").as_bytes());
+    h.extend_from_slice(b"\r\n");
+    h
+}
+
+fn push_header(h: &mut Vec<u8>, name: &str, value: &[u8]) {
+    h.extend_from_slice(name.as_bytes());
+    h.extend_from_slice(b": ");
+    h.extend_from_slice(value);
+    h.extend_from_slice(b"\r\n");
+}
+
+/// The Date (unless `date` is false: the response has its own), the
+/// Connection header the version and `keep_alive` call for, the blank line.
+fn end_head_with(h: &mut Vec<u8>, version: Version, keep_alive: bool, date: bool) {
+    if date {
+        DATE.with(|d| {
+            let mut d = d.borrow_mut();
+            let now = std::time::SystemTime::now();
+            let secs = now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if d.0 != secs || d.1.is_empty() {
+                *d = (secs, httpdate::fmt_http_date(now));
+            }
+            push_header(h, "date", d.1.as_bytes());
+        });
+    }
+    match (keep_alive, version) {
+        (false, _) => h.extend_from_slice(b"connection: close\r\n"),
+        (true, Version::HTTP_10) => h.extend_from_slice(b"connection: keep-alive\r\n"),
+        _ => {}
+    }
+    h.extend_from_slice(b"\r\n");
+}
+
+fn end_head(h: &mut Vec<u8>, version: Version, keep_alive: bool) {
+    end_head_with(h, version, keep_alive, true)
+}
+
+thread_local! {
+    /// The Date header's text for the current second (as nginx caches it).
+    static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
 }
 
 fn response_head(
@@ -238,45 +371,22 @@ fn response_head(
     keep_alive: bool,
     content_length: Option<u64>,
 ) -> Vec<u8> {
-    use std::io::Write;
-    let mut h = Vec::with_capacity(256);
-    let v = if version == Version::HTTP_10 {
-        "HTTP/1.0"
-    } else {
-        "HTTP/1.1"
-    };
-    let s = res.status();
-    let _ = write!(
-        h,
-        "{v} {} {}\r\n",
-        s.as_u16(),
-        s.canonical_reason().unwrap_or("")
-    );
+    let mut h = status_line(version, res.status());
     for (k, val) in res.headers() {
         if k == header::CONNECTION {
             continue;
         }
-        h.extend_from_slice(k.as_str().as_bytes());
-        h.extend_from_slice(b": ");
-        h.extend_from_slice(val.as_bytes());
-        h.extend_from_slice(b"\r\n");
+        push_header(&mut h, k.as_str(), val.as_bytes());
     }
     if let Some(n) = content_length {
-        let _ = write!(h, "content-length: {n}\r\n");
+        push_header(&mut h, "content-length", n.to_string().as_bytes());
     }
-    if !res.headers().contains_key(header::DATE) {
-        let _ = write!(
-            h,
-            "date: {}\r\n",
-            httpdate::fmt_http_date(std::time::SystemTime::now())
-        );
-    }
-    match (keep_alive, version) {
-        (false, _) => h.extend_from_slice(b"connection: close\r\n"),
-        (true, Version::HTTP_10) => h.extend_from_slice(b"connection: keep-alive\r\n"),
-        _ => {}
-    }
-    h.extend_from_slice(b"\r\n");
+    end_head_with(
+        &mut h,
+        version,
+        keep_alive,
+        !res.headers().contains_key(header::DATE),
+    );
     h
 }
 
@@ -309,15 +419,7 @@ async fn write_response(
             // The body is ServeDir's HEAD answer's (empty): the file replaces it.
             let head = response_head(&res, version, keep_alive, None);
             drop(res);
-            // TCP_CORK, as nginx's `tcp_nopush`: the head leaves with the
-            // file's first bytes, then only full segments until the uncork.
-            let _ = socket2::SockRef::from(&*stream).set_tcp_cork(true);
-            let r = match stream.write_all(&head).await {
-                Ok(()) => send_file(stream, &sf, stats).await,
-                Err(e) => Err(e),
-            };
-            let _ = socket2::SockRef::from(&*stream).set_tcp_cork(false);
-            return r;
+            return send_head_and_file(stream, &head, &sf, stats).await;
         }
     }
     match declared {
@@ -349,6 +451,24 @@ async fn write_response(
             stream.write_all(&out).await
         }
     }
+}
+
+/// The response head, then the file with `sendfile`, under TCP_CORK (as
+/// nginx's `tcp_nopush`): the head leaves with the file's first bytes, then
+/// only full segments until the uncork.
+async fn send_head_and_file(
+    stream: &mut TcpStream,
+    head: &[u8],
+    sf: &SendFile,
+    stats: &HttpStats,
+) -> io::Result<()> {
+    let _ = socket2::SockRef::from(&*stream).set_tcp_cork(true);
+    let r = match stream.write_all(head).await {
+        Ok(()) => send_file(stream, sf, stats).await,
+        Err(e) => Err(e),
+    };
+    let _ = socket2::SockRef::from(&*stream).set_tcp_cork(false);
+    r
 }
 
 /// `sendfile(2)` the range on the non-blocking socket, waiting for

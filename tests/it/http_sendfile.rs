@@ -3,7 +3,7 @@
 
 use crate::harness::ConfigDir;
 use rackboot::boot::BootTable;
-use rackboot::http::boot::{router, BootContext, HttpStats};
+use rackboot::http::boot::{router, BootContext, BootFiles, HttpStats};
 use rackboot::http::boot_conn;
 use rackboot::observe::ObservationSink;
 use std::net::SocketAddr;
@@ -32,7 +32,13 @@ impl Drop for Server {
 }
 
 async fn start() -> Server {
+    start_with(|_| {}, ObservationSink::discard()).await
+}
+
+/// The server over the sample config after `edit`, observing into `obs`.
+async fn start_with(edit: impl FnOnce(&ConfigDir), obs: ObservationSink) -> Server {
     let c = ConfigDir::sample();
+    edit(&c);
     let cfg = c.load().unwrap();
     let image: Vec<u8> = (0..SIZE as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
@@ -47,7 +53,7 @@ async fn start() -> Server {
         table: table_rx,
         boot_dir: cfg.settings.boot_dir.clone(),
         firmware_dir: cfg.settings.firmware_dir.clone(),
-        obs: ObservationSink::discard(),
+        obs,
         stats: stats.clone(),
         engine: None,
         own_ip_only: true,
@@ -58,8 +64,8 @@ async fn start() -> Server {
     let shutdown = CancellationToken::new();
     tokio::spawn(boot_conn::serve(
         listener,
-        router(ctx),
-        stats.clone(),
+        router(ctx.clone()),
+        BootFiles::new(&ctx),
         TaskTracker::new(),
         shutdown.clone(),
     ));
@@ -392,4 +398,67 @@ async fn whole_file_answers_carry_servedirs_headers() {
     );
     let r = exchange(&mut s, &get("/boot/sub", ""), false).await;
     assert_ne!(r.status, 200, "a directory is not a file: {}", r.status);
+}
+
+/// The whole-file path that skips the router counts and observes exactly as
+/// the route does: a known machine's kernel fetch is a kernel observation
+/// naming it, requests and the route's 2xx go up; what it does not take (a
+/// missing file, a percent-escaped path) is the router's, counted and
+/// observed by it.
+#[tokio::test]
+async fn whole_file_gets_count_and_observe_like_the_route() {
+    use rackboot::http::boot::BOOT_FILES;
+    use rackboot::observe::{HttpServed, Observation};
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    // node50 at the loopback address: its fetches come from the test.
+    let srv = start_with(
+        |c| {
+            c.write(
+                "systems.toml",
+                &c.read("systems.toml")
+                    .replace("\"10.77.0.50\"", "\"127.0.0.1\""),
+            )
+        },
+        ObservationSink::new(tx),
+    )
+    .await;
+    let ok = || srv.stats.responses(BOOT_FILES, "2xx");
+    let reqs = || srv.stats.requests.load(Ordering::Relaxed);
+    let zero_copy = || srv.stats.sendfile_responses.load(Ordering::Relaxed);
+    let (ok0, reqs0, zc0) = (ok(), reqs(), zero_copy());
+    let mut s = connect(srv.addr).await;
+    let r = exchange(&mut s, &get("/boot/vmlinuz", ""), false).await;
+    assert_eq!((r.status, r.body.len()), (200, 100_000));
+    assert_eq!((ok() - ok0, reqs() - reqs0, zero_copy() - zc0), (1, 1, 1));
+    let o = rx.try_recv().expect("the kernel fetch is observed");
+    match o {
+        Observation::Http { mac, what, .. } => {
+            assert_eq!(
+                mac.map(|m| m.to_string()).as_deref(),
+                Some("52:54:00:77:00:50")
+            );
+            assert_eq!(what, HttpServed::Kernel);
+        }
+        o => panic!("not an HTTP observation: {o:?}"),
+    }
+    // The same file through the router (a percent-escape it decodes):
+    // counted and observed the same way.
+    let r = exchange(&mut s, &get("/boot/vm%6cinuz", ""), false).await;
+    assert_eq!((r.status, r.body.len()), (200, 100_000));
+    assert_eq!((ok() - ok0, reqs() - reqs0, zero_copy() - zc0), (2, 2, 2));
+    assert!(matches!(
+        rx.try_recv(),
+        Ok(Observation::Http {
+            what: HttpServed::Kernel,
+            ..
+        })
+    ));
+    // A missing file: the router's 404, counted, not observed.
+    let nf0 = srv.stats.not_found.load(Ordering::Relaxed);
+    let r = exchange(&mut s, &get("/boot/nothing-here", ""), false).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(srv.stats.not_found.load(Ordering::Relaxed) - nf0, 1);
+    assert_eq!(srv.stats.responses(BOOT_FILES, "4xx"), 1);
+    assert_eq!((ok() - ok0, reqs() - reqs0), (2, 3));
+    assert!(rx.try_recv().is_err(), "a 404 is not observed");
 }
