@@ -555,7 +555,6 @@ pub async fn start_with(
         listeners.http,
         boot::router(boot_ctx),
         boot_files,
-        tracker.clone(),
         shutdown.child_token(),
     ));
     // One guard over the API, the UI and `/metrics`: each route's scope is

@@ -31,7 +31,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -68,18 +68,159 @@ pub struct SendFile {
 
 /// Serve the boot router on `listener` until `shutdown`; whole-file GETs
 /// under `/boot/` go to `files` first ([`BootFiles::whole_file`]).
+///
+/// Connections are served by [`workers`] threads, each with its own
+/// single-threaded runtime accepting from the same listening socket, as
+/// nginx's worker processes do: a connection stays on the thread that
+/// accepted it, its I/O events are polled by that thread, and it never
+/// migrates between CPUs mid-transfer. The boot routes reach the engine
+/// through channels, so they run on any runtime. Returns when every worker
+/// has closed its connections (the daemon's `tracker` waits for this).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     files: BootFiles,
-    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "boot http: cannot hand the listener to its workers");
+            return;
+        }
+    };
+    let mut done = Vec::new();
+    let n = workers();
+    let loads: Arc<[AtomicUsize]> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+    for i in 0..n {
+        let l = match listener.try_clone() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "boot http: cannot share the listener");
+                break;
+            }
+        };
+        let (router, files, sd) = (router.clone(), files.clone(), shutdown.clone());
+        let load = Load {
+            all: loads.clone(),
+            me: i,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name(format!("boot-http-{i}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "boot http: cannot start a worker");
+                        load.all[load.me].store(GONE, Ordering::Relaxed);
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let listener = match TcpListener::from_std(l) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(error = %e, "boot http: worker cannot listen");
+                            load.all[load.me].store(GONE, Ordering::Relaxed);
+                            return;
+                        }
+                    };
+                    let conns = TaskTracker::new();
+                    accept(listener, router, files, load, &conns, sd).await;
+                    conns.close();
+                    conns.wait().await;
+                });
+                drop(tx);
+            });
+        match spawned {
+            Ok(_) => done.push(rx),
+            Err(e) => {
+                tracing::error!(error = %e, "boot http: cannot start a worker thread");
+                loads[i].store(GONE, Ordering::Relaxed);
+            }
+        }
+    }
+    drop(listener);
+    for rx in done {
+        let _ = rx.await;
+    }
+}
+
+/// Boot HTTP worker threads: one per CPU (at most 8).
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+}
+
+/// The open connections of every worker, and which worker this is.
+struct Load {
+    all: Arc<[AtomicUsize]>,
+    me: usize,
+}
+
+impl Load {
+    /// Whether this worker may take a connection: it holds no more than the
+    /// least loaded worker (workers that did not start hold [`GONE`]). Every worker is woken for a new
+    /// connection and one accepts it, so a burst of connections (a rack
+    /// powering on, a load generator) spreads evenly instead of landing on
+    /// whichever thread woke first, as nginx's `accept_disabled` keeps a
+    /// loaded worker from accepting.
+    fn may_accept(&self) -> bool {
+        let mine = self.all[self.me].load(Ordering::Relaxed);
+        let least = self
+            .all
+            .iter()
+            .map(|l| l.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        mine <= least
+    }
+}
+
+/// The load of a worker that did not start: never the least.
+const GONE: usize = usize::MAX / 2;
+
+/// Counts one open connection of a worker while it lives.
+struct Open(Arc<[AtomicUsize]>, usize);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0[self.1].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How long a worker holding more than its share waits before it looks
+/// again (the others take the connections meanwhile).
+const BUSY_RECHECK: Duration = Duration::from_millis(2);
+
+/// One worker's accept loop, until `shutdown`.
+async fn accept(
+    listener: TcpListener,
+    router: Router,
+    files: BootFiles,
+    load: Load,
+    conns: &TaskTracker,
     shutdown: CancellationToken,
 ) {
     loop {
+        if !load.may_accept() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(BUSY_RECHECK) => continue,
+            }
+        }
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
+                // Another worker took the connection.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
                     // EMFILE and the like: do not spin.
                     tracing::warn!(error = %e, "boot http: accept failed");
@@ -91,8 +232,11 @@ pub async fn serve(
         // Small answers and a file's last segment go out at once; a file's
         // head and body are corked together (`write_response`).
         let _ = stream.set_nodelay(true);
+        load.all[load.me].fetch_add(1, Ordering::Relaxed);
+        let open = Open(load.all.clone(), load.me);
         let (router, files, sd) = (router.clone(), files.clone(), shutdown.clone());
-        tracker.spawn(async move {
+        conns.spawn(async move {
+            let _open = open;
             if let Err(e) = connection(stream, peer, router, files, sd).await {
                 tracing::debug!(%peer, error = %e, "boot http connection ended");
             }
@@ -582,5 +726,58 @@ impl AsyncWrite for Rewind {
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Load;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    fn loads(v: &[usize]) -> Arc<[AtomicUsize]> {
+        v.iter().map(|n| AtomicUsize::new(*n)).collect()
+    }
+
+    #[test]
+    fn a_worker_accepts_while_it_holds_no_more_than_the_least() {
+        for (v, me, may) in [
+            (&[0][..], 0, true),
+            (&[7][..], 0, true),
+            (&[0, 0], 0, true),
+            (&[1, 0], 0, false),
+            (&[1, 0], 1, true),
+            (&[2, 2], 1, true),
+            (&[16, 15], 0, false),
+            (&[3, 3, 1], 1, false),
+            (&[3, 2, 1], 2, true),
+            // A worker that did not start is never the least.
+            (&[5, super::GONE], 0, true),
+        ] {
+            let l = Load { all: loads(v), me };
+            assert_eq!(l.may_accept(), may, "{v:?} worker {me}");
+        }
+    }
+
+    /// A burst of connections accepted in turn by whichever worker may:
+    /// they end up spread within one of each other.
+    #[test]
+    fn a_burst_spreads_evenly() {
+        let all = loads(&[0, 0]);
+        // Worker 0 wakes first every time (the worst case for the old
+        // first-come accept), worker 1 only when 0 may not take it.
+        for _ in 0..32 {
+            let w0 = Load {
+                all: all.clone(),
+                me: 0,
+            };
+            let me = if w0.may_accept() { 0 } else { 1 };
+            all[me].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let (a, b) = (
+            all[0].load(std::sync::atomic::Ordering::Relaxed),
+            all[1].load(std::sync::atomic::Ordering::Relaxed),
+        );
+        assert!(a.abs_diff(b) <= 1, "{a} / {b}");
     }
 }

@@ -13,7 +13,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 const SIZE: usize = 5 * 1024 * 1024 + 123;
 
@@ -66,7 +65,6 @@ async fn start_with(edit: impl FnOnce(&ConfigDir), obs: ObservationSink) -> Serv
         listener,
         router(ctx.clone()),
         BootFiles::new(&ctx),
-        TaskTracker::new(),
         shutdown.clone(),
     ));
     Server {
