@@ -576,19 +576,20 @@ fn plain_path(p: &str) -> bool {
         })
 }
 
+/// Request headers that make a GET of a file anything but the whole file.
+pub const NOT_WHOLE: [header::HeaderName; 6] = [
+    header::RANGE,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+];
+
 /// A GET without Range or conditional headers: the answer is the whole
 /// file, whatever its dates (ServeDir would say the same).
 fn unconditional(h: &axum::http::HeaderMap) -> bool {
-    [
-        header::RANGE,
-        header::IF_MATCH,
-        header::IF_NONE_MATCH,
-        header::IF_MODIFIED_SINCE,
-        header::IF_UNMODIFIED_SINCE,
-        header::IF_RANGE,
-    ]
-    .iter()
-    .all(|k| !h.contains_key(k))
+    NOT_WHOLE.iter().all(|k| !h.contains_key(k))
 }
 
 /// ServeDir's path rules: percent-decoded, normal components only, joined

@@ -22,7 +22,7 @@
 //! hands the connection, with the bytes read so far, to hyper for the rest of
 //! its life: hyper's answers stay hyper's.
 
-use crate::http::boot::{BootFiles, HttpStats};
+use crate::http::boot::{BootFiles, HttpStats, NOT_WHOLE};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
@@ -268,16 +268,6 @@ enum Parsed {
     /// For hyper (body, upgrade, malformed, too large).
     Hyper,
 }
-
-/// Request headers that make a GET of a file anything but the whole file.
-const NOT_WHOLE: [HeaderName; 6] = [
-    header::RANGE,
-    header::IF_MATCH,
-    header::IF_NONE_MATCH,
-    header::IF_MODIFIED_SINCE,
-    header::IF_UNMODIFIED_SINCE,
-    header::IF_RANGE,
-];
 
 /// Parse a request head; `files`: a whole-file GET under `/boot/` may come
 /// back as [`Parsed::File`] (false: always as a request for the router).
