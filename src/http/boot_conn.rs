@@ -11,11 +11,14 @@
 //! router. Every other request goes through the boot router
 //! (`http::boot::router`): routes, metrics by route template, path rules,
 //! 404/416/304, Range, HEAD, ETag and Last-Modified are its and ServeDir's.
-//! This loop only frames requests and responses. A GET of a static file under `/boot/` or
-//! `/firmware/` answers with a [`SendFile`] extension (ServeDir answered the
-//! request as a HEAD; the file is opened and checked against the answer's
-//! length); the loop writes the response head and sends the range with
-//! `sendfile` under `TCP_CORK`.
+//! This loop only frames requests and responses. A GET of a static file
+//! under `/boot/` or `/firmware/` answers with a [`SendFile`] extension
+//! (ServeDir answered the request as a HEAD; the file is opened and checked
+//! against the answer's length); the loop writes the response head and
+//! sends the range with `sendfile` under `TCP_CORK`.
+//!
+//! Connections are served by worker threads, one per CPU, each with its own
+//! single-threaded runtime (`serve`).
 //!
 //! The loop takes bodyless GET/HEAD requests only; a request with a body (the
 //! install-done POST), `Expect`, `Upgrade`, a malformed or oversized head
@@ -166,11 +169,11 @@ struct Load {
 
 impl Load {
     /// Whether this worker may take a connection: it holds no more than the
-    /// least loaded worker (workers that did not start hold [`GONE`]). Every worker is woken for a new
-    /// connection and one accepts it, so a burst of connections (a rack
-    /// powering on, a load generator) spreads evenly instead of landing on
-    /// whichever thread woke first, as nginx's `accept_disabled` keeps a
-    /// loaded worker from accepting.
+    /// least loaded worker (workers that did not start hold [`GONE`]).
+    /// Every worker is woken for a new connection and one accepts it, so a
+    /// burst of connections (a rack powering on, a load generator) spreads
+    /// evenly instead of landing on whichever thread woke first, as nginx's
+    /// `accept_disabled` keeps a loaded worker from accepting.
     fn may_accept(&self) -> bool {
         let mine = self.all[self.me].load(Ordering::Relaxed);
         let least = self
@@ -351,6 +354,16 @@ fn parse(buf: &[u8], peer: SocketAddr, files: bool) -> Parsed {
     }))
 }
 
+/// Who answers a complete request head.
+enum Next {
+    /// `BootFiles::whole_file` took it: the file goes out as it is.
+    File(Box<FileGet>, crate::http::boot::WholeFile),
+    /// The boot router.
+    Router(Box<Head>),
+    /// hyper, for the rest of the connection.
+    Hyper,
+}
+
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -360,20 +373,20 @@ async fn connection(
 ) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
-        let head = loop {
+        let next = loop {
             match parse(&buf, peer, true) {
                 Parsed::File(f) => {
                     if let Some(file) = files.whole_file(peer, &f.rest) {
-                        break Ok((f, file));
+                        break Next::File(f, file);
                     }
                     // The router's answer (404, a directory, an odd path).
                     match parse(&buf, peer, false) {
-                        Parsed::Ours(h) => break Err(Some(h)),
-                        _ => break Err(None),
+                        Parsed::Ours(h) => break Next::Router(h),
+                        _ => break Next::Hyper,
                     }
                 }
-                Parsed::Ours(h) => break Err(Some(h)),
-                Parsed::Hyper => break Err(None),
+                Parsed::Ours(h) => break Next::Router(h),
+                Parsed::Hyper => break Next::Hyper,
                 Parsed::Partial => {}
             }
             let mut chunk = [0u8; 4096];
@@ -396,8 +409,8 @@ async fn connection(
             }
             buf.extend_from_slice(&chunk[..n]);
         };
-        let keep_alive = match head {
-            Ok((f, file)) => {
+        let keep_alive = match next {
+            Next::File(f, file) => {
                 buf.drain(..f.len);
                 let mut h = status_line(f.version, StatusCode::OK);
                 for (k, v) in file.headers() {
@@ -412,8 +425,8 @@ async fn connection(
                 send_head_and_file(&mut stream, &h, &sf, files.stats()).await?;
                 f.keep_alive
             }
-            Err(None) => return hand_to_hyper(stream, buf, peer, router, shutdown).await,
-            Err(Some(head)) => {
+            Next::Hyper => return hand_to_hyper(stream, buf, peer, router, shutdown).await,
+            Next::Router(head) => {
                 buf.drain(..head.len);
                 let method = head.req.method().clone();
                 let version = head.req.version();
