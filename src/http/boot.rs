@@ -409,7 +409,7 @@ async fn boot_file(
         classify_file(&inv, peer, &path)
     };
     let root = ctx.boot_dir.clone();
-    serve_static(&ctx, root, &path, req, Some((peer, what))).await
+    serve_static(&ctx, root, &path, req, what.map(|w| (peer, w))).await
 }
 
 async fn firmware_file(
@@ -421,8 +421,10 @@ async fn firmware_file(
     serve_static(&ctx, root, &path, req, None).await
 }
 
-/// Kernel or initrd of the profile of the machine at `peer`, or a plain file.
-fn classify_file(inv: &Inventory, peer: IpAddr, path: &str) -> (Option<Mac>, HttpServed) {
+/// The machine at `peer` and what the file is to it (kernel or initrd of its
+/// profile, or a plain file); None when `peer` is no machine (nothing to
+/// observe: an observation naming no machine is not sent).
+fn classify_file(inv: &Inventory, peer: IpAddr, path: &str) -> Option<(Mac, HttpServed)> {
     if let IpAddr::V4(v4) = peer {
         if let Some((s, kind)) = boot::boot_file_of(inv, v4, path) {
             let what = match kind {
@@ -432,15 +434,10 @@ fn classify_file(inv: &Inventory, peer: IpAddr, path: &str) -> (Option<Mac>, Htt
                     path: path.to_string(),
                 },
             };
-            return (Some(s.primary_mac()), what);
+            return Some((s.primary_mac(), what));
         }
     }
-    (
-        None,
-        HttpServed::File {
-            path: path.to_string(),
-        },
-    )
+    None
 }
 
 /// Static files with HEAD, Content-Length and Range (tower-http's ServeDir,
@@ -452,7 +449,7 @@ async fn serve_static(
     root: PathBuf,
     path: &str,
     req: Request,
-    observe: Option<(IpAddr, (Option<Mac>, HttpServed))>,
+    observe: Option<(IpAddr, (Mac, HttpServed))>,
 ) -> Response {
     ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
     if path.split('/').any(|c| c == "..") || path.contains('\\') {
@@ -510,15 +507,12 @@ async fn serve_static(
 impl BootContext {
     /// What every static-file answer counts and observes, whichever path
     /// gave it (`serve_static` or [`BootFiles::whole_file`]).
-    fn file_answered(
-        &self,
-        status: StatusCode,
-        observe: Option<(IpAddr, (Option<Mac>, HttpServed))>,
-    ) {
+    fn file_answered(&self, status: StatusCode, observe: Option<(IpAddr, (Mac, HttpServed))>) {
         if status == StatusCode::NOT_FOUND {
             self.stats.not_found.fetch_add(1, Ordering::Relaxed);
         } else if status.is_success() {
             if let Some((peer, (mac, what))) = observe {
+                let mac = Some(mac);
                 self.obs.emit(Observation::Http { mac, peer, what });
             }
         }
@@ -557,7 +551,7 @@ impl BootFiles {
         ctx.stats.count_response(Some(BOOT_FILES), StatusCode::OK);
         let peer = peer_ip(&peer);
         let what = classify_file(&ctx.inventory.borrow(), peer, rest);
-        ctx.file_answered(StatusCode::OK, Some((peer, what)));
+        ctx.file_answered(StatusCode::OK, what.map(|w| (peer, w)));
         Some(file)
     }
 }
