@@ -15,7 +15,8 @@
 //! under `/boot/` or `/firmware/` answers with a [`SendFile`] extension
 //! (ServeDir answered the request as a HEAD; the file is opened and checked
 //! against the answer's length); the loop writes the response head and
-//! sends the range with `sendfile` under `TCP_CORK`.
+//! sends the range with `sendfile`, the head sent with `MSG_MORE` so that it
+//! leaves with the file's first bytes (`send_head_and_file`).
 //!
 //! Connections are served by worker threads, one per CPU, each with its own
 //! single-threaded runtime (`serve`).
@@ -233,7 +234,7 @@ async fn accept(
             },
         };
         // Small answers and a file's last segment go out at once; a file's
-        // head and body are corked together (`write_response`).
+        // head leaves with the file's first bytes (`send_head_and_file`).
         let _ = stream.set_nodelay(true);
         load.all[load.me].fetch_add(1, Ordering::Relaxed);
         let open = Open(load.all.clone(), load.me);
@@ -600,36 +601,35 @@ async fn write_response(
     }
 }
 
-/// The response head, then the file with `sendfile`, under TCP_CORK (as
-/// nginx's `tcp_nopush`): the head leaves with the file's first bytes, then
-/// only full segments until the uncork.
+/// The response head, then the file with `sendfile`. The head is sent with
+/// `MSG_MORE`, so it leaves in one segment with the file's first bytes;
+/// `sendfile` itself marks every chunk but the range's last one "more", so
+/// only full segments leave until the end, and the last one at once. This is
+/// what nginx's `tcp_nopush` gets from setting and clearing `TCP_CORK`
+/// around each response, without those two system calls per response.
 async fn send_head_and_file(
     stream: &mut TcpStream,
     head: &[u8],
     sf: &SendFile,
     stats: &HttpStats,
 ) -> io::Result<()> {
-    let _ = socket2::SockRef::from(&*stream).set_tcp_cork(true);
-    let r = match stream.write_all(head).await {
-        Ok(()) => send_file(stream, sf, stats).await,
-        Err(e) => Err(e),
-    };
-    let _ = socket2::SockRef::from(&*stream).set_tcp_cork(false);
-    r
-}
-
-/// `sendfile(2)` the range on the non-blocking socket, waiting for
-/// writability on EAGAIN.
-async fn send_file(stream: &TcpStream, sf: &SendFile, stats: &HttpStats) -> io::Result<()> {
-    let mut offset = sf.offset as libc::off_t;
-    let mut left = sf.len;
-    while left > 0 {
+    if sf.len == 0 {
+        // Nothing follows the head to carry it out (still a file answer).
+        stream.write_all(head).await?;
+        return send_file(stream, sf, stats).await;
+    }
+    let mut at = 0;
+    while at < head.len() {
         stream.writable().await?;
-        let count = left.min(1 << 30) as usize;
         match stream.try_io(Interest::WRITABLE, || {
-            // SAFETY: both descriptors are open for the call; `offset` is ours.
+            // SAFETY: the descriptor is open and the slice valid for the call.
             let r = unsafe {
-                libc::sendfile(stream.as_raw_fd(), sf.file.as_raw_fd(), &mut offset, count)
+                libc::send(
+                    stream.as_raw_fd(),
+                    head[at..].as_ptr().cast(),
+                    head.len() - at,
+                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                )
             };
             if r < 0 {
                 Err(io::Error::last_os_error())
@@ -637,15 +637,73 @@ async fn send_file(stream: &TcpStream, sf: &SendFile, stats: &HttpStats) -> io::
                 Ok(r as usize)
             }
         }) {
-            // The file shrank under us: the response cannot be completed.
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                left -= n as u64;
-                stats.sendfile_bytes.fetch_add(n as u64, Ordering::Relaxed);
-            }
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => at += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
+    }
+    send_file(stream, sf, stats).await
+}
+
+/// What one `sendfile(2)` call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sent {
+    /// All it was asked for: the socket may take more.
+    All(usize),
+    /// Less: the socket's send buffer is full, so the next call would only
+    /// say EAGAIN. Wait for writability instead of making it.
+    Short(usize),
+    /// Nothing: the file ended before the range did.
+    Eof,
+}
+
+impl Sent {
+    fn of(r: usize, asked: usize) -> Sent {
+        match r {
+            0 => Sent::Eof,
+            n if n < asked => Sent::Short(n),
+            n => Sent::All(n),
+        }
+    }
+}
+
+/// `sendfile(2)` the range on the non-blocking socket, waiting for
+/// writability when the send buffer is full.
+async fn send_file(stream: &TcpStream, sf: &SendFile, stats: &HttpStats) -> io::Result<()> {
+    let mut offset = sf.offset as libc::off_t;
+    let mut left = sf.len;
+    while left > 0 {
+        stream.writable().await?;
+        let count = left.min(1 << 30) as usize;
+        let mut short = 0;
+        let r = stream.try_io(Interest::WRITABLE, || {
+            // SAFETY: both descriptors are open for the call; `offset` is ours.
+            let r = unsafe {
+                libc::sendfile(stream.as_raw_fd(), sf.file.as_raw_fd(), &mut offset, count)
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            match Sent::of(r as usize, count) {
+                Sent::Short(n) => {
+                    // Clears the socket's write readiness as EAGAIN would
+                    // (unless an event came in since: tokio keeps that one).
+                    short = n;
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                s => Ok(s),
+            }
+        });
+        let n = match r {
+            Ok(Sent::All(n) | Sent::Short(n)) => n,
+            // The file shrank under us: the response cannot be completed.
+            Ok(Sent::Eof) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => short,
+            Err(e) => return Err(e),
+        };
+        left -= n as u64;
+        stats.sendfile_bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
     stats.sendfile_responses.fetch_add(1, Ordering::Relaxed);
     Ok(())
@@ -734,7 +792,7 @@ impl AsyncWrite for Rewind {
 
 #[cfg(test)]
 mod tests {
-    use super::Load;
+    use super::{Load, Sent};
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
@@ -782,5 +840,20 @@ mod tests {
             all[1].load(std::sync::atomic::Ordering::Relaxed),
         );
         assert!(a.abs_diff(b) <= 1, "{a} / {b}");
+    }
+
+    #[test]
+    fn a_short_sendfile_means_a_full_buffer() {
+        for (r, asked, sent) in [
+            (0, 1, Sent::Eof),
+            (0, 1 << 30, Sent::Eof),
+            (1, 1, Sent::All(1)),
+            (4096, 4096, Sent::All(4096)),
+            (4095, 4096, Sent::Short(4095)),
+            (1, 1 << 30, Sent::Short(1)),
+            (1 << 30, 1 << 30, Sent::All(1 << 30)),
+        ] {
+            assert_eq!(Sent::of(r, asked), sent, "{r} of {asked}");
+        }
     }
 }

@@ -266,6 +266,74 @@ async fn files_go_out_zero_copy_with_range_head_and_keep_alive() {
     assert_eq!(st.bad_request.load(Ordering::Relaxed), 2);
 }
 
+/// Clients that read slowly through small receive buffers: the send buffer
+/// fills again and again, `sendfile` comes back short each time and the loop
+/// waits for writability without asking again (`Sent::Short`). Every byte
+/// arrives, in order, on every connection, with the whole file's head first.
+#[tokio::test]
+async fn slow_readers_get_every_byte() {
+    let srv = start().await;
+    let before = srv.stats.sendfile_responses.load(Ordering::Relaxed);
+    let mut all = Vec::new();
+    for k in 0..4u64 {
+        let addr = srv.addr;
+        all.push(tokio::spawn(async move {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.set_recv_buffer_size(16 * 1024).unwrap();
+            let mut s = sock.connect(addr).await.unwrap();
+            s.write_all(get("/boot/image.img", "").as_bytes())
+                .await
+                .unwrap();
+            let mut got = Vec::with_capacity(SIZE + 512);
+            let mut chunk = vec![0u8; 8 * 1024];
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+            let mut reads = 0u64;
+            loop {
+                let n = tokio::time::timeout_at(deadline, s.read(&mut chunk))
+                    .await
+                    .expect("download took over 60 s")
+                    .unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&chunk[..n]);
+                reads += 1;
+                // A pause now and then (differing per connection), so the
+                // server meets a full buffer many times.
+                if reads.is_multiple_of(16 + k) {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                    if got.len() - (i + 4) >= SIZE {
+                        break;
+                    }
+                }
+            }
+            got
+        }));
+    }
+    for t in all {
+        let got = t.await.unwrap();
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = std::str::from_utf8(&got[..end]).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {SIZE}\r\n")),
+            "{head}"
+        );
+        assert_eq!(got.len() - end, SIZE, "body length");
+        assert!(got[end..] == srv.image[..], "body differs");
+    }
+    assert_eq!(
+        srv.stats.sendfile_responses.load(Ordering::Relaxed) - before,
+        4
+    );
+    assert_eq!(
+        srv.stats.sendfile_bytes.load(Ordering::Relaxed),
+        4 * SIZE as u64
+    );
+}
+
 #[tokio::test]
 async fn connection_close_http10_and_pipelining() {
     let srv = start().await;
