@@ -670,7 +670,28 @@ impl Sent {
 
 /// `sendfile(2)` the range on the non-blocking socket, waiting for
 /// writability when the send buffer is full.
+///
+/// A range that one call does not take (the send buffer filled) is corked
+/// (`TCP_CORK`) from then until its end: the segments that go out as the
+/// client's ACKs free buffer space are then full ones, as under nginx's
+/// `tcp_nopush`, where without the cork the ACK-driven sends emit the
+/// queue's partial tail. A file that fits in one call (the common boot file
+/// on a warm connection) pays no `setsockopt` at all.
 async fn send_file(stream: &TcpStream, sf: &SendFile, stats: &HttpStats) -> io::Result<()> {
+    let mut corked = false;
+    let r = send_range(stream, sf, stats, &mut corked).await;
+    if corked {
+        let _ = socket2::SockRef::from(stream).set_tcp_cork(false);
+    }
+    r
+}
+
+async fn send_range(
+    stream: &TcpStream,
+    sf: &SendFile,
+    stats: &HttpStats,
+    corked: &mut bool,
+) -> io::Result<()> {
     let mut offset = sf.offset as libc::off_t;
     let mut left = sf.len;
     while left > 0 {
@@ -702,6 +723,9 @@ async fn send_file(stream: &TcpStream, sf: &SendFile, stats: &HttpStats) -> io::
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => short,
             Err(e) => return Err(e),
         };
+        if n < count && !*corked {
+            *corked = socket2::SockRef::from(stream).set_tcp_cork(true).is_ok();
+        }
         left -= n as u64;
         stats.sendfile_bytes.fetch_add(n as u64, Ordering::Relaxed);
     }

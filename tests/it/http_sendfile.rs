@@ -332,6 +332,31 @@ async fn slow_readers_get_every_byte() {
         srv.stats.sendfile_bytes.load(Ordering::Relaxed),
         4 * SIZE as u64
     );
+
+    // A transfer that took more than one call was corked; the cork is gone
+    // at its end. Small answers on the same connection come at once, not
+    // after the 200 ms the kernel holds a corked partial segment.
+    std::fs::write(srv._c.path().join(".lab/boot/small.cfg"), b"0123456789").unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut c = Conn {
+        s: sock.connect(srv.addr).await.unwrap(),
+        buf: Vec::new(),
+    };
+    let r = exchange(&mut c, &get("/boot/image.img", ""), false).await;
+    assert!(r.status == 200 && r.body == srv.image);
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let r = exchange(&mut c, &get("/boot/small.cfg", ""), false).await;
+        took.push(t.elapsed());
+        assert_eq!((r.status, &r.body[..]), (200, &b"0123456789"[..]));
+    }
+    took.sort();
+    assert!(
+        took[2] < std::time::Duration::from_millis(100),
+        "small answers after a corked transfer took {took:?}"
+    );
 }
 
 #[tokio::test]
