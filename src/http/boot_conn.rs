@@ -16,7 +16,8 @@
 //! (ServeDir answered the request as a HEAD; the file is opened and checked
 //! against the answer's length); the loop writes the response head and
 //! sends the range with `sendfile`, the head sent with `MSG_MORE` so that it
-//! leaves with the file's first bytes (`send_head_and_file`).
+//! leaves with the file's first bytes (`send_head_and_file`); a transfer
+//! that outlasts one call is corked to its end (`send_file`).
 //!
 //! Connections are served by worker threads, one per CPU, each with its own
 //! single-threaded runtime (`serve`).

@@ -19,7 +19,7 @@ killpid() {  # killpid PID NAME : TERM, wait up to 3 s, then KILL
   kill -9 "$p" 2>/dev/null; echo "killed $2 ($p)"
 }
 for f in "$W"/node*/run/qemu.pid "$W"/run/tcpdump.pid "$W"/node*/run/ipmi_sim.pid "$W"/run/server.pid \
-         "$W"/run/http.pid "$W"/run/dnsmasq.pid "$W"/run/radnsmasq.pid "$W"/run/*.pid; do
+         "$W"/run/http.pid "$W"/run/dnsmasq.pid "$W"/run/radnsmasq.pid "$W"/run/*.pid "$W"/node*/run/*.pid; do
   [ -f "$f" ] || continue
   p=$(tr -dc '0-9' < "$f")
   if [ -n "$p" ] && alive "$p" && ours "$p"; then killpid "$p" "$(basename "$f" .pid)"; fi
