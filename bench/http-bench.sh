@@ -85,7 +85,17 @@ done = function(summary, latency, requests)
     summary.errors.status + summary.errors.read + summary.errors.connect + summary.errors.timeout))
 end
 LUA
-rss() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$PID/status" 2>/dev/null || echo 0; }
+# The process's RSS in MiB. All threads share one memory map, so when the
+# main thread's status has no VmRSS (seen twice in 24-round runs, with the
+# daemon still serving), any live thread's has it; "?" if none, with the
+# main thread's state on stderr.
+rss() {
+  local f v
+  for f in "/proc/$PID/status" /proc/"$PID"/task/*/status; do
+    v=$(awk '/^VmRSS/ {printf "%.1f", $2/1024}' "$f" 2>/dev/null) && [ -n "$v" ] && { echo "$v"; return; }
+  done
+  echo "http-bench: no VmRSS for $PID ($(grep -s '^State' "/proc/$PID/status"))" >&2; echo "?"
+}
 # CPU ticks (user + system) of a process and its children (nginx's workers).
 ticks() {
   local t=0 p
