@@ -624,19 +624,14 @@ async fn send_head_and_file(
         stream.writable().await?;
         match stream.try_io(Interest::WRITABLE, || {
             // SAFETY: the descriptor is open and the slice valid for the call.
-            let r = unsafe {
+            counted(unsafe {
                 libc::send(
                     stream.as_raw_fd(),
                     head[at..].as_ptr().cast(),
                     head.len() - at,
                     libc::MSG_MORE | libc::MSG_NOSIGNAL,
                 )
-            };
-            if r < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(r as usize)
-            }
+            })
         }) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => at += n,
@@ -645,6 +640,11 @@ async fn send_head_and_file(
         }
     }
     send_file(stream, sf, stats).await
+}
+
+/// A byte-count system call's result: the count, or the error in `errno`.
+fn counted(r: isize) -> io::Result<usize> {
+    usize::try_from(r).map_err(|_| io::Error::last_os_error())
 }
 
 /// What one `sendfile(2)` call did.
@@ -701,13 +701,10 @@ async fn send_range(
         let mut short = 0;
         let r = stream.try_io(Interest::WRITABLE, || {
             // SAFETY: both descriptors are open for the call; `offset` is ours.
-            let r = unsafe {
+            let r = counted(unsafe {
                 libc::sendfile(stream.as_raw_fd(), sf.file.as_raw_fd(), &mut offset, count)
-            };
-            if r < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            match Sent::of(r as usize, count) {
+            })?;
+            match Sent::of(r, count) {
                 Sent::Short(n) => {
                     // Clears the socket's write readiness as EAGAIN would
                     // (unless an event came in since: tokio keeps that one).
